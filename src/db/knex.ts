@@ -1,0 +1,56 @@
+import knexFactory, { type Knex } from 'knex';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { migrationSource } from './migrations';
+
+export type Db = Knex;
+
+/** SQLite in `dataDir` by default; MySQL/MariaDB when `databaseUrl` is a mysql:// URL. */
+export function knexConfig(opts: { databaseUrl?: string; dataDir: string }): Knex.Config {
+  if (opts.databaseUrl) {
+    const url = new URL(opts.databaseUrl);
+    if (url.protocol !== 'mysql:' && url.protocol !== 'mariadb:') {
+      throw new Error(`DATABASE_URL must start with mysql:// (got ${url.protocol}//)`);
+    }
+    return {
+      client: 'mysql2',
+      connection: {
+        host: url.hostname,
+        port: Number(url.port || 3306),
+        user: decodeURIComponent(url.username || 'root'),
+        password: decodeURIComponent(url.password || ''),
+        database: url.pathname.replace(/^\//, '') || 'kms',
+        charset: 'utf8mb4',
+        supportBigNumbers: true,
+      },
+      pool: { min: 0, max: 10 },
+      migrations: { migrationSource, tableName: 'knex_migrations' },
+    };
+  }
+  mkdirSync(opts.dataDir, { recursive: true });
+  return {
+    client: 'better-sqlite3',
+    connection: { filename: join(opts.dataDir, 'kms.sqlite') },
+    useNullAsDefault: true,
+    pool: {
+      min: 1,
+      max: 1,
+      afterCreate: (conn: { pragma(s: string): unknown }, done: (err: Error | null, conn: unknown) => void) => {
+        conn.pragma('journal_mode = WAL');
+        conn.pragma('busy_timeout = 5000');
+        conn.pragma('foreign_keys = ON');
+        done(null, conn);
+      },
+    },
+    migrations: { migrationSource, tableName: 'knex_migrations' },
+  };
+}
+
+/** Opens the database and brings its schema up to date. */
+export async function openDb(opts: { databaseUrl?: string; dataDir: string }): Promise<Db> {
+  const db = knexFactory(knexConfig(opts));
+  await db.migrate.latest();
+  return db;
+}
+
+export const isMysql = (db: Db): boolean => db.client.config.client === 'mysql2';

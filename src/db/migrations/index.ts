@@ -1,0 +1,20 @@
+import type { Knex } from 'knex';
+import * as m001 from './001_identity';
+import * as m002 from './002_kms';
+
+interface Migration {
+  up(knex: Knex): Promise<void>;
+  down(knex: Knex): Promise<void>;
+}
+
+/** Every migration, in order. Listed in code so tsx, ts-jest and compiled builds all find them. */
+const MIGRATIONS: ReadonlyArray<[string, Migration]> = [
+  ['001_identity', m001],
+  ['002_kms', m002],
+];
+
+export const migrationSource: Knex.MigrationSource<[string, Migration]> = {
+  getMigrations: async () => [...MIGRATIONS],
+  getMigrationName: ([name]) => name,
+  getMigration: async ([, migration]) => migration,
+};
