@@ -1,0 +1,69 @@
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** Where Debian's libsofthsm2 lives; SOFTHSM2_LIB overrides it. */
+export const SOFTHSM_LIBRARY = process.env.SOFTHSM2_LIB ?? '/usr/lib/softhsm/libsofthsm2.so';
+
+/** A token in a private SoftHSM2 directory. `cleanup` restores SOFTHSM2_CONF and deletes the files. */
+export interface SoftHsmToken {
+  library: string;
+  tokenLabel: string;
+  pin: string;
+  soPin: string;
+  confPath: string;
+  /** Profile details that reach this token. */
+  details(extra?: Record<string, string>): Record<string, string>;
+  cleanup(): void;
+}
+
+/**
+ * Creates a temp SOFTHSM2_CONF and token directory, points process.env.SOFTHSM2_CONF at it and
+ * initialises `tokens` tokens with random labels and PINs (softhsm2-util --init-token --free).
+ * SoftHSM reads SOFTHSM2_CONF at C_Initialize, so call this in beforeAll, before any provider loads
+ * the library, and close every provider (which C_Finalize's) before `cleanup()` in afterAll.
+ * Returns one handle per token; calling cleanup() on any of them removes the whole directory.
+ */
+export function createSoftHsmTokens(tokens = 1): SoftHsmToken[] {
+  const dir = mkdtempSync(join(tmpdir(), 'kms-softhsm-'));
+  const tokenDir = join(dir, 'tokens');
+  const confPath = join(dir, 'softhsm2.conf');
+  mkdirSync(tokenDir);
+  writeFileSync(confPath, `directories.tokendir = ${tokenDir}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n`);
+  const previous = process.env.SOFTHSM2_CONF;
+  process.env.SOFTHSM2_CONF = confPath;
+  const cleanup = (): void => {
+    if (process.env.SOFTHSM2_CONF === confPath) {
+      if (previous === undefined) delete process.env.SOFTHSM2_CONF;
+      else process.env.SOFTHSM2_CONF = previous;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const out: SoftHsmToken[] = [];
+  for (let i = 0; i < tokens; i++) {
+    const tokenLabel = `kms-${randomBytes(6).toString('hex')}`;
+    const pin = randomBytes(6).toString('hex');
+    const soPin = randomBytes(6).toString('hex');
+    execFileSync('softhsm2-util', ['--init-token', '--free', '--label', tokenLabel, '--so-pin', soPin, '--pin', pin], {
+      env: { ...process.env, SOFTHSM2_CONF: confPath },
+      stdio: 'ignore',
+    });
+    out.push({
+      library: SOFTHSM_LIBRARY,
+      tokenLabel,
+      pin,
+      soPin,
+      confPath,
+      details: (extra = {}) => ({ library: SOFTHSM_LIBRARY, token_label: tokenLabel, pin, ...extra }),
+      cleanup,
+    });
+  }
+  return out;
+}
+
+/** One token; see createSoftHsmTokens. */
+export function createSoftHsmToken(): SoftHsmToken {
+  return createSoftHsmTokens(1)[0];
+}

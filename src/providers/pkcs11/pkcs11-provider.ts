@@ -1,0 +1,260 @@
+/**
+ * The PKCS#11 KEK backend.
+ *
+ * Mechanism: RFC 5649 AES key wrap with padding (CKM_AES_KEY_WRAP_PAD, through C_WrapKey and
+ * C_UnwrapKey) plus HMAC-SHA256 (CKM_SHA256_HMAC, C_Sign/C_Verify) computed inside the HSM by a second
+ * token key, `<label>.mac`, created with each KEK. The MAC covers format ‖ u32 aad length ‖ aad ‖
+ * wrapped, so the blob (format 0x11 ‖ wrapped ‖ mac) is bound to its context. Why:
+ *  - CloudStack's PKCS#11 provider wraps with AES-CBC and no MAC: a flipped bit unwraps to a wrong
+ *    key silently. KWP has an integrity check, and the HMAC adds what KWP lacks, the aad binding.
+ *  - AES-GCM through C_Encrypt would bind aad natively, but needs the DEK as plaintext bytes in
+ *    process memory for every operation. Key wrap works on key *objects*, so generateAndWrap and
+ *    rewrap within a profile never expose the DEK to this process, and a C_WrapKey-only HSM (no
+ *    caller-IV GCM, e.g. AWS CloudHSM) is served too.
+ *  - SoftHSM 2.6.1's C_WrapKey accepts only CKM_AES_KEY_WRAP(_PAD), CBC and RSA; it has
+ *    CKM_AES_KEY_WRAP_PAD (RFC 5649, 0x210A), not the PKCS#11 v3.0 CKM_AES_KEY_WRAP_KWP (0x210B)
+ *    (reference/kms-crypto-and-pkcs11.md §5.3). Verified here: 16/24/32/64-byte generic-secret DEKs
+ *    wrap and unwrap, a bad MAC gives CKR_SIGNATURE_INVALID, a tampered wrap CKR_GENERAL_ERROR.
+ *  - The MAC is verified before C_UnwrapKey, so a tampered or swapped blob never reaches the
+ *    unwrap (no padding oracle), and the failure is 'integrity', never retried.
+ * Crypto runs through the pkcs11js *Async calls (libuv threads); only µs-scale object management
+ * (find, create, destroy, *Init, attribute reads) is synchronous, because pkcs11js has no async form.
+ */
+import { randomBytes } from 'node:crypto';
+import * as pkcs11js from 'pkcs11js';
+import { KmsError } from '../../kms/errors';
+import { SecretBytes } from '../../kms/secret-bytes';
+import type { Logger } from '../../logger';
+import type { HsmProfileConfig, KekBits, KekProvider, KekRef } from '../provider';
+import { ckrName, pkcs11Error } from './errors';
+import {
+  dekTemplate, HMAC, joinBlob, KWP, kekTemplate, MAC_BYTES, macInput, macKeyTemplate, macLabel, MAX_DEK_BYTES,
+  MIN_DEK_BYTES, pinned, splitBlob, sync,
+} from './mechanisms';
+import { pkcs11ProfileProblems } from './profile';
+import { closeProfileState, findByLabel, fingerprintOf, kekHandles, openProfileState, type KekHandles, type ProfileState } from './profile-state';
+
+/** Options of the PKCS#11 provider. */
+export interface Pkcs11ProviderOptions {
+  logger: Logger;
+  /** How long a call waits for a free session before failing as 'unavailable'. @defaultValue 5000 */
+  acquireTimeoutMs?: number;
+}
+
+const STALE_HANDLE = new Set(['CKR_KEY_HANDLE_INVALID', 'CKR_OBJECT_HANDLE_INVALID']);
+
+/**
+ * Creates the PKCS#11 provider. KEKs are generated in the token (CKA_TOKEN, CKA_PRIVATE,
+ * CKA_SENSITIVE, not extractable) and never leave it. Safe to call concurrently: each call holds one
+ * pooled session of its profile for its whole duration. Does not retry; the registry's policy does.
+ */
+export function createPkcs11Provider(opts: Pkcs11ProviderOptions): KekProvider {
+  const acquireTimeoutMs = opts.acquireTimeoutMs ?? 5000;
+  const states = new Map<string, ProfileState>();
+  let closed = false;
+
+  const stateFor = (profile: HsmProfileConfig): ProfileState => {
+    if (closed) throw new KmsError('unavailable', 'The PKCS#11 provider is closed');
+    const existing = states.get(profile.id);
+    if (existing && existing.fingerprint === fingerprintOf(profile)) return existing;
+    if (existing) {
+      states.delete(profile.id);
+      void closeProfileState(existing);
+    }
+    const state = openProfileState(profile, acquireTimeoutMs);
+    states.set(profile.id, state);
+    return state;
+  };
+
+  /** Runs fn on a session of the KEK's profile with its handles; a stale handle drops the cache entry. */
+  const withKek = <T>(kek: KekRef, fn: (lib: pkcs11js.PKCS11, session: Buffer, h: KekHandles) => Promise<T>): Promise<T> => {
+    const state = stateFor(kek.profile);
+    return state.pool.withSession(async (session) => {
+      const handles = kekHandles(state, session, kek.label);
+      try {
+        return await fn(state.module.lib, session, handles);
+      } catch (e) {
+        if (STALE_HANDLE.has(ckrName((e as { cause?: unknown })?.cause) ?? '')) state.handles.delete(kek.label);
+        throw e;
+      }
+    });
+  };
+
+  const destroyQuietly = (lib: pkcs11js.PKCS11, session: Buffer, handle: Buffer): void => {
+    try {
+      lib.C_DestroyObject(session, handle);
+    } catch {
+      // Session objects also vanish when the session closes; the original outcome is what matters.
+    }
+  };
+
+  /** Wraps DEK object `dek` under the KEK and MACs the result: the blob. */
+  const wrapObject = async (lib: pkcs11js.PKCS11, session: Buffer, h: KekHandles, dek: Buffer, aad: Buffer): Promise<Buffer> => {
+    const out = Buffer.alloc(MAX_DEK_BYTES + 16);
+    const wrapped = await pinned('C_WrapKey', lib.C_WrapKeyAsync(session, KWP, h.kek, dek, out), KWP, out, dek, h.kek);
+    const input = macInput(aad, wrapped);
+    const macOut = Buffer.alloc(MAC_BYTES);
+    sync('C_SignInit', () => lib.C_SignInit(session, HMAC, h.mac));
+    const mac = await pinned('C_Sign', lib.C_SignAsync(session, input, macOut), HMAC, input, macOut, h.mac);
+    return joinBlob(wrapped, mac);
+  };
+
+  /** Verifies the blob's MAC under the KEK's HMAC key, then unwraps it to a session object (caller destroys). */
+  const unwrapObject = async (lib: pkcs11js.PKCS11, session: Buffer, h: KekHandles, label: string, blob: Buffer, aad: Buffer, readable: boolean): Promise<Buffer> => {
+    const { wrapped, mac } = splitBlob(blob, label);
+    const input = macInput(aad, wrapped);
+    sync('C_VerifyInit', () => lib.C_VerifyInit(session, HMAC, h.mac));
+    const ok = await pinned('C_Verify', lib.C_VerifyAsync(session, input, mac), HMAC, input, mac, blob, h.mac);
+    if (!ok) throw new KmsError('integrity', `Wrapped key failed authentication under KEK ${label}: pkcs11 C_Verify returned false`, { retryable: false });
+    const template = dekTemplate({ readable });
+    return pinned('C_UnwrapKey', lib.C_UnwrapKeyAsync(session, KWP, h.kek, wrapped, template), KWP, wrapped, template, blob, h.kek);
+  };
+
+  const wrapBytes = (kek: KekRef, dek: Buffer, aad: Buffer): Promise<Buffer> => {
+    if (dek.length < MIN_DEK_BYTES || dek.length > MAX_DEK_BYTES) {
+      return Promise.reject(new KmsError('param', `DEK length must be ${MIN_DEK_BYTES} to ${MAX_DEK_BYTES} bytes (got ${dek.length})`));
+    }
+    return withKek(kek, async (lib, session, h) => {
+      const obj = sync('C_CreateObject', () => lib.C_CreateObject(session, dekTemplate({ readable: false, value: dek })));
+      try {
+        return await wrapObject(lib, session, h, obj, aad);
+      } finally {
+        destroyQuietly(lib, session, obj);
+      }
+    });
+  };
+
+  const unwrapBytes = (kek: KekRef, blob: Buffer, aad: Buffer): Promise<SecretBytes> =>
+    withKek(kek, async (lib, session, h) => {
+      const obj = await unwrapObject(lib, session, h, kek.label, blob, aad, true);
+      try {
+        const [attr] = sync('C_GetAttributeValue', () => lib.C_GetAttributeValue(session, obj, [{ type: pkcs11js.CKA_VALUE }]));
+        const value = attr.value as Buffer;
+        try {
+          return SecretBytes.copyOf(value);
+        } finally {
+          value.fill(0);
+        }
+      } finally {
+        destroyQuietly(lib, session, obj);
+      }
+    });
+
+  return {
+    kind: 'pkcs11',
+    capabilities: { inBackendRewrap: true },
+
+    validateProfile: (details) => pkcs11ProfileProblems(details),
+
+    async probe(profile) {
+      const state = stateFor(profile);
+      await state.pool.withSession(async (session) => {
+        findByLabel(state, session, '');
+      });
+    },
+
+    async createKek(kek: KekRef, bits: KekBits) {
+      if (bits !== 128 && bits !== 192 && bits !== 256) throw new KmsError('param', `KEK size must be 128, 192 or 256 bits (got ${bits})`);
+      const state = stateFor(kek.profile);
+      await state.pool.withSession(async (session) => {
+        const lib = state.module.lib;
+        if (findByLabel(state, session, kek.label).length || findByLabel(state, session, macLabel(kek.label)).length) {
+          throw new KmsError('param', `Key already exists: ${kek.label}`);
+        }
+        const id = randomBytes(16);
+        const aesGen = { mechanism: pkcs11js.CKM_AES_KEY_GEN };
+        const kt = kekTemplate(kek.label, id, bits);
+        const handle = await pinned('C_GenerateKey', lib.C_GenerateKeyAsync(session, aesGen, kt), aesGen, kt, id);
+        try {
+          const macGen = { mechanism: pkcs11js.CKM_GENERIC_SECRET_KEY_GEN };
+          const mt = macKeyTemplate(kek.label, id);
+          await pinned('C_GenerateKey', lib.C_GenerateKeyAsync(session, macGen, mt), macGen, mt, id);
+        } catch (e) {
+          destroyQuietly(lib, session, handle);
+          throw e;
+        }
+      });
+      opts.logger.info('PKCS#11 KEK created', { label: kek.label, bits, profile: kek.profile.id });
+    },
+
+    async destroyKek(kek) {
+      const state = stateFor(kek.profile);
+      state.handles.delete(kek.label);
+      await state.pool.withSession(async (session) => {
+        for (const label of [kek.label, macLabel(kek.label)]) {
+          for (const h of findByLabel(state, session, label)) {
+            try {
+              state.module.lib.C_DestroyObject(session, h);
+            } catch (e) {
+              if (!STALE_HANDLE.has(ckrName(e) ?? '')) throw pkcs11Error('C_DestroyObject', e);
+            }
+          }
+        }
+      });
+      state.handles.delete(kek.label);
+    },
+
+    async hasKek(kek) {
+      const state = stateFor(kek.profile);
+      return state.pool.withSession(async (session) =>
+        findByLabel(state, session, kek.label).length > 0 && findByLabel(state, session, macLabel(kek.label)).length > 0);
+    },
+
+    wrap: ({ kek, dek, aad }) => wrapBytes(kek, dek.reveal(), aad),
+
+    unwrap: ({ kek, blob, aad }) => unwrapBytes(kek, blob, aad),
+
+    async generateAndWrap({ kek, bytes, aad }) {
+      if (!Number.isInteger(bytes) || bytes < MIN_DEK_BYTES || bytes > MAX_DEK_BYTES) {
+        throw new KmsError('param', `DEK length must be ${MIN_DEK_BYTES} to ${MAX_DEK_BYTES} bytes (got ${bytes})`);
+      }
+      return withKek(kek, async (lib, session, h) => {
+        const gen = { mechanism: pkcs11js.CKM_GENERIC_SECRET_KEY_GEN };
+        const t = dekTemplate({ readable: false, bytes });
+        const obj = await pinned('C_GenerateKey', lib.C_GenerateKeyAsync(session, gen, t), gen, t);
+        try {
+          return await wrapObject(lib, session, h, obj, aad);
+        } finally {
+          destroyQuietly(lib, session, obj);
+        }
+      });
+    },
+
+    async rewrap({ from, to }) {
+      if (from.kek.profile.id !== to.kek.profile.id) {
+        const dek = await unwrapBytes(from.kek, from.blob, from.aad);
+        try {
+          return await wrapBytes(to.kek, dek.reveal(), to.aad);
+        } finally {
+          dek.dispose();
+        }
+      }
+      const state = stateFor(from.kek.profile);
+      return state.pool.withSession(async (session) => {
+        const lib = state.module.lib;
+        const src = kekHandles(state, session, from.kek.label);
+        const dst = kekHandles(state, session, to.kek.label);
+        const obj = await unwrapObject(lib, session, src, from.kek.label, from.blob, from.aad, false);
+        try {
+          return await wrapObject(lib, session, dst, obj, to.aad);
+        } finally {
+          destroyQuietly(lib, session, obj);
+        }
+      });
+    },
+
+    async invalidateProfile(profileId) {
+      const state = states.get(profileId);
+      if (!state) return;
+      states.delete(profileId);
+      await closeProfileState(state);
+    },
+
+    async close() {
+      closed = true;
+      const all = [...states.values()];
+      states.clear();
+      await Promise.all(all.map((s) => closeProfileState(s)));
+    },
+  };
+}

@@ -1,0 +1,94 @@
+import type { MasterKey } from '../config/master-key';
+import type { Db } from '../db/knex';
+import { KmsError } from '../kms/errors';
+import type { Logger } from '../logger';
+import { createDatabaseProvider, type DatabaseProviderOptions } from './database/database-provider';
+import { createPkcs11Provider, type Pkcs11ProviderOptions } from './pkcs11/pkcs11-provider';
+import { callWithPolicy, type PolicyHooks } from './policy';
+import type { BackendPolicy, KekProvider, ProviderKind } from './provider';
+
+/** The providers of one process, each call already under the retry and timeout policy. */
+export interface ProviderRegistry {
+  /** The provider of `kind`, created on first use; every backend call goes through callWithPolicy. */
+  get(kind: ProviderKind): KekProvider;
+  /** Closes every provider created so far (drains HSM sessions, zeroes caches). */
+  close(): Promise<void>;
+}
+
+/** What the registry needs; `policy` is read at every call, so a settings change applies at once. */
+export interface ProviderRegistryDeps {
+  db: Db;
+  masterKey: MasterKey;
+  policy: () => BackendPolicy;
+  logger: Logger;
+  database?: Omit<DatabaseProviderOptions, 'db' | 'masterKey' | 'logger'>;
+  pkcs11?: Omit<Pkcs11ProviderOptions, 'logger'>;
+  /** Test seam, passed to callWithPolicy. */
+  hooks?: PolicyHooks;
+}
+
+/**
+ * Wraps every backend call of `provider` in callWithPolicy(policy(), '<kind>.<method>', …) and logs
+ * each retry (kind and message only: messages never carry secrets). validateProfile (pure),
+ * invalidateProfile and close are passed through unwrapped.
+ */
+export function withPolicy(provider: KekProvider, policy: () => BackendPolicy, logger: Logger, hooks: PolicyHooks = {}): KekProvider {
+  const h: PolicyHooks = {
+    ...hooks,
+    onRetry: (info) => {
+      logger.warn('KMS backend call failed; retrying', {
+        op: info.op, attempt: info.attempt, delayMs: info.delayMs, kind: info.error.kind, error: info.error.message,
+      });
+      hooks.onRetry?.(info);
+    },
+  };
+  const run = <T>(method: string, fn: () => Promise<T>): Promise<T> => callWithPolicy(policy(), `${provider.kind}.${method}`, fn, h);
+  return {
+    kind: provider.kind,
+    capabilities: provider.capabilities,
+    validateProfile: (details) => provider.validateProfile(details),
+    probe: (profile) => run('probe', () => provider.probe(profile)),
+    createKek: (kek, bits) => run('createKek', () => provider.createKek(kek, bits)),
+    destroyKek: (kek) => run('destroyKek', () => provider.destroyKek(kek)),
+    hasKek: (kek) => run('hasKek', () => provider.hasKek(kek)),
+    wrap: (req) => run('wrap', () => provider.wrap(req)),
+    unwrap: (req) => run('unwrap', () => provider.unwrap(req)),
+    generateAndWrap: (req) => run('generateAndWrap', () => provider.generateAndWrap(req)),
+    rewrap: (req) => run('rewrap', () => provider.rewrap(req)),
+    invalidateProfile: (profileId) => provider.invalidateProfile(profileId),
+    close: () => provider.close(),
+  };
+}
+
+/** Builds the registry. Nothing connects until a provider's first call. */
+export function createProviderRegistry(deps: ProviderRegistryDeps): ProviderRegistry {
+  const created = new Map<ProviderKind, { raw: KekProvider; wrapped: KekProvider }>();
+  const build = (kind: ProviderKind): KekProvider => {
+    switch (kind) {
+      case 'database':
+        return createDatabaseProvider({ ...deps.database, db: deps.db, masterKey: deps.masterKey, logger: deps.logger });
+      case 'pkcs11':
+        return createPkcs11Provider({ ...deps.pkcs11, logger: deps.logger });
+      default:
+        throw new KmsError('param', `Unknown KMS provider: ${String(kind)}`);
+    }
+  };
+  return {
+    get(kind) {
+      let entry = created.get(kind);
+      if (!entry) {
+        const raw = build(kind);
+        entry = { raw, wrapped: withPolicy(raw, deps.policy, deps.logger, deps.hooks) };
+        created.set(kind, entry);
+      }
+      return entry.wrapped;
+    },
+    async close() {
+      const all = [...created.values()];
+      created.clear();
+      const results = await Promise.allSettled(all.map((e) => e.raw.close()));
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+    },
+  };
+}
