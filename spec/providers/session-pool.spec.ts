@@ -1,0 +1,67 @@
+import { KmsError } from '../../src/kms/errors';
+import { SessionPool } from '../../src/providers/pkcs11/session-pool';
+import { rejection } from './kek-provider-contract';
+
+/** Fake sessions: numbers, with a log of opens and closes. */
+function fakePool(max: number, acquireTimeoutMs = 1000) {
+  let next = 0;
+  const closed: Array<[number, boolean]> = [];
+  const pool = new SessionPool<number>('test', { open: () => ++next, close: (s, last) => { closed.push([s, last]); } }, max, acquireTimeoutMs,
+    (e) => !(e instanceof KmsError && e.kind === 'integrity'));
+  return { pool, closed, opened: () => next };
+}
+
+describe('SessionPool', () => {
+  it('never opens more than max sessions and never lends one session twice at once', async () => {
+    const { pool, opened } = fakePool(3);
+    const inUse = new Set<number>();
+    let peak = 0;
+    await Promise.all(Array.from({ length: 50 }, () => pool.withSession(async (s) => {
+      expect(inUse.has(s)).toBe(false);
+      inUse.add(s);
+      peak = Math.max(peak, inUse.size);
+      await new Promise((r) => setTimeout(r, 2));
+      inUse.delete(s);
+    })));
+    expect(opened()).toBe(3);
+    expect(peak).toBe(3);
+  });
+
+  it('fails a caller that waits longer than the acquire timeout as unavailable', async () => {
+    const { pool } = fakePool(1, 50);
+    let release!: () => void;
+    const holder = pool.withSession(() => new Promise<void>((r) => { release = r; }));
+    const err = await rejection(pool.withSession(async () => undefined));
+    expect(err.kind).toBe('unavailable');
+    expect(err.retryable).toBe(true);
+    expect(err.message).toContain('within 50 ms (max_sessions 1)');
+    release();
+    await holder;
+  });
+
+  it('closes a session whose call failed in a way that may break it, and keeps one after an integrity failure', async () => {
+    const { pool, closed } = fakePool(2);
+    await rejection(pool.withSession(async () => { throw new KmsError('integrity', 'bad MAC'); }));
+    expect(closed).toEqual([]);
+    await rejection(pool.withSession(async () => { throw new KmsError('unavailable', 'CKR_DEVICE_ERROR'); }));
+    expect(closed).toEqual([[1, true]]);
+    await pool.withSession(async (s) => expect(s).toBe(2));
+  });
+
+  it('drain waits for lent sessions, closes everything and refuses later callers', async () => {
+    const { pool, closed } = fakePool(2);
+    let release!: () => void;
+    const holder = pool.withSession(() => new Promise<void>((r) => { release = r; }));
+    await pool.withSession(async () => undefined);
+    let drained = false;
+    const d = pool.drain().then(() => { drained = true; });
+    await new Promise((r) => setTimeout(r, 10));
+    expect(drained).toBe(false);
+    release();
+    await holder;
+    await d;
+    expect(closed.map(([, last]) => last)).toEqual([false, true]);
+    expect(pool.size).toBe(0);
+    expect((await rejection(pool.withSession(async () => undefined))).kind).toBe('unavailable');
+  });
+});
