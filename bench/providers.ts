@@ -1,0 +1,198 @@
+/**
+ * KEK backend throughput: wrap, unwrap and rewrap per second through each provider (via the
+ * registry, so the retry/timeout policy wrapper is included), next to raw SoftHSM (pkcs11js direct,
+ * same mechanisms, one session, sync and async) and raw Node crypto (aes-256-gcm), measured in the
+ * same run. Creates its own temp SoftHSM token and temp SQLite database.
+ *
+ *   npx tsx bench/providers.ts            (or npm run bench:providers)
+ *   BENCH_SECONDS=2 BENCH_CONCURRENCY=16  (defaults)
+ */
+import { execFileSync } from 'node:child_process';
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as pkcs11js from 'pkcs11js';
+import { MasterKey } from '../src/config/master-key';
+import { openDb } from '../src/db/knex';
+import { SecretBytes } from '../src/kms/secret-bytes';
+import { silentLogger } from '../src/logger';
+import { dekTemplate, HMAC, KWP, kekTemplate, macInput, macKeyTemplate } from '../src/providers/pkcs11/mechanisms';
+import type { HsmProfileConfig, KekProvider, KekRef } from '../src/providers/provider';
+import { createProviderRegistry } from '../src/providers/registry';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
+const LIBRARY = process.env.SOFTHSM2_LIB ?? '/usr/lib/softhsm/libsofthsm2.so';
+
+interface Result { name: string; opsPerSec: number; maxLagMs: number }
+
+/** Runs `op` with `concurrency` in flight for SECONDS; reports ops/s and the worst event-loop lag. */
+async function measure(name: string, concurrency: number, op: () => Promise<unknown> | unknown): Promise<Result> {
+  let maxLag = 0;
+  let last = performance.now();
+  const tick = setInterval(() => { const now = performance.now(); maxLag = Math.max(maxLag, now - last - 10); last = now; }, 10);
+  const end = performance.now() + SECONDS * 1000;
+  let done = 0;
+  const worker = async (): Promise<void> => {
+    while (performance.now() < end) {
+      await op();
+      done++;
+      if (concurrency === 1 && done % 256 === 0) await new Promise((r) => setImmediate(r));
+    }
+  };
+  const start = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const secs = (performance.now() - start) / 1000;
+  clearInterval(tick);
+  return { name, opsPerSec: done / secs, maxLagMs: Math.max(0, maxLag) };
+}
+
+/** Provider-level wrap / unwrap / rewrap, through the registry. */
+async function benchProvider(label: string, p: KekProvider, v1: KekRef, v2: KekRef): Promise<Result[]> {
+  const aad = Buffer.from('volume|key|v1|vol-bench');
+  const aad2 = Buffer.from('volume|key|v2|vol-bench');
+  const dek = SecretBytes.random(32);
+  const blob = await p.wrap({ kek: v1, dek, aad });
+  const out = [
+    await measure(`${label} wrap`, CONCURRENCY, () => p.wrap({ kek: v1, dek, aad })),
+    await measure(`${label} unwrap`, CONCURRENCY, async () => (await p.unwrap({ kek: v1, blob, aad })).dispose()),
+    await measure(`${label} rewrap`, CONCURRENCY, () => p.rewrap({ from: { kek: v1, blob, aad }, to: { kek: v2, aad: aad2 } })),
+    await measure(`${label} generateAndWrap`, CONCURRENCY, () => p.generateAndWrap({ kek: v1, bytes: 32, aad })),
+  ];
+  dek.dispose();
+  return out;
+}
+
+/** pkcs11js direct on one session: KWP wrap of a DEK object + HMAC, as the provider does, without pool or policy. */
+async function benchRawSoftHsm(tokenLabel: string, pin: string): Promise<Result[]> {
+  const lib = new pkcs11js.PKCS11();
+  lib.load(LIBRARY);
+  try { lib.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK }); } catch { /* the provider initialised it in this process */ }
+  const slot = lib.C_GetSlotList(true).find((s) => lib.C_GetTokenInfo(s).label.trim() === tokenLabel)!;
+  const s = lib.C_OpenSession(slot, pkcs11js.CKF_RW_SESSION | pkcs11js.CKF_SERIAL_SESSION);
+  try { lib.C_Login(s, pkcs11js.CKU_USER, pin); } catch { /* already logged in by the provider */ }
+  const id = randomBytes(16);
+  const kek = lib.C_GenerateKey(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, kekTemplate('raw-kek', id, 256));
+  const mac = lib.C_GenerateKey(s, { mechanism: pkcs11js.CKM_GENERIC_SECRET_KEY_GEN }, macKeyTemplate('raw-kek', id));
+  const dek = randomBytes(32);
+  const aad = Buffer.from('volume|key|v1|vol-bench');
+  const wrapSync = (): Buffer => {
+    const obj = lib.C_CreateObject(s, dekTemplate({ readable: false, value: dek }));
+    const w = lib.C_WrapKey(s, KWP, kek, obj, Buffer.alloc(64));
+    lib.C_SignInit(s, HMAC, mac);
+    lib.C_Sign(s, macInput(aad, w), Buffer.alloc(32));
+    lib.C_DestroyObject(s, obj);
+    return w;
+  };
+  const wrapAsync = async (): Promise<void> => {
+    const obj = lib.C_CreateObject(s, dekTemplate({ readable: false, value: dek }));
+    const out = Buffer.alloc(64);
+    const w = await lib.C_WrapKeyAsync(s, KWP, kek, obj, out);
+    lib.C_SignInit(s, HMAC, mac);
+    const input = macInput(aad, w);
+    const sig = Buffer.alloc(32);
+    await lib.C_SignAsync(s, input, sig);
+    lib.C_DestroyObject(s, obj);
+  };
+  const wrapped = wrapSync();
+  const sig = (() => { lib.C_SignInit(s, HMAC, mac); return lib.C_Sign(s, macInput(aad, wrapped), Buffer.alloc(32)); })();
+  const unwrapSync = (): void => {
+    lib.C_VerifyInit(s, HMAC, mac);
+    lib.C_Verify(s, macInput(aad, wrapped), sig);
+    const h = lib.C_UnwrapKey(s, KWP, kek, wrapped, dekTemplate({ readable: true }));
+    lib.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_VALUE }])[0].value as Buffer;
+    lib.C_DestroyObject(s, h);
+  };
+  const results = [
+    await measure('raw SoftHSM wrap, sync, 1 session', 1, wrapSync),
+    await measure('raw SoftHSM wrap, async, 1 session', 1, wrapAsync),
+    await measure('raw SoftHSM unwrap, sync, 1 session', 1, unwrapSync),
+  ];
+  lib.C_DestroyObject(s, kek);
+  lib.C_DestroyObject(s, mac);
+  lib.C_CloseSession(s);
+  lib.close(); // no C_Finalize: the provider registry still uses the library in this process
+  return results;
+}
+
+/** Node's in-process aes-256-gcm on a 32-byte DEK: the floor any wrap costs. */
+async function benchRawNode(): Promise<Result[]> {
+  const key = randomBytes(32);
+  const dek = randomBytes(32);
+  const aad = Buffer.from('volume|key|v1|vol-bench');
+  const seal = (): Buffer => {
+    const iv = randomBytes(12);
+    const c = createCipheriv('aes-256-gcm', key, iv);
+    c.setAAD(aad);
+    return Buffer.concat([iv, c.update(dek), c.final(), c.getAuthTag()]);
+  };
+  const blob = seal();
+  const open = (): void => {
+    const d = createDecipheriv('aes-256-gcm', key, blob.subarray(0, 12));
+    d.setAAD(aad);
+    d.setAuthTag(blob.subarray(44));
+    d.update(blob.subarray(12, 44));
+    d.final();
+  };
+  return [await measure('raw Node aes-256-gcm seal', 1, seal), await measure('raw Node aes-256-gcm open', 1, open)];
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'kms-bench-'));
+  mkdirSync(join(dir, 'tokens'));
+  process.env.SOFTHSM2_CONF = join(dir, 'softhsm2.conf');
+  writeFileSync(process.env.SOFTHSM2_CONF, `directories.tokendir = ${join(dir, 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\n`);
+  const tokenLabel = `bench-${randomBytes(4).toString('hex')}`;
+  const pin = randomBytes(6).toString('hex');
+  execFileSync('softhsm2-util', ['--init-token', '--free', '--label', tokenLabel, '--so-pin', randomBytes(6).toString('hex'), '--pin', pin], { stdio: 'ignore' });
+  const db = await openDb({ dataDir: join(dir, 'db') });
+  const registry = createProviderRegistry({
+    db, masterKey: new MasterKey(randomBytes(32)), logger: silentLogger,
+    policy: () => ({ timeoutMs: 30_000, retries: 3, baseDelayMs: 1000 }),
+  });
+  try {
+    const results: Result[] = [];
+    const dbp = registry.get('database');
+    const dbProfile: HsmProfileConfig = { id: 'bench-db', name: 'bench-db', protocol: 'database', details: {} };
+    const d1 = { profile: dbProfile, label: 'bench-db-v1' };
+    const d2 = { profile: dbProfile, label: 'bench-db-v2' };
+    await dbp.createKek(d1, 256);
+    await dbp.createKek(d2, 256);
+    results.push(...await benchProvider('database provider', dbp, d1, d2));
+
+    const hsm = registry.get('pkcs11');
+    const hsmProfile: HsmProfileConfig = { id: 'bench-hsm', name: 'bench-hsm', protocol: 'pkcs11', details: { library: LIBRARY, token_label: tokenLabel, pin, max_sessions: '8' } };
+    const h1 = { profile: hsmProfile, label: 'bench-hsm-v1' };
+    const h2 = { profile: hsmProfile, label: 'bench-hsm-v2' };
+    await hsm.createKek(h1, 256);
+    await hsm.createKek(h2, 256);
+    results.push(...await benchProvider('pkcs11 provider', hsm, h1, h2));
+    results.push(...await benchRawSoftHsm(tokenLabel, pin));
+    results.push(...await benchRawNode());
+    print(results);
+  } finally {
+    await registry.close();
+    await db.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function print(results: Result[]): void {
+  const rate = (n: string): number => results.find((r) => r.name === n)?.opsPerSec ?? NaN;
+  const node = rate('raw Node aes-256-gcm seal');
+  const hsmSync = rate('raw SoftHSM wrap, sync, 1 session');
+  const w = Math.max(...results.map((r) => r.name.length));
+  process.stdout.write(`\nKEK backends: ${SECONDS}s per row, providers with ${CONCURRENCY} calls in flight (UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? 4})\n\n`);
+  process.stdout.write(`${'operation'.padEnd(w)}  ${'ops/s'.padStart(9)}  ${'max loop lag'.padStart(12)}  ${'÷ Node GCM'.padStart(10)}  ${'÷ SoftHSM sync'.padStart(14)}\n`);
+  process.stdout.write(`${'-'.repeat(w)}  ${'-'.repeat(9)}  ${'-'.repeat(12)}  ${'-'.repeat(10)}  ${'-'.repeat(14)}\n`);
+  for (const r of results) {
+    process.stdout.write(`${r.name.padEnd(w)}  ${Math.round(r.opsPerSec).toLocaleString('en-US').padStart(9)}  ${`${r.maxLagMs.toFixed(1)} ms`.padStart(12)}  ${(r.opsPerSec / node).toFixed(3).padStart(10)}  ${(r.opsPerSec / hsmSync).toFixed(2).padStart(14)}\n`);
+  }
+  process.stdout.write('\nRaw rows run one call at a time; sync rows block the event loop for the whole call (see their lag).\n');
+}
+
+main().catch((e) => {
+  process.stderr.write(`bench failed: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});
