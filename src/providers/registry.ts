@@ -19,7 +19,7 @@ export interface ProviderRegistry {
 export interface ProviderRegistryDeps {
   db: Db;
   masterKey: MasterKey;
-  policy: () => BackendPolicy;
+  policy: () => BackendPolicy | Promise<BackendPolicy>;
   logger: Logger;
   database?: Omit<DatabaseProviderOptions, 'db' | 'masterKey' | 'logger'>;
   pkcs11?: Omit<Pkcs11ProviderOptions, 'logger'>;
@@ -32,7 +32,7 @@ export interface ProviderRegistryDeps {
  * each retry (kind and message only: messages never carry secrets). validateProfile (pure),
  * invalidateProfile and close are passed through unwrapped.
  */
-export function withPolicy(provider: KekProvider, policy: () => BackendPolicy, logger: Logger, hooks: PolicyHooks = {}): KekProvider {
+export function withPolicy(provider: KekProvider, policy: () => BackendPolicy | Promise<BackendPolicy>, logger: Logger, hooks: PolicyHooks = {}): KekProvider {
   const h: PolicyHooks = {
     ...hooks,
     onRetry: (info) => {
@@ -42,7 +42,7 @@ export function withPolicy(provider: KekProvider, policy: () => BackendPolicy, l
       hooks.onRetry?.(info);
     },
   };
-  const run = <T>(method: string, fn: () => Promise<T>): Promise<T> => callWithPolicy(policy(), `${provider.kind}.${method}`, fn, h);
+  const run = async <T>(method: string, fn: () => Promise<T>): Promise<T> => callWithPolicy(await policy(), `${provider.kind}.${method}`, fn, h);
   return {
     kind: provider.kind,
     capabilities: provider.capabilities,

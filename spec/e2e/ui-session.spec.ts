@@ -1,0 +1,79 @@
+import { startTestServer, type TestServer } from '../support/server';
+
+describe('session login as the CloudStack UI does it', () => {
+  let s: TestServer;
+  beforeAll(async () => { s = await startTestServer(); });
+  afterAll(async () => { await s.close(); });
+
+  it('logs in, calls with the sessionkey, and logs out', async () => {
+    // The UI fires a logout before every login; without a session that is a 431.
+    const pre = await fetch(`${s.url}/client/api/`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'command=logout&response=json' });
+    expect(pre.status).toBe(431);
+    expect(((await pre.json()) as any).logoutresponse.errortext).toBe('Session not found for the logout process.');
+
+    const session = await s.client.login('admin', 'password');
+    expect(session.login).toMatchObject({ username: 'admin', account: 'admin', type: '1', timeout: 1800, registered: 'false', is2faenabled: 'false' });
+    expect(session.sessionKey).toMatch(/^[A-Za-z0-9_-]{27}$/);
+    expect(session.cookies).toMatch(/JSESSIONID=node0[0-9a-f]+\.node0/);
+    expect(session.cookies).toContain(`sessionkey=${session.sessionKey}`);
+
+    const users = await session.get({ command: 'listUsers', id: session.login.userid, showicon: true });
+    expect(users.status).toBe(200);
+    expect(users.body.user[0]).toMatchObject({ id: session.login.userid, roletype: 'Admin', rolename: 'Root Admin', account: 'admin' });
+    for (const f of ['firstname', 'lastname', 'accountid', 'domainid', 'domain']) expect(users.body.user[0][f]).toEqual(expect.any(String));
+
+    const apis = await session.get({ command: 'listApis' });
+    expect(Array.isArray(apis.body.api)).toBe(true);
+    const caps = await session.get({ command: 'listCapabilities' });
+    expect(caps.body.capability).toMatchObject({ cloudstackversion: '4.23.0.0', defaultuipagesize: 20, securitygroupsenabled: false });
+    expect((await session.get({ command: 'listLdapConfigurations' })).wrapper).toBe('ldapconfigurationresponse');
+    expect((await session.get({ command: 'listZones' })).body).toEqual({});
+    expect((await session.get({ command: 'cloudianIsEnabled' })).body.cloudianisenabled.enabled).toBe(false);
+
+    const out = await session.post({ command: 'logout' });
+    expect(out.body).toEqual({ description: 'success' });
+    expect(out.headers.getSetCookie().join(';')).toMatch(/JSESSIONID=; Max-Age=0/);
+    expect((await session.get({ command: 'listZones' })).status).toBe(401);
+  });
+
+  it('answers the pre-login calls of the UI without credentials', async () => {
+    expect((await s.client.raw('command=listGuiThemes&response=json')).body).toEqual({});
+    expect((await s.client.raw('command=listIdps&response=json')).body).toEqual({});
+    expect((await s.client.raw('command=listOauthProvider&response=json')).body).toEqual({});
+    const fp = await fetch(`${s.url}/client/api/`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'command=forgotPassword&response=json' });
+    expect(await fp.json()).toEqual({ forgotpasswordresponse: { enabled: false } });
+  });
+
+  it('refuses a GET login with 405 in plain text', async () => {
+    const res = await fetch(`${s.url}/client/api?command=login&username=admin&password=password&response=json`);
+    expect(res.status).toBe(405);
+    expect(await res.text()).toBe('Please use HTTP POST to authenticate using this API');
+  });
+
+  it('refuses a wrong password with 531 and no session', async () => {
+    const res = await fetch(`${s.url}/client/api/`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'command=login&username=admin&password=nope&domain=/&response=json' });
+    expect(res.status).toBe(531);
+    const body = (await res.json()) as any;
+    expect(body.loginresponse).toEqual({ uuidList: [], errorcode: 531, errortext: expect.stringMatching(/^Failed to authenticate user admin in domain \d+; please provide valid credentials$/) });
+    expect(res.headers.getSetCookie()).toEqual([]);
+  });
+
+  it('needs both cookie and parameter by default, and takes either with CookieOrParameter', async () => {
+    const session = await s.client.login('admin', 'password');
+    const cookieOnly = session.cookies.split('; ').filter((c) => c.startsWith('JSESSIONID')).join('; ');
+    // Parameter without the sessionkey cookie: refused under CookieAndParameter, and the session is gone.
+    const r1 = await s.client.raw(`command=listZones&response=json&sessionkey=${session.sessionKey}`, { headers: { cookie: cookieOnly } });
+    expect(r1.status).toBe(401);
+    expect((await session.get({ command: 'listZones' })).status).toBe(401);
+
+    const admin = await s.client.login('admin', 'password');
+    expect((await admin.get({ command: 'updateConfiguration', name: 'api.sessionkey.check.locations', value: 'CookieOrParameter' })).status).toBe(200);
+    const older = await s.client.login('admin', 'password');
+    const res = await s.client.raw('command=listZones&response=json', { headers: { cookie: older.cookies } });
+    expect(res.status).toBe(200);
+    const wrongKey = await s.client.raw('command=listZones&response=json&sessionkey=wrong', { headers: { cookie: older.cookies } });
+    expect(wrongKey.status).toBe(401);
+    const again = await s.client.login('admin', 'password');
+    await again.get({ command: 'updateConfiguration', name: 'api.sessionkey.check.locations', value: 'CookieAndParameter' });
+  });
+});

@@ -1,0 +1,53 @@
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import { createApp, type App } from '../../src/app';
+import { readEnv } from '../../src/config/env';
+import { createServer } from '../../src/api/server';
+import { registry } from '../../src/commands/registry';
+import { silentLogger } from '../../src/logger';
+import { ApiClient } from './client';
+import { createTestDb, type TestDb } from './db';
+
+export const ADMIN_KEYS = {
+  apiKey: 'plgWJfZK4gyS3mOMTVmjUVg-X-jlWlnfaUJ9GAbBbf9EdM-kAYMmAiLqzzq1ElZLYq_u38zCm0bewzGUdP66mg',
+  secretKey: 'VDaACYb0LV9eNjTetIOElcVQkvJck_J_QljX_FcHRj87ZKiy0z0ty0ZsYBkoXkY9b7eq1EhwJaw7FF3akA3KBQ',
+};
+
+/** A real server on a random port over a fresh database, with the admin keys of the signature vectors. */
+export interface TestServer {
+  app: App;
+  client: ApiClient;
+  url: string;
+  testDb: TestDb;
+  masterKey: string;
+  close(): Promise<void>;
+}
+
+export async function startTestServer(extraEnv: Record<string, string> = {}): Promise<TestServer> {
+  const testDb = await createTestDb();
+  const masterKey = randomBytes(32).toString('base64');
+  const env = readEnv({
+    KMS_DATA_DIR: testDb.dataDir,
+    KMS_MASTER_KEY: masterKey,
+    KMS_ADMIN_API_KEY: ADMIN_KEYS.apiKey,
+    KMS_ADMIN_SECRET_KEY: ADMIN_KEYS.secretKey,
+    ...(testDb.databaseUrl ? { DATABASE_URL: testDb.databaseUrl } : {}),
+    ...extraEnv,
+  });
+  await testDb.db.destroy(); // the app opens its own pool on the same database
+  const { app } = await createApp(env, { logger: silentLogger });
+  const http: Server = await new Promise((resolve) => {
+    const s = createServer(app, registry).listen(0, '127.0.0.1', () => resolve(s));
+  });
+  const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
+  return {
+    app, client: new ApiClient(url), url, testDb: { ...testDb, db: app.db }, masterKey,
+    async close() {
+      await new Promise((r) => http.close(r));
+      http.closeAllConnections?.();
+      await app.close();
+      await testDb.drop().catch(() => undefined);
+    },
+  };
+}

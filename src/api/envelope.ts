@@ -1,0 +1,75 @@
+import type { ApiError } from './errors';
+
+/** What a handler answers; the envelope turns it into CloudStack's JSON or XML. */
+export type ApiResult =
+  | { kind: 'object'; name: string; value: object }
+  | { kind: 'list'; name: string; items: object[]; count: number }
+  | { kind: 'success'; displaytext?: string }
+  /** Fields directly under the wrapper: login, logout, async job submissions and results. */
+  | { kind: 'flat'; value: object };
+
+export const responseName = (command: string): string => `${command.toLowerCase()}response`;
+
+/** The body under the wrapper (reference/cloudstack-api-protocol.md §3.2). */
+export function resultBody(result: ApiResult): Record<string, unknown> {
+  switch (result.kind) {
+    case 'object':
+      return { [result.name]: result.value };
+    case 'list':
+      if (result.count === 0) return {};
+      return result.items.length ? { count: result.count, [result.name]: result.items } : { count: result.count };
+    case 'success':
+      return result.displaytext === undefined ? { success: true } : { success: true, displaytext: result.displaytext };
+    case 'flat':
+      return { ...result.value };
+  }
+}
+
+export function errorBody(err: ApiError): Record<string, unknown> {
+  const body: Record<string, unknown> = { uuidList: [], errorcode: err.errorcode };
+  if (err.cserrorcode !== undefined) body.cserrorcode = err.cserrorcode;
+  body.errortext = err.message;
+  return body;
+}
+
+/** Drops undefined fields recursively, as Gson omits nulls. */
+export function prune(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(prune);
+  if (value && typeof value === 'object' && !(value instanceof Date)) {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) if (v !== undefined && v !== null) out[k] = prune(v);
+    return out;
+  }
+  return value;
+}
+
+export function toJson(wrapper: string, body: Record<string, unknown>): string {
+  return JSON.stringify({ [wrapper]: prune(body) });
+}
+
+const escapeXml = (s: string): string =>
+  s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&apos;');
+
+function xmlField(name: string, value: unknown): string {
+  if (value === undefined || value === null) return '';
+  if (Array.isArray(value)) return value.map((v) => xmlField(name, v)).join('');
+  if (typeof value === 'object') {
+    return `<${name}>${Object.entries(value).map(([k, v]) => xmlField(k, v)).join('')}</${name}>`;
+  }
+  return `<${name}>${escapeXml(String(value))}</${name}>`;
+}
+
+/** CloudStack's XML rendering (§3.5): lists repeat the item element; an empty uuidList is left out. */
+export function toXml(wrapper: string, body: Record<string, unknown>): string {
+  const inner = Object.entries(body)
+    .filter(([k, v]) => !(k === 'uuidList' && Array.isArray(v) && v.length === 0))
+    .map(([k, v]) => xmlField(k, v))
+    .join('');
+  return `<?xml version="1.0" encoding="UTF-8"?><${wrapper} cloud-stack-version="4.23.0.0">${inner}</${wrapper}>`;
+}
+
+/** CloudStack's date format: 2026-01-31T12:00:00+0000 (always UTC here). */
+export function formatDate(ms: number | null | undefined): string | undefined {
+  if (ms === null || ms === undefined) return undefined;
+  return new Date(Number(ms)).toISOString().replace(/\.\d{3}Z$/, '+0000');
+}

@@ -1,0 +1,111 @@
+import express, { type Request, type Response } from 'express';
+import type { App } from '../app';
+import type { Registry } from '../commands/registry';
+import type { CommandContext } from '../commands/context';
+import type { Caller } from '../identity/caller';
+import { authenticate } from './authenticate';
+import { parseParams } from './dispatch';
+import { errorBody, responseName, resultBody, toJson, toXml } from './envelope';
+import { ApiError, BAD_CREDENTIALS_TEXT, toApiError } from './errors';
+import { login, logout } from './login';
+import { isKmsError } from '../kms/errors';
+import { assertNoControlCharacters, mergeParams, parseCookies, type ApiParams } from './request';
+
+/** Stand-in caller for the few commands the UI calls before login; they never read it. */
+const ANONYMOUS: Caller = Object.freeze({
+  userId: 0, userUuid: '', username: '', accountId: 0, accountUuid: '', accountName: '', accountType: 0,
+  domainId: 0, domainUuid: '', domainName: '', domainPath: '/', role: 'User',
+});
+
+function send(res: Response, json: boolean, wrapper: string, body: Record<string, unknown>, status = 200): void {
+  res.status(status);
+  res.setHeader('X-Content-Type-Options', 'nosniff');
+  res.setHeader('X-XSS-Protection', '1;mode=block');
+  if (json) {
+    res.setHeader('Content-Type', 'application/json; charset=UTF-8');
+    res.end(Buffer.from(toJson(wrapper, body), 'utf8'));
+  } else {
+    res.setHeader('Content-Type', 'text/xml; charset=UTF-8');
+    res.end(Buffer.from(toXml(wrapper, body), 'utf8'));
+  }
+}
+
+function sendError(res: Response, json: boolean, wrapper: string, err: ApiError): void {
+  // Header values must be Latin-1 without line breaks.
+  res.setHeader('X-Description', err.message.replace(/[^\x20-\x7e]/g, ' ').slice(0, 1024));
+  send(res, json, err.genericWrapper ? 'errorresponse' : wrapper, errorBody(err), err.errorcode);
+}
+
+/** The CloudStack API endpoint: `/client/api` and `/client/api/`, GET and form POST. */
+export function createServer(app: App, registry: Registry): express.Express {
+  const server = express();
+  server.disable('x-powered-by');
+  server.set('etag', false);
+  server.set('query parser', false);
+  server.use('/client/api', express.text({ type: () => true, limit: '1mb' }));
+
+  const handle = async (req: Request, res: Response): Promise<void> => {
+    let json = false;
+    let wrapper = 'errorresponse';
+    let caller: Caller | undefined;
+    let backendPrefix: string | undefined;
+    try {
+      const query = req.originalUrl.includes('?') ? req.originalUrl.slice(req.originalUrl.indexOf('?') + 1) : '';
+      const isForm = (req.headers['content-type'] ?? '').includes('application/x-www-form-urlencoded');
+      const params: ApiParams = mergeParams(query, req.method === 'POST' && isForm && typeof req.body === 'string' ? req.body : '');
+      json = (params.lower.get('response') ?? '').toLowerCase() === 'json';
+      const command = params.lower.get('command');
+      const cookies = parseCookies(req.headers.cookie);
+
+      if (command && /^log(in|out)$/i.test(command)) {
+        wrapper = responseName(command);
+        if (command.toLowerCase() === 'login' && req.method !== 'POST') {
+          res.status(405).type('text/plain').send('Please use HTTP POST to authenticate using this API');
+          return;
+        }
+        const outcome = command.toLowerCase() === 'login' ? await login(app, params, cookies.get('JSESSIONID')) : await logout(app, cookies);
+        res.setHeader('Set-Cookie', outcome.setCookies);
+        send(res, json, wrapper, outcome.body);
+        return;
+      }
+
+      const spec = command ? registry.find(command) : undefined;
+      if (spec) wrapper = spec.responseName ?? responseName(spec.name);
+      const auth = await authenticate(app, params, cookies);
+      if (auth.kind === 'none') {
+        if (!spec || spec.auth !== 'none') throw new ApiError(401, BAD_CREDENTIALS_TEXT);
+      } else {
+        caller = auth.caller;
+      }
+      if (!command) throw new ApiError(400, 'no command specified');
+      if (!spec) throw new ApiError(432, `Unknown API command: ${command}`, 9999, true);
+      if (caller && spec.auth !== 'none' && !spec.roles.includes(caller.role)) {
+        throw new ApiError(432, `The API [${spec.name}] does not exist or is not available for the account for user id [${caller.userUuid}]`, 9999, true);
+      }
+      backendPrefix = spec.backendErrorPrefix;
+      assertNoControlCharacters(params);
+      const p = parseParams(spec, params);
+      const ctx: CommandContext = { caller: caller ?? ANONYMOUS, app, command: spec.name, commands: registry.commands };
+      const result = await spec.handler(p, ctx);
+      send(res, json, wrapper, resultBody(result));
+    } catch (err) {
+      const apiErr = toApiError(err, { backendPrefix, isRootAdmin: caller?.role === 'Admin' });
+      if (!(err instanceof ApiError) && !isKmsError(err)) {
+        app.logger.error('unhandled error in API request', { error: err instanceof Error ? err.stack : String(err) });
+      }
+      if (!res.headersSent) sendError(res, json, wrapper, apiErr);
+    }
+  };
+
+  server.all(['/client/api', '/client/api/'], (req, res) => {
+    handle(req, res).catch((err) => {
+      app.logger.error('API request failed after responding', { error: err instanceof Error ? err.message : String(err) });
+    });
+  });
+  // Body-parser and other middleware errors: answer in CloudStack's shape, never with a stack.
+  server.use((err: unknown, _req: Request, res: Response, _next: unknown) => {
+    const status = typeof err === 'object' && err && 'status' in err ? Number((err as { status: number }).status) : 400;
+    if (!res.headersSent) sendError(res, true, 'errorresponse', new ApiError(status === 413 ? 431 : 400, status === 413 ? 'Request body too large' : 'Malformed request'));
+  });
+  return server;
+}

@@ -1,0 +1,52 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Db } from '../db/knex';
+
+const hashKey = (key: string) => createHash('sha256').update(key, 'utf8').digest('hex');
+
+export interface HttpSession { id: string; userId: number; sessionKeyHash: string }
+
+/**
+ * HTTP sessions in the database, so several API servers behind one balancer share them.
+ * Only a hash of the session key is stored.
+ */
+export class SessionStore {
+  constructor(private readonly db: Db, private readonly timeoutSec: number) {}
+
+  get timeout(): number {
+    return this.timeoutSec;
+  }
+
+  /** A new session: `id` is the JSESSIONID stem, `sessionKey` the 27-char URL-safe key. */
+  async create(userId: number): Promise<{ id: string; sessionKey: string }> {
+    const id = `node0${randomBytes(16).toString('hex')}`;
+    const sessionKey = randomBytes(20).toString('base64url');
+    const now = Date.now();
+    await this.db('http_session').insert({ id, session_key_hash: hashKey(sessionKey), user_id: userId, created: now, last_access: now, timeout_sec: this.timeoutSec });
+    return { id, sessionKey };
+  }
+
+  /** The live session for a JSESSIONID cookie value (`<id>.node0`), touching its last access. */
+  async find(cookieValue: string): Promise<HttpSession | undefined> {
+    const id = cookieValue.split('.')[0];
+    if (!id || !cookieValue.startsWith(`${id}.`)) return undefined;
+    const row = await this.db('http_session').where({ id }).first();
+    if (!row) return undefined;
+    const now = Date.now();
+    if (Number(row.last_access) + Number(row.timeout_sec) * 1000 < now) {
+      await this.delete(id);
+      return undefined;
+    }
+    await this.db('http_session').where({ id }).update({ last_access: now });
+    return { id, userId: row.user_id, sessionKeyHash: row.session_key_hash };
+  }
+
+  matchesKey(session: HttpSession, key: string): boolean {
+    return hashKey(key) === session.sessionKeyHash;
+  }
+
+  async delete(id: string): Promise<void> {
+    await this.db('http_session').where({ id }).delete();
+  }
+}
+
+export const cookieValueFor = (id: string): string => `${id}.node0`;

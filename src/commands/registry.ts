@@ -1,0 +1,38 @@
+import type { CommandSpec } from './define';
+import { identityCommands } from './identity';
+import { zoneCommands } from './zones';
+import { configurationCommands } from './configurations';
+import { eventCommands } from './events';
+import { uiCommands } from './ui';
+import { sessionCommands } from './session';
+import { listApis } from './list-apis';
+
+/** Every command the server answers, declared once; listApis and apidocs read only this list. */
+export const ALL_COMMANDS: readonly CommandSpec[] = [
+  ...sessionCommands,
+  listApis,
+  ...uiCommands,
+  ...zoneCommands,
+  ...identityCommands,
+  ...eventCommands,
+  ...configurationCommands,
+] as readonly CommandSpec[];
+
+export interface Registry {
+  readonly commands: readonly CommandSpec[];
+  /** Exact (case-sensitive) lookup, as CloudStack's getCmdClass. */
+  find(name: string): CommandSpec | undefined;
+}
+
+export function createRegistry(commands: readonly CommandSpec[] = ALL_COMMANDS): Registry {
+  const byName = new Map<string, CommandSpec>();
+  const lower = new Set<string>();
+  for (const c of commands) {
+    if (lower.has(c.name.toLowerCase())) throw new Error(`Command ${c.name} is declared twice`);
+    lower.add(c.name.toLowerCase());
+    byName.set(c.name, c);
+  }
+  return { commands, find: (name) => byName.get(name) };
+}
+
+export const registry: Registry = createRegistry();

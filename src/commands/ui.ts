@@ -1,0 +1,122 @@
+import { ALL_ROLES, defineCommand, listParams, param } from './define';
+
+const CLOUDSTACK_VERSION = '4.23.0.0';
+
+/** What the CloudStack UI calls around login; answered so it renders without errors or logouts. */
+export const uiCommands = [
+  defineCommand({
+    name: 'listCapabilities',
+    description: 'Lists capabilities',
+    roles: ALL_ROLES,
+    params: {},
+    response: [
+      { name: 'cloudstackversion', type: 'string', description: 'version of the cloud stack' },
+      { name: 'securitygroupsenabled', type: 'boolean', description: 'true if security groups support is enabled, false otherwise' },
+      { name: 'dynamicrolesenabled', type: 'boolean', description: 'true if dynamic role-based api checker is enabled, false otherwise' },
+      { name: 'defaultuipagesize', type: 'long', description: 'default page size in the UI for various views' },
+      { name: 'kmsenabled', type: 'boolean', description: 'true when the Key Management Service (HSM profiles, KMS keys) is available' },
+      { name: 'hashsmprofiles', type: 'boolean', description: 'true when HSM profiles can be used (the UI shows Key Management)' },
+    ],
+    async handler() {
+      return {
+        kind: 'object',
+        name: 'capability',
+        value: {
+          securitygroupsenabled: false,
+          dynamicrolesenabled: true,
+          cloudstackversion: CLOUDSTACK_VERSION,
+          userpublictemplateenabled: false,
+          supportELB: 'false',
+          projectinviterequired: false,
+          allowusercreateprojects: false,
+          customdiskofferingminsize: 1,
+          customdiskofferingmaxsize: 1024,
+          kubernetesserviceenabled: false,
+          kubernetesclusterexperimentalfeaturesenabled: false,
+          allowuserviewdestroyedvm: false,
+          allowuserexpungerecovervm: false,
+          allowuserexpungerecovervolume: false,
+          allowuserviewalldomainaccounts: false,
+          apilimitinterval: 1,
+          apilimitmax: 0,
+          defaultuipagesize: 20,
+          instancesstatsretentiontime: 720,
+          instancesstatsuseronly: false,
+          instancesdisksstatsretentionenabled: false,
+          sharedfsvmmincpucount: 2,
+          sharedfsvmminramsize: 1024,
+          kmsenabled: true,
+          hashsmprofiles: true,
+        },
+      };
+    },
+  }),
+  defineCommand({
+    name: 'listGuiThemes',
+    description: 'Lists GUI themes; this server has none, so the UI keeps its default look',
+    roles: ALL_ROLES,
+    auth: 'none',
+    params: { ...listParams, commonname: param.string({ description: 'The common name of the theme' }) },
+    response: [{ name: 'id', type: 'string', description: 'ID of the theme' }],
+    async handler() {
+      return { kind: 'list', name: 'guiThemes', items: [], count: 0 };
+    },
+  }),
+  defineCommand({
+    name: 'listIdps',
+    description: 'Returns the list of SAML identity providers; this server has none',
+    roles: ALL_ROLES,
+    auth: 'none',
+    params: {},
+    response: [{ name: 'id', type: 'string', description: 'the IdP id' }],
+    async handler() {
+      return { kind: 'list', name: 'idp', items: [], count: 0 };
+    },
+  }),
+  defineCommand({
+    name: 'listOauthProvider',
+    description: 'Lists the OAuth providers; this server has none',
+    roles: ALL_ROLES,
+    auth: 'none',
+    params: { ...listParams, provider: param.string({ description: 'Name of the provider' }) },
+    response: [{ name: 'provider', type: 'string', description: 'Name of the provider' }],
+    async handler() {
+      return { kind: 'list', name: 'oauthprovider', items: [], count: 0 };
+    },
+  }),
+  defineCommand({
+    name: 'forgotPassword',
+    description: 'Tells whether password reset by e-mail is enabled; it is not on this server',
+    roles: ALL_ROLES,
+    auth: 'none',
+    params: {
+      username: param.string({ description: 'Username' }),
+      domain: param.string({ description: 'Path of the domain that the user belongs to' }),
+    },
+    response: [{ name: 'enabled', type: 'boolean', description: 'whether password reset by e-mail is enabled' }],
+    async handler() {
+      return { kind: 'flat', value: { enabled: false } };
+    },
+  }),
+  defineCommand({
+    name: 'listLdapConfigurations',
+    description: 'Lists LDAP configurations; this server has none',
+    roles: ALL_ROLES,
+    responseName: 'ldapconfigurationresponse',
+    params: { ...listParams, hostname: param.string({ description: 'Hostname' }) },
+    response: [{ name: 'hostname', type: 'string', description: 'name of the host running the ldap server' }],
+    async handler() {
+      return { kind: 'list', name: 'LdapConfiguration', items: [], count: 0 };
+    },
+  }),
+  defineCommand({
+    name: 'cloudianIsEnabled',
+    description: 'Checks if the Cloudian Connector is enabled; it is not on this server',
+    roles: ALL_ROLES,
+    params: {},
+    response: [{ name: 'enabled', type: 'boolean', description: 'the Cloudian connector enabled state' }],
+    async handler() {
+      return { kind: 'object', name: 'cloudianisenabled', value: { enabled: false, url: '' } };
+    },
+  }),
+];

@@ -1,0 +1,45 @@
+import { join } from 'node:path';
+
+/** Environment configuration, read once at start. Every variable is documented in README.md. */
+export interface Env {
+  port: number;
+  host: string;
+  dataDir: string;
+  databaseUrl?: string;
+  redisUrl?: string;
+  masterKey?: string;
+  masterKeyFile: string;
+  adminPassword: string;
+  adminApiKey?: string;
+  adminSecretKey?: string;
+  /** 'all' (API + workers), 'api' (API only), 'worker' (workers only) */
+  role: 'all' | 'api' | 'worker';
+  sessionTimeoutSec: number;
+  queuePrefix: string;
+}
+
+export function readEnv(e: NodeJS.ProcessEnv = process.env): Env {
+  const dataDir = e.KMS_DATA_DIR || './data';
+  const role = (e.KMS_ROLE || 'all') as Env['role'];
+  if (!['all', 'api', 'worker'].includes(role)) throw new Error(`KMS_ROLE must be all, api or worker (got ${role})`);
+  const port = Number(e.PORT || 8080);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`PORT must be a TCP port (got ${e.PORT})`);
+  if (Boolean(e.KMS_ADMIN_API_KEY) !== Boolean(e.KMS_ADMIN_SECRET_KEY)) {
+    throw new Error('Set both KMS_ADMIN_API_KEY and KMS_ADMIN_SECRET_KEY, or neither');
+  }
+  return {
+    port,
+    host: e.HOST || '127.0.0.1',
+    dataDir,
+    databaseUrl: e.DATABASE_URL || undefined,
+    redisUrl: e.REDIS_URL || undefined,
+    masterKey: e.KMS_MASTER_KEY || undefined,
+    masterKeyFile: e.KMS_MASTER_KEY_FILE || join(dataDir, 'master.key'),
+    adminPassword: e.KMS_ADMIN_PASSWORD || 'password',
+    adminApiKey: e.KMS_ADMIN_API_KEY || undefined,
+    adminSecretKey: e.KMS_ADMIN_SECRET_KEY || undefined,
+    role,
+    sessionTimeoutSec: Number(e.KMS_SESSION_TIMEOUT_SEC || 1800),
+    queuePrefix: e.KMS_QUEUE_PREFIX || 'kms',
+  };
+}

@@ -1,0 +1,101 @@
+import type { Db } from '../db/knex';
+import { paramError } from '../kms/errors';
+
+/** One global setting, declared once: its default, validation and help come from here only. */
+export interface SettingSpec {
+  name: string;
+  category: string;
+  description: string;
+  type: 'Number' | 'String';
+  defaultValue: string;
+  options?: readonly string[];
+  /** A sentence naming what is wrong, or undefined when the value is valid. */
+  validate(value: string): string | undefined;
+}
+
+const intIn = (min: number, max: number) => (v: string) =>
+  /^-?\d+$/.test(v) && Number(v) >= min && Number(v) <= max ? undefined : `must be an integer from ${min} to ${max}`;
+const oneOf = (options: readonly string[]) => (v: string) =>
+  options.includes(v) ? undefined : `must be one of ${options.join(', ')}`;
+
+const DEK_SIZES = ['128', '192', '256'] as const;
+const SESSION_KEY_LOCATIONS = ['CookieOrParameter', 'ParameterOnly', 'CookieAndParameter'] as const;
+
+export const SETTINGS: readonly SettingSpec[] = [
+  { name: 'kms.dek.size.bits', category: 'Advanced', type: 'Number', defaultValue: '256', options: DEK_SIZES,
+    description: 'Size of generated DEKs in bits. Valid values are 128, 192 and 256.', validate: oneOf(DEK_SIZES) },
+  { name: 'kms.retry.count', category: 'Advanced', type: 'Number', defaultValue: '3',
+    description: 'Number of retry attempts on transient KMS operation failures.', validate: intIn(0, 10) },
+  { name: 'kms.retry.delay.ms', category: 'Advanced', type: 'Number', defaultValue: '1000',
+    description: 'Base delay in milliseconds for exponential back-off between retry attempts.', validate: intIn(0, 60000) },
+  { name: 'kms.operation.timeout.sec', category: 'Advanced', type: 'Number', defaultValue: '30',
+    description: 'Timeout in seconds for a single KMS cryptographic operation.', validate: intIn(1, 3600) },
+  { name: 'kms.rewrap.batch.size', category: 'Advanced', type: 'Number', defaultValue: '50',
+    description: 'Number of DEKs to rewrap per background job iteration during KEK rotation.', validate: intIn(1, 100000) },
+  { name: 'kms.rewrap.interval.ms', category: 'Advanced', type: 'Number', defaultValue: '300000',
+    description: 'Interval in milliseconds between background DEK rewrapping runs; 0 disables the background rewrap.',
+    validate: intIn(0, 86_400_000) },
+  { name: 'api.sessionkey.check.locations', category: 'Advanced', type: 'String', defaultValue: 'CookieAndParameter',
+    options: SESSION_KEY_LOCATIONS,
+    description: 'Where the session key of a session request must be present: CookieAndParameter (both, equal), CookieOrParameter (at least one; older UIs send only the cookie) or ParameterOnly.',
+    validate: oneOf(SESSION_KEY_LOCATIONS) },
+];
+
+export type SettingName =
+  | 'kms.dek.size.bits' | 'kms.retry.count' | 'kms.retry.delay.ms' | 'kms.operation.timeout.sec'
+  | 'kms.rewrap.batch.size' | 'kms.rewrap.interval.ms' | 'api.sessionkey.check.locations';
+
+export const findSetting = (name: string): SettingSpec | undefined => SETTINGS.find((s) => s.name === name);
+
+/**
+ * Global settings stored in the `configuration` table. Reads go to the database (with a short
+ * cache), so a change made through any API node reaches every worker without a restart.
+ */
+export class Settings {
+  #cache = new Map<string, { value: string; at: number }>();
+
+  constructor(private readonly db: Db, private readonly cacheMs = 1000) {}
+
+  async get(name: SettingName): Promise<string> {
+    const hit = this.#cache.get(name);
+    if (hit && Date.now() - hit.at < this.cacheMs) return hit.value;
+    const row = await this.db('configuration').where({ name }).first('value');
+    const value = row?.value ?? findSetting(name)!.defaultValue;
+    this.#cache.set(name, { value, at: Date.now() });
+    return value;
+  }
+
+  async getNumber(name: SettingName): Promise<number> {
+    return Number(await this.get(name));
+  }
+
+  /** Validates and stores; throws a param error naming the setting and the allowed values. */
+  async set(name: string, value: string): Promise<SettingSpec> {
+    const spec = findSetting(name);
+    if (!spec) throw paramError(`Configuration ${name} not found; see listConfigurations for the settings this server has`);
+    const problem = spec.validate(value);
+    if (problem) throw paramError(`Invalid value ${JSON.stringify(value)} for configuration ${name}: ${problem}`);
+    const updated = Date.now();
+    const exists = await this.db('configuration').where({ name }).first('name');
+    if (exists) await this.db('configuration').where({ name }).update({ value, updated });
+    else await this.db('configuration').insert({ name, value, updated });
+    this.#cache.delete(name);
+    return spec;
+  }
+
+  /** Current values of every declared setting. */
+  async all(): Promise<Array<{ spec: SettingSpec; value: string }>> {
+    const rows: Array<{ name: string; value: string | null }> = await this.db('configuration').select('name', 'value');
+    const stored = new Map(rows.map((r) => [r.name, r.value]));
+    return SETTINGS.map((spec) => ({ spec, value: stored.get(spec.name) ?? spec.defaultValue }));
+  }
+
+  /** The backend retry/timeout policy as the providers need it. */
+  async backendPolicy(): Promise<{ timeoutMs: number; retries: number; baseDelayMs: number }> {
+    return {
+      timeoutMs: (await this.getNumber('kms.operation.timeout.sec')) * 1000,
+      retries: await this.getNumber('kms.retry.count'),
+      baseDelayMs: await this.getNumber('kms.retry.delay.ms'),
+    };
+  }
+}

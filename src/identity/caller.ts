@@ -1,0 +1,31 @@
+import type { Role } from '../commands/define';
+
+/** Who is calling: the authenticated user with its account and domain. */
+export interface Caller {
+  readonly userId: number;
+  readonly userUuid: string;
+  readonly username: string;
+  readonly accountId: number;
+  readonly accountUuid: string;
+  readonly accountName: string;
+  /** CloudStack Account.Type ordinal: 0 user, 1 root admin, 2 domain admin */
+  readonly accountType: number;
+  readonly domainId: number;
+  readonly domainUuid: string;
+  readonly domainName: string;
+  readonly domainPath: string;
+  readonly role: Role;
+}
+
+export const ACCOUNT_TYPES = { User: 0, Admin: 1, DomainAdmin: 2 } as const;
+
+export const roleOf = (accountType: number): Role =>
+  accountType === 1 ? 'Admin' : accountType === 2 ? 'DomainAdmin' : 'User';
+
+/** The UI's role names (listUsers rolename). */
+export const ROLE_NAMES: Record<Role, string> = { Admin: 'Root Admin', DomainAdmin: 'Domain Admin', User: 'User' };
+
+export const isRootAdmin = (c: Caller): boolean => c.role === 'Admin';
+
+/** Whether `domainPath` is the caller's domain or below it. */
+export const inSubtree = (ancestorPath: string, domainPath: string): boolean => domainPath.startsWith(ancestorPath);

@@ -1,0 +1,237 @@
+import { randomUUID } from 'node:crypto';
+import type { Knex } from 'knex';
+import type { Db } from '../db/knex';
+import type { MasterKey } from '../config/master-key';
+import { paramError, permissionError } from '../kms/errors';
+import { roleOf, inSubtree, type Caller } from './caller';
+import { generateKey, hashPassword } from './password';
+
+export interface DomainRow { id: number; uuid: string; name: string; path: string; parent_id: number | null; level: number; network_domain: string | null; created: number }
+export interface AccountRow { id: number; uuid: string; account_name: string; type: number; domain_id: number; state: string; created: number }
+export interface UserRow {
+  id: number; uuid: string; username: string; password: string; account_id: number; firstname: string; lastname: string;
+  email: string | null; state: string; api_key: string | null; secret_key: string | null; timezone: string | null; created: number;
+}
+
+/** Which owners a list may show, from CloudStack's listall/domainid/account/isrecursive rules. */
+export type OwnerScope =
+  | { kind: 'all' }
+  | { kind: 'accounts'; accountIds: number[] }
+  | { kind: 'domain'; domainId: number }
+  | { kind: 'subtree'; path: string };
+
+export interface ScopeRequest { listall?: boolean; domainid?: string; account?: string; isrecursive?: boolean }
+
+const secretAad = (userUuid: string) => `user-secret:${userUuid}`;
+
+/** Domains, accounts and users, and the access rules between them. */
+export class Directory {
+  constructor(private readonly db: Db, private readonly masterKey: MasterKey) {}
+
+  // ---- callers -------------------------------------------------------------------------------
+
+  /** The caller for a user id; undefined when the user, its account or domain is gone or disabled. */
+  async loadCaller(userId: number): Promise<Caller | undefined> {
+    const row = await this.db('user as u')
+      .join('account as a', 'a.id', 'u.account_id')
+      .join('domain as d', 'd.id', 'a.domain_id')
+      .where('u.id', userId)
+      .whereNull('u.removed').whereNull('a.removed').whereNull('d.removed')
+      .first('u.id as userId', 'u.uuid as userUuid', 'u.username', 'u.state as userState', 'a.state as accountState',
+        'a.id as accountId', 'a.uuid as accountUuid', 'a.account_name as accountName', 'a.type as accountType',
+        'd.id as domainId', 'd.uuid as domainUuid', 'd.name as domainName', 'd.path as domainPath');
+    if (!row || row.userState !== 'enabled' || row.accountState !== 'enabled') return undefined;
+    const { userState: _u, accountState: _a, ...c } = row;
+    return { ...c, accountType: Number(c.accountType), role: roleOf(Number(c.accountType)) };
+  }
+
+  /** The user holding an API key, with the decrypted secret key (caller zeroes nothing: it is a string). */
+  async findByApiKey(apiKey: string): Promise<{ userId: number; secretKey: string } | undefined> {
+    const u: UserRow | undefined = await this.db('user').where({ api_key: apiKey }).whereNull('removed').first();
+    if (!u || !u.secret_key) return undefined;
+    return { userId: u.id, secretKey: this.masterKey.decryptString(u.secret_key, secretAad(u.uuid)) };
+  }
+
+  async findUserForLogin(username: string, domainId: number): Promise<UserRow | undefined> {
+    return this.db('user as u').join('account as a', 'a.id', 'u.account_id')
+      .where({ 'u.username': username, 'a.domain_id': domainId }).whereNull('u.removed').whereNull('a.removed')
+      .first('u.*');
+  }
+
+  // ---- domains -------------------------------------------------------------------------------
+
+  async domainById(id: number): Promise<DomainRow | undefined> {
+    return this.db('domain').where({ id }).whereNull('removed').first();
+  }
+
+  async domainByUuid(uuid: string): Promise<DomainRow | undefined> {
+    return this.db('domain').where({ uuid }).whereNull('removed').first();
+  }
+
+  async domainByPath(path: string): Promise<DomainRow | undefined> {
+    return this.db('domain').where({ path }).whereNull('removed').first();
+  }
+
+  /** A domain the caller may see, or a 431/531 naming the id. */
+  async requireDomain(caller: Caller, uuid: string): Promise<DomainRow> {
+    const d = await this.domainByUuid(uuid);
+    if (!d) throw paramError(`Unable to find domain by id ${uuid}`);
+    if (!inSubtree(caller.domainPath, d.path)) throw permissionError(`Caller does not have access to domain ${uuid}`);
+    return d;
+  }
+
+  async createDomain(parent: DomainRow, name: string, networkDomain?: string, trx: Knex = this.db): Promise<DomainRow> {
+    if (!/^[^/\\]+$/.test(name)) throw paramError('Domain name must not contain "/" or "\\"');
+    const path = `${parent.path}${name}/`;
+    if (await trx('domain').where({ path }).whereNull('removed').first()) {
+      throw paramError(`Domain with name ${name} already exists for the parent id=${parent.uuid}`);
+    }
+    const row = { uuid: randomUUID(), name, path, parent_id: parent.id, level: parent.level + 1, network_domain: networkDomain ?? null, created: Date.now() };
+    const [id] = await trx('domain').insert(row);
+    return { ...row, id: Number(id) };
+  }
+
+  // ---- accounts and users -------------------------------------------------------------------
+
+  async accountById(id: number): Promise<AccountRow | undefined> {
+    return this.db('account').where({ id }).whereNull('removed').first();
+  }
+
+  async accountByUuid(uuid: string): Promise<AccountRow | undefined> {
+    return this.db('account').where({ uuid }).whereNull('removed').first();
+  }
+
+  async accountByName(domainId: number, name: string): Promise<AccountRow | undefined> {
+    return this.db('account').where({ domain_id: domainId, account_name: name }).whereNull('removed').first();
+  }
+
+  async userByUuid(uuid: string): Promise<UserRow | undefined> {
+    return this.db('user').where({ uuid }).whereNull('removed').first();
+  }
+
+  async createAccountWithUser(input: {
+    domain: DomainRow; accountName: string; accountType: number;
+    username: string; password: string; firstname: string; lastname: string; email?: string; timezone?: string;
+  }): Promise<{ account: AccountRow; user: UserRow }> {
+    if (await this.accountByName(input.domain.id, input.accountName)) {
+      throw paramError(`The specified account: ${input.accountName} already exists in domain ${input.domain.name}`);
+    }
+    await this.assertUsernameFree(input.username, input.domain.id);
+    const passwordHash = await hashPassword(input.password);
+    return this.db.transaction(async (trx) => {
+      const account = { uuid: randomUUID(), account_name: input.accountName, type: input.accountType, domain_id: input.domain.id, state: 'enabled', created: Date.now() };
+      const [accountId] = await trx('account').insert(account);
+      const user = await this.insertUser(trx, Number(accountId), { ...input, passwordHash });
+      return { account: { ...account, id: Number(accountId) }, user };
+    });
+  }
+
+  async createUser(account: AccountRow, input: { username: string; password: string; firstname: string; lastname: string; email?: string; timezone?: string }): Promise<UserRow> {
+    await this.assertUsernameFree(input.username, account.domain_id);
+    const passwordHash = await hashPassword(input.password);
+    return this.insertUser(this.db, account.id, { ...input, passwordHash });
+  }
+
+  private async assertUsernameFree(username: string, domainId: number): Promise<void> {
+    if (await this.findUserForLogin(username, domainId)) {
+      throw paramError(`The user ${username} already exists in domain ${domainId}`);
+    }
+  }
+
+  private async insertUser(trx: Knex, accountId: number, input: { username: string; passwordHash: string; firstname: string; lastname: string; email?: string; timezone?: string }): Promise<UserRow> {
+    const user = {
+      uuid: randomUUID(), username: input.username, password: input.passwordHash, account_id: accountId,
+      firstname: input.firstname, lastname: input.lastname, email: input.email ?? null, state: 'enabled',
+      api_key: null, secret_key: null, timezone: input.timezone ?? null, created: Date.now(),
+    };
+    const [id] = await trx('user').insert(user);
+    return { ...user, id: Number(id) };
+  }
+
+  /** Stores an API key pair; the secret key is encrypted under the master key. */
+  async setUserKeys(user: UserRow, keys: { apiKey: string; secretKey: string }, trx: Knex = this.db): Promise<void> {
+    await trx('user').where({ id: user.id }).update({
+      api_key: keys.apiKey,
+      secret_key: this.masterKey.encryptString(keys.secretKey, secretAad(user.uuid)),
+    });
+  }
+
+  async registerUserKeys(user: UserRow): Promise<{ apiKey: string; secretKey: string }> {
+    const keys = { apiKey: generateKey(), secretKey: generateKey() };
+    await this.setUserKeys(user, keys);
+    return keys;
+  }
+
+  getUserKeys(user: UserRow): { apiKey: string; secretKey: string } | undefined {
+    if (!user.api_key || !user.secret_key) return undefined;
+    return { apiKey: user.api_key, secretKey: this.masterKey.decryptString(user.secret_key, secretAad(user.uuid)) };
+  }
+
+  // ---- access -------------------------------------------------------------------------------
+
+  /** CloudStack checkAccess: root all; domain admins their subtree; users their own account. */
+  async canAccessOwner(caller: Caller, owner: { accountId: number | null; domainId: number | null }): Promise<boolean> {
+    if (caller.role === 'Admin') return true;
+    if (caller.role === 'User') return owner.accountId === caller.accountId;
+    if (owner.accountId === caller.accountId) return true;
+    if (owner.domainId === null) return false;
+    const d = await this.domainById(owner.domainId);
+    return !!d && inSubtree(caller.domainPath, d.path);
+  }
+
+  /** The account named by `account`+`domainid` (or the caller's own), checked for the caller's access. */
+  async resolveOwner(caller: Caller, req: { account?: string; domainid?: string }): Promise<AccountRow> {
+    if (req.domainid && !req.account) throw paramError('Account name must be provided with domain ID');
+    if (!req.account) {
+      const own = await this.accountById(caller.accountId);
+      if (!own) throw paramError('The caller account no longer exists');
+      return own;
+    }
+    if (caller.role === 'User' && req.account !== caller.accountName) {
+      throw permissionError(`Caller ${caller.accountName} is not allowed to act on behalf of account ${req.account}`);
+    }
+    const domain = req.domainid ? await this.requireDomain(caller, req.domainid) : await this.domainById(caller.domainId);
+    const account = domain && (await this.accountByName(domain.id, req.account));
+    if (!account) throw paramError(`Unable to find account ${req.account} in domain ${req.domainid ?? caller.domainUuid}`);
+    if (!(await this.canAccessOwner(caller, { accountId: account.id, domainId: account.domain_id }))) {
+      throw permissionError(`Caller ${caller.accountName} does not have access to account ${req.account}`);
+    }
+    return account;
+  }
+
+  /** CloudStack's list ACL (buildACLSearchParameters): what owners a list may return. */
+  async listScope(caller: Caller, req: ScopeRequest): Promise<OwnerScope> {
+    if (req.account) {
+      if (caller.role !== 'User' && !req.domainid) throw paramError('Account name must be used together with domainid');
+      const account = await this.resolveOwner(caller, req);
+      return { kind: 'accounts', accountIds: [account.id] };
+    }
+    if (req.domainid) {
+      const d = await this.domainByUuid(req.domainid);
+      if (!d) throw paramError(`Unable to find domain by id ${req.domainid}`);
+      if (caller.role === 'User') {
+        if (d.id !== caller.domainId) throw permissionError(`Caller does not have access to domain ${req.domainid}`);
+        return { kind: 'accounts', accountIds: [caller.accountId] };
+      }
+      if (!inSubtree(caller.domainPath, d.path)) throw permissionError(`Caller does not have access to domain ${req.domainid}`);
+      return req.isrecursive || req.listall ? { kind: 'subtree', path: d.path } : { kind: 'domain', domainId: d.id };
+    }
+    if (req.listall && caller.role === 'Admin') return { kind: 'all' };
+    if (req.listall && caller.role === 'DomainAdmin') return { kind: 'subtree', path: caller.domainPath };
+    return { kind: 'accounts', accountIds: [caller.accountId] };
+  }
+}
+
+/** Restricts a query on an owned table to a scope; `accountCol`/`domainCol` are qualified column names. */
+export function applyOwnerScope(q: Knex.QueryBuilder, scope: OwnerScope, cols: { accountCol: string; domainCol: string }): Knex.QueryBuilder {
+  switch (scope.kind) {
+    case 'all':
+      return q;
+    case 'accounts':
+      return q.whereIn(cols.accountCol, scope.accountIds);
+    case 'domain':
+      return q.where(cols.domainCol, scope.domainId);
+    case 'subtree':
+      return q.whereIn(cols.domainCol, (sub) => sub.select('id').from('domain').where('path', 'like', `${scope.path}%`));
+  }
+}
