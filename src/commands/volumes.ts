@@ -1,0 +1,103 @@
+import type { App } from '../app';
+import { pageWindow } from '../api/pagination';
+import { applyOwnerScope } from '../identity/directory';
+import { pagedRows } from '../db/paging';
+import type { JobHandler } from '../jobs/types';
+import { paramError } from '../kms/errors';
+import { Volumes } from '../kms/volumes';
+import { ADMIN_ONLY, ALL_ROLES, defineCommand, ownerListParams, param } from './define';
+import { volumeFields, volumeQuery, volumeResponse, type VolumeView } from './responses/volume';
+
+async function volumeView(app: App, uuid: string): Promise<VolumeView> {
+  const row = await volumeQuery(app.db).where('v.uuid', uuid).first();
+  if (!row) throw paramError(`Unable to find volume by id ${uuid}`);
+  return row as VolumeView;
+}
+
+/** Job handlers of this family, registered by createApp. */
+export const volumeJobHandlers: Record<string, (app: App) => JobHandler> = {
+  // The volume and its secret are made in the create phase (as CloudStack's BaseAsyncCreateCmd);
+  // the job answers the volume, so cmk and the UI poll and print it as they do for CloudStack.
+  'volume.create': (app) => async (job) => ({ type: 'object', name: 'volume', value: volumeResponse(await volumeView(app, String(job.instanceId))) }),
+};
+
+export const volumeCommands = [
+  defineCommand({
+    name: 'createVolume',
+    description: 'Creates a disk volume. With kmskeyid its encryption key (DEK) is generated and wrapped by the KMS key; with encrypt=true and no key it gets a legacy passphrase.',
+    roles: ALL_ROLES,
+    isAsync: true,
+    related: 'listVolumes',
+    backendErrorPrefix: 'Failed to create volume: ',
+    params: {
+      name: param.string({ required: true, description: 'the name of the disk volume' }),
+      zoneid: param.uuid({ required: true, description: 'the ID of the availability zone', related: 'listZones' }),
+      size: param.long({ description: 'Arbitrary volume size in GB' }),
+      encrypt: param.boolean({ default: false, description: 'whether the volume is encrypted; implied by kmskeyid' }),
+      kmskeyid: param.uuid({ description: 'the ID of the KMS key that wraps the volume encryption key', related: 'listKMSKeys', since: '4.23.0' }),
+      account: param.string({ description: 'the account associated with the disk volume. Must be used with the domainId parameter.' }),
+      domainid: param.uuid({ description: 'the domain ID associated with the disk volume. If used with the account parameter returns the disk volume associated with the account for the specified domain.', related: 'listDomains' }),
+    },
+    response: volumeFields,
+    async handler(p, ctx) {
+      const volume = await new Volumes(ctx.app).create(ctx.caller, {
+        name: p.name, zoneUuid: p.zoneid, encrypt: p.encrypt, kmsKeyUuid: p.kmskeyid, account: p.account, domainUuid: p.domainid, sizeGb: p.size,
+      });
+      const { jobId } = await ctx.app.jobs.submit({ cmd: 'createVolume', kind: 'volume.create', caller: ctx.caller, args: {}, instanceType: 'Volume', instanceId: volume.uuid });
+      return { kind: 'flat', value: { id: volume.uuid, jobid: jobId } };
+    },
+  }),
+  defineCommand({
+    name: 'listVolumes',
+    description: 'Lists all volumes.',
+    roles: ALL_ROLES,
+    related: 'createVolume',
+    params: {
+      ...ownerListParams,
+      id: param.uuid({ description: 'the ID of the disk volume', related: 'listVolumes' }),
+      name: param.string({ description: 'the name of the disk volume' }),
+      zoneid: param.uuid({ description: 'the ID of the availability zone', related: 'listZones' }),
+      kmskeyid: param.uuid({ description: 'list volumes whose encryption key is wrapped by this KMS key', related: 'listKMSKeys', since: '4.23.0' }),
+    },
+    response: volumeFields,
+    async handler(p, ctx) {
+      const scope = await ctx.app.directory.listScope(ctx.caller, p);
+      const q = applyOwnerScope(volumeQuery(ctx.app.db), scope, { accountCol: 'v.account_id', domainCol: 'v.domain_id' }).orderBy('v.id');
+      if (p.id) q.where('v.uuid', p.id);
+      if (p.name) q.where('v.name', p.name);
+      if (p.zoneid) q.where('z.uuid', p.zoneid);
+      if (p.kmskeyid) q.where('k.uuid', p.kmskeyid);
+      if (p.keyword) q.where('v.name', 'like', `%${p.keyword}%`);
+      const { rows, count } = await pagedRows<VolumeView>(q, pageWindow(p));
+      return { kind: 'list', name: 'volume', items: rows.map(volumeResponse), count };
+    },
+  }),
+  defineCommand({
+    name: 'deleteVolume',
+    description: 'Deletes a detached disk volume and destroys its encryption secret (the wrapped DEK or the legacy passphrase).',
+    roles: ALL_ROLES,
+    params: { id: param.uuid({ required: true, description: 'The ID of the disk volume', related: 'listVolumes' }) },
+    response: [{ name: 'success', type: 'boolean', description: 'true if operation is executed successfully' }],
+    async handler(p, ctx) {
+      await new Volumes(ctx.app).delete(ctx.caller, p.id);
+      return { kind: 'success' };
+    },
+  }),
+  defineCommand({
+    name: 'getVolumeEncryptionKey',
+    description: 'Returns the encryption secret of a volume (base64), for the hypervisor that opens it: the DEK unwrapped in memory, or the legacy passphrase. Audited with a KMS.KEY.UNWRAP event.',
+    roles: ADMIN_ONLY,
+    backendErrorPrefix: 'Failed to unwrap volume key: ',
+    params: { id: param.uuid({ required: true, description: 'The ID of the disk volume', related: 'listVolumes' }) },
+    response: [
+      { name: 'volumeid', type: 'string', description: 'the ID of the volume' },
+      { name: 'secret', type: 'string', description: 'the volume secret (LUKS key material), base64' },
+      { name: 'kmskeyid', type: 'string', description: 'the KMS key that wraps the secret; absent for legacy passphrases' },
+      { name: 'kmskeyversion', type: 'integer', description: 'the KEK version the secret is wrapped with' },
+    ],
+    async handler(p, ctx) {
+      const s = await new Volumes(ctx.app).secretOf(ctx.caller, p.id);
+      return { kind: 'object', name: 'volumeencryptionkey', value: { volumeid: s.volume.uuid, secret: s.secretBase64, kmskeyid: s.keyUuid, kmskeyversion: s.keyVersion } };
+    },
+  }),
+];

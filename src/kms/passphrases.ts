@@ -1,0 +1,39 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { Knex } from 'knex';
+import type { MasterKey } from '../config/master-key';
+import { paramError } from './errors';
+import { SecretBytes } from './secret-bytes';
+
+const aad = (uuid: string) => `passphrase:${uuid}`;
+
+/**
+ * CloudStack's legacy volume passphrases (PassphraseVO): 48 random bytes, base64-encoded into a
+ * 64-character string whose bytes are the LUKS secret, stored encrypted under the master key.
+ */
+export class Passphrases {
+  constructor(private readonly masterKey: MasterKey) {}
+
+  async create(trx: Knex): Promise<number> {
+    const raw = randomBytes(48);
+    const text = Buffer.from(raw.toString('base64'), 'ascii');
+    raw.fill(0);
+    const uuid = randomUUID();
+    try {
+      const [id] = await trx('passphrase').insert({ uuid, passphrase: this.masterKey.encrypt(text, aad(uuid)), created: Date.now() });
+      return Number(id);
+    } finally {
+      text.fill(0);
+    }
+  }
+
+  /** The passphrase bytes (the LUKS secret). The caller owns and disposes the result. */
+  async read(trx: Knex, id: number): Promise<SecretBytes> {
+    const row = await trx('passphrase').where({ id }).first();
+    if (!row) throw paramError('The passphrase of this volume no longer exists');
+    return SecretBytes.adopt(this.masterKey.decrypt(row.passphrase, aad(row.uuid)));
+  }
+
+  async delete(trx: Knex, id: number): Promise<void> {
+    await trx('passphrase').where({ id }).delete();
+  }
+}

@@ -1,0 +1,137 @@
+import { randomUUID } from 'node:crypto';
+import type { App } from '../app';
+import type { Caller } from '../identity/caller';
+import { bool } from '../db/paging';
+import { KmsError, paramError, permissionError } from './errors';
+import { Passphrases } from './passphrases';
+import { using } from './secret-bytes';
+import { WrappedKeys } from './wrapped-keys';
+
+export interface VolumeRow {
+  id: number; uuid: string; name: string; account_id: number; domain_id: number; zone_id: number; size: number; state: string;
+  encrypt_format: string | null; passphrase_id: number | null; kms_key_id: number | null; kms_wrapped_key_id: number | null; created: number; removed: number | null;
+}
+
+interface KeyForUse { id: number; uuid: string; name: string; zone_id: number; account_id: number; domain_id: number; enabled: number | boolean; hsm_profile_id: number }
+
+export interface CreateVolumeInput {
+  name: string;
+  zoneUuid: string;
+  encrypt: boolean;
+  kmsKeyUuid?: string;
+  account?: string;
+  domainUuid?: string;
+  sizeGb?: number;
+}
+
+const DEK_BYTES_SETTING = 'kms.dek.size.bits' as const;
+
+/**
+ * Volumes and their secrets: a volume with a KMS key gets a fresh DEK wrapped by the key's Active
+ * KEK version; an encrypted volume without one gets a legacy passphrase under the master key.
+ */
+export class Volumes {
+  readonly wrappedKeys: WrappedKeys;
+  readonly passphrases: Passphrases;
+
+  constructor(private readonly app: App) {
+    this.wrappedKeys = new WrappedKeys(app);
+    this.passphrases = new Passphrases(app.masterKey);
+  }
+
+  /**
+   * A KMS key the caller may use for a volume in zone `zoneId` (reference/cloudstack-kms-4.23.md §1.11
+   * checkKmsKeyForVolumeEncryption): caller access, same zone, key and profile enabled.
+   */
+  async keyForVolume(caller: Caller, keyUuid: string, zone: { id: number; uuid: string }): Promise<KeyForUse> {
+    const key: KeyForUse | undefined = await this.app.db('kms_keys').where({ uuid: keyUuid }).whereNull('removed').first();
+    if (!key) throw paramError(`KMS key not found: ${keyUuid}`);
+    if (!(await this.app.directory.canAccessOwner(caller, { accountId: key.account_id, domainId: key.domain_id }))) {
+      throw permissionError(`Account ${caller.accountName} does not have permission to use KMS key ${keyUuid}`);
+    }
+    if (key.zone_id !== zone.id) {
+      const keyZone = await this.app.db('data_center').where({ id: key.zone_id }).first('uuid');
+      throw paramError(`KMS key belongs to zone ${keyZone?.uuid ?? key.zone_id} but the target resource is in zone ${zone.uuid}`);
+    }
+    if (!bool(key.enabled)) throw paramError(`KMS key is not enabled and cannot be used for volume encryption: ${keyUuid}`);
+    return key;
+  }
+
+  async create(caller: Caller, input: CreateVolumeInput): Promise<VolumeRow> {
+    const { db, directory, settings } = this.app;
+    const owner = await directory.resolveOwner(caller, { account: input.account, domainid: input.domainUuid });
+    const zone = await db('data_center').where({ uuid: input.zoneUuid }).whereNull('removed').first('id', 'uuid');
+    if (!zone) throw paramError(`Unable to find zone by id ${input.zoneUuid}`);
+    const key = input.kmsKeyUuid ? await this.keyForVolume(caller, input.kmsKeyUuid, zone) : undefined;
+    const uuid = randomUUID();
+    const encrypted = input.encrypt || key !== undefined;
+
+    // The backend call happens before the transaction; a failed insert leaves only an unused blob behind.
+    let wrapped: { version: Awaited<ReturnType<WrappedKeys['activeVersion']>>; blob: Buffer } | undefined;
+    if (key) {
+      const version = await this.wrappedKeys.activeVersion(key.id);
+      const bits = await settings.getNumber(DEK_BYTES_SETTING);
+      wrapped = { version, blob: await this.wrappedKeys.generate(version, uuid, bits / 8) };
+    }
+    const volume = await db.transaction(async (trx) => {
+      const wrappedKeyId = wrapped ? await this.wrappedKeys.insert(trx, wrapped.version, { zoneId: zone.id, ownerUuid: uuid, blob: wrapped.blob }) : null;
+      const passphraseId = encrypted && !key ? await this.passphrases.create(trx) : null;
+      const row = {
+        uuid, name: input.name, account_id: owner.id, domain_id: owner.domain_id, zone_id: zone.id, size: (input.sizeGb ?? 0) * 1024 ** 3,
+        state: 'Allocated', encrypt_format: encrypted ? 'LUKS' : null, passphrase_id: passphraseId, kms_key_id: key?.id ?? null,
+        kms_wrapped_key_id: wrappedKeyId, created: Date.now(), removed: null,
+      };
+      const [id] = await trx('volumes').insert(row);
+      return { ...row, id: Number(id) } satisfies VolumeRow;
+    });
+    const actor = { userId: caller.userId, accountId: owner.id, domainId: owner.domain_id };
+    await this.app.events.record({ type: 'VOLUME.CREATE', description: `Created volume ${input.name}${key ? ` encrypted with KMS key ${key.uuid}` : encrypted ? ' encrypted with a passphrase' : ''}`, actor, resourceType: 'Volume', resourceId: uuid });
+    if (key && wrapped) {
+      await this.app.events.record({ type: 'KMS.KEY.WRAP', description: `Generated a DEK for volume ${uuid} wrapped by KMS key ${key.uuid} (v${wrapped.version.versionNumber})`, actor, resourceType: 'KmsKey', resourceId: key.uuid });
+    }
+    return volume;
+  }
+
+  /** A live volume the caller may act on; 431 when absent, 531 when out of reach. */
+  async require(caller: Caller, uuid: string): Promise<VolumeRow> {
+    const v: VolumeRow | undefined = await this.app.db('volumes').where({ uuid }).whereNull('removed').first();
+    if (!v) throw paramError(`Unable to find volume by id ${uuid}`);
+    if (!(await this.app.directory.canAccessOwner(caller, { accountId: v.account_id, domainId: v.domain_id }))) {
+      throw permissionError(`Account ${caller.accountName} does not have permission to access volume ${uuid}`);
+    }
+    return v;
+  }
+
+  /** Deletes a volume and destroys its secret: the wrapped DEK is shredded, the passphrase removed. */
+  async delete(caller: Caller, uuid: string): Promise<void> {
+    const v = await this.require(caller, uuid);
+    await this.app.db.transaction(async (trx) => {
+      await trx('volumes').where({ id: v.id }).update({ state: 'Expunged', removed: Date.now(), kms_wrapped_key_id: null, passphrase_id: null });
+      if (v.kms_wrapped_key_id) await this.wrappedKeys.destroy(trx, v.kms_wrapped_key_id);
+      if (v.passphrase_id) await this.passphrases.delete(trx, v.passphrase_id);
+    });
+    await this.app.events.record({ type: 'VOLUME.DELETE', description: `Deleted volume ${v.name} and destroyed its encryption secret`, actor: { userId: caller.userId, accountId: v.account_id, domainId: v.domain_id }, resourceType: 'Volume', resourceId: v.uuid });
+  }
+
+  /**
+   * The volume's LUKS secret, base64 (hypervisor side, root admin): the KMS DEK unwrapped in
+   * memory, or the legacy passphrase bytes. Audited with a KMS.KEY.UNWRAP event.
+   */
+  async secretOf(caller: Caller, uuid: string): Promise<{ volume: VolumeRow; secretBase64: string; keyUuid?: string; keyVersion?: number }> {
+    const v = await this.require(caller, uuid);
+    const actor = { userId: caller.userId, accountId: v.account_id, domainId: v.domain_id };
+    if (v.kms_wrapped_key_id) {
+      const wk = await this.app.db('kms_wrapped_key as w').join('kms_kek_versions as kv', 'kv.id', 'w.kek_version_id').join('kms_keys as k', 'k.id', 'w.kms_key_id')
+        .where('w.id', v.kms_wrapped_key_id).first('k.uuid as keyUuid', 'kv.version_number as version');
+      const secretBase64 = await using(await this.wrappedKeys.unwrap(v.kms_wrapped_key_id, v.uuid), (dek) => dek.reveal().toString('base64'));
+      await this.app.events.record({ type: 'KMS.KEY.UNWRAP', description: `Unwrapped the DEK of volume ${v.uuid} with KMS key ${wk?.keyUuid} (v${wk?.version})`, actor, resourceType: 'Volume', resourceId: v.uuid });
+      return { volume: v, secretBase64, keyUuid: wk?.keyUuid, keyVersion: wk ? Number(wk.version) : undefined };
+    }
+    if (v.passphrase_id) {
+      const secretBase64 = await using(await this.passphrases.read(this.app.db, v.passphrase_id), (p) => p.reveal().toString('base64'));
+      await this.app.events.record({ type: 'KMS.KEY.UNWRAP', description: `Read the legacy passphrase of volume ${v.uuid}`, actor, resourceType: 'Volume', resourceId: v.uuid });
+      return { volume: v, secretBase64 };
+    }
+    throw new KmsError('param', `Volume ${uuid} is not encrypted`);
+  }
+}

@@ -1,0 +1,113 @@
+import { randomUUID } from 'node:crypto';
+import type { Knex } from 'knex';
+import type { App } from '../app';
+import type { HsmProfileConfig, KekRef } from '../providers/provider';
+import { dekAad } from './aad';
+import { KmsError, paramError } from './errors';
+import { loadProfileConfig, type ProfileRow } from './hsm-profile-details';
+import type { SecretBytes } from './secret-bytes';
+import { bool } from '../db/paging';
+
+/** The KEK version a DEK is (or will be) wrapped with, with its key and profile. */
+export interface KekVersionContext {
+  keyId: number;
+  keyUuid: string;
+  versionId: number;
+  versionNumber: number;
+  status: 'Active' | 'Previous' | 'Archived';
+  kekLabel: string;
+  profile: ProfileRow;
+}
+
+export interface WrappedKeyRow {
+  id: number; uuid: string; kms_key_id: number; kek_version_id: number; zone_id: number; owner_uuid: string; wrapped_blob: Buffer; removed: number | null;
+}
+
+/**
+ * DEKs wrapped by KEK versions: generation, wrapping of an existing secret (migration), unwrap and
+ * destruction. Every blob is bound to (KMS key, KEK version, owning volume) through its AAD.
+ */
+export class WrappedKeys {
+  constructor(private readonly app: App) {}
+
+  /** The Active version of a key, ready to wrap with; 431 when the profile is disabled. */
+  async activeVersion(keyId: number, trx: Knex = this.app.db): Promise<KekVersionContext> {
+    const row = await this.versionQuery(trx).where({ 'v.kms_key_id': keyId, 'v.status': 'Active' }).first();
+    if (!row) throw new KmsError('internal', `KMS key ${keyId} has no Active KEK version`);
+    return this.toContext(row);
+  }
+
+  async versionById(versionId: number, trx: Knex = this.app.db): Promise<KekVersionContext | undefined> {
+    const row = await this.versionQuery(trx).where({ 'v.id': versionId }).first();
+    return row && this.toContext(row);
+  }
+
+  /** The KEK reference of a version (profile details decrypted; never log it). */
+  async kekRef(v: KekVersionContext): Promise<KekRef> {
+    if (!bool(v.profile.enabled)) throw paramError(`HSM profile is not enabled: ${v.profile.name}`);
+    const profile: HsmProfileConfig = await loadProfileConfig(this.app.db, this.app.masterKey, v.profile);
+    return { profile, label: v.kekLabel };
+  }
+
+  /** A fresh DEK of `bytes`, generated and wrapped by the backend; returns the blob only. */
+  async generate(v: KekVersionContext, ownerUuid: string, bytes: number): Promise<Buffer> {
+    const kek = await this.kekRef(v);
+    return this.app.providers.get(kek.profile.protocol).generateAndWrap({ kek, bytes, aad: this.aad(v, ownerUuid) });
+  }
+
+  /** Wraps an existing secret (the caller keeps and disposes it). */
+  async wrap(v: KekVersionContext, ownerUuid: string, dek: SecretBytes): Promise<Buffer> {
+    const kek = await this.kekRef(v);
+    return this.app.providers.get(kek.profile.protocol).wrap({ kek, dek, aad: this.aad(v, ownerUuid) });
+  }
+
+  /** Inserts the wrapped-key row; returns its id. */
+  async insert(trx: Knex, v: KekVersionContext, row: { zoneId: number; ownerUuid: string; blob: Buffer }): Promise<number> {
+    const [id] = await trx('kms_wrapped_key').insert({
+      uuid: randomUUID(), kms_key_id: v.keyId, kek_version_id: v.versionId, zone_id: row.zoneId, owner_uuid: row.ownerUuid,
+      wrapped_blob: row.blob, created: Date.now(),
+    });
+    return Number(id);
+  }
+
+  /**
+   * The plaintext DEK of `wrappedKeyId` for the volume `ownerUuid`. The caller owns the result and
+   * must dispose() it. A blob that belongs to another volume or was altered fails as `integrity`.
+   */
+  async unwrap(wrappedKeyId: number, ownerUuid: string): Promise<SecretBytes> {
+    const wk: WrappedKeyRow | undefined = await this.app.db('kms_wrapped_key').where({ id: wrappedKeyId }).whereNull('removed').first();
+    if (!wk) throw paramError('The wrapped key of this volume no longer exists');
+    if (wk.owner_uuid !== ownerUuid) {
+      throw new KmsError('integrity', `Wrapped key ${wk.uuid} does not belong to volume ${ownerUuid}`);
+    }
+    const v = await this.versionById(wk.kek_version_id);
+    if (!v || v.status === 'Archived') throw new KmsError('integrity', `KEK version of wrapped key ${wk.uuid} is not available for decryption`);
+    const kek = await this.kekRef(v);
+    return this.app.providers.get(kek.profile.protocol).unwrap({ kek, blob: Buffer.from(wk.wrapped_blob), aad: this.aad(v, ownerUuid) });
+  }
+
+  /** Crypto-shreds a wrapped key: the blob is overwritten and the row marked removed. */
+  async destroy(trx: Knex, wrappedKeyId: number): Promise<void> {
+    await trx('kms_wrapped_key').where({ id: wrappedKeyId }).update({ wrapped_blob: Buffer.alloc(0), removed: Date.now() });
+  }
+
+  aad(v: Pick<KekVersionContext, 'keyUuid' | 'versionNumber'>, ownerUuid: string): Buffer {
+    return dekAad({ purpose: 'volume', kmsKeyUuid: v.keyUuid, kekVersion: v.versionNumber, ownerUuid });
+  }
+
+  private versionQuery(trx: Knex) {
+    return trx('kms_kek_versions as v')
+      .join('kms_keys as k', 'k.id', 'v.kms_key_id')
+      .join('kms_hsm_profiles as p', 'p.id', 'v.hsm_profile_id')
+      .select('v.id as versionId', 'v.version_number as versionNumber', 'v.status', 'v.kek_label as kekLabel',
+        'k.id as keyId', 'k.uuid as keyUuid', 'p.id as profileId', 'p.uuid as profileUuid', 'p.name as profileName',
+        'p.protocol as profileProtocol', 'p.enabled as profileEnabled');
+  }
+
+  private toContext(row: Record<string, any>): KekVersionContext {
+    return {
+      keyId: row.keyId, keyUuid: row.keyUuid, versionId: row.versionId, versionNumber: Number(row.versionNumber), status: row.status, kekLabel: row.kekLabel,
+      profile: { id: row.profileId, uuid: row.profileUuid, name: row.profileName, protocol: row.profileProtocol, enabled: row.profileEnabled },
+    };
+  }
+}
