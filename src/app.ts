@@ -10,6 +10,7 @@ import { SessionStore } from './api/session-store';
 import { createLogger, type Logger } from './logger';
 import { createProviderRegistry, type ProviderRegistry } from './providers/registry';
 import { createJobService, type JobService } from './jobs/job-service';
+import { volumeJobHandlers } from './commands/volumes';
 
 /** The application's services, built once per process and shared by the API and the workers. */
 export interface App {
@@ -64,5 +65,6 @@ export async function createApp(env: Env, opts: { logger?: Logger } = {}): Promi
       for (const close of closers.reverse()) await close();
     },
   };
+  for (const [kind, make] of Object.entries(volumeJobHandlers)) jobs.register(kind, make(app));
   return { app, generatedKeys, masterKeyGenerated };
 }

@@ -6,6 +6,7 @@ import { eventCommands } from './events';
 import { uiCommands } from './ui';
 import { sessionCommands } from './session';
 import { listApis } from './list-apis';
+import { volumeCommands } from './volumes';
 
 /** Every command the server answers, declared once; listApis and apidocs read only this list. */
 export const ALL_COMMANDS: readonly CommandSpec[] = [
@@ -16,6 +17,7 @@ export const ALL_COMMANDS: readonly CommandSpec[] = [
   ...identityCommands,
   ...eventCommands,
   ...configurationCommands,
+  ...volumeCommands,
 ] as readonly CommandSpec[];
 
 export interface Registry {
