@@ -5,7 +5,7 @@ import { bool } from '../db/paging';
 import { KmsError, paramError, permissionError } from './errors';
 import { Passphrases } from './passphrases';
 import { using } from './secret-bytes';
-import { WrappedKeys } from './wrapped-keys';
+import { VersionArchivedError, WrappedKeys, type KekVersionContext } from './wrapped-keys';
 
 export interface VolumeRow {
   id: number; uuid: string; name: string; account_id: number; domain_id: number; zone_id: number; size: number; state: string;
@@ -66,24 +66,32 @@ export class Volumes {
     const uuid = randomUUID();
     const encrypted = input.encrypt || key !== undefined;
 
-    // The backend call happens before the transaction; a failed insert leaves only an unused blob behind.
-    let wrapped: { version: Awaited<ReturnType<WrappedKeys['activeVersion']>>; blob: Buffer } | undefined;
-    if (key) {
-      const version = await this.wrappedKeys.activeVersion(key.id);
-      const bits = await settings.getNumber(DEK_BYTES_SETTING);
-      wrapped = { version, blob: await this.wrappedKeys.generate(version, uuid, bits / 8) };
+    // The backend call happens before the transaction; a failed insert leaves only an unused blob
+    // behind. If the version was archived in between (rotated and drained), start again on the new one.
+    let wrapped: { version: KekVersionContext; blob: Buffer } | undefined;
+    let volume: VolumeRow | undefined;
+    for (let attempt = 1; !volume; attempt++) {
+      try {
+        if (key) {
+          const version = await this.wrappedKeys.activeVersion(key.id);
+          const bits = await settings.getNumber(DEK_BYTES_SETTING);
+          wrapped = { version, blob: await this.wrappedKeys.generate(version, uuid, bits / 8) };
+        }
+        volume = await db.transaction(async (trx) => {
+          const wrappedKeyId = wrapped ? await this.wrappedKeys.insert(trx, wrapped.version, { zoneId: zone.id, ownerUuid: uuid, blob: wrapped.blob }) : null;
+          const passphraseId = encrypted && !key ? await this.passphrases.create(trx) : null;
+          const row = {
+            uuid, name: input.name, account_id: owner.id, domain_id: owner.domain_id, zone_id: zone.id, size: (input.sizeGb ?? 0) * 1024 ** 3,
+            state: 'Allocated', encrypt_format: encrypted ? 'LUKS' : null, passphrase_id: passphraseId, kms_key_id: key?.id ?? null,
+            kms_wrapped_key_id: wrappedKeyId, created: Date.now(), removed: null,
+          };
+          const [id] = await trx('volumes').insert(row);
+          return { ...row, id: Number(id) } satisfies VolumeRow;
+        });
+      } catch (err) {
+        if (attempt >= 3 || !(err instanceof VersionArchivedError)) throw err;
+      }
     }
-    const volume = await db.transaction(async (trx) => {
-      const wrappedKeyId = wrapped ? await this.wrappedKeys.insert(trx, wrapped.version, { zoneId: zone.id, ownerUuid: uuid, blob: wrapped.blob }) : null;
-      const passphraseId = encrypted && !key ? await this.passphrases.create(trx) : null;
-      const row = {
-        uuid, name: input.name, account_id: owner.id, domain_id: owner.domain_id, zone_id: zone.id, size: (input.sizeGb ?? 0) * 1024 ** 3,
-        state: 'Allocated', encrypt_format: encrypted ? 'LUKS' : null, passphrase_id: passphraseId, kms_key_id: key?.id ?? null,
-        kms_wrapped_key_id: wrappedKeyId, created: Date.now(), removed: null,
-      };
-      const [id] = await trx('volumes').insert(row);
-      return { ...row, id: Number(id) } satisfies VolumeRow;
-    });
     const actor = { userId: caller.userId, accountId: owner.id, domainId: owner.domain_id };
     await this.app.events.record({ type: 'VOLUME.CREATE', description: `Created volume ${input.name}${key ? ` encrypted with KMS key ${key.uuid}` : encrypted ? ' encrypted with a passphrase' : ''}`, actor, resourceType: 'Volume', resourceId: uuid });
     if (key && wrapped) {

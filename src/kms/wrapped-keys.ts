@@ -7,6 +7,7 @@ import { KmsError, paramError } from './errors';
 import { loadProfileConfig, type ProfileRow } from './hsm-profile-details';
 import type { SecretBytes } from './secret-bytes';
 import { bool } from '../db/paging';
+import { isMysql } from '../db/knex';
 
 /** The KEK version a DEK is (or will be) wrapped with, with its key and profile. */
 export interface KekVersionContext {
@@ -21,6 +22,13 @@ export interface KekVersionContext {
 
 export interface WrappedKeyRow {
   id: number; uuid: string; kms_key_id: number; kek_version_id: number; zone_id: number; owner_uuid: string; wrapped_blob: Buffer; removed: number | null;
+}
+
+/** The version a blob was made with was archived before the blob could be stored: make it again. */
+export class VersionArchivedError extends KmsError {
+  constructor(message: string) {
+    super('unavailable', message);
+  }
 }
 
 /**
@@ -61,8 +69,17 @@ export class WrappedKeys {
     return this.app.providers.get(kek.profile.protocol).wrap({ kek, dek, aad: this.aad(v, ownerUuid) });
   }
 
-  /** Inserts the wrapped-key row; returns its id. */
+  /**
+   * Inserts the wrapped-key row; returns its id. The version row is read under a shared lock first:
+   * a version archived since the blob was made (its KEK destroyed) fails as retryable, so no DEK is
+   * ever stored under a destroyed KEK.
+   */
   async insert(trx: Knex, v: KekVersionContext, row: { zoneId: number; ownerUuid: string; blob: Buffer }): Promise<number> {
+    const q = trx('kms_kek_versions').where({ id: v.versionId }).first('status');
+    const current = await (isMysql(this.app.db) ? q.forShare() : q);
+    if (!current || current.status === 'Archived') {
+      throw new VersionArchivedError(`KEK version v${v.versionNumber} of KMS key ${v.keyUuid} was archived meanwhile; retry`);
+    }
     const [id] = await trx('kms_wrapped_key').insert({
       uuid: randomUUID(), kms_key_id: v.keyId, kek_version_id: v.versionId, zone_id: row.zoneId, owner_uuid: row.ownerUuid,
       wrapped_blob: row.blob, created: Date.now(),

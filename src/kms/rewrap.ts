@@ -1,0 +1,168 @@
+import type { App } from '../app';
+import type { KekRef } from '../providers/provider';
+import { mapLimit } from './concurrency';
+import { isKmsError } from './errors';
+import { WrappedKeys, type KekVersionContext } from './wrapped-keys';
+
+/** What one rewrap tick did; failures are listed per wrapped key and retried at the next tick. */
+export interface RewrapReport {
+  claimed: number;
+  rewrapped: number;
+  /** Rows another worker or a volume deletion changed first. */
+  skipped: number;
+  failed: Array<{ wrappedKeyId: string; error: string }>;
+  archived: Array<{ keyUuid: string; version: number }>;
+}
+
+export interface RewrapOptions {
+  batchSize: number;
+  /** Identifies this worker's claims. */
+  workerId: string;
+  /** How long a claim stays ours; after that another worker may take the row. */
+  claimMs: number;
+  /** Backend calls in flight. */
+  concurrency?: number;
+}
+
+interface ClaimedRow { id: number; uuid: string; kms_key_id: number; kek_version_id: number; owner_uuid: string; wrapped_blob: Buffer }
+
+/**
+ * The background rewrap after rotation: claims wrapped keys on Previous KEK versions, rewraps each
+ * to its key's Active version and commits blob and version together with a conditional update, so a
+ * crash at any instant leaves every row readable (old blob on a Previous version, or new blob on the
+ * new one) and a repeat does no harm. Drained Previous versions become Archived and their KEK is
+ * destroyed in the backend.
+ */
+export class Rewrapper {
+  private readonly wrappedKeys: WrappedKeys;
+
+  constructor(private readonly app: App) {
+    this.wrappedKeys = new WrappedKeys(app);
+  }
+
+  async tick(opts: RewrapOptions): Promise<RewrapReport> {
+    const report: RewrapReport = { claimed: 0, rewrapped: 0, skipped: 0, failed: [], archived: [] };
+    const rows = await this.claim(opts);
+    report.claimed = rows.length;
+    if (rows.length) await this.rewrapRows(rows, opts, report);
+    report.archived = await this.archiveDrained();
+    return report;
+  }
+
+  /** Claims up to batchSize unclaimed (or expired) rows on Previous versions with a conditional update. */
+  private async claim(opts: RewrapOptions): Promise<ClaimedRow[]> {
+    const { db } = this.app;
+    const now = Date.now();
+    const candidates: Array<{ id: number }> = await db('kms_wrapped_key as w')
+      .join('kms_kek_versions as v', 'v.id', 'w.kek_version_id')
+      .where('v.status', 'Previous').whereNull('w.removed')
+      .andWhere((q) => q.whereNull('w.claim_expires').orWhere('w.claim_expires', '<', now))
+      .orderBy('w.id').limit(opts.batchSize).select('w.id');
+    if (!candidates.length) return [];
+    const ids = candidates.map((c) => c.id);
+    await db('kms_wrapped_key').whereIn('id', ids)
+      .andWhere((q) => q.whereNull('claim_expires').orWhere('claim_expires', '<', now))
+      .update({ claim_owner: opts.workerId, claim_expires: now + opts.claimMs });
+    return db('kms_wrapped_key').whereIn('id', ids).where({ claim_owner: opts.workerId }).whereNull('removed')
+      .select('id', 'uuid', 'kms_key_id', 'kek_version_id', 'owner_uuid', 'wrapped_blob');
+  }
+
+  private async rewrapRows(rows: ClaimedRow[], opts: RewrapOptions, report: RewrapReport): Promise<void> {
+    const versions = new Map<number, Promise<KekVersionContext | undefined>>();
+    const actives = new Map<number, Promise<KekVersionContext>>();
+    const refs = new Map<number, Promise<KekRef>>();
+    const versionOf = (id: number) => versions.get(id) ?? versions.set(id, this.wrappedKeys.versionById(id)).get(id)!;
+    const activeOf = (keyId: number) => actives.get(keyId) ?? actives.set(keyId, this.wrappedKeys.activeVersion(keyId)).get(keyId)!;
+    const refOf = (v: KekVersionContext) => refs.get(v.versionId) ?? refs.set(v.versionId, this.wrappedKeys.kekRef(v)).get(v.versionId)!;
+
+    const done: Array<{ row: ClaimedRow; to: KekVersionContext; blob: Buffer }> = [];
+    await mapLimit(rows, opts.concurrency ?? 16, async (row) => {
+      try {
+        const from = await versionOf(row.kek_version_id);
+        const to = await activeOf(row.kms_key_id);
+        if (!from || from.versionId === to.versionId) return;
+        const blob = await this.rewrapBlob(row, from, to, refOf);
+        done.push({ row, to, blob });
+      } catch (err) {
+        report.failed.push({ wrappedKeyId: row.uuid, error: isKmsError(err) ? err.message : 'internal error' });
+        if (!isKmsError(err)) this.app.logger.error('rewrap failed', { wrappedKey: row.uuid, error: err instanceof Error ? err.stack : String(err) });
+      }
+    });
+
+    await this.app.db.transaction(async (trx) => {
+      for (const { row, to, blob } of done) {
+        const n = await trx('kms_wrapped_key')
+          .where({ id: row.id, kek_version_id: row.kek_version_id, claim_owner: opts.workerId }).whereNull('removed')
+          .update({ wrapped_blob: blob, kek_version_id: to.versionId, claim_owner: null, claim_expires: null, updated: Date.now() });
+        if (n === 1) report.rewrapped++;
+        else report.skipped++;
+      }
+    });
+    // Failed rows stay on their Previous version; release them so the next tick retries at once.
+    const failedIds = rows.filter((r) => !done.some((d) => d.row.id === r.id)).map((r) => r.id);
+    if (failedIds.length) {
+      await this.app.db('kms_wrapped_key').whereIn('id', failedIds).where({ claim_owner: opts.workerId }).update({ claim_owner: null, claim_expires: null });
+    }
+  }
+
+  /** Within one backend kind the provider rewraps (inside the HSM for pkcs11); across kinds, in memory. */
+  private async rewrapBlob(row: ClaimedRow, from: KekVersionContext, to: KekVersionContext, refOf: (v: KekVersionContext) => Promise<KekRef>): Promise<Buffer> {
+    const [fromKek, toKek] = await Promise.all([refOf(from), refOf(to)]);
+    const blob = Buffer.from(row.wrapped_blob);
+    const fromAad = this.wrappedKeys.aad(from, row.owner_uuid);
+    const toAad = this.wrappedKeys.aad(to, row.owner_uuid);
+    const source = this.app.providers.get(fromKek.profile.protocol);
+    if (fromKek.profile.protocol === toKek.profile.protocol) {
+      return source.rewrap({ from: { kek: fromKek, blob, aad: fromAad }, to: { kek: toKek, aad: toAad } });
+    }
+    const dek = await source.unwrap({ kek: fromKek, blob, aad: fromAad });
+    try {
+      return await this.app.providers.get(toKek.profile.protocol).wrap({ kek: toKek, dek, aad: toAad });
+    } finally {
+      dek.dispose();
+    }
+  }
+
+  /**
+   * Previous versions without live wrapped keys become Archived (a conditional update that re-checks
+   * emptiness); then, and for Archived versions whose destruction failed before, the KEK is destroyed.
+   */
+  async archiveDrained(): Promise<Array<{ keyUuid: string; version: number }>> {
+    const { db } = this.app;
+    const archived: Array<{ keyUuid: string; version: number }> = [];
+    const previous: Array<{ id: number }> = await db('kms_kek_versions').where({ status: 'Previous' }).select('id');
+    for (const { id } of previous) {
+      const n = await db('kms_kek_versions').where({ id, status: 'Previous' })
+        .whereNotExists((q) => q.select(db.raw('1')).from('kms_wrapped_key').where('kek_version_id', id).whereNull('removed'))
+        .update({ status: 'Archived', archived: Date.now() });
+      if (n === 1) {
+        const v = await this.wrappedKeys.versionById(id);
+        if (v) archived.push({ keyUuid: v.keyUuid, version: v.versionNumber });
+      }
+    }
+    const pending: Array<{ id: number }> = await db('kms_kek_versions').where({ status: 'Archived' }).whereNull('removed').select('id');
+    for (const { id } of pending) await this.destroyArchived(id);
+    return archived;
+  }
+
+  private async destroyArchived(versionId: number): Promise<void> {
+    const v = await this.wrappedKeys.versionById(versionId);
+    if (!v) return;
+    const key = await this.app.db('kms_keys').where({ id: v.keyId }).first('account_id', 'domain_id');
+    const actor = { accountId: key?.account_id, domainId: key?.domain_id };
+    try {
+      const kek = await this.wrappedKeys.kekRef(v);
+      await this.app.providers.get(kek.profile.protocol).destroyKek(kek);
+      await this.app.db('kms_kek_versions').where({ id: versionId }).update({ removed: Date.now() });
+      await this.app.events.record({
+        type: 'KMS.KEY.DELETE', actor, resourceType: 'KmsKey', resourceId: v.keyUuid,
+        description: `Archived KEK version v${v.versionNumber} of KMS key ${v.keyUuid} and destroyed it in its backend after all wrapped keys were rewrapped`,
+      });
+    } catch (err) {
+      await this.app.events.record({
+        type: 'KMS.KEY.DELETE', level: 'WARN', actor, resourceType: 'KmsKey', resourceId: v.keyUuid,
+        description: `KEK version v${v.versionNumber} of KMS key ${v.keyUuid} is Archived but could not be destroyed yet: ${isKmsError(err) ? err.message : 'internal error'}`,
+      });
+    }
+  }
+}
