@@ -11,6 +11,7 @@ import { createLogger, type Logger } from './logger';
 import { createProviderRegistry, type ProviderRegistry } from './providers/registry';
 import { createJobService, type JobService } from './jobs/job-service';
 import { volumeJobHandlers } from './commands/volumes';
+import { ALL_COMMANDS } from './commands/registry';
 
 /** The application's services, built once per process and shared by the API and the workers. */
 export interface App {
@@ -47,7 +48,11 @@ export async function createApp(env: Env, opts: { logger?: Logger } = {}): Promi
   const { generatedKeys } = await bootstrapIdentity(db, directory, env);
   const settings = new Settings(db);
   const providers = createProviderRegistry({ db, masterKey, logger, policy: () => settings.backendPolicy() });
-  const jobs = createJobService({ db, logger });
+  const backendPrefixes = new Map(ALL_COMMANDS.map((c) => [c.name, c.backendErrorPrefix]));
+  const jobs = createJobService({
+    db, logger, settings, redisUrl: env.redisUrl, queuePrefix: env.queuePrefix, runWorkers: env.role !== 'api', options: env.jobOptions,
+    errorPrefixOf: (cmd) => backendPrefixes.get(cmd),
+  });
   const closers: Array<() => Promise<void>> = [() => db.destroy(), () => providers.close(), () => jobs.close()];
   const app: App = {
     env,

@@ -5,7 +5,7 @@ import { createServer } from './api/server';
 import { registry } from './commands/registry';
 import { createLogger } from './logger';
 
-/** Starts the API server (and, unless KMS_ROLE=api, the job workers in the same process). */
+/** Starts the API server (unless KMS_ROLE=worker) and the job workers (unless KMS_ROLE=api). */
 async function main(): Promise<void> {
   const logger = createLogger();
   const env = readEnv();
@@ -20,12 +20,17 @@ async function main(): Promise<void> {
         `  apikey    = ${generatedKeys.apiKey}\n  secretkey = ${generatedKeys.secretKey}\n\n`,
     );
   }
-  const http: Server = createServer(app, registry).listen(env.port, env.host, () => {
-    logger.info('CloudStack KMS API listening', { url: `http://${env.host}:${env.port}/client/api`, database: env.databaseUrl ? 'mysql' : 'sqlite' });
-  });
+  await app.jobs.start();
+  logger.info('async jobs', { role: env.role, queue: app.jobs.queueKind, workers: env.role !== 'api' });
+  let http: Server | undefined;
+  if (env.role !== 'worker') {
+    http = createServer(app, registry).listen(env.port, env.host, () => {
+      logger.info('CloudStack KMS API listening', { url: `http://${env.host}:${env.port}/client/api`, database: env.databaseUrl ? 'mysql' : 'sqlite' });
+    });
+  }
   const stop = async () => {
     logger.info('shutting down');
-    http.close();
+    http?.close();
     await app.close();
     process.exit(0);
   };

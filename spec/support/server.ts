@@ -4,7 +4,8 @@ import { randomBytes } from 'node:crypto';
 import { createApp, type App } from '../../src/app';
 import { readEnv } from '../../src/config/env';
 import { createServer } from '../../src/api/server';
-import { registry } from '../../src/commands/registry';
+import { ALL_COMMANDS, createRegistry, registry } from '../../src/commands/registry';
+import type { CommandSpec } from '../../src/commands/define';
 import { silentLogger } from '../../src/logger';
 import { ApiClient } from './client';
 import { createTestDb, type TestDb } from './db';
@@ -24,7 +25,13 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startTestServer(extraEnv: Record<string, string> = {}): Promise<TestServer> {
+/** Options of the test server: extra commands (e.g. a test-only async command) and a hook before the workers start. */
+export interface TestServerOptions {
+  commands?: readonly CommandSpec[];
+  setup?: (app: App) => void | Promise<void>;
+}
+
+export async function startTestServer(extraEnv: Record<string, string> = {}, opts: TestServerOptions = {}): Promise<TestServer> {
   const testDb = await createTestDb();
   const masterKey = randomBytes(32).toString('base64');
   const env = readEnv({
@@ -37,8 +44,11 @@ export async function startTestServer(extraEnv: Record<string, string> = {}): Pr
   });
   await testDb.db.destroy(); // the app opens its own pool on the same database
   const { app } = await createApp(env, { logger: silentLogger });
+  await opts.setup?.(app);
+  await app.jobs.start();
+  const served = opts.commands?.length ? createRegistry([...ALL_COMMANDS, ...opts.commands]) : registry;
   const http: Server = await new Promise((resolve) => {
-    const s = createServer(app, registry).listen(0, '127.0.0.1', () => resolve(s));
+    const s = createServer(app, served).listen(0, '127.0.0.1', () => resolve(s));
   });
   const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
   return {

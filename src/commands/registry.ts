@@ -7,6 +7,7 @@ import { uiCommands } from './ui';
 import { sessionCommands } from './session';
 import { listApis } from './list-apis';
 import { volumeCommands } from './volumes';
+import { asyncJobCommands } from './async-jobs';
 
 /** Every command the server answers, declared once; listApis and apidocs read only this list. */
 export const ALL_COMMANDS: readonly CommandSpec[] = [
@@ -17,6 +18,7 @@ export const ALL_COMMANDS: readonly CommandSpec[] = [
   ...identityCommands,
   ...eventCommands,
   ...configurationCommands,
+  ...asyncJobCommands,
   ...volumeCommands,
 ] as readonly CommandSpec[];
 

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { workerOptionsFromEnv, type WorkerOptions } from '../jobs/options';
 
 /** Environment configuration, read once at start. Every variable is documented in README.md. */
 export interface Env {
@@ -16,6 +17,8 @@ export interface Env {
   role: 'all' | 'api' | 'worker';
   sessionTimeoutSec: number;
   queuePrefix: string;
+  /** Job worker tuning (KMS_JOB_*), validated by resolveWorkerOptions. */
+  jobOptions: Partial<WorkerOptions>;
 }
 
 export function readEnv(e: NodeJS.ProcessEnv = process.env): Env {
@@ -41,5 +44,6 @@ export function readEnv(e: NodeJS.ProcessEnv = process.env): Env {
     role,
     sessionTimeoutSec: Number(e.KMS_SESSION_TIMEOUT_SEC || 1800),
     queuePrefix: e.KMS_QUEUE_PREFIX || 'kms',
+    jobOptions: workerOptionsFromEnv(e),
   };
 }

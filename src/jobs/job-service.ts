@@ -1,70 +1,125 @@
 import { randomUUID } from 'node:crypto';
 import type { Db } from '../db/knex';
 import type { Logger } from '../logger';
-import { isKmsError } from '../kms/errors';
-import { WIRE } from '../api/errors';
-import { JobStatus, type JobHandler, type JobOutcome, type JobSubmission, type JobSubmitter, type RunningJob } from './types';
+import type { Settings } from '../config/settings';
+import { JobRepository } from '../db/repositories/jobs';
+import { LockRepository } from '../db/repositories/locks';
+import { GENERIC_INTERNAL_TEXT } from '../api/errors';
+import { BullmqQueue } from './bullmq-queue';
+import { InProcessQueue } from './in-process-queue';
+import { resolveWorkerOptions, type WorkerOptions } from './options';
+import type { JobQueue } from './queue';
+import { Scheduler } from './scheduler';
+import { JobWorker, newLeaseOwner } from './worker';
+import type { JobHandler, JobSubmission, JobSubmitter, ScheduleSpec } from './types';
 
 /**
- * Async jobs: the `async_job` row is the truth; handlers are registered per kind.
- * (Minimal in-process runner; issue 3 replaces the queue with BullMQ/in-process behind one interface.)
+ * Async jobs: the `async_job` row is the truth; handlers are registered per kind; the queue
+ * (BullMQ or in-process) only carries ids. Register handlers and schedules before `start()`.
  */
 export interface JobService extends JobSubmitter {
+  /** 'bullmq' when REDIS_URL is set, else 'in-process'. */
+  readonly queueKind: JobQueue['kind'];
+  /** This process's lease-owner id (job and lock rows name it while it holds them). */
+  readonly owner: string;
+  /** The handler of one job kind (e.g. kms.rotate); see JobHandler for the run-again contract. */
   register(kind: string, handler: JobHandler): void;
+  /** Periodic work with a deployment-wide lock; runs only in processes that run workers. */
+  schedule(name: string, spec: ScheduleSpec): void;
+  /** Starts the workers, sweeper and scheduler (unless API-only); idempotent. */
   start(): Promise<void>;
+  /** Stops taking jobs, interrupts running ones' signals, waits for them and closes the queue. */
   close(): Promise<void>;
 }
 
-export function createJobService(deps: { db: Db; logger: Logger }): JobService {
-  const handlers = new Map<string, JobHandler>();
-  const running = new Set<Promise<void>>();
+/** What the job service needs. */
+export interface JobServiceDeps {
+  db: Db;
+  logger: Logger;
+  settings: Settings;
+  /** BullMQ on this Redis; the in-process queue when absent. */
+  redisUrl?: string;
+  /** Redis key prefix (KMS_QUEUE_PREFIX). @defaultValue 'kms' */
+  queuePrefix?: string;
+  /** false for an API-only process (KMS_ROLE=api): it submits but never runs jobs. @defaultValue true */
+  runWorkers?: boolean;
+  options?: Partial<WorkerOptions>;
+  /** The backend error prefix of a command (CommandSpec.backendErrorPrefix), for job results. */
+  errorPrefixOf?: (cmd: string) => string | undefined;
+}
 
-  const run = async (jobId: number): Promise<void> => {
-    const row = await deps.db('async_job').where({ id: jobId }).first();
-    const handler = handlers.get(row.job_kind);
-    const job: RunningJob = {
-      id: row.id, uuid: row.uuid, kind: row.job_kind, cmd: row.cmd, args: JSON.parse(row.cmd_info), userId: row.user_id,
-      accountId: row.account_id, domainId: row.domain_id, instanceId: row.instance_id ?? undefined, attempt: row.attempts + 1,
-      progress: async (n) => { await deps.db('async_job').where({ id: jobId }).update({ process_status: Math.round(n), last_updated: Date.now() }); },
-    };
-    await deps.db('async_job').where({ id: jobId }).update({ attempts: job.attempt });
-    let outcome: JobOutcome | undefined;
-    let failure: { errorcode: number; errortext: string } | undefined;
-    try {
-      if (!handler) throw new Error(`no handler for job kind ${row.job_kind}`);
-      outcome = await handler(job);
-    } catch (err) {
-      const code = isKmsError(err) ? WIRE[err.kind].errorcode : 530;
-      failure = { errorcode: code, errortext: isKmsError(err) && err.kind !== 'internal' ? err.message : 'Internal error executing command, please contact your system administrator' };
-      if (!isKmsError(err)) deps.logger.error('job failed', { job: row.uuid, error: err instanceof Error ? err.stack : String(err) });
+/** Builds the job service; nothing runs until `start()`. */
+export function createJobService(deps: JobServiceDeps): JobService {
+  const options = resolveWorkerOptions(deps.options);
+  const runWorkers = deps.runWorkers ?? true;
+  const owner = newLeaseOwner();
+  const handlers = new Map<string, JobHandler>();
+  const repo = new JobRepository(deps.db);
+  const queue: JobQueue = deps.redisUrl
+    ? new BullmqQueue({ redisUrl: deps.redisUrl, prefix: deps.queuePrefix ?? 'kms', enqueueTimeoutMs: options.enqueueTimeoutMs, logger: deps.logger })
+    : new InProcessQueue();
+  const worker = new JobWorker({ repo, handlers, logger: deps.logger, options, owner, errorPrefixOf: deps.errorPrefixOf });
+  const scheduler = new Scheduler({
+    locks: new LockRepository(deps.db), settings: deps.settings, logger: deps.logger, owner,
+    leaseMs: options.leaseMs, pollMs: options.schedulePollMs,
+  });
+  let sweeper: NodeJS.Timeout | undefined;
+  let started = false;
+  let closed = false;
+
+  /** Claims jobs nobody runs (lost queue entries, dead workers) and fails those that used up their starts. */
+  const sweep = async (pickupDelayMs: number): Promise<void> => {
+    const abandoned = await repo.failAbandoned(options.maxAttempts, { errorcode: 530, errortext: GENERIC_INTERNAL_TEXT });
+    for (const uuid of abandoned) deps.logger.error('job abandoned after too many starts', { job: uuid, maxAttempts: options.maxAttempts });
+    const free = options.concurrency - worker.active;
+    for (const uuid of await repo.findOrphans([...handlers.keys()], pickupDelayMs, options.maxAttempts, free)) {
+      void worker.execute(uuid);
     }
-    const now = Date.now();
-    await deps.db('async_job').where({ id: jobId }).update(
-      failure
-        ? { status: JobStatus.Failed, result_code: failure.errorcode, result_type: 'object', result: JSON.stringify(failure), completed: now, last_updated: now }
-        : { status: JobStatus.Succeeded, result_code: 0, result_type: 'object', result: JSON.stringify(outcome), completed: now, last_updated: now },
-    );
   };
+  const sweepSafely = (pickupDelayMs: number) =>
+    sweep(pickupDelayMs).catch((err: unknown) => deps.logger.warn('job sweep failed', { error: err instanceof Error ? err.message : String(err) }));
 
   return {
+    queueKind: queue.kind,
+    owner,
     register(kind, handler) {
+      if (handlers.has(kind)) throw new Error(`job kind ${kind} is registered twice`);
       handlers.set(kind, handler);
     },
+    schedule(name, spec) {
+      scheduler.add(name, spec);
+    },
     async submit(s: JobSubmission) {
-      const now = Date.now();
       const uuid = s.jobUuid ?? randomUUID();
-      const [id] = await deps.db('async_job').insert({
-        uuid, user_id: s.caller.userId, account_id: s.caller.accountId, domain_id: s.caller.domainId, cmd: s.cmd, job_kind: s.kind,
-        cmd_info: JSON.stringify(s.args), instance_type: s.instanceType ?? null, instance_id: s.instanceId ?? null,
-        status: JobStatus.InProgress, created: now, last_updated: now,
+      await repo.insert({
+        uuid, userId: s.caller.userId, accountId: s.caller.accountId, domainId: s.caller.domainId, cmd: s.cmd, kind: s.kind,
+        args: s.args, instanceType: s.instanceType, instanceId: s.instanceId,
       });
-      const p = run(Number(id)).catch((err) => deps.logger.error('job runner failed', { error: String(err) })).finally(() => running.delete(p));
-      running.add(p);
+      // An API-only process has nobody to hand an in-process id to: a worker's sweeper takes the row.
+      if (queue.kind === 'bullmq' || runWorkers) {
+        await queue.enqueue(uuid).catch((err: unknown) => {
+          deps.logger.warn('job queued in the database only; a sweeper will run it', { job: uuid, error: err instanceof Error ? err.message : String(err) });
+        });
+      }
       return { jobId: uuid };
     },
-    async start() {},
+    async start() {
+      if (started || closed) return;
+      started = true;
+      if (!runWorkers) return;
+      await queue.consume((uuid) => worker.execute(uuid), options.concurrency);
+      // On start, everything unfinished and unleased is ours to take, however new.
+      await sweepSafely(0);
+      sweeper = setInterval(() => { void sweepSafely(options.pickupDelayMs); }, options.sweepMs);
+      await scheduler.start();
+    },
     async close() {
-      await Promise.allSettled([...running]);
+      if (closed) return;
+      closed = true;
+      clearInterval(sweeper);
+      await scheduler.close();
+      await worker.close();
+      await queue.close();
     },
   };
 }

@@ -1,0 +1,148 @@
+import type { Db } from '../knex';
+import { paramError } from '../../kms/errors';
+
+/** One `async_job` row: the single truth of a job (owner, command, state, progress, result, lease). */
+export interface AsyncJobRow {
+  id: number;
+  uuid: string;
+  user_id: number;
+  account_id: number;
+  domain_id: number;
+  cmd: string;
+  job_kind: string;
+  cmd_info: string;
+  instance_type: string | null;
+  instance_id: string | null;
+  status: number;
+  process_status: number;
+  result_code: number;
+  result_type: string | null;
+  result: string | null;
+  lease_owner: string | null;
+  lease_expires: number | null;
+  attempts: number;
+  created: number;
+  completed: number | null;
+  last_updated: number;
+}
+
+/** A new job's record. */
+export interface NewJob {
+  uuid: string;
+  userId: number;
+  accountId: number;
+  domainId: number;
+  cmd: string;
+  kind: string;
+  args: Record<string, unknown>;
+  instanceType?: string;
+  instanceId?: string;
+}
+
+/** A finished job's result as stored: the `jobresult` object and its code. */
+export interface JobFinish {
+  status: 1 | 2;
+  resultCode: number;
+  result: object;
+}
+
+const IN_PROGRESS = 0;
+
+/**
+ * Job rows. Every state change is a conditional UPDATE (status, lease owner, lease expiry), so
+ * several workers and API nodes can share one database: a claim succeeds for exactly one worker,
+ * and only the lease holder can record progress or a result. Safe to call concurrently.
+ */
+export class JobRepository {
+  constructor(private readonly db: Db) {}
+
+  /** Writes a new in-progress job; a uuid already used (customjobid) is a param error. */
+  async insert(job: NewJob): Promise<number> {
+    if (await this.db('async_job').where({ uuid: job.uuid }).first('id')) throw paramError(`A job with id ${job.uuid} already exists`);
+    const now = Date.now();
+    const [id] = await this.db('async_job').insert({
+      uuid: job.uuid, user_id: job.userId, account_id: job.accountId, domain_id: job.domainId, cmd: job.cmd, job_kind: job.kind,
+      cmd_info: JSON.stringify(job.args), instance_type: job.instanceType ?? null, instance_id: job.instanceId ?? null,
+      status: IN_PROGRESS, created: now, last_updated: now,
+    });
+    return Number(id);
+  }
+
+  async findByUuid(uuid: string): Promise<AsyncJobRow | undefined> {
+    return this.db('async_job').where({ uuid }).first();
+  }
+
+  /**
+   * Takes the job for `owner` if it is unfinished, below `maxAttempts` starts and has no live lease.
+   * Returns the claimed row (attempts already counted), or undefined when someone else has it or it is done.
+   */
+  async claim(uuid: string, owner: string, leaseMs: number, maxAttempts: number): Promise<AsyncJobRow | undefined> {
+    const now = Date.now();
+    const n = await this.db('async_job')
+      .where({ uuid, status: IN_PROGRESS })
+      .where('attempts', '<', maxAttempts)
+      .where((q) => q.whereNull('lease_owner').orWhereNull('lease_expires').orWhere('lease_expires', '<', now))
+      .update({ lease_owner: owner, lease_expires: now + leaseMs, attempts: this.db.raw('attempts + 1'), last_updated: now });
+    if (n !== 1) return undefined;
+    return this.db('async_job').where({ uuid, lease_owner: owner, status: IN_PROGRESS }).first();
+  }
+
+  /** Extends the lease (and records progress when given); false when `owner` no longer holds it. */
+  async renew(id: number, owner: string, leaseMs: number, progress?: number): Promise<boolean> {
+    const now = Date.now();
+    const fields: Record<string, number> = { lease_expires: now + leaseMs, last_updated: now };
+    if (progress !== undefined) fields.process_status = progress;
+    const n = await this.db('async_job').where({ id, lease_owner: owner, status: IN_PROGRESS }).update(fields);
+    return n === 1;
+  }
+
+  /** Gives the job up without a result (this worker is closing); any worker may claim it at once. */
+  async release(id: number, owner: string): Promise<void> {
+    await this.db('async_job').where({ id, lease_owner: owner, status: IN_PROGRESS }).update({ lease_expires: 0, last_updated: Date.now() });
+  }
+
+  /** Records the result and releases the lease; false (nothing written) when `owner` lost the job. */
+  async finish(id: number, owner: string, f: JobFinish): Promise<boolean> {
+    const now = Date.now();
+    const n = await this.db('async_job').where({ id, lease_owner: owner, status: IN_PROGRESS }).update({
+      status: f.status, result_code: f.resultCode, result_type: 'object', result: JSON.stringify(f.result),
+      completed: now, last_updated: now, lease_owner: null, lease_expires: null,
+    });
+    return n === 1;
+  }
+
+  /**
+   * Unfinished jobs of the given kinds that nobody runs: never claimed and older than
+   * `pickupDelayMs` (their queue entry may be lost), or with an expired lease (their worker died).
+   */
+  async findOrphans(kinds: readonly string[], pickupDelayMs: number, maxAttempts: number, limit: number): Promise<string[]> {
+    if (!kinds.length || limit <= 0) return [];
+    const now = Date.now();
+    const rows: Array<{ uuid: string }> = await this.db('async_job')
+      .where({ status: IN_PROGRESS })
+      .whereIn('job_kind', [...kinds])
+      .where('attempts', '<', maxAttempts)
+      .where((q) =>
+        q.where((u) => u.whereNull('lease_owner').where('last_updated', '<=', now - pickupDelayMs))
+          .orWhere('lease_expires', '<', now))
+      .orderBy('id')
+      .limit(limit)
+      .select('uuid');
+    return rows.map((r) => r.uuid);
+  }
+
+  /** Fails unfinished jobs that used up their starts and have no live lease; returns their uuids. */
+  async failAbandoned(maxAttempts: number, result: { errorcode: number; errortext: string }): Promise<string[]> {
+    const now = Date.now();
+    const stale = (q: ReturnType<Db>) =>
+      q.where({ status: IN_PROGRESS }).where('attempts', '>=', maxAttempts)
+        .where((w) => w.whereNull('lease_expires').orWhere('lease_expires', '<', now));
+    const rows: Array<{ uuid: string }> = await stale(this.db('async_job')).select('uuid');
+    if (!rows.length) return [];
+    await stale(this.db('async_job')).whereIn('uuid', rows.map((r) => r.uuid)).update({
+      status: 2, result_code: result.errorcode, result_type: 'object', result: JSON.stringify(result),
+      completed: now, last_updated: now, lease_owner: null, lease_expires: null,
+    });
+    return rows.map((r) => r.uuid);
+  }
+}
