@@ -95,14 +95,14 @@ export async function up(knex: Knex): Promise<void> {
     t.integer('domain_id').unsigned().notNullable();
     t.string('cmd', 255).notNullable(); // the API command name
     t.string('job_kind', 64).notNullable(); // the handler, e.g. kms.rotate
-    t.text('cmd_info').notNullable(); // JSON of non-secret job arguments
+    t.text('cmd_info', 'mediumtext').notNullable(); // JSON of non-secret job arguments
     t.string('instance_type', 32).nullable();
     t.string('instance_id', 40).nullable();
     t.integer('status').notNullable().defaultTo(0); // 0 in progress, 1 succeeded, 2 failed
     t.integer('process_status').notNullable().defaultTo(0);
     t.integer('result_code').notNullable().defaultTo(0);
     t.string('result_type', 16).nullable();
-    t.text('result').nullable();
+    t.text('result', 'mediumtext').nullable();
     t.string('lease_owner', 64).nullable();
     t.bigInteger('lease_expires').nullable();
     t.integer('attempts').notNullable().defaultTo(0);

@@ -1,0 +1,72 @@
+import type { App } from '../app';
+import type { JobHandler } from '../jobs/types';
+import { KmsError } from '../kms/errors';
+import { Migration, type MigrationScope } from '../kms/migration';
+import { ADMIN_ONLY, defineCommand, param } from './define';
+
+/** Volumes per batch (one progress step and one events insert per batch). */
+export const MIGRATION_BATCH_SIZE = 500;
+
+const scopeOf = (args: Readonly<Record<string, unknown>>): MigrationScope => ({
+  volumeUuids: args.volumeUuids as string[] | undefined,
+  zoneUuid: args.zoneUuid as string | undefined,
+  account: args.account as string | undefined,
+  domainUuid: args.domainUuid as string | undefined,
+});
+
+/** The migration job: re-checks the plan (the key may have changed since), then migrates in batches. */
+export const migrationJobHandlers: Record<string, (app: App) => JobHandler> = {
+  'kms.migrate': (app) => async (job) => {
+    const caller = await app.directory.loadCaller(job.userId);
+    if (!caller) throw new KmsError('permission', 'The user who started this migration no longer exists or is disabled');
+    const migration = new Migration(app);
+    const plan = await migration.plan(caller, String(job.args.keyUuid), scopeOf(job.args));
+    const r = await migration.run(plan, {
+      batchSize: MIGRATION_BATCH_SIZE, userId: job.userId, progress: (p) => job.progress(p), aborted: () => job.signal.aborted,
+    });
+    const key = await app.db('kms_keys').where({ id: plan.keyId }).first('name', 'account_id', 'domain_id');
+    await app.events.record({
+      type: 'VOLUME.MIGRATE.TO.KMS', level: r.failed ? 'WARN' : 'INFO', resourceType: 'KmsKey', resourceId: plan.keyUuid,
+      actor: { userId: job.userId, accountId: key?.account_id, domainId: key?.domain_id },
+      description: `Migrated ${r.migrated + r.skipped + r.failed} volumes to KMS key: ${key?.name} (uuid: ${plan.keyUuid}). Success: ${r.migrated}, Skipped: ${r.skipped}, Failures: ${r.failed}`,
+    });
+    return {
+      type: 'object', name: 'kmsmigration',
+      value: { kmskeyid: plan.keyUuid, migrated: r.migrated, skipped: r.skipped, failed: r.failed, failedvolumeids: r.failedVolumeIds },
+    };
+  },
+};
+
+export const kmsMigrationCommands = [
+  defineCommand({
+    name: 'migrateVolumesToKMS',
+    description: 'Migrates encrypted volumes to KMS: each legacy passphrase becomes the volume\'s DEK, wrapped by the KMS key, so the disk itself does not change. Scope by volumeids, by zoneid (the key account\'s legacy volumes in that zone), or by account with domainid.',
+    since: '4.23.0',
+    roles: ADMIN_ONLY,
+    isAsync: true,
+    backendErrorPrefix: 'Failed to migrate volumes to KMS: ',
+    params: {
+      kmskeyid: param.uuid({ required: true, description: 'the ID of the KMS key to wrap the volume keys with', related: 'listKMSKeys' }),
+      volumeids: param.uuidList({ description: 'the IDs of the volumes to migrate (comma-separated); each must be in the key\'s zone and owned by the key\'s account', related: 'listVolumes' }),
+      zoneid: param.uuid({ description: 'migrate every legacy encrypted volume of the key\'s account in this zone (must be the key\'s zone)', related: 'listZones' }),
+      account: param.string({ description: 'migrate every legacy encrypted volume of this account (the key\'s account) in the key\'s zone. Must be used with domainid.' }),
+      domainid: param.uuid({ description: 'the domain of the account', related: 'listDomains' }),
+    },
+    response: [
+      { name: 'kmskeyid', type: 'string', description: 'the KMS key the volumes were migrated to' },
+      { name: 'migrated', type: 'integer', description: 'volumes migrated by this job' },
+      { name: 'skipped', type: 'integer', description: 'volumes skipped because they were already migrated' },
+      { name: 'failed', type: 'integer', description: 'volumes that could not be migrated; they keep their passphrase' },
+      { name: 'failedvolumeids', type: 'list', description: 'the IDs of the volumes that failed (up to 1000)' },
+    ],
+    async handler(p, ctx) {
+      const scope: MigrationScope = { volumeUuids: p.volumeids, zoneUuid: p.zoneid, account: p.account, domainUuid: p.domainid };
+      await new Migration(ctx.app).plan(ctx.caller, p.kmskeyid, scope);
+      const { jobId } = await ctx.app.jobs.submit({
+        cmd: 'migrateVolumesToKMS', kind: 'kms.migrate', caller: ctx.caller, instanceType: 'KmsKey', instanceId: p.kmskeyid,
+        args: { keyUuid: p.kmskeyid, ...scope },
+      });
+      return { kind: 'flat', value: { jobid: jobId } };
+    },
+  }),
+];

@@ -1,0 +1,151 @@
+import type { Knex } from 'knex';
+import type { App } from '../app';
+import type { Caller } from '../identity/caller';
+import { bool } from '../db/paging';
+import { KmsError, isKmsError, paramError } from './errors';
+import { Passphrases } from './passphrases';
+import { using } from './secret-bytes';
+import { VersionArchivedError, WrappedKeys } from './wrapped-keys';
+
+/** Which volumes to migrate: explicit ids, or every legacy volume of the key's account in the zone / account. */
+export interface MigrationScope {
+  volumeUuids?: string[];
+  zoneUuid?: string;
+  account?: string;
+  domainUuid?: string;
+}
+
+/** The validated request, as stored in the job record (no secrets). */
+export interface MigrationPlan {
+  keyId: number;
+  keyUuid: string;
+  /** Internal volume ids when the caller named them. */
+  volumeIds?: number[];
+  accountId: number;
+  zoneId: number;
+}
+
+export interface MigrationReport {
+  migrated: number;
+  skipped: number;
+  failed: number;
+  failedVolumeIds: string[];
+}
+
+interface KeyRow { id: number; uuid: string; name: string; account_id: number; domain_id: number; zone_id: number; enabled: number | boolean; hsm_profile_id: number }
+interface LegacyVolume { id: number; uuid: string; name: string; passphrase_id: number | null; kms_wrapped_key_id: number | null; account_id: number; domain_id: number; zone_id: number }
+
+const OFFENDERS_SHOWN = 50;
+
+/**
+ * migrateVolumesToKMS (reference/cloudstack-kms-4.23.md §1.10, §4): each legacy volume's passphrase
+ * becomes its DEK, wrapped by the key's Active KEK version, so the disk never changes. Per volume in
+ * one transaction: wrapped key stored, volume pointed at it, passphrase removed. A volume already
+ * migrated is skipped, so a rerun after a crash migrates every volume exactly once.
+ */
+export class Migration {
+  private readonly wrappedKeys: WrappedKeys;
+  private readonly passphrases: Passphrases;
+
+  constructor(private readonly app: App) {
+    this.wrappedKeys = new WrappedKeys(app);
+    this.passphrases = new Passphrases(app.masterKey);
+  }
+
+  /** Checks the request before a job is queued: key and profile enabled, every volume the key's zone and account. */
+  async plan(caller: Caller, keyUuid: string, scope: MigrationScope): Promise<MigrationPlan> {
+    const { db, directory } = this.app;
+    const key: KeyRow | undefined = await db('kms_keys').where({ uuid: keyUuid }).whereNull('removed').first();
+    if (!key) throw paramError(`KMS key not found: ${keyUuid}`);
+    if (!bool(key.enabled)) throw paramError(`KMS key is not enabled: ${keyUuid}`);
+    const profile = await db('kms_hsm_profiles').where({ id: key.hsm_profile_id }).first('name', 'enabled');
+    if (!profile || !bool(profile.enabled)) throw paramError(`HSM profile is not enabled: ${profile?.name ?? key.hsm_profile_id}`);
+    if (scope.domainUuid && !scope.account) throw paramError('accountName must be specified when domainId is provided');
+    if (!scope.volumeUuids && !scope.zoneUuid && !scope.account) {
+      throw paramError('Specify the volumes to migrate: volumeids, zoneid, or account with domainid');
+    }
+    const plan: MigrationPlan = { keyId: key.id, keyUuid: key.uuid, accountId: key.account_id, zoneId: key.zone_id };
+    if (scope.zoneUuid) {
+      const zone = await db('data_center').where({ uuid: scope.zoneUuid }).whereNull('removed').first('id');
+      if (!zone) throw paramError(`Unable to find zone by id ${scope.zoneUuid}`);
+      if (zone.id !== key.zone_id) throw paramError(`KMS key ${keyUuid} belongs to another zone than ${scope.zoneUuid}`);
+    }
+    if (scope.account) {
+      const account = await directory.resolveOwner(caller, { account: scope.account, domainid: scope.domainUuid });
+      if (account.id !== key.account_id) throw paramError(`Account ${scope.account} does not own KMS key ${keyUuid}; only the key's account can migrate to it`);
+    }
+    if (scope.volumeUuids) {
+      const wanted = [...new Set(scope.volumeUuids)];
+      const rows: LegacyVolume[] = await db('volumes').whereIn('uuid', wanted).whereNull('removed').select('id', 'uuid', 'account_id', 'zone_id', 'passphrase_id', 'kms_wrapped_key_id');
+      const missing = wanted.filter((u) => !rows.some((r) => r.uuid === u));
+      if (missing.length) throw paramError(`Unable to find volumes by id: ${missing.slice(0, OFFENDERS_SHOWN).join(', ')}`);
+      const foreign = rows.filter((r) => r.account_id !== key.account_id).map((r) => r.uuid);
+      if (foreign.length) throw paramError(`The following volumes do not belong to the same account as the KMS key: ${foreign.slice(0, OFFENDERS_SHOWN).join(', ')}`);
+      const otherZone = rows.filter((r) => r.zone_id !== key.zone_id).map((r) => r.uuid);
+      if (otherZone.length) throw paramError(`The following volumes are not in the zone of the KMS key: ${otherZone.slice(0, OFFENDERS_SHOWN).join(', ')}`);
+      const plain = rows.filter((r) => r.passphrase_id === null && r.kms_wrapped_key_id === null).map((r) => r.uuid);
+      if (plain.length) throw paramError(`The following volumes are not encrypted, so there is nothing to migrate: ${plain.slice(0, OFFENDERS_SHOWN).join(', ')}`);
+      plan.volumeIds = rows.map((r) => r.id).sort((a, b) => a - b);
+    }
+    return plan;
+  }
+
+  /** Runs a plan in batches of `batchSize`, reporting progress (percent) after each batch. */
+  async run(plan: MigrationPlan, opts: { batchSize: number; userId: number; progress(percent: number): Promise<void>; aborted?(): boolean }): Promise<MigrationReport> {
+    const report: MigrationReport = { migrated: 0, skipped: 0, failed: 0, failedVolumeIds: [] };
+    const total = plan.volumeIds ? plan.volumeIds.length : Number((await this.scopeQuery(plan).count({ n: '*' }).first())?.n ?? 0);
+    let lastId = 0;
+    let processed = 0;
+    for (;;) {
+      if (opts.aborted?.()) throw new KmsError('unavailable', 'Migration interrupted; it resumes where it stopped when the job is taken over');
+      const batch: LegacyVolume[] = await this.scopeQuery(plan).where('id', '>', lastId).orderBy('id').limit(opts.batchSize)
+        .select('id', 'uuid', 'name', 'passphrase_id', 'kms_wrapped_key_id', 'account_id', 'domain_id', 'zone_id');
+      if (!batch.length) break;
+      lastId = batch[batch.length - 1]!.id;
+      const events = [];
+      for (const v of batch) {
+        const outcome = await this.migrateOne(plan, v);
+        if (outcome === 'migrated') {
+          report.migrated++;
+          events.push({ type: 'VOLUME.MIGRATE.TO.KMS' as const, description: `Successfully migrated volume encryption key to KMS key ${plan.keyUuid}`, actor: { userId: opts.userId, accountId: v.account_id, domainId: v.domain_id }, resourceType: 'Volume', resourceId: v.uuid });
+        } else if (outcome === 'skipped') report.skipped++;
+        else {
+          report.failed++;
+          if (report.failedVolumeIds.length < 1000) report.failedVolumeIds.push(v.uuid);
+        }
+      }
+      await this.app.events.recordMany(events);
+      processed += batch.length;
+      await opts.progress(total ? Math.min(99, Math.floor((processed * 100) / total)) : 99);
+    }
+    return report;
+  }
+
+  private scopeQuery(plan: MigrationPlan): Knex.QueryBuilder {
+    const q = this.app.db('volumes').whereNull('removed');
+    if (plan.volumeIds) return q.whereIn('id', plan.volumeIds);
+    return q.where({ account_id: plan.accountId, zone_id: plan.zoneId }).whereNotNull('passphrase_id');
+  }
+
+  private async migrateOne(plan: MigrationPlan, v: LegacyVolume): Promise<'migrated' | 'skipped' | 'failed'> {
+    if (v.passphrase_id === null) return 'skipped';
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const version = await this.wrappedKeys.activeVersion(plan.keyId);
+        const blob = await using(await this.passphrases.read(this.app.db, v.passphrase_id), (secret) => this.wrappedKeys.wrap(version, v.uuid, secret));
+        return await this.app.db.transaction(async (trx) => {
+          const still = await trx('volumes').where({ id: v.id, passphrase_id: v.passphrase_id }).whereNull('kms_wrapped_key_id').whereNull('removed').first('id');
+          if (!still) return 'skipped' as const;
+          const wrappedKeyId = await this.wrappedKeys.insert(trx, version, { zoneId: v.zone_id, ownerUuid: v.uuid, blob });
+          await trx('volumes').where({ id: v.id }).update({ kms_key_id: plan.keyId, kms_wrapped_key_id: wrappedKeyId, passphrase_id: null });
+          await this.passphrases.delete(trx, v.passphrase_id!);
+          return 'migrated' as const;
+        });
+      } catch (err) {
+        if (err instanceof VersionArchivedError && attempt < 3) continue;
+        this.app.logger.warn('volume migration to KMS failed', { volume: v.uuid, error: isKmsError(err) ? err.message : String(err) });
+        return 'failed';
+      }
+    }
+  }
+}
