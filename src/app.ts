@@ -11,6 +11,8 @@ import { createLogger, type Logger } from './logger';
 import { createProviderRegistry, type ProviderRegistry } from './providers/registry';
 import { createJobService, type JobService } from './jobs/job-service';
 import { volumeJobHandlers } from './commands/volumes';
+import { ensureDefaultHsmProfile } from './kms/hsm-profiles';
+import { registerKmsKeyJobs } from './kms/kms-key-jobs';
 import { ALL_COMMANDS } from './commands/registry';
 
 /** The application's services, built once per process and shared by the API and the workers. */
@@ -46,6 +48,7 @@ export async function createApp(env: Env, opts: { logger?: Logger } = {}): Promi
   const db = await openDb({ databaseUrl: env.databaseUrl, dataDir: env.dataDir });
   const directory = new Directory(db, masterKey);
   const { generatedKeys } = await bootstrapIdentity(db, directory, env);
+  await ensureDefaultHsmProfile(db, directory);
   const settings = new Settings(db);
   const providers = createProviderRegistry({ db, masterKey, logger, policy: () => settings.backendPolicy() });
   const backendPrefixes = new Map(ALL_COMMANDS.map((c) => [c.name, c.backendErrorPrefix]));
@@ -71,5 +74,6 @@ export async function createApp(env: Env, opts: { logger?: Logger } = {}): Promi
     },
   };
   for (const [kind, make] of Object.entries(volumeJobHandlers)) jobs.register(kind, make(app));
+  registerKmsKeyJobs(app);
   return { app, generatedKeys, masterKeyGenerated };
 }

@@ -7,6 +7,8 @@ import { uiCommands } from './ui';
 import { sessionCommands } from './session';
 import { listApis } from './list-apis';
 import { volumeCommands } from './volumes';
+import { hsmProfileCommands } from './hsm-profiles';
+import { kmsKeyCommands } from './kms-keys';
 import { asyncJobCommands } from './async-jobs';
 
 /** Every command the server answers, declared once; listApis and apidocs read only this list. */
@@ -19,6 +21,8 @@ export const ALL_COMMANDS: readonly CommandSpec[] = [
   ...eventCommands,
   ...configurationCommands,
   ...asyncJobCommands,
+  ...hsmProfileCommands,
+  ...kmsKeyCommands,
   ...volumeCommands,
 ] as readonly CommandSpec[];
 

@@ -1,0 +1,113 @@
+import { pageWindow } from '../api/pagination';
+import { HsmProfiles, showsDetails } from '../kms/hsm-profiles';
+import { PROVIDER_KINDS } from '../providers/provider';
+import type { App } from '../app';
+import type { Caller } from '../identity/caller';
+import type { ApiResult } from '../api/envelope';
+import { paramError } from '../kms/errors';
+import type { CommandContext } from './context';
+import { ADMIN_ONLY, ALL_ROLES, defineCommand, ownerListParams, param, type Infer } from './define';
+import { hsmProfileFields, hsmProfileResponse } from './responses/hsm-profile';
+
+/** The wire form of one profile for this caller (details masked, or left out in the limited view). */
+async function profileObject(app: App, caller: Caller, id: number): Promise<ApiResult> {
+  const profiles = new HsmProfiles(app);
+  const view = await profiles.view(id);
+  const details = showsDetails(caller, view) ? (await profiles.detailsOf([view.id])).get(view.id) ?? [] : undefined;
+  return { kind: 'object', name: 'hsmprofile', value: hsmProfileResponse(view, details) };
+}
+
+const createParams = {
+  name: param.string({ required: true, description: 'the name of the HSM profile' }),
+  protocol: param.string({ description: `the backend protocol: ${PROVIDER_KINDS.join(' or ')}; pkcs11 when blank` }),
+  zoneid: param.uuid({ description: 'the zone the profile is scoped to; all zones when absent', related: 'listZones' }),
+  domainid: param.uuid({ description: 'the domain of the profile; without account it gives a domain-scoped profile usable by the accounts of that domain', related: 'listDomains' }),
+  account: param.string({ description: 'the account owning the profile. Must be used with domainId' }),
+  projectid: param.uuid({ description: 'the project owning the profile (projects are not supported by this server)' }),
+  ispublic: param.boolean({ default: false, description: 'true to make the profile usable by every account (root admin only)' }),
+  vendorname: param.string({ description: 'the HSM vendor name' }),
+  details: param.map({
+    description: 'protocol settings as details[0].name=value; pkcs11: library (absolute path), token_label, slot or slot_list_index, pin, max_sessions. PINs, passwords and secrets are stored encrypted and shown as *****',
+  }),
+};
+
+const createDescription = 'Creates an HSM profile: the connection settings of a KEK backend (a PKCS#11 token or the database), checked against the backend before it is stored';
+
+const createHandler = async (p: Infer<typeof createParams>, ctx: CommandContext): Promise<ApiResult> => {
+  if (p.projectid) throw paramError('Projects are not supported by this server');
+  const row = await new HsmProfiles(ctx.app).create(ctx.caller, {
+    name: p.name, protocol: p.protocol, zoneUuid: p.zoneid, domainUuid: p.domainid, account: p.account, isPublic: p.ispublic,
+    vendorName: p.vendorname, details: p.details ?? {},
+  });
+  return profileObject(ctx.app, ctx.caller, row.id);
+};
+
+export const hsmProfileCommands = [
+  defineCommand({
+    name: 'createHSMProfile', since: '4.23.0', description: createDescription, roles: ADMIN_ONLY, related: 'listHSMProfiles',
+    params: createParams, response: hsmProfileFields, handler: createHandler,
+  }),
+  defineCommand({
+    name: 'addHSMProfile', since: '4.23.0', roles: ADMIN_ONLY, related: 'listHSMProfiles',
+    description: `${createDescription}. The name the CloudStack admin guide uses; the same command as createHSMProfile`,
+    params: createParams, response: hsmProfileFields, handler: createHandler,
+  }),
+  defineCommand({
+    name: 'listHSMProfiles',
+    since: '4.23.0',
+    description: 'Lists HSM profiles: owned, of the caller\'s domain, and with listall=true or ispublic=true the public ones (without details unless the caller owns them)',
+    roles: ALL_ROLES,
+    related: 'createHSMProfile',
+    params: {
+      ...ownerListParams,
+      id: param.uuid({ description: 'the ID of the HSM profile', related: 'listHSMProfiles' }),
+      zoneid: param.uuid({ description: 'list the profiles usable in this zone: scoped to it or to all zones', related: 'listZones' }),
+      protocol: param.string({ description: 'list by protocol: pkcs11 or database' }),
+      enabled: param.boolean({ description: 'list only enabled (true) or disabled (false) profiles' }),
+      ispublic: param.boolean({ description: 'list only public (true) or non-public (false) profiles' }),
+    },
+    response: hsmProfileFields,
+    async handler(p, ctx) {
+      const profiles = new HsmProfiles(ctx.app);
+      const { rows, count } = await profiles.list(ctx.caller, {
+        uuid: p.id, zoneUuid: p.zoneid, protocol: p.protocol, enabled: p.enabled, isPublic: p.ispublic, keyword: p.keyword,
+        account: p.account, domainid: p.domainid, isrecursive: p.isrecursive, listall: p.listall,
+      }, pageWindow(p));
+      const details = await profiles.detailsOf(rows.filter((r) => showsDetails(ctx.caller, r)).map((r) => r.id));
+      const items = rows.map((r) => hsmProfileResponse(r, showsDetails(ctx.caller, r) ? details.get(r.id) ?? [] : undefined));
+      return { kind: 'list', name: 'hsmprofile', items, count };
+    },
+  }),
+  defineCommand({
+    name: 'updateHSMProfile',
+    since: '4.23.0',
+    description: 'Updates an HSM profile: renames, enables or disables it. Keys on a disabled profile cannot wrap or unwrap',
+    roles: ADMIN_ONLY,
+    related: 'listHSMProfiles',
+    params: {
+      id: param.uuid({ required: true, description: 'the ID of the HSM profile', related: 'listHSMProfiles' }),
+      name: param.string({ description: 'the new name of the HSM profile' }),
+      enabled: param.boolean({ description: 'true to enable the profile, false to disable it' }),
+    },
+    response: hsmProfileFields,
+    async handler(p, ctx) {
+      const row = await new HsmProfiles(ctx.app).update(ctx.caller, p.id, { name: p.name, enabled: p.enabled });
+      return profileObject(ctx.app, ctx.caller, row.id);
+    },
+  }),
+  defineCommand({
+    name: 'deleteHSMProfile',
+    since: '4.23.0',
+    description: 'Deletes an HSM profile that no KMS key and no wrapped key uses; the default database profile cannot be deleted',
+    roles: ADMIN_ONLY,
+    params: { id: param.uuid({ required: true, description: 'the ID of the HSM profile', related: 'listHSMProfiles' }) },
+    response: [
+      { name: 'success', type: 'boolean', description: 'true if the operation is executed successfully' },
+      { name: 'displaytext', type: 'string', description: 'any text associated with the success or failure' },
+    ],
+    async handler(p, ctx) {
+      await new HsmProfiles(ctx.app).delete(ctx.caller, p.id);
+      return { kind: 'success' };
+    },
+  }),
+];

@@ -1,0 +1,38 @@
+import { formatDate } from '../../api/envelope';
+import { bool } from '../../db/paging';
+import { maskedDetails } from '../../kms/hsm-profile-details';
+import type { HsmProfileView } from '../../kms/hsm-profiles';
+import type { HsmProfileDetailRow } from '../../kms/types';
+import type { ResponseField } from '../define';
+import { prettyPath } from './identity';
+
+/** HSMProfileResponse fields (reference §1.1, §5 item 3: the vendor is `vendor`). */
+export const hsmProfileFields: readonly ResponseField[] = [
+  { name: 'id', type: 'string', description: 'the ID of the HSM profile' },
+  { name: 'name', type: 'string', description: 'the name of the HSM profile' },
+  { name: 'protocol', type: 'string', description: 'the backend protocol: pkcs11 or database' },
+  { name: 'vendor', type: 'string', description: 'the HSM vendor name' },
+  { name: 'accountid', type: 'string', description: 'the ID of the account owning the profile, for account-owned profiles' },
+  { name: 'account', type: 'string', description: 'the account owning the profile, for account-owned profiles' },
+  { name: 'domainid', type: 'string', description: 'the ID of the domain of the profile' },
+  { name: 'domain', type: 'string', description: 'the name of the domain of the profile' },
+  { name: 'domainpath', type: 'string', description: 'the path of the domain of the profile' },
+  { name: 'zoneid', type: 'string', description: 'the ID of the zone the profile is scoped to; absent for all zones' },
+  { name: 'zonename', type: 'string', description: 'the name of the zone the profile is scoped to' },
+  { name: 'ispublic', type: 'boolean', description: 'true if every account may use the profile' },
+  { name: 'enabled', type: 'boolean', description: 'true if keys may be created and used with the profile' },
+  { name: 'created', type: 'date', description: 'the date the profile was created' },
+  { name: 'details', type: 'map', description: 'the protocol settings; PINs, passwords and secrets are shown as *****. Absent in the limited view of a public profile' },
+];
+
+/** A profile on the wire; `details` undefined gives CloudStack's limited view (no details at all). */
+export function hsmProfileResponse(p: HsmProfileView, details: readonly HsmProfileDetailRow[] | undefined) {
+  return {
+    id: p.uuid, name: p.name, protocol: p.protocol, vendor: p.vendor_name ?? undefined,
+    accountid: p.account_uuid ?? undefined, account: p.account_name ?? undefined,
+    domainid: p.domain_uuid ?? undefined, domain: p.domain_name ?? undefined, domainpath: p.domain_path ? prettyPath(p.domain_path) : undefined,
+    zoneid: p.zone_uuid ?? undefined, zonename: p.zone_name ?? undefined,
+    ispublic: bool(p.is_public), enabled: bool(p.enabled), created: formatDate(p.created),
+    details: details ? maskedDetails(details) : undefined,
+  };
+}

@@ -1,0 +1,40 @@
+import { formatDate } from '../../api/envelope';
+import { bool } from '../../db/paging';
+import { isRootAdmin, type Caller } from '../../identity/caller';
+import type { KmsKeyView } from '../../kms/kms-keys';
+import type { ResponseField } from '../define';
+import { prettyPath } from './identity';
+
+/** KMSKeyResponse fields (reference §1.5). */
+export const kmsKeyFields: readonly ResponseField[] = [
+  { name: 'id', type: 'string', description: 'the ID of the KMS key' },
+  { name: 'name', type: 'string', description: 'the name of the KMS key' },
+  { name: 'description', type: 'string', description: 'the description of the KMS key' },
+  { name: 'account', type: 'string', description: 'the account owning the key' },
+  { name: 'accountid', type: 'string', description: 'the ID of the account owning the key' },
+  { name: 'domainid', type: 'string', description: 'the ID of the domain of the owning account' },
+  { name: 'domain', type: 'string', description: 'the name of the domain of the owning account' },
+  { name: 'domainpath', type: 'string', description: 'the path of the domain of the owning account' },
+  { name: 'zoneid', type: 'string', description: 'the ID of the zone the key belongs to' },
+  { name: 'zonename', type: 'string', description: 'the name of the zone the key belongs to' },
+  { name: 'hsmprofileid', type: 'string', description: 'the ID of the HSM profile holding the active KEK version' },
+  { name: 'hsmprofile', type: 'string', description: 'the name of the HSM profile holding the active KEK version' },
+  { name: 'algorithm', type: 'string', description: 'the algorithm of the key' },
+  { name: 'keybits', type: 'integer', description: 'the size of the active KEK version in bits' },
+  { name: 'version', type: 'integer', description: 'the number of the active KEK version' },
+  { name: 'enabled', type: 'boolean', description: 'true if the key may be used' },
+  { name: 'created', type: 'date', description: 'the date the key was created' },
+  { name: 'keklabel', type: 'string', description: 'the backend label of the active KEK version (root admin only)' },
+];
+
+/** A key on the wire; `keklabel` only for the root admin (reference §1.5). */
+export function kmsKeyResponse(k: KmsKeyView, caller: Caller) {
+  return {
+    id: k.uuid, name: k.name, description: k.description ?? undefined,
+    account: k.account_name, accountid: k.account_uuid, domainid: k.domain_uuid, domain: k.domain_name, domainpath: prettyPath(k.domain_path),
+    zoneid: k.zone_uuid, zonename: k.zone_name, hsmprofileid: k.profile_uuid, hsmprofile: k.profile_name,
+    algorithm: k.algorithm, keybits: Number(k.key_bits), version: k.version === null ? undefined : Number(k.version),
+    enabled: bool(k.enabled), created: formatDate(k.created),
+    keklabel: isRootAdmin(caller) ? k.kek_label : undefined,
+  };
+}
