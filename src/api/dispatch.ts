@@ -37,7 +37,7 @@ export function parseParams<P extends Params>(spec: CommandSpec<P>, params: ApiP
       out[name] = p.default;
       continue;
     }
-    if (typeof raw === 'string' && raw.length > p.length) {
+    if (typeof raw === 'string' && p.type !== 'list' && raw.length > p.length) {
       throw new ApiError(431, `Unable to execute API command ${cmd} due to invalid value. Value greater than max allowed length ${p.length} for param: ${name}`, 4350);
     }
     let value: unknown;
