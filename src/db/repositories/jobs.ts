@@ -60,12 +60,18 @@ export class JobRepository {
   async insert(job: NewJob): Promise<number> {
     if (await this.db('async_job').where({ uuid: job.uuid }).first('id')) throw paramError(`A job with id ${job.uuid} already exists`);
     const now = Date.now();
-    const [id] = await this.db('async_job').insert({
-      uuid: job.uuid, user_id: job.userId, account_id: job.accountId, domain_id: job.domainId, cmd: job.cmd, job_kind: job.kind,
-      cmd_info: JSON.stringify(job.args), instance_type: job.instanceType ?? null, instance_id: job.instanceId ?? null,
-      status: IN_PROGRESS, created: now, last_updated: now,
-    });
-    return Number(id);
+    try {
+      const [id] = await this.db('async_job').insert({
+        uuid: job.uuid, user_id: job.userId, account_id: job.accountId, domain_id: job.domainId, cmd: job.cmd, job_kind: job.kind,
+        cmd_info: JSON.stringify(job.args), instance_type: job.instanceType ?? null, instance_id: job.instanceId ?? null,
+        status: IN_PROGRESS, created: now, last_updated: now,
+      });
+      return Number(id);
+    } catch (err) {
+      // Two submissions racing with one customjobid: the unique index decides, the loser is a 431.
+      if (await this.db('async_job').where({ uuid: job.uuid }).first('id')) throw paramError(`A job with id ${job.uuid} already exists`);
+      throw err;
+    }
   }
 
   async findByUuid(uuid: string): Promise<AsyncJobRow | undefined> {
