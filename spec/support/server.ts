@@ -6,7 +6,7 @@ import { readEnv } from '../../src/config/env';
 import { createServer } from '../../src/api/server';
 import { ALL_COMMANDS, createRegistry, registry } from '../../src/commands/registry';
 import type { CommandSpec } from '../../src/commands/define';
-import { silentLogger } from '../../src/logger';
+import { silentLogger, type Logger } from '../../src/logger';
 import { ApiClient } from './client';
 import { createTestDb, type TestDb } from './db';
 
@@ -29,6 +29,8 @@ export interface TestServer {
 export interface TestServerOptions {
   commands?: readonly CommandSpec[];
   setup?: (app: App) => void | Promise<void>;
+  /** The app's logger (e.g. one that captures lines for a no-secrets-in-logs test); silent by default. */
+  logger?: Logger;
 }
 
 export async function startTestServer(extraEnv: Record<string, string> = {}, opts: TestServerOptions = {}): Promise<TestServer> {
@@ -43,7 +45,7 @@ export async function startTestServer(extraEnv: Record<string, string> = {}, opt
     ...extraEnv,
   });
   await testDb.db.destroy(); // the app opens its own pool on the same database
-  const { app } = await createApp(env, { logger: silentLogger });
+  const { app } = await createApp(env, { logger: opts.logger ?? silentLogger });
   await opts.setup?.(app);
   await app.jobs.start();
   const served = opts.commands?.length ? createRegistry([...ALL_COMMANDS, ...opts.commands]) : registry;
