@@ -7,6 +7,7 @@ import { KMS_KEY_JOBS } from '../kms/kms-key-jobs';
 import { KeyRotation } from '../kms/kms-key-rotation';
 import { KmsKeys } from '../kms/kms-keys';
 import { KEY_BITS } from '../kms/types';
+import { asyncParams, submitAsync } from './async-jobs';
 import { ALL_ROLES, defineCommand, ownerListParams, param, type ResponseField } from './define';
 import { kmsKeyFields, kmsKeyResponse } from './responses/kms-key';
 
@@ -99,14 +100,11 @@ export const kmsKeyCommands = [
     description: 'Deletes a KMS key that no volume and no wrapped key uses, and destroys every KEK version in its backend',
     roles: ALL_ROLES,
     backendErrorPrefix: 'Failed to delete KMS key: ',
-    params: { id: param.uuid({ required: true, description: 'the ID of the KMS key', related: 'listKMSKeys' }) },
+    params: { ...asyncParams, id: param.uuid({ required: true, description: 'the ID of the KMS key', related: 'listKMSKeys' }) },
     response: jobFields,
     async handler(p, ctx) {
       const key = await new KmsKeys(ctx.app).prepareDelete(ctx.caller, p.id);
-      const { jobId } = await ctx.app.jobs.submit({
-        cmd: 'deleteKMSKey', kind: KMS_KEY_JOBS.delete, caller: ctx.caller, args: { id: key.uuid }, instanceType: 'KmsKey', instanceId: key.uuid,
-      });
-      return { kind: 'flat', value: { jobid: jobId } };
+      return submitAsync(ctx, p, { kind: KMS_KEY_JOBS.delete, args: { id: key.uuid }, instanceType: 'KmsKey', instanceId: key.uuid });
     },
   }),
   defineCommand({
@@ -117,6 +115,7 @@ export const kmsKeyCommands = [
     roles: ALL_ROLES,
     backendErrorPrefix: 'Failed to rotate KMS key: ',
     params: {
+      ...asyncParams,
       id: param.uuid({ required: true, description: 'the ID of the KMS key', related: 'listKMSKeys' }),
       keybits: param.integer({ description: `the size of the new KEK version in bits: ${KEY_BITS_TEXT}; the key's current size when absent` }),
       hsmprofileid: param.uuid({ description: 'the HSM profile for the new KEK version (moves the key to another backend); the current one when absent', related: 'listHSMProfiles' }),
@@ -126,11 +125,10 @@ export const kmsKeyCommands = [
       const rotation = new KeyRotation(ctx.app);
       const { key } = await rotation.plan(ctx.caller, p.id, { keyBits: p.keybits, profileUuid: p.hsmprofileid });
       const fromVersion = await rotation.currentVersion(key.id);
-      const { jobId } = await ctx.app.jobs.submit({
-        cmd: 'rotateKMSKey', kind: KMS_KEY_JOBS.rotate, caller: ctx.caller, instanceType: 'KmsKey', instanceId: key.uuid,
+      return submitAsync(ctx, p, {
+        kind: KMS_KEY_JOBS.rotate, instanceType: 'KmsKey', instanceId: key.uuid,
         args: { id: key.uuid, fromVersion, keyBits: p.keybits, profileUuid: p.hsmprofileid },
       });
-      return { kind: 'flat', value: { jobid: jobId } };
     },
   }),
 ];
