@@ -7,7 +7,9 @@ import { randomUUID } from 'node:crypto';
 import { kekLabel } from '../../src/kms/aad';
 import { KmsError } from '../../src/kms/errors';
 import { profileConfigFor } from '../../src/kms/hsm-profiles';
-import { getKeyByUuid, versionsOf } from '../../src/kms/kms-keys';
+import { assertKeyBits, getKeyByUuid, versionsOf } from '../../src/kms/kms-keys';
+import { KEY_BITS } from '../../src/kms/types';
+import { ALL_COMMANDS } from '../../src/commands/registry';
 import type { EventInput } from '../../src/events/event-log';
 import { createKmsWorld, finishedJob, ok, suffix, type KmsWorld } from '../support/kms-world';
 import { startTestServer, type TestServer } from '../support/server';
@@ -185,5 +187,17 @@ describe('deleteKMSKey', () => {
     expect(job.jobstatus).toBe(1);
     const warn = await ts.app.db('event').where({ type: 'KMS.KEY.DELETE', resource_id: key.id, level: 'WARN' }).first();
     expect(warn.description).toContain('backend is down');
+  });
+});
+
+describe('the keybits declarations', () => {
+  it('name the sizes and the default that CloudStack\'s 431 text names', () => {
+    expect(() => assertKeyBits(100)).toThrow('Key bits must be 128, 192, or 256');
+    expect(KEY_BITS).toEqual([128, 192, 256]);
+    for (const name of ['createKMSKey', 'rotateKMSKey']) {
+      const keybits = ALL_COMMANDS.find((c) => c.name === name)!.params.keybits;
+      for (const bits of KEY_BITS) expect(keybits.description).toContain(String(bits));
+    }
+    expect(ALL_COMMANDS.find((c) => c.name === 'createKMSKey')!.params.keybits.default).toBe(256);
   });
 });

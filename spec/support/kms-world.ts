@@ -22,8 +22,10 @@ export interface KmsWorld {
   c: Actor;
 }
 
+/** A random suffix for names, so test files can share a database. */
 export const suffix = (): string => randomBytes(4).toString('hex');
 
+/** Builds the KmsWorld through the API as root admin (accounts get API keys with registerUserKeys). */
 export async function createKmsWorld(client: ApiClient): Promise<KmsWorld> {
   const s = suffix();
   const zoneId = (await adminCall(client, { command: 'createZone', name: `zone-${s}` })).zone.id;

@@ -42,6 +42,7 @@ const createHandler = async (p: Infer<typeof createParams>, ctx: CommandContext)
   return profileObject(ctx.app, ctx.caller, row.id);
 };
 
+/** createHSMProfile (and its alias addHSMProfile), listHSMProfiles, updateHSMProfile, deleteHSMProfile. */
 export const hsmProfileCommands = [
   defineCommand({
     name: 'createHSMProfile', since: '4.23.0', description: createDescription, roles: ADMIN_ONLY, related: 'listHSMProfiles',

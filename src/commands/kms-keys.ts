@@ -23,6 +23,7 @@ async function keyObject(app: App, caller: Caller, id: number): Promise<ApiResul
   return { kind: 'object', name: 'kmskey', value: kmsKeyResponse(await new KmsKeys(app).view(id), caller) };
 }
 
+/** createKMSKey, listKMSKeys, updateKMSKey, and the async deleteKMSKey and rotateKMSKey. */
 export const kmsKeyCommands = [
   defineCommand({
     name: 'createKMSKey',

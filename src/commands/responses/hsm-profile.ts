@@ -25,7 +25,7 @@ export const hsmProfileFields: readonly ResponseField[] = [
   { name: 'details', type: 'map', description: 'the protocol settings; PINs, passwords and secrets are shown as *****. Absent in the limited view of a public profile' },
 ];
 
-/** A profile on the wire; `details` undefined gives CloudStack's limited view (no details at all). */
+/** A profile on the wire (sensitive details masked); `details` undefined gives CloudStack's limited view (no details at all). */
 export function hsmProfileResponse(p: HsmProfileView, details: readonly HsmProfileDetailRow[] | undefined) {
   return {
     id: p.uuid, name: p.name, protocol: p.protocol, vendor: p.vendor_name ?? undefined,
