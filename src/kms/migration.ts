@@ -5,7 +5,8 @@ import { bool } from '../db/paging';
 import { KmsError, isKmsError, paramError } from './errors';
 import { Passphrases } from './passphrases';
 import { using } from './secret-bytes';
-import { VersionArchivedError, WrappedKeys } from './wrapped-keys';
+import { VersionArchivedError, WrappedKeys, type KekVersionContext } from './wrapped-keys';
+import { mapLimit } from './concurrency';
 
 /** Which volumes to migrate: explicit ids, or every legacy volume of the key's account in the zone / account. */
 export interface MigrationScope {
@@ -37,11 +38,14 @@ interface LegacyVolume { id: number; uuid: string; name: string; passphrase_id: 
 
 const OFFENDERS_SHOWN = 50;
 
+type Outcome = 'migrated' | 'skipped' | 'failed';
+
 /**
  * migrateVolumesToKMS (reference/cloudstack-kms-4.23.md §1.10, §4): each legacy volume's passphrase
- * becomes its DEK, wrapped by the key's Active KEK version, so the disk never changes. Per volume in
- * one transaction: wrapped key stored, volume pointed at it, passphrase removed. A volume already
- * migrated is skipped, so a rerun after a crash migrates every volume exactly once.
+ * becomes its DEK, wrapped by the key's Active KEK version, so the disk never changes. Each volume's
+ * change (wrapped key stored, volume pointed at it, passphrase removed) commits in one transaction,
+ * together with the rest of its batch. A volume already migrated is skipped, so a rerun after a
+ * crash migrates every volume exactly once.
  */
 export class Migration {
   private readonly wrappedKeys: WrappedKeys;
@@ -102,9 +106,10 @@ export class Migration {
         .select('id', 'uuid', 'name', 'passphrase_id', 'kms_wrapped_key_id', 'account_id', 'domain_id', 'zone_id');
       if (!batch.length) break;
       lastId = batch[batch.length - 1]!.id;
+      const outcomes = await this.migrateBatch(plan, batch);
       const events = [];
       for (const v of batch) {
-        const outcome = await this.migrateOne(plan, v);
+        const outcome = outcomes.get(v.id)!;
         if (outcome === 'migrated') {
           report.migrated++;
           events.push({ type: 'VOLUME.MIGRATE.TO.KMS' as const, description: `Successfully migrated volume encryption key to KMS key ${plan.keyUuid}`, actor: { userId: opts.userId, accountId: v.account_id, domainId: v.domain_id }, resourceType: 'Volume', resourceId: v.uuid });
@@ -127,22 +132,78 @@ export class Migration {
     return q.where({ account_id: plan.accountId, zone_id: plan.zoneId }).whereNotNull('passphrase_id');
   }
 
-  private async migrateOne(plan: MigrationPlan, v: LegacyVolume): Promise<'migrated' | 'skipped' | 'failed'> {
-    if (v.passphrase_id === null) return 'skipped';
+  /**
+   * One batch: passphrases read in one query, wrapped with up to 16 backend calls in flight, then
+   * committed in one transaction of per-volume conditional updates. If that transaction fails
+   * (e.g. the version was archived meanwhile), each volume is retried in a transaction of its own.
+   */
+  private async migrateBatch(plan: MigrationPlan, batch: LegacyVolume[]): Promise<Map<number, Outcome>> {
+    const outcomes = new Map<number, Outcome>();
+    const todo = batch.filter((v) => v.passphrase_id !== null);
+    for (const v of batch) if (v.passphrase_id === null) outcomes.set(v.id, 'skipped');
+    if (!todo.length) return outcomes;
+    const version = await this.wrappedKeys.activeVersion(plan.keyId);
+    const kek = await this.wrappedKeys.kekRef(version);
+    const secrets = await this.passphrases.readMany(this.app.db, todo.map((v) => v.passphrase_id!));
+    const wrapped: Array<{ v: LegacyVolume; blob: Buffer }> = [];
+    try {
+      await mapLimit(todo, 16, async (v) => {
+        const secret = secrets.get(v.passphrase_id!);
+        if (!secret) return outcomes.set(v.id, 'skipped');
+        try {
+          wrapped.push({ v, blob: await this.wrappedKeys.wrap(version, v.uuid, secret, kek) });
+        } catch (err) {
+          this.app.logger.warn('volume migration to KMS failed', { volume: v.uuid, error: isKmsError(err) ? err.message : String(err) });
+          outcomes.set(v.id, 'failed');
+        }
+      });
+    } finally {
+      for (const s of secrets.values()) s.dispose();
+    }
+    try {
+      const committed = await this.app.db.transaction(async (trx) => {
+        await this.wrappedKeys.assertVersionUsable(trx, version);
+        const out = new Map<number, Outcome>();
+        for (const { v, blob } of wrapped) out.set(v.id, await this.commitOne(trx, plan, version, v, blob));
+        const done = wrapped.filter(({ v }) => out.get(v.id) === 'migrated').map(({ v }) => v.passphrase_id!);
+        for (let i = 0; i < done.length; i += 500) await trx('passphrase').whereIn('id', done.slice(i, i + 500)).delete();
+        return out;
+      });
+      for (const [id, o] of committed) outcomes.set(id, o);
+    } catch {
+      for (const { v } of wrapped) outcomes.set(v.id, await this.migrateOne(plan, v));
+    }
+    return outcomes;
+  }
+
+  /**
+   * Stores the wrapped key and points the volume at it, only if the volume still has this
+   * passphrase (a concurrent run may have migrated it). The caller deletes the passphrase row.
+   */
+  private async commitOne(trx: Knex, plan: MigrationPlan, version: KekVersionContext, v: LegacyVolume, blob: Buffer): Promise<Outcome> {
+    const wrappedKeyId = await this.wrappedKeys.insert(trx, version, { zoneId: v.zone_id, ownerUuid: v.uuid, blob }, { versionChecked: true });
+    const n = await trx('volumes').where({ id: v.id, passphrase_id: v.passphrase_id }).whereNull('kms_wrapped_key_id').whereNull('removed')
+      .update({ kms_key_id: plan.keyId, kms_wrapped_key_id: wrappedKeyId, passphrase_id: null });
+    if (n === 1) return 'migrated';
+    await trx('kms_wrapped_key').where({ id: wrappedKeyId }).delete();
+    return 'skipped';
+  }
+
+  /** One volume in its own transaction, starting again on the new version if its version was archived. */
+  private async migrateOne(plan: MigrationPlan, v: LegacyVolume): Promise<Outcome> {
     for (let attempt = 1; ; attempt++) {
       try {
         const version = await this.wrappedKeys.activeVersion(plan.keyId);
-        const blob = await using(await this.passphrases.read(this.app.db, v.passphrase_id), (secret) => this.wrappedKeys.wrap(version, v.uuid, secret));
+        const blob = await using(await this.passphrases.read(this.app.db, v.passphrase_id!), (secret) => this.wrappedKeys.wrap(version, v.uuid, secret));
         return await this.app.db.transaction(async (trx) => {
-          const still = await trx('volumes').where({ id: v.id, passphrase_id: v.passphrase_id }).whereNull('kms_wrapped_key_id').whereNull('removed').first('id');
-          if (!still) return 'skipped' as const;
-          const wrappedKeyId = await this.wrappedKeys.insert(trx, version, { zoneId: v.zone_id, ownerUuid: v.uuid, blob });
-          await trx('volumes').where({ id: v.id }).update({ kms_key_id: plan.keyId, kms_wrapped_key_id: wrappedKeyId, passphrase_id: null });
-          await this.passphrases.delete(trx, v.passphrase_id!);
-          return 'migrated' as const;
+          await this.wrappedKeys.assertVersionUsable(trx, version);
+          const outcome = await this.commitOne(trx, plan, version, v, blob);
+          if (outcome === 'migrated') await this.passphrases.delete(trx, v.passphrase_id!);
+          return outcome;
         });
       } catch (err) {
         if (err instanceof VersionArchivedError && attempt < 3) continue;
+        if (isKmsError(err) && err.kind === 'param' && /no longer exists/.test(err.message)) return 'skipped';
         this.app.logger.warn('volume migration to KMS failed', { volume: v.uuid, error: isKmsError(err) ? err.message : String(err) });
         return 'failed';
       }

@@ -33,6 +33,12 @@ export class Passphrases {
     return SecretBytes.adopt(this.masterKey.decrypt(row.passphrase, aad(row.uuid)));
   }
 
+  /** The passphrases of several volumes in one query; the caller owns and disposes each result. */
+  async readMany(trx: Knex, ids: readonly number[]): Promise<Map<number, SecretBytes>> {
+    const rows: Array<{ id: number; uuid: string; passphrase: string }> = await trx('passphrase').whereIn('id', ids).select('id', 'uuid', 'passphrase');
+    return new Map(rows.map((r) => [r.id, SecretBytes.adopt(this.masterKey.decrypt(r.passphrase, aad(r.uuid)))]));
+  }
+
   async delete(trx: Knex, id: number): Promise<void> {
     await trx('passphrase').where({ id }).delete();
   }

@@ -24,6 +24,9 @@ export interface RewrapOptions {
   concurrency?: number;
 }
 
+/** Rows per UPDATE statement when committing rewrapped blobs. */
+const COMMIT_CHUNK = 250;
+
 interface ClaimedRow { id: number; uuid: string; kms_key_id: number; kek_version_id: number; owner_uuid: string; wrapped_blob: Buffer }
 
 /**
@@ -89,17 +92,30 @@ export class Rewrapper {
       }
     });
 
+    // One conditional UPDATE per chunk and source version: each row gets its new blob and version
+    // together, and only if it is still ours and still on the version it was read from.
     await this.app.db.transaction(async (trx) => {
-      for (const { row, to, blob } of done) {
-        const n = await trx('kms_wrapped_key')
-          .where({ id: row.id, kek_version_id: row.kek_version_id, claim_owner: opts.workerId }).whereNull('removed')
-          .update({ wrapped_blob: blob, kek_version_id: to.versionId, claim_owner: null, claim_expires: null, updated: Date.now() });
-        if (n === 1) report.rewrapped++;
-        else report.skipped++;
+      for (let i = 0; i < done.length; i += COMMIT_CHUNK) {
+        const chunk = done.slice(i, i + COMMIT_CHUNK);
+        const bySource = new Map<string, typeof chunk>();
+        for (const d of chunk) {
+          const k = `${d.row.kek_version_id}:${d.to.versionId}`;
+          bySource.set(k, [...(bySource.get(k) ?? []), d]);
+        }
+        for (const group of bySource.values()) {
+          const blobCase = trx.raw(`CASE id ${group.map(() => 'WHEN ? THEN ?').join(' ')} END`, group.flatMap((d) => [d.row.id, d.blob]));
+          const n = await trx('kms_wrapped_key')
+            .whereIn('id', group.map((d) => d.row.id))
+            .where({ kek_version_id: group[0]!.row.kek_version_id, claim_owner: opts.workerId }).whereNull('removed')
+            .update({ wrapped_blob: blobCase, kek_version_id: group[0]!.to.versionId, claim_owner: null, claim_expires: null, updated: Date.now() });
+          report.rewrapped += n;
+          report.skipped += group.length - n;
+        }
       }
     });
     // Failed rows stay on their Previous version; release them so the next tick retries at once.
-    const failedIds = rows.filter((r) => !done.some((d) => d.row.id === r.id)).map((r) => r.id);
+    const succeeded = new Set(done.map((d) => d.row.id));
+    const failedIds = rows.filter((r) => !succeeded.has(r.id)).map((r) => r.id);
     if (failedIds.length) {
       await this.app.db('kms_wrapped_key').whereIn('id', failedIds).where({ claim_owner: opts.workerId }).update({ claim_owner: null, claim_expires: null });
     }

@@ -63,23 +63,28 @@ export class WrappedKeys {
     return this.app.providers.get(kek.profile.protocol).generateAndWrap({ kek, bytes, aad: this.aad(v, ownerUuid) });
   }
 
-  /** Wraps an existing secret (the caller keeps and disposes it). */
-  async wrap(v: KekVersionContext, ownerUuid: string, dek: SecretBytes): Promise<Buffer> {
-    const kek = await this.kekRef(v);
-    return this.app.providers.get(kek.profile.protocol).wrap({ kek, dek, aad: this.aad(v, ownerUuid) });
+  /** Wraps an existing secret (the caller keeps and disposes it); `kek` saves a lookup when known. */
+  async wrap(v: KekVersionContext, ownerUuid: string, dek: SecretBytes, kek?: KekRef): Promise<Buffer> {
+    const ref = kek ?? (await this.kekRef(v));
+    return this.app.providers.get(ref.profile.protocol).wrap({ kek: ref, dek, aad: this.aad(v, ownerUuid) });
   }
 
   /**
-   * Inserts the wrapped-key row; returns its id. The version row is read under a shared lock first:
-   * a version archived since the blob was made (its KEK destroyed) fails as retryable, so no DEK is
-   * ever stored under a destroyed KEK.
+   * Reads the version row under a shared lock: a version archived since a blob was made with it
+   * (its KEK destroyed) fails as retryable, so no DEK is ever stored under a destroyed KEK. Call it
+   * in the transaction that stores the blobs.
    */
-  async insert(trx: Knex, v: KekVersionContext, row: { zoneId: number; ownerUuid: string; blob: Buffer }): Promise<number> {
+  async assertVersionUsable(trx: Knex, v: KekVersionContext): Promise<void> {
     const q = trx('kms_kek_versions').where({ id: v.versionId }).first('status');
     const current = await (isMysql(this.app.db) ? q.forShare() : q);
     if (!current || current.status === 'Archived') {
       throw new VersionArchivedError(`KEK version v${v.versionNumber} of KMS key ${v.keyUuid} was archived meanwhile; retry`);
     }
+  }
+
+  /** Inserts the wrapped-key row after assertVersionUsable; returns its id. */
+  async insert(trx: Knex, v: KekVersionContext, row: { zoneId: number; ownerUuid: string; blob: Buffer }, opts: { versionChecked?: boolean } = {}): Promise<number> {
+    if (!opts.versionChecked) await this.assertVersionUsable(trx, v);
     const [id] = await trx('kms_wrapped_key').insert({
       uuid: randomUUID(), kms_key_id: v.keyId, kek_version_id: v.versionId, zone_id: row.zoneId, owner_uuid: row.ownerUuid,
       wrapped_blob: row.blob, created: Date.now(),
