@@ -11,6 +11,8 @@ import { createLogger, type Logger } from './logger';
 import { createProviderRegistry, type ProviderRegistry } from './providers/registry';
 import { createJobService, type JobService } from './jobs/job-service';
 import { volumeJobHandlers } from './commands/volumes';
+import { migrationJobHandlers } from './commands/kms-migration';
+import { registerRewrapSchedule } from './kms/rewrap-schedule';
 import { ensureDefaultHsmProfile } from './kms/hsm-profiles';
 import { registerKmsKeyJobs } from './kms/kms-key-jobs';
 import { ALL_COMMANDS } from './commands/registry';
@@ -73,7 +75,8 @@ export async function createApp(env: Env, opts: { logger?: Logger } = {}): Promi
       for (const close of closers.reverse()) await close();
     },
   };
-  for (const [kind, make] of Object.entries(volumeJobHandlers)) jobs.register(kind, make(app));
+  for (const [kind, make] of Object.entries({ ...volumeJobHandlers, ...migrationJobHandlers })) jobs.register(kind, make(app));
   registerKmsKeyJobs(app);
+  registerRewrapSchedule(app);
   return { app, generatedKeys, masterKeyGenerated };
 }

@@ -7,6 +7,7 @@ import { uiCommands } from './ui';
 import { sessionCommands } from './session';
 import { listApis } from './list-apis';
 import { volumeCommands } from './volumes';
+import { kmsMigrationCommands } from './kms-migration';
 import { hsmProfileCommands } from './hsm-profiles';
 import { kmsKeyCommands } from './kms-keys';
 import { asyncJobCommands } from './async-jobs';
@@ -24,6 +25,7 @@ export const ALL_COMMANDS: readonly CommandSpec[] = [
   ...hsmProfileCommands,
   ...kmsKeyCommands,
   ...volumeCommands,
+  ...kmsMigrationCommands,
 ] as readonly CommandSpec[];
 
 export interface Registry {
