@@ -2,6 +2,7 @@ import type { App } from '../app';
 import type { JobHandler } from '../jobs/types';
 import { KmsError } from '../kms/errors';
 import { Migration, type MigrationScope } from '../kms/migration';
+import { asyncParams, submitAsync } from './async-jobs';
 import { ADMIN_ONLY, defineCommand, param } from './define';
 
 /** Volumes per batch (one progress step and one events insert per batch). */
@@ -46,6 +47,7 @@ export const kmsMigrationCommands = [
     isAsync: true,
     backendErrorPrefix: 'Failed to migrate volumes to KMS: ',
     params: {
+      ...asyncParams,
       kmskeyid: param.uuid({ required: true, description: 'the ID of the KMS key to wrap the volume keys with', related: 'listKMSKeys' }),
       volumeids: param.uuidList({ description: 'the IDs of the volumes to migrate (comma-separated); each must be in the key\'s zone and owned by the key\'s account', related: 'listVolumes' }),
       zoneid: param.uuid({ description: 'migrate every legacy encrypted volume of the key\'s account in this zone (must be the key\'s zone)', related: 'listZones' }),
@@ -62,11 +64,7 @@ export const kmsMigrationCommands = [
     async handler(p, ctx) {
       const scope: MigrationScope = { volumeUuids: p.volumeids, zoneUuid: p.zoneid, account: p.account, domainUuid: p.domainid };
       await new Migration(ctx.app).plan(ctx.caller, p.kmskeyid, scope);
-      const { jobId } = await ctx.app.jobs.submit({
-        cmd: 'migrateVolumesToKMS', kind: 'kms.migrate', caller: ctx.caller, instanceType: 'KmsKey', instanceId: p.kmskeyid,
-        args: { keyUuid: p.kmskeyid, ...scope },
-      });
-      return { kind: 'flat', value: { jobid: jobId } };
+      return submitAsync(ctx, p, { kind: 'kms.migrate', instanceType: 'KmsKey', instanceId: p.kmskeyid, args: { keyUuid: p.kmskeyid, ...scope } });
     },
   }),
 ];

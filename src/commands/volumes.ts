@@ -5,6 +5,7 @@ import { pagedRows } from '../db/paging';
 import type { JobHandler } from '../jobs/types';
 import { paramError } from '../kms/errors';
 import { Volumes } from '../kms/volumes';
+import { asyncParams, submitAsync } from './async-jobs';
 import { ADMIN_ONLY, ALL_ROLES, defineCommand, ownerListParams, param } from './define';
 import { volumeFields, volumeQuery, volumeResponse, type VolumeView } from './responses/volume';
 
@@ -30,6 +31,7 @@ export const volumeCommands = [
     related: 'listVolumes',
     backendErrorPrefix: 'Failed to create volume: ',
     params: {
+      ...asyncParams,
       name: param.string({ required: true, description: 'the name of the disk volume' }),
       zoneid: param.uuid({ required: true, description: 'the ID of the availability zone', related: 'listZones' }),
       size: param.long({ description: 'Arbitrary volume size in GB' }),
@@ -43,8 +45,7 @@ export const volumeCommands = [
       const volume = await new Volumes(ctx.app).create(ctx.caller, {
         name: p.name, zoneUuid: p.zoneid, encrypt: p.encrypt, kmsKeyUuid: p.kmskeyid, account: p.account, domainUuid: p.domainid, sizeGb: p.size,
       });
-      const { jobId } = await ctx.app.jobs.submit({ cmd: 'createVolume', kind: 'volume.create', caller: ctx.caller, args: {}, instanceType: 'Volume', instanceId: volume.uuid });
-      return { kind: 'flat', value: { id: volume.uuid, jobid: jobId } };
+      return submitAsync(ctx, p, { kind: 'volume.create', args: {}, instanceType: 'Volume', instanceId: volume.uuid }, volume.uuid);
     },
   }),
   defineCommand({
