@@ -76,6 +76,9 @@ describe.each(['database', 'pkcs11'] as const)('rotation with background rewrap 
     const [v1, v2] = await versions();
     expect([v1!.status, v2!.status]).toEqual(['Previous', 'Active']);
     expect(await onVersion(v1!.id)).toBe(VOLUMES);
+    const pending = (await s.client.signed(alice.keys, { command: 'listKMSKeys', id: keyId })).body.kmskey[0];
+    expect(pending).toMatchObject({ version: 2, rewrapremaining: VOLUMES });
+    expect(pending.versions.map((v: any) => [v.version, v.status, v.wrappedkeys, v.destroyed])).toEqual([[1, 'Previous', VOLUMES, false], [2, 'Active', 0, false]]);
 
     // A volume created while the rewrap is pending is wrapped by the new version at once.
     const owner = (await s.app.directory.loadCaller((await s.app.db('user').where({ uuid: alice.userId }).first()).id))!;
@@ -94,6 +97,10 @@ describe.each(['database', 'pkcs11'] as const)('rotation with background rewrap 
     expect(after.map((v) => v.status)).toEqual(['Archived', 'Active']);
     expect(await onVersion(v2!.id)).toBe(VOLUMES + 1);
     expect(await provider.hasKek(kek1)).toBe(false);
+    const drained = (await s.client.signed(alice.keys, { command: 'listKMSKeys', id: keyId })).body.kmskey[0];
+    expect(drained.rewrapremaining).toBe(0);
+    expect(drained.versions.map((v: any) => [v.version, v.status, v.wrappedkeys, v.destroyed])).toEqual([[1, 'Archived', 0, true], [2, 'Active', VOLUMES + 1, false]]);
+    expect(drained.versions[0].archived).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+0000$/);
     await assertSecretsUnchanged();
     const events = await adminCall(s.client, { command: 'listEvents', type: 'KMS.KEY.DELETE', listall: true });
     expect(events.event[0].description).toMatch(/^Archived KEK version v1 of KMS key .* destroyed it in its backend/);

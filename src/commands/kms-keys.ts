@@ -7,6 +7,7 @@ import { KMS_KEY_JOBS } from '../kms/kms-key-jobs';
 import { KeyRotation } from '../kms/kms-key-rotation';
 import { KmsKeys } from '../kms/kms-keys';
 import { KEY_BITS } from '../kms/types';
+import { kekVersionSummaries } from '../kms/rewrap-progress';
 import { asyncParams, submitAsync } from './async-jobs';
 import { ALL_ROLES, defineCommand, ownerListParams, param, type ResponseField } from './define';
 import { kmsKeyFields, kmsKeyResponse } from './responses/kms-key';
@@ -20,7 +21,8 @@ const jobFields: readonly ResponseField[] = [
 ];
 
 async function keyObject(app: App, caller: Caller, id: number): Promise<ApiResult> {
-  return { kind: 'object', name: 'kmskey', value: kmsKeyResponse(await new KmsKeys(app).view(id), caller) };
+  const versions = await kekVersionSummaries(app.db, [id]);
+  return { kind: 'object', name: 'kmskey', value: kmsKeyResponse(await new KmsKeys(app).view(id), caller, versions.get(id)) };
 }
 
 /** createKMSKey, listKMSKeys, updateKMSKey, and the async deleteKMSKey and rotateKMSKey. */
@@ -72,7 +74,8 @@ export const kmsKeyCommands = [
         uuid: p.id, zoneUuid: p.zoneid, profileUuid: p.hsmprofileid, enabled: p.enabled, keyword: p.keyword,
         account: p.account, domainid: p.domainid, isrecursive: p.isrecursive, listall: p.listall,
       }, pageWindow(p));
-      return { kind: 'list', name: 'kmskey', items: rows.map((r) => kmsKeyResponse(r, ctx.caller)), count };
+      const versions = await kekVersionSummaries(ctx.app.db, rows.map((r) => r.id));
+      return { kind: 'list', name: 'kmskey', items: rows.map((r) => kmsKeyResponse(r, ctx.caller, versions.get(r.id))), count };
     },
   }),
   defineCommand({

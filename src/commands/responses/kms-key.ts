@@ -2,6 +2,7 @@ import { formatDate } from '../../api/envelope';
 import { bool } from '../../db/paging';
 import { isRootAdmin, type Caller } from '../../identity/caller';
 import type { KmsKeyView } from '../../kms/kms-keys';
+import { rewrapRemaining, type KekVersionSummary } from '../../kms/rewrap-progress';
 import type { ResponseField } from '../define';
 import { prettyPath } from './identity';
 
@@ -25,10 +26,22 @@ export const kmsKeyFields: readonly ResponseField[] = [
   { name: 'enabled', type: 'boolean', description: 'true if the key may be used' },
   { name: 'created', type: 'date', description: 'the date the key was created' },
   { name: 'keklabel', type: 'string', description: 'the backend label of the active KEK version (root admin only)' },
+  { name: 'rewrapremaining', type: 'integer', description: 'wrapped DEKs still on Previous KEK versions, waiting for the background rewrap' },
+  {
+    name: 'versions', type: 'list', description: 'the KEK versions of the key, oldest first',
+    response: [
+      { name: 'version', type: 'integer', description: 'the version number' },
+      { name: 'status', type: 'string', description: 'Active, Previous (DEKs being rewrapped away) or Archived (drained)' },
+      { name: 'wrappedkeys', type: 'integer', description: 'wrapped DEKs on this version' },
+      { name: 'created', type: 'date', description: 'when the version was created' },
+      { name: 'archived', type: 'date', description: 'when the version was archived' },
+      { name: 'destroyed', type: 'boolean', description: 'true once the archived KEK was destroyed in its backend' },
+    ],
+  },
 ];
 
 /** A key on the wire; `keklabel` only for the root admin (reference §1.5). */
-export function kmsKeyResponse(k: KmsKeyView, caller: Caller) {
+export function kmsKeyResponse(k: KmsKeyView, caller: Caller, versions: readonly KekVersionSummary[] = []) {
   return {
     id: k.uuid, name: k.name, description: k.description ?? undefined,
     account: k.account_name, accountid: k.account_uuid, domainid: k.domain_uuid, domain: k.domain_name, domainpath: prettyPath(k.domain_path),
@@ -36,5 +49,10 @@ export function kmsKeyResponse(k: KmsKeyView, caller: Caller) {
     algorithm: k.algorithm, keybits: Number(k.key_bits), version: k.version === null ? undefined : Number(k.version),
     enabled: bool(k.enabled), created: formatDate(k.created),
     keklabel: isRootAdmin(caller) ? k.kek_label : undefined,
+    rewrapremaining: rewrapRemaining(versions),
+    versions: versions.map((v) => ({
+      version: v.version, status: v.status, wrappedkeys: v.wrappedKeys, created: formatDate(v.created),
+      archived: formatDate(v.archived), destroyed: v.destroyed,
+    })),
   };
 }
