@@ -53,7 +53,7 @@ describe('database provider', () => {
     await provider.close();
   });
 
-  it('soft-deletes on destroy (removed is an epoch-ms time) and allows the label again afterwards', async () => {
+  it('soft-deletes on destroy (removed is an epoch-ms time), wipes the material, and allows the label again afterwards', async () => {
     const provider = createDatabaseProvider({ db: t.db, masterKey, logger: silentLogger });
     const kek = { profile: profile('db'), label: `kek-${randomBytes(4).toString('hex')}` };
     await provider.createKek(kek, 128);
@@ -62,6 +62,7 @@ describe('database provider', () => {
     const rows = await t.db('kms_database_kek_objects').where({ label: kek.label });
     expect(rows).toHaveLength(1);
     expect(Number(rows[0].removed)).toBeGreaterThanOrEqual(before);
+    expect(rows[0].key_material).toBe('');
     await provider.createKek(kek, 128);
     expect(await provider.hasKek(kek)).toBe(true);
     await provider.close();

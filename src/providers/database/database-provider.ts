@@ -116,7 +116,7 @@ export function createDatabaseProvider(opts: DatabaseProviderOptions): KekProvid
     async destroyKek(kek) {
       cache.delete(kek.label);
       try {
-        await db(TABLE).where({ label: kek.label }).whereNull('removed').update({ removed: Date.now() });
+        await db(TABLE).where({ label: kek.label }).whereNull('removed').update({ removed: Date.now(), key_material: '' }); // the material goes too: a destroyed KEK cannot come back
       } catch (e) {
         throw dbError('destroy', e);
       }
