@@ -1,6 +1,6 @@
+import { parseListDate } from '../api/dates';
 import type { ApiResult } from '../api/envelope';
 import { pageWindow } from '../api/pagination';
-import { parseExpires } from '../api/signature';
 import { pagedRows } from '../db/paging';
 import { applyOwnerScope } from '../identity/directory';
 import { paramError, permissionError } from '../kms/errors';
@@ -33,11 +33,6 @@ export async function submitAsync(
   return asyncResult(jobId, id);
 }
 
-const toTime = (value: string, name: string): number => {
-  const d = /^\d{4}-\d{2}-\d{2}$/.test(value) ? new Date(`${value}T00:00:00Z`) : parseExpires(value) ?? new Date(value.replace(' ', 'T') + 'Z');
-  if (Number.isNaN(d.getTime())) throw paramError(`Unable to parse ${name} ${value}; use yyyy-MM-dd or yyyy-MM-dd'T'HH:mm:ssZ`);
-  return d.getTime();
-};
 
 /** queryAsyncJobResult and listAsyncJobs (reference/cloudstack-api-protocol.md §4.2, §4.3). */
 export const asyncJobCommands = [
@@ -71,7 +66,7 @@ export const asyncJobCommands = [
     async handler(p, ctx) {
       const scope = await ctx.app.directory.listScope(ctx.caller, p);
       const q = applyOwnerScope(asyncJobQuery(ctx.app.db), scope, { accountCol: 'j.account_id', domainCol: 'j.domain_id' }).orderBy('j.id', 'desc');
-      if (p.startdate !== undefined) q.where('j.created', '>=', toTime(p.startdate, 'startdate'));
+      if (p.startdate !== undefined) q.where('j.created', '>=', parseListDate(p.startdate, 'startdate'));
       if (p.keyword) q.where('j.cmd', 'like', `%${p.keyword}%`);
       const { rows, count } = await pagedRows<AsyncJobView>(q, pageWindow(p));
       return { kind: 'list', name: 'asyncjobs', items: rows.map(asyncJobResponse), count };

@@ -1,19 +1,12 @@
+import { parseListDate } from '../api/dates';
 import { formatDate } from '../api/envelope';
 import { pageWindow } from '../api/pagination';
 import { pagedRows } from '../db/paging';
 import { applyOwnerScope } from '../identity/directory';
-import { paramError } from '../kms/errors';
-import { parseExpires } from '../api/signature';
 import { ALL_ROLES, defineCommand, ownerListParams, param } from './define';
 
 interface EventView { uuid: string; type: string; level: string; state: string; description: string; created: number; resource_type: string | null; resource_id: string | null; username: string | null; account_name: string | null; account_uuid: string | null; domain_uuid: string | null; domain_name: string | null }
 
-const toTime = (value: string | undefined, name: string): number | undefined => {
-  if (value === undefined) return undefined;
-  const d = /^\d{4}-\d{2}-\d{2}$/.test(value) ? new Date(`${value}T00:00:00Z`) : parseExpires(value) ?? new Date(value.replace(' ', 'T') + 'Z');
-  if (Number.isNaN(d.getTime())) throw paramError(`Unable to parse ${name} ${value}; use yyyy-MM-dd or yyyy-MM-dd'T'HH:mm:ssZ`);
-  return d.getTime();
-};
 
 export const eventCommands = [
   defineCommand({
@@ -59,8 +52,8 @@ export const eventCommands = [
       if (p.resourceid) q.where('e.resource_id', p.resourceid);
       if (p.resourcetype) q.where('e.resource_type', p.resourcetype);
       if (p.keyword) q.where('e.description', 'like', `%${p.keyword}%`);
-      const start = toTime(p.startdate, 'startdate');
-      const end = toTime(p.enddate, 'enddate');
+      const start = p.startdate === undefined ? undefined : parseListDate(p.startdate, 'startdate');
+      const end = p.enddate === undefined ? undefined : parseListDate(p.enddate, 'enddate');
       if (start !== undefined) q.where('e.created', '>=', start);
       if (end !== undefined) q.where('e.created', '<=', end);
       const { rows, count } = await pagedRows<EventView>(q, pageWindow(p));
