@@ -44,6 +44,13 @@ describe('session login as the CloudStack UI does it', () => {
     expect(await fp.json()).toEqual({ forgotpasswordresponse: { enabled: false } });
   });
 
+  it('answers listGuiThemes with a session cookie but no sessionkey, keeping the session', async () => {
+    const session = await s.client.login('admin', 'password');
+    const themes = await s.client.raw('command=listGuiThemes&response=json', { headers: { cookie: session.cookies.split('; ').filter((c) => c.startsWith('JSESSIONID')).join('; ') } });
+    expect(themes.status).toBe(200);
+    expect((await session.get({ command: 'listZones' })).status).toBe(200);
+  });
+
   it('refuses a GET login with 405 in plain text', async () => {
     const res = await fetch(`${s.url}/client/api?command=login&username=admin&password=password&response=json`);
     expect(res.status).toBe(405);

@@ -71,10 +71,11 @@ export function createServer(app: App, registry: Registry): express.Express {
 
       const spec = command ? registry.find(command) : undefined;
       if (spec) wrapper = spec.responseName ?? responseName(spec.name);
-      const auth = await authenticate(app, params, cookies);
-      if (auth.kind === 'none') {
-        if (!spec || spec.auth !== 'none') throw new ApiError(401, BAD_CREDENTIALS_TEXT);
-      } else {
+      // What the UI calls before login is answered whatever credentials come along: a stale or
+      // partial session must neither fail it nor be invalidated by it (CloudStack verifyRequest).
+      if (spec?.auth !== 'none') {
+        const auth = await authenticate(app, params, cookies);
+        if (auth.kind === 'none') throw new ApiError(401, BAD_CREDENTIALS_TEXT);
         caller = auth.caller;
       }
       if (!command) throw new ApiError(400, 'no command specified');
