@@ -27,7 +27,7 @@ export function knexConfig(opts: { databaseUrl?: string; dataDir: string }): Kne
       migrations: { migrationSource, tableName: 'knex_migrations' },
     };
   }
-  mkdirSync(opts.dataDir, { recursive: true });
+  mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
   return {
     client: 'better-sqlite3',
     connection: { filename: join(opts.dataDir, 'kms.sqlite') },
