@@ -3,6 +3,7 @@ import type { App } from '../app';
 import type { Caller } from '../identity/caller';
 import { bool } from '../db/paging';
 import { KmsError, isKmsError, paramError } from './errors';
+import { getKeyByUuid } from './kms-keys';
 import { Passphrases } from './passphrases';
 import { using } from './secret-bytes';
 import { VersionArchivedError, WrappedKeys, type KekVersionContext } from './wrapped-keys';
@@ -33,7 +34,6 @@ export interface MigrationReport {
   failedVolumeIds: string[];
 }
 
-interface KeyRow { id: number; uuid: string; name: string; account_id: number; domain_id: number; zone_id: number; enabled: number | boolean; hsm_profile_id: number }
 interface LegacyVolume { id: number; uuid: string; name: string; passphrase_id: number | null; kms_wrapped_key_id: number | null; account_id: number; domain_id: number; zone_id: number }
 
 const OFFENDERS_SHOWN = 50;
@@ -59,7 +59,7 @@ export class Migration {
   /** Checks the request before a job is queued: key and profile enabled, every volume the key's zone and account. */
   async plan(caller: Caller, keyUuid: string, scope: MigrationScope): Promise<MigrationPlan> {
     const { db, directory } = this.app;
-    const key: KeyRow | undefined = await db('kms_keys').where({ uuid: keyUuid }).whereNull('removed').first();
+    const key = await getKeyByUuid(db, keyUuid);
     if (!key) throw paramError(`KMS key not found: ${keyUuid}`);
     if (!bool(key.enabled)) throw paramError(`KMS key is not enabled: ${keyUuid}`);
     const profile = await db('kms_hsm_profiles').where({ id: key.hsm_profile_id }).first('name', 'enabled');

@@ -4,7 +4,9 @@ import type { Caller } from '../identity/caller';
 import { bool } from '../db/paging';
 import { KmsError, paramError, permissionError } from './errors';
 import { Passphrases } from './passphrases';
+import { getKeyByUuid } from './kms-keys';
 import { using } from './secret-bytes';
+import type { KmsKeyRow } from './types';
 import { VersionArchivedError, WrappedKeys, type KekVersionContext } from './wrapped-keys';
 
 export interface VolumeRow {
@@ -12,7 +14,6 @@ export interface VolumeRow {
   encrypt_format: string | null; passphrase_id: number | null; kms_key_id: number | null; kms_wrapped_key_id: number | null; created: number; removed: number | null;
 }
 
-interface KeyForUse { id: number; uuid: string; name: string; zone_id: number; account_id: number; domain_id: number; enabled: number | boolean; hsm_profile_id: number }
 
 export interface CreateVolumeInput {
   name: string;
@@ -43,8 +44,8 @@ export class Volumes {
    * A KMS key the caller may use for a volume in zone `zoneId` (reference/cloudstack-kms-4.23.md §1.11
    * checkKmsKeyForVolumeEncryption): caller access, same zone, key and profile enabled.
    */
-  async keyForVolume(caller: Caller, keyUuid: string, zone: { id: number; uuid: string }): Promise<KeyForUse> {
-    const key: KeyForUse | undefined = await this.app.db('kms_keys').where({ uuid: keyUuid }).whereNull('removed').first();
+  async keyForVolume(caller: Caller, keyUuid: string, zone: { id: number; uuid: string }): Promise<KmsKeyRow> {
+    const key = await getKeyByUuid(this.app.db, keyUuid);
     if (!key) throw paramError(`KMS key not found: ${keyUuid}`);
     if (!(await this.app.directory.canAccessOwner(caller, { accountId: key.account_id, domainId: key.domain_id }))) {
       throw permissionError(`Account ${caller.accountName} does not have permission to use KMS key ${keyUuid}`);
