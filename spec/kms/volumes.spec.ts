@@ -1,5 +1,6 @@
 import { startTestServer, ADMIN_KEYS, type TestServer } from '../support/server';
 import { adminCall, createActor, waitForJob, type Keys } from '../support/actors';
+import { KmsKeys } from '../../src/kms/kms-keys';
 
 describe('volumes and their keys', () => {
   let s: TestServer;
@@ -148,6 +149,35 @@ describe('volumes and their keys', () => {
       const wk = await s.app.db('kms_wrapped_key').where({ id: wkId }).first();
       expect(wk.removed).not.toBeNull();
       expect(Buffer.from(wk.wrapped_blob)).toHaveLength(0);
+    });
+
+    it('refuses an admin-made volume whose owner does not own the key', async () => {
+      const res = await call(ADMIN_KEYS, { command: 'createVolume', name: 'mixed', zoneid: zone1, kmskeyid: bobKey, account: 'alice', domainid: alice.domainId });
+      expect(res.status).toBe(431);
+      expect(res.body.errortext).toBe(`KMS key ${bobKey} belongs to another account than the volume's owner alice`);
+    });
+
+    it('stores no DEK under a key deleted while the DEK was being made', async () => {
+      const profile = (await adminCall(s.client, { command: 'listHSMProfiles', name: 'default', listall: true })).hsmprofile[0];
+      const doomed = (await call(alice.keys, { command: 'createKMSKey', name: 'short-lived', zoneid: zone1, hsmprofileid: profile.id })).body.kmskey.id;
+      const provider = s.app.providers.get('database');
+      const original = provider.generateAndWrap;
+      const admin = (await s.app.directory.loadCaller(1))!;
+      provider.generateAndWrap = async (req) => {
+        const blob = await original.call(provider, req);
+        await new KmsKeys(s.app).delete(admin, doomed);
+        return blob;
+      };
+      try {
+        const res = await call(alice.keys, { command: 'createVolume', name: 'racing', zoneid: zone1, kmskeyid: doomed });
+        expect(res.status).toBe(431);
+        expect(res.body.errortext).toBe('The KMS key was deleted meanwhile');
+      } finally {
+        provider.generateAndWrap = original;
+      }
+      const key = await s.app.db('kms_keys').where({ uuid: doomed }).first('id');
+      expect(await s.app.db('kms_wrapped_key').where({ kms_key_id: key.id }).first()).toBeUndefined();
+      expect(await s.app.db('volumes').where({ name: 'racing' }).first()).toBeUndefined();
     });
 
     it('lets only root admins read secrets', async () => {

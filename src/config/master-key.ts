@@ -12,22 +12,37 @@ const FORMAT = 'v1';
 export class MasterKey {
   readonly #key: Buffer;
 
+  /** Copies `key` into a buffer of its own; the caller zeroes its copy. */
   constructor(key: Buffer) {
     if (key.length !== 32) throw new Error('The master key must be 32 bytes (base64 in KMS_MASTER_KEY)');
-    this.#key = Buffer.from(key);
+    this.#key = Buffer.alloc(32);
+    key.copy(this.#key);
+  }
+
+  private static adopt(raw: Buffer): MasterKey {
+    try {
+      return new MasterKey(raw);
+    } finally {
+      raw.fill(0);
+    }
   }
 
   /** From KMS_MASTER_KEY (base64 of 32 bytes) or a key file, generated with mode 0600 when absent. */
   static load(opts: { fromEnv?: string; file: string }): { key: MasterKey; generated: boolean } {
-    if (opts.fromEnv) return { key: new MasterKey(decodeKey(opts.fromEnv, 'KMS_MASTER_KEY')), generated: false };
-    if (existsSync(opts.file)) {
-      return { key: new MasterKey(decodeKey(readFileSync(opts.file, 'utf8'), opts.file)), generated: false };
-    }
-    mkdirSync(dirname(opts.file), { recursive: true });
+    if (opts.fromEnv) return { key: MasterKey.adopt(decodeKey(opts.fromEnv, 'KMS_MASTER_KEY')), generated: false };
+    if (existsSync(opts.file)) return { key: MasterKey.adopt(decodeKey(readFileSync(opts.file, 'utf8'), opts.file)), generated: false };
+    mkdirSync(dirname(opts.file), { recursive: true, mode: 0o700 });
     const raw = randomBytes(32);
-    writeFileSync(opts.file, raw.toString('base64') + '\n', { mode: 0o600 });
+    try {
+      // Exclusive create: when two processes start on an empty data dir, one key wins and both use it.
+      writeFileSync(opts.file, raw.toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
+    } catch (e) {
+      raw.fill(0);
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      return { key: MasterKey.adopt(decodeKey(readFileSync(opts.file, 'utf8'), opts.file)), generated: false };
+    }
     chmodSync(opts.file, 0o600);
-    return { key: new MasterKey(raw), generated: true };
+    return { key: MasterKey.adopt(raw), generated: true };
   }
 
   encrypt(plain: Buffer, aad = ''): string {
@@ -56,15 +71,27 @@ export class MasterKey {
     const d = createDecipheriv('aes-256-gcm', this.#key, raw.subarray(0, 12));
     d.setAAD(Buffer.from(aad, 'utf8'));
     d.setAuthTag(raw.subarray(raw.length - 16));
+    // Plaintext goes into an unpooled buffer of its own; the intermediate is zeroed either way.
+    const part = d.update(raw.subarray(12, raw.length - 16));
     try {
-      return Buffer.concat([d.update(raw.subarray(12, raw.length - 16)), d.final()]);
+      d.final();
+      const out = Buffer.alloc(part.length);
+      part.copy(out);
+      return out;
     } catch {
       throw new Error('Master-key ciphertext failed authentication (wrong master key or tampered value)');
+    } finally {
+      part.fill(0);
     }
   }
 
   decryptString(value: string, aad = ''): string {
-    return this.decrypt(value, aad).toString('utf8');
+    const buf = this.decrypt(value, aad);
+    try {
+      return buf.toString('utf8');
+    } finally {
+      buf.fill(0);
+    }
   }
 
   toString(): string {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
+import { isMysql } from '../db/knex';
 import type { App } from '../app';
 import { bool, pagedRows } from '../db/paging';
 import type { Caller } from '../identity/caller';
@@ -238,6 +239,11 @@ export class KmsKeys {
     const actor = { userId: caller.userId, accountId: key.account_id, domainId: key.domain_id };
     if (!removed) {
       await db.transaction(async (trx) => {
+        // Lock the key's version rows first: a volume or migration storing a DEK holds a shared lock
+        // on its version row (WrappedKeys.assertVersionUsable), so the counts below see its row, or
+        // it sees the key removed and stores nothing.
+        const versionRows = trx('kms_kek_versions').where({ kms_key_id: key.id }).select('id');
+        await (isMysql(db) ? versionRows.forUpdate() : versionRows);
         await this.assertDeletable(key, trx);
         const now = Date.now();
         const n = await trx('kms_keys').where({ id: key.id }).whereNull('removed').update({ removed: now });

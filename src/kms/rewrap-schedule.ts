@@ -17,9 +17,9 @@ export function registerRewrapSchedule(app: App): void {
   const rewrapper = new Rewrapper(app);
   app.jobs.schedule(REWRAP_SCHEDULE, {
     intervalSetting: 'kms.rewrap.interval.ms',
-    run: async () => {
+    run: async (tick) => {
       const batchSize = await app.settings.getNumber('kms.rewrap.batch.size');
-      const report = await rewrapper.tick({ batchSize, workerId: app.jobs.owner, claimMs });
+      const report = await rewrapper.tick({ batchSize, workerId: app.jobs.owner, claimMs, signal: tick.signal });
       if (report.claimed || report.archived.length) {
         app.logger.info('rewrap tick', {
           claimed: report.claimed, rewrapped: report.rewrapped, skipped: report.skipped, failed: report.failed.length,

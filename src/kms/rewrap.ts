@@ -1,4 +1,5 @@
 import type { App } from '../app';
+import { isMysql } from '../db/knex';
 import type { KekRef } from '../providers/provider';
 import { mapLimit } from './concurrency';
 import { isKmsError } from './errors';
@@ -22,7 +23,12 @@ export interface RewrapOptions {
   claimMs: number;
   /** Backend calls in flight. */
   concurrency?: number;
+  /** Aborted when this worker lost the tick's lock: nothing more is committed. */
+  signal?: AbortSignal;
 }
+
+/** How long a wrapped key whose rewrap failed for good waits before it is tried again. */
+const PERMANENT_FAILURE_PARK_MS = 60 * 60 * 1000;
 
 /** Rows per UPDATE statement when committing rewrapped blobs. */
 const COMMIT_CHUNK = 250;
@@ -48,7 +54,7 @@ export class Rewrapper {
     const rows = await this.claim(opts);
     report.claimed = rows.length;
     if (rows.length) await this.rewrapRows(rows, opts, report);
-    report.archived = await this.archiveDrained();
+    if (!opts.signal?.aborted) report.archived = await this.archiveDrained();
     return report;
   }
 
@@ -79,6 +85,7 @@ export class Rewrapper {
     const refOf = (v: KekVersionContext) => refs.get(v.versionId) ?? refs.set(v.versionId, this.wrappedKeys.kekRef(v)).get(v.versionId)!;
 
     const done: Array<{ row: ClaimedRow; to: KekVersionContext; blob: Buffer }> = [];
+    const permanent = new Set<number>();
     await mapLimit(rows, opts.concurrency ?? 16, async (row) => {
       try {
         const from = await versionOf(row.kek_version_id);
@@ -87,6 +94,7 @@ export class Rewrapper {
         const blob = await this.rewrapBlob(row, from, to, refOf);
         done.push({ row, to, blob });
       } catch (err) {
+        if (isKmsError(err) && !err.retryable) permanent.add(row.id);
         report.failed.push({ wrappedKeyId: row.uuid, error: isKmsError(err) ? err.message : 'internal error' });
         if (!isKmsError(err)) this.app.logger.error('rewrap failed', { wrappedKey: row.uuid, error: err instanceof Error ? err.stack : String(err) });
       }
@@ -94,7 +102,12 @@ export class Rewrapper {
 
     // One conditional UPDATE per chunk and source version: each row gets its new blob and version
     // together, and only if it is still ours and still on the version it was read from.
+    if (opts.signal?.aborted) return; // our claims expire; whoever holds the lock now redoes these rows
     await this.app.db.transaction(async (trx) => {
+      // Each target version must still be live: a version archived (and its KEK destroyed) since it
+      // was read as Active fails the whole commit, and the rows are retried next tick.
+      const targets = new Map(done.map((d) => [d.to.versionId, d.to]));
+      for (const to of targets.values()) await this.wrappedKeys.assertVersionUsable(trx, to);
       for (let i = 0; i < done.length; i += COMMIT_CHUNK) {
         const chunk = done.slice(i, i + COMMIT_CHUNK);
         const bySource = new Map<string, typeof chunk>();
@@ -115,9 +128,15 @@ export class Rewrapper {
     });
     // Failed rows stay on their Previous version; release them so the next tick retries at once.
     const succeeded = new Set(done.map((d) => d.row.id));
-    const failedIds = rows.filter((r) => !succeeded.has(r.id)).map((r) => r.id);
+    // Transient failures are released for the next tick; a blob that can never be rewrapped
+    // (tampered, swapped, KEK gone) is parked for an hour instead of being retried every tick.
+    const failedIds = rows.filter((r) => !succeeded.has(r.id) && !permanent.has(r.id)).map((r) => r.id);
     if (failedIds.length) {
       await this.app.db('kms_wrapped_key').whereIn('id', failedIds).where({ claim_owner: opts.workerId }).update({ claim_owner: null, claim_expires: null });
+    }
+    if (permanent.size) {
+      await this.app.db('kms_wrapped_key').whereIn('id', [...permanent]).where({ claim_owner: opts.workerId })
+        .update({ claim_owner: 'rewrap-failed', claim_expires: Date.now() + PERMANENT_FAILURE_PARK_MS });
     }
   }
 
@@ -148,10 +167,17 @@ export class Rewrapper {
     const archived: Array<{ keyUuid: string; version: number }> = [];
     const previous: Array<{ id: number }> = await db('kms_kek_versions').where({ status: 'Previous' }).select('id');
     for (const { id } of previous) {
-      const n = await db('kms_kek_versions').where({ id, status: 'Previous' })
-        .whereNotExists((q) => q.select(db.raw('1')).from('kms_wrapped_key').where('kek_version_id', id).whereNull('removed'))
-        .update({ status: 'Archived', archived: Date.now() });
-      if (n === 1) {
+      // The version row is locked before the count: a transaction storing a DEK on this version
+      // holds a shared lock on the same row (WrappedKeys.assertVersionUsable), so either its row is
+      // counted here, or it sees the version Archived and stores nothing.
+      const archivedNow = await db.transaction(async (trx) => {
+        const row = trx('kms_kek_versions').where({ id, status: 'Previous' }).first('id');
+        if (!(await (isMysql(db) ? row.forUpdate() : row))) return false;
+        const live = trx('kms_wrapped_key').where('kek_version_id', id).whereNull('removed').first('id');
+        if (await (isMysql(db) ? live.forShare() : live)) return false;
+        return (await trx('kms_kek_versions').where({ id, status: 'Previous' }).update({ status: 'Archived', archived: Date.now() })) === 1;
+      });
+      if (archivedNow) {
         const v = await this.wrappedKeys.versionById(id);
         if (v) archived.push({ keyUuid: v.keyUuid, version: v.versionNumber });
       }

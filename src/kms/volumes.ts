@@ -64,6 +64,11 @@ export class Volumes {
     const zone = await db('data_center').where({ uuid: input.zoneUuid }).whereNull('removed').first('id', 'uuid');
     if (!zone) throw paramError(`Unable to find zone by id ${input.zoneUuid}`);
     const key = input.kmsKeyUuid ? await this.keyForVolume(caller, input.kmsKeyUuid, zone) : undefined;
+    // The volume's owner must own the key: otherwise another account could disable, rotate or
+    // delete the key that protects this volume (migrateVolumesToKMS has the same rule).
+    if (key && key.account_id !== owner.id) {
+      throw paramError(`KMS key ${key.uuid} belongs to another account than the volume's owner ${owner.account_name}`);
+    }
     const uuid = randomUUID();
     const encrypted = input.encrypt || key !== undefined;
 

@@ -24,6 +24,22 @@ export interface WrappedKeyRow {
   id: number; uuid: string; kms_key_id: number; kek_version_id: number; zone_id: number; owner_uuid: string; wrapped_blob: Buffer; removed: number | null;
 }
 
+/**
+ * A backend's "KEK not found" means the key material is gone, not that the request was wrong: it is
+ * answered as a backend failure (530, never retried) naming the KMS key and version, not the label
+ * (which carries internal ids).
+ */
+export async function withKekContext<T>(v: Pick<KekVersionContext, 'keyUuid' | 'versionNumber'>, call: Promise<T>): Promise<T> {
+  try {
+    return await call;
+  } catch (err) {
+    if (err instanceof KmsError && err.kind === 'param' && /^KEK not found/.test(err.message)) {
+      throw new KmsError('provider', `The KEK of KMS key ${v.keyUuid} version v${v.versionNumber} is missing from its backend`, { retryable: false });
+    }
+    throw err;
+  }
+}
+
 /** The version a blob was made with was archived before the blob could be stored: make it again. */
 export class VersionArchivedError extends KmsError {
   constructor(message: string) {
@@ -40,8 +56,8 @@ export class WrappedKeys {
 
   /** The Active version of a key, ready to wrap with; 431 when the profile is disabled. */
   async activeVersion(keyId: number, trx: Knex = this.app.db): Promise<KekVersionContext> {
-    const row = await this.versionQuery(trx).where({ 'v.kms_key_id': keyId, 'v.status': 'Active' }).first();
-    if (!row) throw new KmsError('internal', `KMS key ${keyId} has no Active KEK version`);
+    const row = await this.versionQuery(trx).where({ 'v.kms_key_id': keyId, 'v.status': 'Active' }).whereNull('v.removed').whereNull('k.removed').first();
+    if (!row) throw paramError('The KMS key was deleted meanwhile');
     return this.toContext(row);
   }
 
@@ -60,13 +76,13 @@ export class WrappedKeys {
   /** A fresh DEK of `bytes`, generated and wrapped by the backend; returns the blob only. */
   async generate(v: KekVersionContext, ownerUuid: string, bytes: number): Promise<Buffer> {
     const kek = await this.kekRef(v);
-    return this.app.providers.get(kek.profile.protocol).generateAndWrap({ kek, bytes, aad: this.aad(v, ownerUuid) });
+    return withKekContext(v, this.app.providers.get(kek.profile.protocol).generateAndWrap({ kek, bytes, aad: this.aad(v, ownerUuid) }));
   }
 
   /** Wraps an existing secret (the caller keeps and disposes it); `kek` saves a lookup when known. */
   async wrap(v: KekVersionContext, ownerUuid: string, dek: SecretBytes, kek?: KekRef): Promise<Buffer> {
     const ref = kek ?? (await this.kekRef(v));
-    return this.app.providers.get(ref.profile.protocol).wrap({ kek: ref, dek, aad: this.aad(v, ownerUuid) });
+    return withKekContext(v, this.app.providers.get(ref.profile.protocol).wrap({ kek: ref, dek, aad: this.aad(v, ownerUuid) }));
   }
 
   /**
@@ -75,10 +91,12 @@ export class WrappedKeys {
    * in the transaction that stores the blobs.
    */
   async assertVersionUsable(trx: Knex, v: KekVersionContext): Promise<void> {
-    const q = trx('kms_kek_versions').where({ id: v.versionId }).first('status');
+    const q = trx('kms_kek_versions as v').join('kms_keys as k', 'k.id', 'v.kms_key_id')
+      .where('v.id', v.versionId).whereNull('v.removed').whereNull('k.removed').whereIn('v.status', ['Active', 'Previous'])
+      .first('v.id');
     const current = await (isMysql(this.app.db) ? q.forShare() : q);
-    if (!current || current.status === 'Archived') {
-      throw new VersionArchivedError(`KEK version v${v.versionNumber} of KMS key ${v.keyUuid} was archived meanwhile; retry`);
+    if (!current) {
+      throw new VersionArchivedError(`KEK version v${v.versionNumber} of KMS key ${v.keyUuid} was archived or deleted meanwhile; retry`);
     }
   }
 
@@ -105,7 +123,7 @@ export class WrappedKeys {
     const v = await this.versionById(wk.kek_version_id);
     if (!v || v.status === 'Archived') throw new KmsError('integrity', `KEK version of wrapped key ${wk.uuid} is not available for decryption`);
     const kek = await this.kekRef(v);
-    return this.app.providers.get(kek.profile.protocol).unwrap({ kek, blob: Buffer.from(wk.wrapped_blob), aad: this.aad(v, ownerUuid) });
+    return withKekContext(v, this.app.providers.get(kek.profile.protocol).unwrap({ kek, blob: Buffer.from(wk.wrapped_blob), aad: this.aad(v, ownerUuid) }));
   }
 
   /** Crypto-shreds a wrapped key: the blob is overwritten and the row marked removed. */

@@ -1,0 +1,40 @@
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { MasterKey } from '../../src/config/master-key';
+
+describe('the server master key', () => {
+  let dir: string;
+  beforeEach(() => { dir = mkdtempSync(join(tmpdir(), 'kms-mk-')); });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('is generated once into a 0600 file that every later start (and every node given it) reuses', () => {
+    const file = join(dir, 'sub', 'master.key');
+    const first = MasterKey.load({ file });
+    expect(first.generated).toBe(true);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const again = MasterKey.load({ file });
+    expect(again.generated).toBe(false);
+    const fromEnv = MasterKey.load({ file: join(dir, 'unused'), fromEnv: readFileSync(file, 'utf8') });
+    const sealed = first.key.encryptString('pin-1234', 'ctx');
+    expect(again.key.decryptString(sealed, 'ctx')).toBe('pin-1234');
+    expect(fromEnv.key.decryptString(sealed, 'ctx')).toBe('pin-1234');
+  });
+
+  it('binds a ciphertext to its place and to its key', () => {
+    const key = new MasterKey(randomBytes(32));
+    const sealed = key.encryptString('secret', 'passphrase:a');
+    expect(sealed).not.toContain('secret');
+    expect(() => key.decryptString(sealed, 'passphrase:b')).toThrow(/failed authentication/);
+    expect(() => new MasterKey(randomBytes(32)).decryptString(sealed, 'passphrase:a')).toThrow(/failed authentication/);
+  });
+
+  it('refuses a KMS_MASTER_KEY that is not 32 bytes of base64, saying how to make one', () => {
+    expect(() => MasterKey.load({ file: join(dir, 'x'), fromEnv: 'short' })).toThrow(/32 bytes encoded in base64/);
+  });
+
+  it('never prints its bytes', () => {
+    expect(String(new MasterKey(randomBytes(32)))).toBe('MasterKey(32 bytes)');
+  });
+});
