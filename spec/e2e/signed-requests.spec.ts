@@ -112,6 +112,17 @@ describe('API key authentication as cmk and scripts use it', () => {
     expect(await res.json()).toHaveProperty('listzonesresponse');
   });
 
+  it('answers malformed percent-encoding with a 431 in the format asked for', async () => {
+    const res = await s.client.raw('command=listZones&keyword=%E0%A4%A&response=json');
+    expect(res.status).toBe(431);
+    expect(res.wrapper).toBe('errorresponse');
+  });
+
+  it('shows the CloudStack version in XML only to authenticated callers', async () => {
+    const anonymous = await (await fetch(`${s.url}/client/api?command=listZones&response=xml`)).text();
+    expect(anonymous).toMatch(/^<\?xml version="1.0" encoding="UTF-8"\?><listzonesresponse><errorcode>401<\/errorcode><errortext>unable to verify user credentials and\/or request signature<\/errortext><\/listzonesresponse>$/);
+  });
+
   it('renders XML when response is not json', async () => {
     const { signedQuery } = await import('../support/client');
     const q = signedQuery({ command: 'listCapabilities', response: 'xml' }, ADMIN_KEYS.apiKey, ADMIN_KEYS.secretKey);

@@ -9,7 +9,7 @@ describe('session login as the CloudStack UI does it', () => {
     // The UI fires a logout before every login; without a session that is a 431.
     const pre = await fetch(`${s.url}/client/api/`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'command=logout&response=json' });
     expect(pre.status).toBe(431);
-    expect(((await pre.json()) as any).logoutresponse.errortext).toBe('Session not found for the logout process.');
+    expect(((await pre.json()) as any).logoutresponse).toEqual({ uuidList: [], errorcode: 431, cserrorcode: 9999, errortext: 'Session not found for the logout process.' });
 
     const session = await s.client.login('admin', 'password');
     expect(session.login).toMatchObject({ username: 'admin', account: 'admin', type: '1', timeout: 1800, registered: 'false', is2faenabled: 'false' });
@@ -29,10 +29,11 @@ describe('session login as the CloudStack UI does it', () => {
     expect((await session.get({ command: 'listLdapConfigurations' })).wrapper).toBe('ldapconfigurationresponse');
     expect((await session.get({ command: 'listZones' })).body).toEqual({});
     expect((await session.get({ command: 'cloudianIsEnabled' })).body.cloudianisenabled.enabled).toBe(false);
+    expect((await session.get({ command: 'listProjects', listall: true })).body).toEqual({});
 
     const out = await session.post({ command: 'logout' });
     expect(out.body).toEqual({ description: 'success' });
-    expect(out.headers.getSetCookie().join(';')).toMatch(/JSESSIONID=; Max-Age=0/);
+    expect(out.headers.getSetCookie().sort()).toEqual(['JSESSIONID=; Max-Age=0; Path=/client', 'sessionkey=; Max-Age=0']);
     expect((await session.get({ command: 'listZones' })).status).toBe(401);
   });
 
@@ -49,6 +50,15 @@ describe('session login as the CloudStack UI does it', () => {
     const themes = await s.client.raw('command=listGuiThemes&response=json', { headers: { cookie: session.cookies.split('; ').filter((c) => c.startsWith('JSESSIONID')).join('; ') } });
     expect(themes.status).toBe(200);
     expect((await session.get({ command: 'listZones' })).status).toBe(200);
+  });
+
+  it('takes the domain as a path, a uuid or a numeric id', async () => {
+    const root = (await (await s.client.login('admin', 'password')).get({ command: 'listDomains' })).body.domain[0];
+    const domains: Array<Record<string, string>> = [{ domain: '/' }, { domainid: root.id }, { domainid: '1' }];
+    for (const domain of domains) {
+      const res = await fetch(`${s.url}/client/api/`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ command: 'login', username: 'admin', password: 'password', response: 'json', ...domain }).toString() });
+      expect(res.status).toBe(200);
+    }
   });
 
   it('refuses a GET login with 405 in plain text', async () => {

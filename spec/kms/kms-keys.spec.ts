@@ -117,12 +117,12 @@ describe('rotateKMSKey', () => {
     expect(await ts.app.db('event').where({ type: 'KMS.KEY.ROTATE', resource_id: key.id }).first()).toBeDefined();
   });
 
-  it('refuses a disabled key with 431 "KMS key is not enabled: <id>" and submits no job', async () => {
+  it('fails the job of a disabled key with 431 "KMS key is not enabled: <id>", as CloudStack checks it in the job', async () => {
     const key = await createKey();
     await ok(ts.client, w.a.keys, { command: 'updateKMSKey', id: key.id, enabled: false });
-    const res = await ts.client.signed(w.a.keys, { command: 'rotateKMSKey', id: key.id });
-    expect(res.body).toEqual({ uuidList: [], errorcode: 431, cserrorcode: 4350, errortext: `KMS key is not enabled: ${key.id}` });
-    expect(await ts.app.db('async_job').where({ instance_id: key.id }).first()).toBeUndefined();
+    const job = await runJob({ command: 'rotateKMSKey', id: key.id });
+    expect(job).toMatchObject({ jobstatus: 2, jobresultcode: 431, jobresult: { errorcode: 431, errortext: `KMS key is not enabled: ${key.id}` } });
+    expect((await versionsOf(ts.app.db, (await rowOf(key.id)).id)).map((v) => v.status)).toEqual(['Active']);
   });
 
   it('fails the job with 530 "Failed to rotate KMS key: ..." when the backend refuses', async () => {
@@ -149,7 +149,12 @@ describe('rotateKMSKey', () => {
 });
 
 describe('deleteKMSKey', () => {
-  const refusal = async (uuid: string) => (await ts.client.signed(w.a.keys, { command: 'deleteKMSKey', id: uuid })).body;
+  /** CloudStack checks use in the job: {jobid} at once, then jobstatus 2 whose jobresult is the 431. */
+  const refusal = async (uuid: string) => {
+    const job = await runJob({ command: 'deleteKMSKey', id: uuid });
+    expect(job).toMatchObject({ jobstatus: 2, jobresultcode: 431 });
+    return { uuidList: [], cserrorcode: 4350, ...job.jobresult };
+  };
 
   it('is refused while a volume uses the key, and nothing changes', async () => {
     const key = await createKey();

@@ -81,26 +81,45 @@ describe('migrateVolumesToKMS', () => {
   });
 
   describe('refuses, changing nothing', () => {
+    /** CloudStack checks these in the job: {jobid} at once, then jobstatus 2 with jobresultcode 431. */
+    const refusedInJob = async (params: Record<string, string | number | boolean>, text: RegExp) => {
+      const before = await s.app.db('kms_wrapped_key').count({ n: '*' }).first();
+      const res = await migrate(params);
+      expect(res.status).toBe(200);
+      expect(res.body).toMatchObject({ jobstatus: 2, jobresultcode: 431, jobresult: { errorcode: 431, errortext: expect.stringMatching(text) } });
+      expect(await s.app.db('kms_wrapped_key').count({ n: '*' }).first()).toEqual(before);
+    };
+
     it.each([
       ['a volume of another account', async () => ({ volumeids: await legacyVolume(bob, zone1, 'bob-x') }), /^The following volumes do not belong to the same account as the KMS key: [0-9a-f-]{36}$/],
       ['a volume of another zone', async () => ({ volumeids: await legacyVolume(alice, zone2, 'alice-z2') }), /^The following volumes are not in the zone of the KMS key: [0-9a-f-]{36}$/],
       ['another zone', async () => ({ zoneid: zone2 }), /belongs to another zone/],
-      ['a domain without an account', async () => ({ domainid: alice.domainId }), /^accountName must be specified when domainId is provided$/],
-      ['no scope at all', async () => ({}), /^Specify the volumes to migrate/],
-    ])('%s with a 431', async (_name, params, text) => {
-      const before = await s.app.db('kms_wrapped_key').count({ n: '*' }).first();
-      const res = await migrate(await params());
-      expect(res.status).toBe(431);
-      expect(res.body.errortext).toMatch(text);
-      expect(await s.app.db('kms_wrapped_key').count({ n: '*' }).first()).toEqual(before);
+    ])('%s, in the job with a 431', async (_name, params, text) => {
+      await refusedInJob(await params(), text);
     });
 
-    it('a disabled key', async () => {
-      await call(alice.keys, { command: 'updateKMSKey', id: aliceKey, enabled: false });
-      const res = await migrate({ zoneid: zone1 });
+    it.each([
+      ['a domain without an account', { domainid: 'DOMAIN' }, /^accountName must be specified when domainId is provided$/],
+      ['no scope at all', {}, /^Specify the volumes to migrate/],
+    ])('%s, at once with a 431', async (_name, params, text) => {
+      const res = await migrate(Object.fromEntries(Object.entries(params).map(([k, v]) => [k, v === 'DOMAIN' ? alice.domainId : v])));
       expect(res.status).toBe(431);
-      expect(res.body.errortext).toBe(`KMS key is not enabled: ${aliceKey}`);
-      await call(alice.keys, { command: 'updateKMSKey', id: aliceKey, enabled: true });
+      expect(res.body.errortext).toMatch(text);
+    });
+
+    it('a disabled key, in the job', async () => {
+      await call(alice.keys, { command: 'updateKMSKey', id: aliceKey, enabled: false });
+      try {
+        await refusedInJob({ zoneid: zone1 }, new RegExp(`^KMS key is not enabled: ${aliceKey}$`));
+      } finally {
+        await call(alice.keys, { command: 'updateKMSKey', id: aliceKey, enabled: true });
+      }
+    });
+
+    it('an unknown key, at once', async () => {
+      const res = await call(ADMIN_KEYS, { command: 'migrateVolumesToKMS', kmskeyid: '00000000-0000-4000-8000-000000000000', zoneid: zone1 });
+      expect(res.status).toBe(431);
+      expect(res.body.errortext).toBe('KMS key not found: 00000000-0000-4000-8000-000000000000');
     });
 
     it('a caller who is not root admin', async () => {

@@ -60,12 +60,13 @@ function xmlField(name: string, value: unknown): string {
 }
 
 /** CloudStack's XML rendering (§3.5): lists repeat the item element; an empty uuidList is left out. */
-export function toXml(wrapper: string, body: Record<string, unknown>): string {
+/** `authenticated`: CloudStack shows its version on the root element only to authenticated callers. */
+export function toXml(wrapper: string, body: Record<string, unknown>, authenticated = false): string {
   const inner = Object.entries(body)
     .filter(([k, v]) => !(k === 'uuidList' && Array.isArray(v) && v.length === 0))
     .map(([k, v]) => xmlField(k, v))
     .join('');
-  return `<?xml version="1.0" encoding="UTF-8"?><${wrapper} cloud-stack-version="4.23.0.0">${inner}</${wrapper}>`;
+  return `<?xml version="1.0" encoding="UTF-8"?><${wrapper}${authenticated ? ' cloud-stack-version="4.23.0.0"' : ''}>${inner}</${wrapper}>`;
 }
 
 /** CloudStack's date format: 2026-01-31T12:00:00+0000 (always UTC here). */

@@ -27,7 +27,7 @@ export async function login(app: App, params: ApiParams, oldSessionCookie: strin
   if (password === undefined) throw new ApiError(431, 'Unable to execute API command login due to missing parameter password', 4350);
   const domainId = params.lower.get('domainid');
   const domain = domainId
-    ? await app.directory.domainByUuid(domainId)
+    ? /^\d+$/.test(domainId) ? await app.directory.domainById(Number(domainId)) : await app.directory.domainByUuid(domainId)
     : await app.directory.domainByPath(normaliseDomainPath(params.lower.get('domain') || '/'));
   const failure = () => new ApiError(531, `Failed to authenticate user ${username} in domain ${domain?.id ?? domainId ?? params.lower.get('domain') ?? 1}; please provide valid credentials`);
   if (!domain) throw failure();
@@ -74,7 +74,7 @@ export async function login(app: App, params: ApiParams, oldSessionCookie: strin
 export async function logout(app: App, cookies: ReadonlyMap<string, string>): Promise<LoginOutcome> {
   const jsession = cookies.get('JSESSIONID');
   const session = jsession ? await app.sessions.find(jsession) : undefined;
-  if (!session) throw new ApiError(431, 'Session not found for the logout process.', 4350);
+  if (!session) throw new ApiError(431, 'Session not found for the logout process.', 9999);
   await app.sessions.delete(session.id);
   const caller = await app.directory.loadCaller(session.userId);
   if (caller) {
@@ -82,6 +82,7 @@ export async function logout(app: App, cookies: ReadonlyMap<string, string>): Pr
   }
   return {
     body: { description: 'success' },
-    setCookies: [...cookies.keys()].map((name) => `${name}=; Max-Age=0; Path=${name === 'JSESSIONID' ? '/client' : '/'}`),
+    // Same name and path as set at login (sessionkey has none), so the browser really drops them.
+    setCookies: [...cookies.keys()].map((name) => (name === 'JSESSIONID' ? `${name}=; Max-Age=0; Path=/client` : `${name}=; Max-Age=0`)),
   };
 }

@@ -17,7 +17,7 @@ const ANONYMOUS: Caller = Object.freeze({
   domainId: 0, domainUuid: '', domainName: '', domainPath: '/', role: 'User',
 });
 
-function send(res: Response, json: boolean, wrapper: string, body: Record<string, unknown>, status = 200): void {
+function send(res: Response, json: boolean, wrapper: string, body: Record<string, unknown>, status = 200, authenticated = false): void {
   res.status(status);
   res.setHeader('X-Content-Type-Options', 'nosniff');
   res.setHeader('X-XSS-Protection', '1;mode=block');
@@ -26,7 +26,7 @@ function send(res: Response, json: boolean, wrapper: string, body: Record<string
     res.end(Buffer.from(toJson(wrapper, body), 'utf8'));
   } else {
     res.setHeader('Content-Type', 'text/xml; charset=UTF-8');
-    res.end(Buffer.from(toXml(wrapper, body), 'utf8'));
+    res.end(Buffer.from(toXml(wrapper, body, authenticated), 'utf8'));
   }
 }
 
@@ -52,7 +52,10 @@ export function createServer(app: App, registry: Registry): express.Express {
     try {
       const query = req.originalUrl.includes('?') ? req.originalUrl.slice(req.originalUrl.indexOf('?') + 1) : '';
       const isForm = (req.headers['content-type'] ?? '').includes('application/x-www-form-urlencoded');
-      const params: ApiParams = mergeParams(query, req.method === 'POST' && isForm && typeof req.body === 'string' ? req.body : '');
+      const body = req.method === 'POST' && isForm && typeof req.body === 'string' ? req.body : '';
+      // Known before decoding, so a malformed request is still answered in the format it asked for.
+      json = /(^|&)response=json(&|$)/i.test(query) || /(^|&)response=json(&|$)/i.test(body);
+      const params: ApiParams = mergeParams(query, body);
       json = (params.lower.get('response') ?? '').toLowerCase() === 'json';
       const command = params.lower.get('command');
       const cookies = parseCookies(req.headers.cookie);
@@ -88,7 +91,7 @@ export function createServer(app: App, registry: Registry): express.Express {
       const p = parseParams(spec, params);
       const ctx: CommandContext = { caller: caller ?? ANONYMOUS, app, command: spec.name, commands: registry.commands };
       const result = await spec.handler(p, ctx);
-      send(res, json, wrapper, resultBody(result));
+      send(res, json, wrapper, resultBody(result), 200, caller !== undefined);
     } catch (err) {
       const apiErr = toApiError(err, { backendPrefix, isRootAdmin: caller?.role === 'Admin' });
       if (!(err instanceof ApiError) && !isKmsError(err)) {

@@ -5,7 +5,7 @@ import type { Caller } from '../identity/caller';
 import { paramError } from '../kms/errors';
 import { KMS_KEY_JOBS } from '../kms/kms-key-jobs';
 import { KeyRotation } from '../kms/kms-key-rotation';
-import { KmsKeys } from '../kms/kms-keys';
+import { assertKeyBits, KmsKeys } from '../kms/kms-keys';
 import { KEY_BITS } from '../kms/types';
 import { kekVersionSummaries } from '../kms/rewrap-progress';
 import { asyncParams, submitAsync } from './async-jobs';
@@ -16,7 +16,6 @@ const KEY_BITS_TEXT = `${KEY_BITS.slice(0, -1).join(', ')} or ${KEY_BITS[KEY_BIT
 
 /** listApis fields of an async command's immediate answer. */
 const jobFields: readonly ResponseField[] = [
-  { name: 'jobid', type: 'string', description: 'the ID of the async job; poll it with queryAsyncJobResult' },
   { name: 'success', type: 'boolean', description: 'in the job result: true if the operation succeeded' },
 ];
 
@@ -107,7 +106,9 @@ export const kmsKeyCommands = [
     params: { ...asyncParams, id: param.uuid({ required: true, description: 'the ID of the KMS key', related: 'listKMSKeys' }) },
     response: jobFields,
     async handler(p, ctx) {
-      const key = await new KmsKeys(ctx.app).prepareDelete(ctx.caller, p.id);
+      // Access is checked now; whether the key is still in use is checked by the job, so a refusal
+      // is a failed job with jobresultcode 431, as CloudStack's deleteKMSKey (reference §1.8).
+      const key = await new KmsKeys(ctx.app).requireAccessible(ctx.caller, p.id);
       return submitAsync(ctx, p, { kind: KMS_KEY_JOBS.delete, args: { id: key.uuid }, instanceType: 'KmsKey', instanceId: key.uuid });
     },
   }),
@@ -126,9 +127,11 @@ export const kmsKeyCommands = [
     },
     response: jobFields,
     async handler(p, ctx) {
-      const rotation = new KeyRotation(ctx.app);
-      const { key } = await rotation.plan(ctx.caller, p.id, { keyBits: p.keybits, profileUuid: p.hsmprofileid });
-      const fromVersion = await rotation.currentVersion(key.id);
+      // Access and parameter values are checked now; the key's and profile's state by the job, so
+      // "KMS key is not enabled" is a failed job with jobresultcode 431 (reference §1.9).
+      const key = await new KmsKeys(ctx.app).requireAccessible(ctx.caller, p.id);
+      if (p.keybits !== undefined) assertKeyBits(p.keybits);
+      const fromVersion = await new KeyRotation(ctx.app).currentVersion(key.id);
       return submitAsync(ctx, p, {
         kind: KMS_KEY_JOBS.rotate, instanceType: 'KmsKey', instanceId: key.uuid,
         args: { id: key.uuid, fromVersion, keyBits: p.keybits, profileUuid: p.hsmprofileid },

@@ -1,7 +1,8 @@
 import type { App } from '../app';
 import type { JobHandler } from '../jobs/types';
-import { KmsError } from '../kms/errors';
+import { KmsError, paramError } from '../kms/errors';
 import { Migration, type MigrationScope } from '../kms/migration';
+import { getKeyByUuid } from '../kms/kms-keys';
 import { asyncParams, submitAsync } from './async-jobs';
 import { ADMIN_ONLY, defineCommand, param } from './define';
 
@@ -63,7 +64,10 @@ export const kmsMigrationCommands = [
     ],
     async handler(p, ctx) {
       const scope: MigrationScope = { volumeUuids: p.volumeids, zoneUuid: p.zoneid, account: p.account, domainUuid: p.domainid };
-      await new Migration(ctx.app).plan(ctx.caller, p.kmskeyid, scope);
+      // The request's shape is checked now; the key's state and each volume by the job, so those
+      // refusals are a failed job with jobresultcode 431, as CloudStack's migrateVolumesToKMS.
+      Migration.checkScopeShape(scope);
+      if (!(await getKeyByUuid(ctx.app.db, p.kmskeyid))) throw paramError(`KMS key not found: ${p.kmskeyid}`);
       return submitAsync(ctx, p, { kind: 'kms.migrate', instanceType: 'KmsKey', instanceId: p.kmskeyid, args: { keyUuid: p.kmskeyid, ...scope } });
     },
   }),

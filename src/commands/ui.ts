@@ -110,6 +110,16 @@ export const uiCommands = [
     },
   }),
   defineCommand({
+    name: 'listProjects',
+    description: 'Lists projects; this server has none (the UI dashboard of non-admin users asks)',
+    roles: ALL_ROLES,
+    params: { ...listParams, listall: param.boolean({ description: 'list projects the caller may see' }), id: param.uuid({ description: 'list projects by project ID' }) },
+    response: [{ name: 'id', type: 'string', description: 'the id of the project' }, { name: 'name', type: 'string', description: 'the name of the project' }],
+    async handler() {
+      return { kind: 'list', name: 'project', items: [], count: 0 };
+    },
+  }),
+  defineCommand({
     name: 'cloudianIsEnabled',
     description: 'Checks if the Cloudian Connector is enabled; it is not on this server',
     roles: ALL_ROLES,

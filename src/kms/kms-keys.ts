@@ -219,13 +219,6 @@ export class KmsKeys {
     if (volumes > 0) throw paramError(`Cannot delete KMS key: ${key.uuid}. There are Volumes which still reference this key`);
   }
 
-  /** Checks a deleteKMSKey request before its job is submitted. */
-  async prepareDelete(caller: Caller, uuid: string): Promise<KmsKeyRow> {
-    const key = await this.requireAccessible(caller, uuid);
-    await this.assertDeletable(key);
-    return key;
-  }
-
   /**
    * Deletes a key (the deleteKMSKey job): soft-removes it with its versions in one transaction that
    * re-checks the guards, then destroys every KEK version in its backend; a failed destroy is a WARN

@@ -56,7 +56,15 @@ export class Migration {
     this.passphrases = new Passphrases(app.masterKey);
   }
 
-  /** Checks the request before a job is queued: key and profile enabled, every volume the key's zone and account. */
+  /** The parameters' shape: some scope, and an account with any domain. */
+  static checkScopeShape(scope: MigrationScope): void {
+    if (scope.domainUuid && !scope.account) throw paramError('accountName must be specified when domainId is provided');
+    if (!scope.volumeUuids && !scope.zoneUuid && !scope.account) {
+      throw paramError('Specify the volumes to migrate: volumeids, zoneid, or account with domainid');
+    }
+  }
+
+  /** Checks the request (run by the job): key and profile enabled, every volume the key's zone and account. */
   async plan(caller: Caller, keyUuid: string, scope: MigrationScope): Promise<MigrationPlan> {
     const { db, directory } = this.app;
     const key = await getKeyByUuid(db, keyUuid);
@@ -64,10 +72,7 @@ export class Migration {
     if (!bool(key.enabled)) throw paramError(`KMS key is not enabled: ${keyUuid}`);
     const profile = await db('kms_hsm_profiles').where({ id: key.hsm_profile_id }).first('name', 'enabled');
     if (!profile || !bool(profile.enabled)) throw paramError(`HSM profile is not enabled: ${profile?.name ?? key.hsm_profile_id}`);
-    if (scope.domainUuid && !scope.account) throw paramError('accountName must be specified when domainId is provided');
-    if (!scope.volumeUuids && !scope.zoneUuid && !scope.account) {
-      throw paramError('Specify the volumes to migrate: volumeids, zoneid, or account with domainid');
-    }
+    Migration.checkScopeShape(scope);
     const plan: MigrationPlan = { keyId: key.id, keyUuid: key.uuid, accountId: key.account_id, zoneId: key.zone_id };
     if (scope.zoneUuid) {
       const zone = await db('data_center').where({ uuid: scope.zoneUuid }).whereNull('removed').first('id');
