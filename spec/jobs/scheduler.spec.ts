@@ -36,7 +36,7 @@ describe('the scheduler', () => {
     const gaps = ticks.slice(1).map((at, i) => at - ticks[i]!);
     for (const gap of gaps) {
       expect(gap).toBeGreaterThanOrEqual(195);
-      expect(gap).toBeLessThan(600);
+      expect(gap).toBeLessThan(2500); // far below the next setting used (60 s); loose for loaded CI machines
     }
   });
 
