@@ -46,9 +46,24 @@ export function knexConfig(opts: { databaseUrl?: string; dataDir: string }): Kne
   };
 }
 
-/** Opens the database and brings its schema up to date. */
+/** Creates the MySQL database of DATABASE_URL when it is missing (and the user may). */
+async function ensureMysqlDatabase(config: Knex.Config): Promise<void> {
+  const { database, ...server } = config.connection as { database: string } & Record<string, unknown>;
+  const admin = knexFactory({ client: 'mysql2', connection: server, pool: { min: 0, max: 1 } });
+  try {
+    await admin.raw('CREATE DATABASE IF NOT EXISTS ?? CHARACTER SET utf8mb4', [database]);
+  } catch {
+    // No privilege to create it: the migration below says clearly that it is missing.
+  } finally {
+    await admin.destroy();
+  }
+}
+
+/** Opens the database (creating a missing MySQL database) and brings its schema up to date. */
 export async function openDb(opts: { databaseUrl?: string; dataDir: string }): Promise<Db> {
-  const db = knexFactory(knexConfig(opts));
+  const config = knexConfig(opts);
+  if (opts.databaseUrl) await ensureMysqlDatabase(config);
+  const db = knexFactory(config);
   await db.migrate.latest();
   return db;
 }
