@@ -14,6 +14,7 @@ import { registry } from '../src/commands/registry';
 import { readEnv } from '../src/config/env';
 import { silentLogger } from '../src/logger';
 import { ApiClient } from '../spec/support/client';
+import { detailParams } from '../spec/support/actors';
 import { createSoftHsmToken, type SoftHsmToken } from '../spec/support/softhsm';
 
 export const ADMIN = { apiKey: 'bench-api-key', secretKey: 'bench-secret-key' };
@@ -61,9 +62,7 @@ export async function startBenchWorld(backend: 'database' | 'pkcs11'): Promise<B
   const zone = (await call(client, { command: 'createZone', name: `bench-${randomUUID().slice(0, 8)}` })).zone;
   let profileId: string;
   if (token) {
-    const p: Record<string, string> = { command: 'createHSMProfile', name: 'softhsm', protocol: 'pkcs11', ispublic: 'true' };
-    Object.entries(token.details({ max_sessions: '16' })).forEach(([k, v], i) => { p[`details[${i}].${k}`] = v; });
-    profileId = (await call(client, p)).hsmprofile.id;
+    profileId = (await call(client, { command: 'createHSMProfile', name: 'softhsm', protocol: 'pkcs11', ispublic: 'true', ...detailParams(token.details({ max_sessions: '16' })) })).hsmprofile.id;
   } else {
     profileId = (await call(client, { command: 'listHSMProfiles', name: 'default', listall: true })).hsmprofile[0].id;
     await call(client, { command: 'updateHSMProfile', id: profileId, enabled: true });

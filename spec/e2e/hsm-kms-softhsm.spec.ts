@@ -7,7 +7,7 @@ import type { Logger } from '../../src/logger';
 import { profileConfigFor } from '../../src/kms/hsm-profiles';
 import { getKeyByUuid, versionsOf } from '../../src/kms/kms-keys';
 import type { ApiAnswer, Params } from '../support/client';
-import type { Keys } from '../support/actors';
+import { detailParams, type Keys } from '../support/actors';
 import { createKmsWorld, finishedJob, suffix, type KmsWorld } from '../support/kms-world';
 import { startTestServer, type TestServer } from '../support/server';
 import { createSoftHsmTokens, type SoftHsmToken } from '../support/softhsm';
@@ -35,7 +35,7 @@ async function call(keys: Keys, params: Params): Promise<ApiAnswer> {
 
 const pkcs11Params = (name: string, details: Record<string, string>): Params => ({
   command: 'createHSMProfile', name, protocol: 'pkcs11', ispublic: true, vendorname: 'SoftHSM',
-  ...Object.fromEntries(Object.entries(details).map(([k, v], i) => [`details[${i}].${k}`, v])),
+  ...detailParams(details),
 });
 const kekPresent = async (profileRowId: number, label: string): Promise<boolean> =>
   ts.app.providers.get('pkcs11').hasKek({ profile: await profileConfigFor(ts.app, profileRowId), label });

@@ -4,7 +4,7 @@
  * beside it; a deleted volume's secret is gone.
  */
 import { startTestServer, ADMIN_KEYS, type TestServer } from '../support/server';
-import { createActor, waitForJob, type Keys } from '../support/actors';
+import { createActor, createPkcs11Profile, waitForJob, type Keys } from '../support/actors';
 import { createSoftHsmToken, type SoftHsmToken } from '../support/softhsm';
 
 describe('volumes on SoftHSM2 through signed GETs', () => {
@@ -32,10 +32,8 @@ describe('volumes on SoftHSM2 through signed GETs', () => {
     s = await startTestServer();
     zone = (await get(ADMIN_KEYS, { command: 'createZone', name: 'hsm-zone' })).zone.id;
     user = await createActor(s.client, { name: 'hsmuser' });
-    const profileParams: Record<string, string> = { command: 'createHSMProfile', name: 'softhsm', protocol: 'pkcs11', ispublic: 'true' };
-    Object.entries(token.details()).forEach(([k, v], i) => { profileParams[`details[${i}].${k}`] = v; });
-    const profile = (await get(ADMIN_KEYS, profileParams)).hsmprofile;
-    key = (await get(user.keys, { command: 'createKMSKey', name: 'vol-key', zoneid: zone, hsmprofileid: profile.id, keybits: 256 })).kmskey.id;
+    const profileId = await createPkcs11Profile(s.client, token.details());
+    key = (await get(user.keys, { command: 'createKMSKey', name: 'vol-key', zoneid: zone, hsmprofileid: profileId, keybits: 256 })).kmskey.id;
   });
   afterAll(async () => {
     await s.close();

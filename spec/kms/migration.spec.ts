@@ -1,5 +1,5 @@
 import { startTestServer, ADMIN_KEYS, type TestServer } from '../support/server';
-import { adminCall, createActor, waitForJob, type Keys } from '../support/actors';
+import { adminCall, createActor, enableDefaultProfile, waitForJob, type Keys } from '../support/actors';
 import { Migration } from '../../src/kms/migration';
 import { Volumes } from '../../src/kms/volumes';
 
@@ -32,9 +32,8 @@ describe('migrateVolumesToKMS', () => {
     zone2 = (await adminCall(s.client, { command: 'createZone', name: 'zone2' })).zone.id;
     alice = await createActor(s.client, { name: 'alice' });
     bob = await createActor(s.client, { name: 'bob' });
-    const profile = (await adminCall(s.client, { command: 'listHSMProfiles', name: 'default', listall: true })).hsmprofile[0];
-    await adminCall(s.client, { command: 'updateHSMProfile', id: profile.id, enabled: true });
-    aliceKey = (await call(alice.keys, { command: 'createKMSKey', name: 'alice-key', zoneid: zone1, hsmprofileid: profile.id })).body.kmskey.id;
+    const profileId = await enableDefaultProfile(s.client);
+    aliceKey = (await call(alice.keys, { command: 'createKMSKey', name: 'alice-key', zoneid: zone1, hsmprofileid: profileId })).body.kmskey.id;
   });
   afterAll(async () => { await s.close(); });
 

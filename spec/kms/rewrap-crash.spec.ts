@@ -1,5 +1,5 @@
 import { startTestServer, type TestServer } from '../support/server';
-import { adminCall, createActor, waitForJob } from '../support/actors';
+import { adminCall, createActor, createPkcs11Profile, waitForJob } from '../support/actors';
 import { createSoftHsmToken, type SoftHsmToken } from '../support/softhsm';
 import { WorkerProcess } from '../support/worker-process';
 import { Volumes } from '../../src/kms/volumes';
@@ -29,9 +29,7 @@ describe('background rewrap under SIGKILL of its worker (SoftHSM2)', () => {
     await adminCall(s.client, { command: 'updateConfiguration', name: 'kms.rewrap.interval.ms', value: '0' });
     const zone = (await adminCall(s.client, { command: 'createZone', name: 'z' })).zone.id;
     alice = await createActor(s.client, { name: 'alice' });
-    const params: Record<string, string> = { command: 'createHSMProfile', name: 'softhsm', protocol: 'pkcs11', ispublic: 'true' };
-    Object.entries(token.details()).forEach(([k, v], i) => { params[`details[${i}].${k}`] = v; });
-    const profileId = (await adminCall(s.client, params)).hsmprofile.id;
+    const profileId = await createPkcs11Profile(s.client, token.details());
     keyId = (await s.client.signed(alice.keys, { command: 'createKMSKey', name: 'k', zoneid: zone, hsmprofileid: profileId })).body.kmskey.id;
     const owner = (await s.app.directory.loadCaller((await s.app.db('user').where({ uuid: alice.userId }).first()).id))!;
     const admin = (await s.app.directory.loadCaller(1))!;

@@ -1,5 +1,5 @@
 import { startTestServer, type TestServer } from '../support/server';
-import { adminCall, createActor, waitForJob } from '../support/actors';
+import { adminCall, createActor, enableDefaultProfile, waitForJob } from '../support/actors';
 import { Rewrapper } from '../../src/kms/rewrap';
 import { Volumes } from '../../src/kms/volumes';
 
@@ -15,9 +15,8 @@ describe('background rewrap with a tampered wrapped key', () => {
     await adminCall(s.client, { command: 'updateConfiguration', name: 'kms.rewrap.interval.ms', value: '0' });
     const zone = (await adminCall(s.client, { command: 'createZone', name: 'z' })).zone.id;
     alice = await createActor(s.client, { name: 'alice' });
-    const profile = (await adminCall(s.client, { command: 'listHSMProfiles', name: 'default', listall: true })).hsmprofile[0];
-    await adminCall(s.client, { command: 'updateHSMProfile', id: profile.id, enabled: true });
-    keyId = (await s.client.signed(alice.keys, { command: 'createKMSKey', name: 'k', zoneid: zone, hsmprofileid: profile.id })).body.kmskey.id;
+    const profileId = await enableDefaultProfile(s.client);
+    keyId = (await s.client.signed(alice.keys, { command: 'createKMSKey', name: 'k', zoneid: zone, hsmprofileid: profileId })).body.kmskey.id;
     const owner = (await s.app.directory.loadCaller((await s.app.db('user').where({ uuid: alice.userId }).first()).id))!;
     for (let i = 0; i < 5; i++) ids.push((await new Volumes(s.app).create(owner, { name: `v${i}`, zoneUuid: zone, encrypt: true, kmsKeyUuid: keyId })).uuid);
   });

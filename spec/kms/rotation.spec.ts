@@ -1,5 +1,5 @@
 import { startTestServer, type TestServer } from '../support/server';
-import { adminCall, createActor, waitForJob } from '../support/actors';
+import { adminCall, createActor, createPkcs11Profile, enableDefaultProfile, waitForJob } from '../support/actors';
 import { createSoftHsmToken, type SoftHsmToken } from '../support/softhsm';
 import { Volumes } from '../../src/kms/volumes';
 import { WrappedKeys } from '../../src/kms/wrapped-keys';
@@ -47,15 +47,7 @@ describe.each(['database', 'pkcs11'] as const)('rotation with background rewrap 
     await setting('kms.rewrap.interval.ms', '0');
     zone = (await adminCall(s.client, { command: 'createZone', name: 'z' })).zone.id;
     alice = await createActor(s.client, { name: 'alice' });
-    let profileId: string;
-    if (token) {
-      const params: Record<string, string> = { command: 'createHSMProfile', name: 'softhsm', protocol: 'pkcs11', ispublic: 'true' };
-      Object.entries(token.details()).forEach(([k, v], i) => { params[`details[${i}].${k}`] = v; });
-      profileId = (await adminCall(s.client, params)).hsmprofile.id;
-    } else {
-      profileId = (await adminCall(s.client, { command: 'listHSMProfiles', name: 'default', listall: true })).hsmprofile[0].id;
-      await adminCall(s.client, { command: 'updateHSMProfile', id: profileId, enabled: true });
-    }
+    const profileId = token ? await createPkcs11Profile(s.client, token.details()) : await enableDefaultProfile(s.client);
     keyId = (await s.client.signed(alice.keys, { command: 'createKMSKey', name: 'k', zoneid: zone, hsmprofileid: profileId })).body.kmskey.id;
     caller = (await s.app.directory.loadCaller(1))!;
     const owner = (await s.app.directory.loadCaller((await s.app.db('user').where({ uuid: alice.userId }).first()).id))!;

@@ -1,5 +1,5 @@
 import { startTestServer, ADMIN_KEYS, type TestServer } from '../support/server';
-import { adminCall, createActor, waitForJob, type Keys } from '../support/actors';
+import { adminCall, createActor, enableDefaultProfile, waitForJob, type Keys } from '../support/actors';
 import { KmsKeys } from '../../src/kms/kms-keys';
 
 describe('volumes and their keys', () => {
@@ -10,6 +10,7 @@ describe('volumes and their keys', () => {
   let bob: Awaited<ReturnType<typeof createActor>>;
   let aliceKey: string;
   let bobKey: string;
+  let profileId: string;
 
   const call = (keys: Keys, params: Record<string, string | number | boolean>) => s.client.signed(keys, params);
   const secretOf = (volumeId: string) => call(ADMIN_KEYS, { command: 'getVolumeEncryptionKey', id: volumeId });
@@ -29,10 +30,9 @@ describe('volumes and their keys', () => {
     zone2 = (await adminCall(s.client, { command: 'createZone', name: 'zone2' })).zone.id;
     alice = await createActor(s.client, { name: 'alice' });
     bob = await createActor(s.client, { name: 'bob' });
-    const profile = (await adminCall(s.client, { command: 'listHSMProfiles', name: 'default', listall: true })).hsmprofile[0];
-    await adminCall(s.client, { command: 'updateHSMProfile', id: profile.id, enabled: true });
-    aliceKey = (await call(alice.keys, { command: 'createKMSKey', name: 'alice-key', zoneid: zone1, hsmprofileid: profile.id })).body.kmskey.id;
-    bobKey = (await call(bob.keys, { command: 'createKMSKey', name: 'bob-key', zoneid: zone1, hsmprofileid: profile.id })).body.kmskey.id;
+    profileId = await enableDefaultProfile(s.client);
+    aliceKey = (await call(alice.keys, { command: 'createKMSKey', name: 'alice-key', zoneid: zone1, hsmprofileid: profileId })).body.kmskey.id;
+    bobKey = (await call(bob.keys, { command: 'createKMSKey', name: 'bob-key', zoneid: zone1, hsmprofileid: profileId })).body.kmskey.id;
   });
   afterAll(async () => { await s.close(); });
 
@@ -158,8 +158,7 @@ describe('volumes and their keys', () => {
     });
 
     it('stores no DEK under a key deleted while the DEK was being made', async () => {
-      const profile = (await adminCall(s.client, { command: 'listHSMProfiles', name: 'default', listall: true })).hsmprofile[0];
-      const doomed = (await call(alice.keys, { command: 'createKMSKey', name: 'short-lived', zoneid: zone1, hsmprofileid: profile.id })).body.kmskey.id;
+      const doomed = (await call(alice.keys, { command: 'createKMSKey', name: 'short-lived', zoneid: zone1, hsmprofileid: profileId })).body.kmskey.id;
       const provider = s.app.providers.get('database');
       const original = provider.generateAndWrap;
       const admin = (await s.app.directory.loadCaller(1))!;

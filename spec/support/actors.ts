@@ -32,3 +32,19 @@ export async function waitForJob(client: ApiClient, keys: Keys, jobId: string, t
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/** The seeded `default` database profile, enabled (CloudStack seeds it disabled); returns its id. */
+export async function enableDefaultProfile(client: ApiClient): Promise<string> {
+  const profile = (await adminCall(client, { command: 'listHSMProfiles', name: 'default', listall: true })).hsmprofile[0];
+  await adminCall(client, { command: 'updateHSMProfile', id: profile.id, enabled: true });
+  return profile.id;
+}
+
+/** `details` as CloudStack map parameters: details[0].library=…, details[1].pin=… */
+export const detailParams = (details: Record<string, string>): Record<string, string> =>
+  Object.fromEntries(Object.entries(details).map(([k, v], i) => [`details[${i}].${k}`, v]));
+
+/** A public PKCS#11 profile on a SoftHSM2 token (root admin); returns its id. */
+export async function createPkcs11Profile(client: ApiClient, details: Record<string, string>, name = 'softhsm'): Promise<string> {
+  return (await adminCall(client, { command: 'createHSMProfile', name, protocol: 'pkcs11', ispublic: 'true', ...detailParams(details) })).hsmprofile.id;
+}
