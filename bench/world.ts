@@ -67,7 +67,7 @@ export async function startBenchWorld(backend: 'database' | 'pkcs11'): Promise<B
     profileId = (await call(client, { command: 'listHSMProfiles', name: 'default', listall: true })).hsmprofile[0].id;
     await call(client, { command: 'updateHSMProfile', id: profileId, enabled: true });
   }
-  const key = (await call(client, { command: 'createKMSKey', name: 'bench', zoneid: zone.id, hsmprofileid: profileId })).kmskey;
+  const key = (await call(client, { command: 'createKMSKey', name: `bench-${randomUUID().slice(0, 8)}`, zoneid: zone.id, hsmprofileid: profileId })).kmskey;
   const row = await app.db('kms_keys').where({ uuid: key.id }).first();
   return {
     app, client, keyUuid: key.id, keyId: row.id, zoneId: row.zone_id, accountId: row.account_id, domainId: row.domain_id,
