@@ -46,13 +46,21 @@ export async function waitJob(client: ApiClient, jobId: string): Promise<Record<
   }
 }
 
+const withDatabase = (url: string, name: string): string => {
+  const u = new URL(url);
+  u.pathname = `/${name}`;
+  return u.toString();
+};
+
 export async function startBenchWorld(backend: 'database' | 'pkcs11'): Promise<BenchWorld> {
   const token: SoftHsmToken | undefined = backend === 'pkcs11' ? await createSoftHsmToken() : undefined;
   const dataDir = mkdtempSync(join(tmpdir(), 'kms-bench-'));
+  // A database of its own per run (created on open, dropped on close), like the temp SQLite file.
+  const databaseUrl = process.env.DATABASE_URL ? withDatabase(process.env.DATABASE_URL, `kms_bench_${randomUUID().slice(0, 8)}`) : undefined;
   const env = readEnv({
     KMS_DATA_DIR: dataDir, KMS_MASTER_KEY: randomBytes(32).toString('base64'),
     KMS_ADMIN_API_KEY: ADMIN.apiKey, KMS_ADMIN_SECRET_KEY: ADMIN.secretKey,
-    ...(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {}),
+    ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
   });
   const { app } = await createApp(env, { logger: silentLogger });
   await app.jobs.start();
@@ -73,6 +81,7 @@ export async function startBenchWorld(backend: 'database' | 'pkcs11'): Promise<B
     app, client, keyUuid: key.id, keyId: row.id, zoneId: row.zone_id, accountId: row.account_id, domainId: row.domain_id,
     async close() {
       await new Promise((r) => http.close(r));
+      if (databaseUrl) await app.db.raw('DROP DATABASE ??', [new URL(databaseUrl).pathname.slice(1)]);
       await app.close();
       await token?.cleanup();
       rmSync(dataDir, { recursive: true, force: true });

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Env } from './config/env';
 import { MasterKey } from './config/master-key';
+import { assertMasterKeyMatches } from './config/master-key-check';
 import { Settings } from './config/settings';
 import { openDb, type Db } from './db/knex';
 import { EventLog } from './events/event-log';
@@ -48,6 +49,10 @@ export async function createApp(env: Env, opts: { logger?: Logger } = {}): Promi
   const logger = opts.logger ?? createLogger();
   const { key: masterKey, generated: masterKeyGenerated } = MasterKey.load({ fromEnv: env.masterKey, file: env.masterKeyFile });
   const db = await openDb({ databaseUrl: env.databaseUrl, dataDir: env.dataDir });
+  await assertMasterKeyMatches(db, masterKey).catch(async (e) => {
+    await db.destroy();
+    throw e;
+  });
   const directory = new Directory(db, masterKey);
   const { generatedKeys } = await bootstrapIdentity(db, directory, env);
   await ensureDefaultHsmProfile(db, directory);

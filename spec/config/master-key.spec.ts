@@ -38,3 +38,20 @@ describe('the server master key', () => {
     expect(String(new MasterKey(randomBytes(32)))).toBe('MasterKey(32 bytes)');
   });
 });
+
+describe('starting on a database set up with another master key', () => {
+  it('fails with a sentence saying every node needs the same key', async () => {
+    const { createTestDb } = await import('../support/db');
+    const { createApp } = await import('../../src/app');
+    const { readEnv } = await import('../../src/config/env');
+    const { silentLogger } = await import('../../src/logger');
+    const t = await createTestDb();
+    await t.db.destroy();
+    const env = (key: string) => readEnv({ KMS_DATA_DIR: t.dataDir, KMS_MASTER_KEY: key, ...(t.databaseUrl ? { DATABASE_URL: t.databaseUrl } : {}) });
+    const first = await createApp(env(randomBytes(32).toString('base64')), { logger: silentLogger });
+    await first.app.close();
+    await expect(createApp(env(randomBytes(32).toString('base64')), { logger: silentLogger }))
+      .rejects.toThrow('The master key does not match this database: it was set up with another KMS_MASTER_KEY (or master.key file). Every node of a deployment needs the same master key.');
+    await t.drop();
+  });
+});
