@@ -127,6 +127,36 @@ describe('migrateVolumesToKMS', () => {
     });
   });
 
+  it('leaves a volume that a concurrent run migrated first to that run, with one wrapped key', async () => {
+    const owner = (await s.app.directory.loadCaller((await s.app.db('user').where({ uuid: alice.userId }).first()).id))!;
+    const admin = (await s.app.directory.loadCaller(1))!;
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) ids.push((await new Volumes(s.app).create(owner, { name: `race-${i}`, zoneUuid: zone1, encrypt: true })).uuid);
+    const before = new Map(await Promise.all(ids.map(async (id) => [id, await secret(id)] as const)));
+    const migration = new Migration(s.app);
+    const provider = s.app.providers.get('database');
+    const original = provider.wrap;
+    let raced = false;
+    provider.wrap = async (req) => {
+      if (!raced) {
+        raced = true; // the other run migrates ids[0] while this batch is being wrapped
+        await migration.run(await migration.plan(admin, aliceKey, { volumeUuids: [ids[0]!] }), { batchSize: 10, userId: 1, progress: async () => undefined });
+      }
+      return original.call(provider, req);
+    };
+    try {
+      const report = await migration.run(await migration.plan(admin, aliceKey, { volumeUuids: ids }), { batchSize: 10, userId: 1, progress: async () => undefined });
+      expect(report).toMatchObject({ migrated: 3, skipped: 1, failed: 0 });
+    } finally {
+      provider.wrap = original;
+    }
+    for (const id of ids) {
+      expect(await secret(id)).toBe(before.get(id));
+      const wrapped = await s.app.db('kms_wrapped_key').where({ owner_uuid: id }).whereNull('removed').count({ n: '*' }).first();
+      expect(Number((wrapped as any).n)).toBe(1);
+    }
+  });
+
   it('after a crash mid-job, a rerun migrates every volume exactly once', async () => {
     const ids: string[] = [];
     const volumes = new Volumes(s.app);

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import type { App } from '../app';
 import type { Caller } from '../identity/caller';
@@ -39,6 +40,9 @@ interface LegacyVolume { id: number; uuid: string; name: string; passphrase_id: 
 const OFFENDERS_SHOWN = 50;
 
 type Outcome = 'migrated' | 'skipped' | 'failed';
+
+/** Volumes per INSERT/UPDATE statement when committing a batch. */
+const COMMIT_CHUNK = 250;
 
 /**
  * migrateVolumesToKMS (reference/cloudstack-kms-4.23.md §1.10, §4): each legacy volume's passphrase
@@ -169,9 +173,9 @@ export class Migration {
       const committed = await this.app.db.transaction(async (trx) => {
         await this.wrappedKeys.assertVersionUsable(trx, version);
         const out = new Map<number, Outcome>();
-        for (const { v, blob } of wrapped) out.set(v.id, await this.commitOne(trx, plan, version, v, blob));
-        const done = wrapped.filter(({ v }) => out.get(v.id) === 'migrated').map(({ v }) => v.passphrase_id!);
-        for (let i = 0; i < done.length; i += 500) await trx('passphrase').whereIn('id', done.slice(i, i + 500)).delete();
+        for (let i = 0; i < wrapped.length; i += COMMIT_CHUNK) {
+          for (const [id, o] of await this.commitChunk(trx, plan, version, wrapped.slice(i, i + COMMIT_CHUNK))) out.set(id, o);
+        }
         return out;
       });
       for (const [id, o] of committed) outcomes.set(id, o);
@@ -179,6 +183,32 @@ export class Migration {
       for (const { v } of wrapped) outcomes.set(v.id, await this.migrateOne(plan, v));
     }
     return outcomes;
+  }
+
+  /**
+   * Stores a chunk's wrapped keys and points each volume at its own with one conditional UPDATE
+   * (only volumes that still have their passphrase and no wrapped key: a concurrent run may have
+   * migrated some). Wrapped keys no volume took are deleted again; migrated volumes' passphrases too.
+   */
+  private async commitChunk(trx: Knex, plan: MigrationPlan, version: KekVersionContext, chunk: Array<{ v: LegacyVolume; blob: Buffer }>): Promise<Map<number, Outcome>> {
+    const now = Date.now();
+    const rows = chunk.map(({ v, blob }) => ({
+      uuid: randomUUID(), kms_key_id: version.keyId, kek_version_id: version.versionId, zone_id: v.zone_id, owner_uuid: v.uuid, wrapped_blob: blob, created: now,
+    }));
+    await trx('kms_wrapped_key').insert(rows);
+    const inserted: Array<{ id: number; owner_uuid: string }> = await trx('kms_wrapped_key').whereIn('uuid', rows.map((r) => r.uuid)).select('id', 'owner_uuid');
+    const wrappedIdOf = new Map(inserted.map((r) => [r.owner_uuid, r.id]));
+    const volumeIds = chunk.map(({ v }) => v.id);
+    const caseSql = `CASE id ${chunk.map(() => 'WHEN ? THEN ?').join(' ')} END`;
+    await trx('volumes').whereIn('id', volumeIds).whereNotNull('passphrase_id').whereNull('kms_wrapped_key_id').whereNull('removed')
+      .update({ kms_key_id: plan.keyId, passphrase_id: null, kms_wrapped_key_id: trx.raw(caseSql, chunk.flatMap(({ v }) => [v.id, wrappedIdOf.get(v.uuid)!])) });
+    const linked: Array<{ id: number }> = await trx('volumes').whereIn('id', volumeIds).whereIn('kms_wrapped_key_id', inserted.map((r) => r.id)).select('id');
+    const migrated = new Set(linked.map((r) => r.id));
+    const orphans = chunk.filter(({ v }) => !migrated.has(v.id)).map(({ v }) => wrappedIdOf.get(v.uuid)!);
+    if (orphans.length) await trx('kms_wrapped_key').whereIn('id', orphans).delete();
+    const phrases = chunk.filter(({ v }) => migrated.has(v.id)).map(({ v }) => v.passphrase_id!);
+    if (phrases.length) await trx('passphrase').whereIn('id', phrases).delete();
+    return new Map(chunk.map(({ v }) => [v.id, migrated.has(v.id) ? 'migrated' : 'skipped']));
   }
 
   /**
