@@ -83,7 +83,7 @@ async function run(backend: 'database' | 'pkcs11', n: number): Promise<string> {
 
 async function main(): Promise<void> {
   const db = process.env.DATABASE_URL ? 'MariaDB/MySQL' : 'SQLite';
-  console.log(`migrate benchmark: batches of ${MIGRATION_BATCH_SIZE} (one transaction per batch, a conditional update per volume), database ${db}, node ${process.version}`);
+  console.log(`migrate benchmark: batches of ${MIGRATION_BATCH_SIZE} (one transaction per batch; one insert and one conditional update per 250 volumes), database ${db}, node ${process.version}`);
   console.log('backend         N  volumes/s  raw wrap/s  ratio    total     peak RSS   RSS growth');
   for (const backend of BACKENDS) for (const n of SIZES) console.log(await run(backend, n));
 }
