@@ -25,10 +25,11 @@ async function seed(w: BenchWorld, n: number): Promise<void> {
     const blobs = await mapLimit(owners, 32, (o) => wk.generate(v, o, 32));
     const now = Date.now();
     await w.app.db.transaction(async (trx) => {
-      const wrapped = owners.map((o, i) => ({ uuid: randomUUID(), kms_key_id: w.keyId, kek_version_id: v.versionId, zone_id: w.zoneId, owner_uuid: o, wrapped_blob: blobs[i], created: now }));
-      await trx.batchInsert('kms_wrapped_key', wrapped, 500);
-      const ids = await trx('kms_wrapped_key').whereIn('owner_uuid', owners).select('id', 'owner_uuid');
-      const byOwner = new Map(ids.map((r: any) => [r.owner_uuid, r.id]));
+      const byOwner = new Map<string, number>();
+      for (let i = 0; i < owners.length; i += 500) {
+        const part = owners.slice(i, i + 500).map((o, j) => ({ zoneId: w.zoneId, ownerUuid: o, blob: blobs[i + j]! }));
+        for (const [o, id] of await wk.insertMany(trx, v, part)) byOwner.set(o, id);
+      }
       await trx.batchInsert('volumes', owners.map((o, i) => ({
         uuid: o, name: `b${done + i}`, account_id: w.accountId, domain_id: w.domainId, zone_id: w.zoneId, size: 0, state: 'Ready',
         encrypt_format: 'LUKS', kms_key_id: w.keyId, kms_wrapped_key_id: byOwner.get(o), created: now,

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import type { App } from '../app';
 import type { Caller } from '../identity/caller';
@@ -191,18 +190,12 @@ export class Migration {
    * migrated some). Wrapped keys no volume took are deleted again; migrated volumes' passphrases too.
    */
   private async commitChunk(trx: Knex, plan: MigrationPlan, version: KekVersionContext, chunk: Array<{ v: LegacyVolume; blob: Buffer }>): Promise<Map<number, Outcome>> {
-    const now = Date.now();
-    const rows = chunk.map(({ v, blob }) => ({
-      uuid: randomUUID(), kms_key_id: version.keyId, kek_version_id: version.versionId, zone_id: v.zone_id, owner_uuid: v.uuid, wrapped_blob: blob, created: now,
-    }));
-    await trx('kms_wrapped_key').insert(rows);
-    const inserted: Array<{ id: number; owner_uuid: string }> = await trx('kms_wrapped_key').whereIn('uuid', rows.map((r) => r.uuid)).select('id', 'owner_uuid');
-    const wrappedIdOf = new Map(inserted.map((r) => [r.owner_uuid, r.id]));
+    const wrappedIdOf = await this.wrappedKeys.insertMany(trx, version, chunk.map(({ v, blob }) => ({ zoneId: v.zone_id, ownerUuid: v.uuid, blob })));
     const volumeIds = chunk.map(({ v }) => v.id);
     const caseSql = `CASE id ${chunk.map(() => 'WHEN ? THEN ?').join(' ')} END`;
     await trx('volumes').whereIn('id', volumeIds).whereNotNull('passphrase_id').whereNull('kms_wrapped_key_id').whereNull('removed')
       .update({ kms_key_id: plan.keyId, passphrase_id: null, kms_wrapped_key_id: trx.raw(caseSql, chunk.flatMap(({ v }) => [v.id, wrappedIdOf.get(v.uuid)!])) });
-    const linked: Array<{ id: number }> = await trx('volumes').whereIn('id', volumeIds).whereIn('kms_wrapped_key_id', inserted.map((r) => r.id)).select('id');
+    const linked: Array<{ id: number }> = await trx('volumes').whereIn('id', volumeIds).whereIn('kms_wrapped_key_id', [...wrappedIdOf.values()]).select('id');
     const migrated = new Set(linked.map((r) => r.id));
     const orphans = chunk.filter(({ v }) => !migrated.has(v.id)).map(({ v }) => wrappedIdOf.get(v.uuid)!);
     if (orphans.length) await trx('kms_wrapped_key').whereIn('id', orphans).delete();

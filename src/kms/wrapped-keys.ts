@@ -20,6 +20,9 @@ export interface KekVersionContext {
   profile: ProfileRow;
 }
 
+/** A new wrapped key: the blob and the volume (owner) it belongs to. */
+export interface WrappedKeyInput { zoneId: number; ownerUuid: string; blob: Buffer }
+
 export interface WrappedKeyRow {
   id: number; uuid: string; kms_key_id: number; kek_version_id: number; zone_id: number; owner_uuid: string; wrapped_blob: Buffer; removed: number | null;
 }
@@ -101,13 +104,23 @@ export class WrappedKeys {
   }
 
   /** Inserts the wrapped-key row after assertVersionUsable; returns its id. */
-  async insert(trx: Knex, v: KekVersionContext, row: { zoneId: number; ownerUuid: string; blob: Buffer }, opts: { versionChecked?: boolean } = {}): Promise<number> {
+  async insert(trx: Knex, v: KekVersionContext, row: WrappedKeyInput, opts: { versionChecked?: boolean } = {}): Promise<number> {
     if (!opts.versionChecked) await this.assertVersionUsable(trx, v);
-    const [id] = await trx('kms_wrapped_key').insert({
-      uuid: randomUUID(), kms_key_id: v.keyId, kek_version_id: v.versionId, zone_id: row.zoneId, owner_uuid: row.ownerUuid,
-      wrapped_blob: row.blob, created: Date.now(),
-    });
-    return Number(id);
+    return (await this.insertMany(trx, v, [row])).get(row.ownerUuid)!;
+  }
+
+  /**
+   * Inserts several wrapped-key rows with one statement, after the caller's assertVersionUsable in
+   * the same transaction; returns each owner's new row id.
+   */
+  async insertMany(trx: Knex, v: KekVersionContext, rows: readonly WrappedKeyInput[]): Promise<Map<string, number>> {
+    const now = Date.now();
+    const records = rows.map((r) => ({
+      uuid: randomUUID(), kms_key_id: v.keyId, kek_version_id: v.versionId, zone_id: r.zoneId, owner_uuid: r.ownerUuid, wrapped_blob: r.blob, created: now,
+    }));
+    await trx('kms_wrapped_key').insert(records);
+    const inserted: Array<{ id: number; owner_uuid: string }> = await trx('kms_wrapped_key').whereIn('uuid', records.map((r) => r.uuid)).select('id', 'owner_uuid');
+    return new Map(inserted.map((r) => [r.owner_uuid, Number(r.id)]));
   }
 
   /**
