@@ -13,6 +13,7 @@ import { createProviderRegistry, type ProviderRegistry } from './providers/regis
 import { createJobService, type JobService } from './jobs/job-service';
 import { volumeJobHandlers } from './commands/volumes';
 import { migrationJobHandlers } from './commands/kms-migration';
+import { identityJobHandlers } from './commands/identity-states';
 import { registerRewrapSchedule } from './kms/rewrap-schedule';
 import { ensureDefaultHsmProfile } from './kms/hsm-profiles';
 import { registerKmsKeyJobs } from './kms/kms-key-jobs';
@@ -80,7 +81,7 @@ export async function createApp(env: Env, opts: { logger?: Logger } = {}): Promi
       for (const close of closers.reverse()) await close();
     },
   };
-  for (const [kind, make] of Object.entries({ ...volumeJobHandlers, ...migrationJobHandlers })) jobs.register(kind, make(app));
+  for (const [kind, make] of Object.entries({ ...volumeJobHandlers, ...migrationJobHandlers, ...identityJobHandlers })) jobs.register(kind, make(app));
   registerKmsKeyJobs(app);
   registerRewrapSchedule(app);
   return { app, generatedKeys, masterKeyGenerated };

@@ -1,4 +1,6 @@
 import type { App } from '../app';
+import { ACCOUNT_TYPES } from '../identity/caller';
+import type { AccountRow, UserRow } from '../identity/directory';
 import { verifyPassword } from '../identity/password';
 import { ApiError } from './errors';
 import type { ApiParams } from './request';
@@ -15,6 +17,26 @@ const normaliseDomainPath = (d: string): string => {
   if (!p.endsWith('/')) p = `${p}/`;
   return p;
 };
+
+const prettyDomain = (path: string): string => (path === '/' ? 'ROOT' : `ROOT${path.replace(/\/$/, '')}`);
+
+/**
+ * A wrong password of an enabled user counts towards `incorrect.login.attempts.allowed`; the last
+ * allowed one disables the user (CloudStack's lockout; enableUser lifts it). Root-admin accounts
+ * are exempt, as CloudStack's internal accounts, so nobody can lock the cloud's administrators out.
+ */
+async function countFailure(app: App, user: UserRow, account: AccountRow, domainPath: string): Promise<void> {
+  if (account.type === ACCOUNT_TYPES.Admin) return;
+  const allowed = await app.settings.getNumber('incorrect.login.attempts.allowed');
+  if (await app.directory.recordFailedLogin(user.id, allowed)) {
+    app.logger.warn('user disabled after failed logins', { user: user.uuid, attempts: allowed });
+    await app.events.record({
+      type: 'USER.DISABLE', level: 'WARN', resourceType: 'User', resourceId: user.uuid,
+      description: `User ${user.username} in domain ${prettyDomain(domainPath)} has been disabled due to multiple failed login attempts. Please contact admin.`,
+      actor: { userId: user.id, accountId: account.id, domainId: account.domain_id },
+    });
+  }
+}
 
 /**
  * CloudStack's login (DefaultLoginAPIAuthenticatorCmd, reference §2.1): a new session, both the
@@ -34,8 +56,18 @@ export async function login(app: App, params: ApiParams, oldSessionCookie: strin
   const user = await app.directory.findUserForLogin(username, domain.id);
   // Hash even for an unknown user, so timing does not reveal which usernames exist.
   const valid = await verifyPassword(password, user?.password ?? 'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAA');
-  const caller = user && valid ? await app.directory.loadCaller(user.id) : undefined;
-  if (!user || !caller) throw failure();
+  if (!user) throw failure();
+  const account = await app.directory.accountById(user.account_id);
+  if (!account) throw failure();
+  if (!valid) {
+    await countFailure(app, user, account, domain.path);
+    throw failure();
+  }
+  const caller = await app.directory.loadCaller(user.id);
+  if (!caller) {
+    throw new ApiError(531, `User ${user.username} (or their account) in domain ${prettyDomain(domain.path)} is disabled/locked. Please contact the administrator.`);
+  }
+  await app.directory.resetLoginAttempts(user.id);
 
   if (oldSessionCookie) {
     const old = await app.sessions.find(oldSessionCookie);

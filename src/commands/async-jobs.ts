@@ -2,7 +2,7 @@ import { parseListDate } from '../api/dates';
 import type { ApiResult } from '../api/envelope';
 import { pageWindow } from '../api/pagination';
 import { pagedRows } from '../db/paging';
-import { applyOwnerScope } from '../identity/directory';
+import { applyOwnerScope } from '../identity/access';
 import { paramError, permissionError } from '../kms/errors';
 import type { JobSubmission } from '../jobs/types';
 import type { CommandContext } from './context';

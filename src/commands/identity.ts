@@ -1,7 +1,8 @@
 import { pageWindow } from '../api/pagination';
 import { pagedRows } from '../db/paging';
-import { ACCOUNT_TYPES, inSubtree, isRootAdmin, type Caller } from '../identity/caller';
-import { applyOwnerScope, type UserRow } from '../identity/directory';
+import { ACCOUNT_TYPES, isRootAdmin, type Caller } from '../identity/caller';
+import { applyOwnerScope } from '../identity/access';
+import type { UserRow } from '../identity/directory';
 import { paramError, permissionError } from '../kms/errors';
 import type { App } from '../app';
 import { ALL_ROLES, defineCommand, listParams, ownerListParams, param } from './define';
@@ -13,14 +14,13 @@ import {
 const ADMINS = ['Admin', 'DomainAdmin'] as const;
 const actor = (c: Caller) => ({ userId: c.userId, accountId: c.accountId, domainId: c.domainId });
 
-/** A user the caller may manage: itself, or one in the caller's reach as an admin. */
+/** A user the caller may manage: one of an account the caller reaches (src/identity/access.ts). */
 async function requireManagedUser(app: App, caller: Caller, uuid: string): Promise<UserRow> {
   const user = await app.directory.userByUuid(uuid);
   if (!user) throw paramError(`Unable to find user by id ${uuid}`);
   const account = await app.directory.accountById(user.account_id);
-  const allowed = user.id === caller.userId ||
-    (caller.role !== 'User' && !!account && (await app.directory.canAccessOwner(caller, { accountId: account.id, domainId: account.domain_id })));
-  if (!allowed) throw permissionError(`Caller ${caller.username} does not have permission to manage user ${uuid}`);
+  if (!account) throw paramError(`Unable to find user by id ${uuid}`);
+  await app.directory.requireAccountAccess(caller, account, `Caller ${caller.username} does not have permission to manage user ${uuid}`);
   return user;
 }
 
@@ -51,8 +51,9 @@ export const identityCommands = [
       if (p.name) q.where('d.name', p.name);
       if (p.level !== undefined) q.where('d.level', p.level);
       if (p.keyword) q.where('d.name', 'like', `%${p.keyword}%`);
+      // Users see their own domain; admins theirs, or with listall/id every domain they reach (by id).
       if (ctx.caller.role === 'User' || (!p.listall && !p.id)) q.where('d.id', ctx.caller.domainId);
-      else q.where('d.path', 'like', `${ctx.caller.domainPath}%`);
+      else if (!isRootAdmin(ctx.caller)) q.whereIn('d.id', await ctx.app.directory.access.subtreeIds(ctx.caller.domainId));
       const { rows, count } = await pagedRows<DomainView>(q, pageWindow(p));
       return { kind: 'list', name: 'domain', items: rows.map(domainResponse), count };
     },
@@ -95,7 +96,7 @@ export const identityCommands = [
       const { directory, db } = ctx.app;
       let scope = await directory.listScope(ctx.caller, p);
       // Admins without listall/domainid see the accounts of their own domain, as CloudStack does.
-      if (scope.kind === 'accounts' && ctx.caller.role !== 'User' && !p.account) scope = { kind: 'domain', domainId: ctx.caller.domainId };
+      if (scope.kind === 'accounts' && ctx.caller.role !== 'User' && !p.account) scope = await directory.access.domainScope(ctx.caller, ctx.caller.domainId, false);
       const q = applyOwnerScope(accountQuery(db), scope, { accountCol: 'a.id', domainCol: 'a.domain_id' }).orderBy('a.id');
       if (p.id) q.where('a.uuid', p.id);
       if (p.name) q.where('a.account_name', p.name);
@@ -129,7 +130,8 @@ export const identityCommands = [
       const domain = p.domainid ? await directory.requireDomain(ctx.caller, p.domainid) : await directory.domainById(ctx.caller.domainId);
       if (!domain) throw paramError('Unable to find the domain');
       if (p.accounttype === ACCOUNT_TYPES.Admin && !isRootAdmin(ctx.caller)) throw permissionError('Only root admins can create root admin accounts');
-      if (ctx.caller.role === 'DomainAdmin' && !inSubtree(ctx.caller.domainPath, domain.path)) throw permissionError('Caller does not have access to the domain');
+      // As CloudStack: a root-admin account lives in ROOT, where no domain admin below ROOT reaches it.
+      if (p.accounttype === ACCOUNT_TYPES.Admin && domain.parent_id !== null) throw paramError('Unable to create user of admin role type in non-ROOT domain');
       const { account } = await directory.createAccountWithUser({
         domain, accountName: p.account ?? p.username, accountType: p.accounttype, username: p.username, password: p.password,
         firstname: p.firstname, lastname: p.lastname, email: p.email, timezone: p.timezone,
@@ -157,15 +159,11 @@ export const identityCommands = [
     async handler(p, ctx) {
       const { directory, db } = ctx.app;
       const q = userQuery(db).orderBy('u.id');
-      if (p.id) {
-        const target = await requireManagedUser(ctx.app, ctx.caller, p.id).catch(() => undefined);
-        if (!target) return { kind: 'list', name: 'user', items: [], count: 0 };
-        q.where('u.uuid', p.id);
-      } else {
-        let scope = await directory.listScope(ctx.caller, p);
-        if (scope.kind === 'accounts' && ctx.caller.role !== 'User' && !p.account) scope = { kind: 'domain', domainId: ctx.caller.domainId };
-        applyOwnerScope(q, scope, { accountCol: 'a.id', domainCol: 'a.domain_id' });
-      }
+      // By id: any user the caller reaches (the same rule as getUserKeys); otherwise the list scope.
+      let scope = p.id ? await directory.access.reach(ctx.caller) : await directory.listScope(ctx.caller, p);
+      if (!p.id && scope.kind === 'accounts' && ctx.caller.role !== 'User' && !p.account) scope = await directory.access.domainScope(ctx.caller, ctx.caller.domainId, false);
+      applyOwnerScope(q, scope, { accountCol: 'a.id', domainCol: 'a.domain_id' });
+      if (p.id) q.where('u.uuid', p.id);
       if (p.username) q.where('u.username', p.username);
       if (p.accounttype !== undefined) q.where('a.type', p.accounttype);
       if (p.state) q.where('u.state', p.state.toLowerCase());

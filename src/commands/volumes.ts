@@ -1,6 +1,6 @@
 import type { App } from '../app';
 import { pageWindow } from '../api/pagination';
-import { applyOwnerScope } from '../identity/directory';
+import { applyOwnerScope } from '../identity/access';
 import { pagedRows } from '../db/paging';
 import type { JobHandler } from '../jobs/types';
 import { paramError } from '../kms/errors';

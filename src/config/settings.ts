@@ -35,6 +35,9 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'kms.rewrap.interval.ms', category: 'Advanced', type: 'Number', defaultValue: '300000',
     description: 'Interval in milliseconds between background DEK rewrapping runs; 0 disables the background rewrap.',
     validate: intIn(0, 86_400_000) },
+  { name: 'incorrect.login.attempts.allowed', category: 'Advanced', type: 'Number', defaultValue: '5',
+    description: 'Incorrect login attempts allowed before the user is disabled (when value > 0). If value <=0 users are not disabled after failed login attempts',
+    validate: intIn(-2147483648, 2147483647) },
   { name: 'api.sessionkey.check.locations', category: 'Advanced', type: 'String', defaultValue: 'CookieAndParameter',
     options: SESSION_KEY_LOCATIONS,
     description: 'Where the session key of a session request must be present: CookieAndParameter (both, equal), CookieOrParameter (at least one; older UIs send only the cookie) or ParameterOnly.',
@@ -43,7 +46,7 @@ export const SETTINGS: readonly SettingSpec[] = [
 
 export type SettingName =
   | 'kms.dek.size.bits' | 'kms.retry.count' | 'kms.retry.delay.ms' | 'kms.operation.timeout.sec'
-  | 'kms.rewrap.batch.size' | 'kms.rewrap.interval.ms' | 'api.sessionkey.check.locations';
+  | 'kms.rewrap.batch.size' | 'kms.rewrap.interval.ms' | 'api.sessionkey.check.locations' | 'incorrect.login.attempts.allowed';
 
 export const findSetting = (name: string): SettingSpec | undefined => SETTINGS.find((s) => s.name === name);
 

@@ -1,5 +1,5 @@
 import knexFactory, { type Knex } from 'knex';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { migrationSource } from './migrations';
 
@@ -28,15 +28,20 @@ export function knexConfig(opts: { databaseUrl?: string; dataDir: string }): Kne
     };
   }
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+  const filename = join(opts.dataDir, 'kms.sqlite');
+  ownerOnly(filename, { create: true });
   return {
     client: 'better-sqlite3',
-    connection: { filename: join(opts.dataDir, 'kms.sqlite') },
+    connection: { filename },
     useNullAsDefault: true,
     pool: {
       min: 1,
       max: 1,
       afterCreate: (conn: { pragma(s: string): unknown }, done: (err: Error | null, conn: unknown) => void) => {
         conn.pragma('journal_mode = WAL');
+        // SQLite gives its WAL and shared-memory files the database file's mode; files left by an
+        // older version may still be 0644.
+        for (const f of [`${filename}-wal`, `${filename}-shm`]) ownerOnly(f, { create: false });
         conn.pragma('busy_timeout = 5000');
         conn.pragma('foreign_keys = ON');
         done(null, conn);
@@ -44,6 +49,12 @@ export function knexConfig(opts: { databaseUrl?: string; dataDir: string }): Kne
     },
     migrations: { migrationSource, tableName: 'knex_migrations' },
   };
+}
+
+/** Makes a database file readable and writable by its owner only (mode 0600), creating it when asked. */
+function ownerOnly(file: string, opts: { create: boolean }): void {
+  if (opts.create) closeSync(openSync(file, 'a', 0o600));
+  if (existsSync(file)) chmodSync(file, 0o600);
 }
 
 /** Creates the MySQL database of DATABASE_URL when it is missing (and the user may). */

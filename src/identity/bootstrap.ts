@@ -26,7 +26,7 @@ export async function bootstrapIdentity(db: Db, directory: Directory, env: Env):
     }
     const user = {
       uuid: randomUUID(), username: 'admin', password: await hashPassword(env.adminPassword), account_id: account.id,
-      firstname: 'Admin', lastname: 'User', email: null, state: 'enabled', api_key: null, secret_key: null, timezone: null, created: Date.now(),
+      firstname: 'Admin', lastname: 'User', email: null, state: 'enabled', api_key: null, secret_key: null, timezone: null, created: Date.now(), login_attempts: 0,
     };
     const [id] = await db('user').insert(user);
     admin = { ...user, id: Number(id) };

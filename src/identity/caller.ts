@@ -27,5 +27,3 @@ export const ROLE_NAMES: Record<Role, string> = { Admin: 'Root Admin', DomainAdm
 
 export const isRootAdmin = (c: Caller): boolean => c.role === 'Admin';
 
-/** Whether `domainPath` is the caller's domain or below it. */
-export const inSubtree = (ancestorPath: string, domainPath: string): boolean => domainPath.startsWith(ancestorPath);

@@ -3,22 +3,20 @@ import type { Knex } from 'knex';
 import type { Db } from '../db/knex';
 import type { MasterKey } from '../config/master-key';
 import { paramError, permissionError } from '../kms/errors';
-import { roleOf, inSubtree, type Caller } from './caller';
+import { Access, type OwnerScope } from './access';
+import { ACCOUNT_TYPES, roleOf, type Caller } from './caller';
 import { generateKey, hashPassword } from './password';
 
 export interface DomainRow { id: number; uuid: string; name: string; path: string; parent_id: number | null; level: number; network_domain: string | null; created: number }
+/** CloudStack's Account.State, shared by accounts and users; the wire shows it lower-case. */
+export type IdentityState = 'enabled' | 'disabled' | 'locked';
+
 export interface AccountRow { id: number; uuid: string; account_name: string; type: number; domain_id: number; state: string; created: number }
 export interface UserRow {
   id: number; uuid: string; username: string; password: string; account_id: number; firstname: string; lastname: string;
   email: string | null; state: string; api_key: string | null; secret_key: string | null; timezone: string | null; created: number;
+  login_attempts: number;
 }
-
-/** Which owners a list may show, from CloudStack's listall/domainid/account/isrecursive rules. */
-export type OwnerScope =
-  | { kind: 'all' }
-  | { kind: 'accounts'; accountIds: number[] }
-  | { kind: 'domain'; domainId: number }
-  | { kind: 'subtree'; path: string };
 
 export interface ScopeRequest { listall?: boolean; domainid?: string; account?: string; isrecursive?: boolean }
 
@@ -26,7 +24,12 @@ const secretAad = (userUuid: string) => `user-secret:${userUuid}`;
 
 /** Domains, accounts and users, and the access rules between them. */
 export class Directory {
-  constructor(private readonly db: Db, private readonly masterKey: MasterKey) {}
+  /** The authorization rule (src/identity/access.ts); the access methods below only apply it. */
+  readonly access: Access;
+
+  constructor(private readonly db: Db, private readonly masterKey: MasterKey) {
+    this.access = new Access(db);
+  }
 
   // ---- callers -------------------------------------------------------------------------------
 
@@ -76,7 +79,7 @@ export class Directory {
   async requireDomain(caller: Caller, uuid: string): Promise<DomainRow> {
     const d = await this.domainByUuid(uuid);
     if (!d) throw paramError(`Unable to find domain by id ${uuid}`);
-    if (!inSubtree(caller.domainPath, d.path)) throw permissionError(`Caller does not have access to domain ${uuid}`);
+    if (!(await this.access.reachesDomain(caller, d.id))) throw permissionError(`Caller does not have access to domain ${uuid}`);
     return d;
   }
 
@@ -142,7 +145,7 @@ export class Directory {
     const user = {
       uuid: randomUUID(), username: input.username, password: input.passwordHash, account_id: accountId,
       firstname: input.firstname, lastname: input.lastname, email: input.email ?? null, state: 'enabled',
-      api_key: null, secret_key: null, timezone: input.timezone ?? null, created: Date.now(),
+      api_key: null, secret_key: null, timezone: input.timezone ?? null, created: Date.now(), login_attempts: 0,
     };
     const [id] = await trx('user').insert(user);
     return { ...user, id: Number(id) };
@@ -167,16 +170,42 @@ export class Directory {
     return { apiKey: user.api_key, secretKey: this.masterKey.decryptString(user.secret_key, secretAad(user.uuid)) };
   }
 
+  // ---- states and login attempts -------------------------------------------------------------
+
+  async setUserState(userId: number, state: IdentityState): Promise<void> {
+    await this.db('user').where({ id: userId }).update({ state, ...(state === 'enabled' ? { login_attempts: 0 } : {}) });
+  }
+
+  async setAccountState(accountId: number, state: IdentityState): Promise<void> {
+    await this.db('account').where({ id: accountId }).update({ state });
+  }
+
+  /** Whether any other user of the account is still enabled (lockUser locks the account with its last one). */
+  async hasOtherEnabledUser(accountId: number, userId: number): Promise<boolean> {
+    return !!(await this.db('user').where({ account_id: accountId, state: 'enabled' }).whereNot('id', userId).whereNull('removed').first('id'));
+  }
+
+  /**
+   * Counts a failed login of an enabled user; at `allowed` consecutive failures the user is
+   * disabled, as CloudStack does. Returns true when this failure disabled the user. The increment
+   * and the state change are single conditional statements, so concurrent failures count exactly.
+   */
+  async recordFailedLogin(userId: number, allowed: number): Promise<boolean> {
+    await this.db('user').where({ id: userId, state: 'enabled' }).increment('login_attempts', 1);
+    if (allowed <= 0) return false;
+    const disabled = await this.db('user').where({ id: userId, state: 'enabled' }).where('login_attempts', '>=', allowed).update({ state: 'disabled' });
+    return disabled > 0;
+  }
+
+  async resetLoginAttempts(userId: number): Promise<void> {
+    await this.db('user').where({ id: userId }).where('login_attempts', '>', 0).update({ login_attempts: 0 });
+  }
+
   // ---- access -------------------------------------------------------------------------------
 
-  /** CloudStack checkAccess: root all; domain admins their subtree; users their own account. */
+  /** Whether the caller may see and act on what `owner` owns (src/identity/access.ts). */
   async canAccessOwner(caller: Caller, owner: { accountId: number | null; domainId: number | null }): Promise<boolean> {
-    if (caller.role === 'Admin') return true;
-    if (caller.role === 'User') return owner.accountId === caller.accountId;
-    if (owner.accountId === caller.accountId) return true;
-    if (owner.domainId === null) return false;
-    const d = await this.domainById(owner.domainId);
-    return !!d && inSubtree(caller.domainPath, d.path);
+    return this.access.allows(caller, owner);
   }
 
   /** The account named by `account`+`domainid` (or the caller's own), checked for the caller's access. */
@@ -193,13 +222,26 @@ export class Directory {
     const domain = req.domainid ? await this.requireDomain(caller, req.domainid) : await this.domainById(caller.domainId);
     const account = domain && (await this.accountByName(domain.id, req.account));
     if (!account) throw paramError(`Unable to find account ${req.account} in domain ${req.domainid ?? caller.domainUuid}`);
-    if (!(await this.canAccessOwner(caller, { accountId: account.id, domainId: account.domain_id }))) {
-      throw permissionError(`Caller ${caller.accountName} does not have access to account ${req.account}`);
-    }
-    return account;
+    return this.requireAccountAccess(caller, account, `Caller ${caller.accountName} does not have access to account ${req.account}`);
   }
 
-  /** CloudStack's list ACL (buildACLSearchParameters): what owners a list may return. */
+  /**
+   * An account (or one of its users) the caller may act on. A root-admin target out of reach gets
+   * CloudStack's role-type answer (AccountManagerImpl); anything else out of reach `denied`.
+   */
+  async requireAccountAccess(caller: Caller, account: AccountRow, denied: string): Promise<AccountRow> {
+    if (await this.access.allows(caller, { accountId: account.id, domainId: account.domain_id })) return account;
+    if (account.type === ACCOUNT_TYPES.Admin) {
+      throw permissionError(`The calling account [${caller.accountName}, ${caller.accountUuid}] has a lower role type than the user account [${account.account_name}, ${account.uuid}]`);
+    }
+    throw permissionError(denied);
+  }
+
+  /**
+   * CloudStack's list parameters (buildACLSearchParameters) as an owner scope inside the caller's
+   * reach: `account`+`domainid` one account; `domainid` that domain (its subtree with `isrecursive`
+   * or `listall`); `listall` everything reached; otherwise the caller's own account.
+   */
   async listScope(caller: Caller, req: ScopeRequest): Promise<OwnerScope> {
     if (req.account) {
       if (caller.role !== 'User' && !req.domainid) throw paramError('Account name must be used together with domainid');
@@ -209,29 +251,11 @@ export class Directory {
     if (req.domainid) {
       const d = await this.domainByUuid(req.domainid);
       if (!d) throw paramError(`Unable to find domain by id ${req.domainid}`);
-      if (caller.role === 'User') {
-        if (d.id !== caller.domainId) throw permissionError(`Caller does not have access to domain ${req.domainid}`);
-        return { kind: 'accounts', accountIds: [caller.accountId] };
-      }
-      if (!inSubtree(caller.domainPath, d.path)) throw permissionError(`Caller does not have access to domain ${req.domainid}`);
-      return req.isrecursive || req.listall ? { kind: 'subtree', path: d.path } : { kind: 'domain', domainId: d.id };
+      if (!(await this.access.reachesDomain(caller, d.id))) throw permissionError(`Caller does not have access to domain ${req.domainid}`);
+      if (caller.role === 'User') return { kind: 'accounts', accountIds: [caller.accountId] };
+      return this.access.domainScope(caller, d.id, !!(req.isrecursive || req.listall));
     }
-    if (req.listall && caller.role === 'Admin') return { kind: 'all' };
-    if (req.listall && caller.role === 'DomainAdmin') return { kind: 'subtree', path: caller.domainPath };
+    if (req.listall) return this.access.reach(caller);
     return { kind: 'accounts', accountIds: [caller.accountId] };
-  }
-}
-
-/** Restricts a query on an owned table to a scope; `accountCol`/`domainCol` are qualified column names. */
-export function applyOwnerScope(q: Knex.QueryBuilder, scope: OwnerScope, cols: { accountCol: string; domainCol: string }): Knex.QueryBuilder {
-  switch (scope.kind) {
-    case 'all':
-      return q;
-    case 'accounts':
-      return q.whereIn(cols.accountCol, scope.accountIds);
-    case 'domain':
-      return q.where(cols.domainCol, scope.domainId);
-    case 'subtree':
-      return q.whereIn(cols.domainCol, (sub) => sub.select('id').from('domain').where('path', 'like', `${scope.path}%`));
   }
 }

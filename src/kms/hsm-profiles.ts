@@ -3,8 +3,9 @@ import type { Knex } from 'knex';
 import type { App } from '../app';
 import { bool, pagedRows } from '../db/paging';
 import type { Db } from '../db/knex';
-import { inSubtree, isRootAdmin, type Caller } from '../identity/caller';
-import { applyOwnerScope, type Directory, type ScopeRequest } from '../identity/directory';
+import { isRootAdmin, type Caller } from '../identity/caller';
+import { applyOwnerScope } from '../identity/access';
+import type { Directory, ScopeRequest } from '../identity/directory';
 import { PROVIDER_KINDS, type HsmProfileConfig, type ProviderKind } from '../providers/provider';
 import { isKmsError, KmsError, paramError, permissionError } from './errors';
 import { loadProfileConfig, storedDetailValue } from './hsm-profile-details';
@@ -275,9 +276,7 @@ export class HsmProfiles {
     if (isRootAdmin(caller) || bool(p.is_public)) return true;
     if (p.account_id !== null) return this.deps.directory.canAccessOwner(caller, { accountId: p.account_id, domainId: p.domain_id });
     if (p.domain_id === caller.domainId) return true;
-    if (caller.role !== 'DomainAdmin' || p.domain_id === null) return false;
-    const d = await this.deps.directory.domainById(p.domain_id);
-    return !!d && inSubtree(caller.domainPath, d.path);
+    return caller.role === 'DomainAdmin' && p.domain_id !== null && this.deps.directory.access.reachesDomain(caller, p.domain_id);
   }
 
   private async requireModifiable(caller: Caller, uuid: string): Promise<HsmProfileRow> {

@@ -1,0 +1,117 @@
+import type { Knex } from 'knex';
+import type { Db } from '../db/knex';
+import { ACCOUNT_TYPES, type Caller } from './caller';
+
+/**
+ * The one authorization rule. Every command, list and job asks it; nothing else decides whether a
+ * caller may see or act on something an account or a domain owns.
+ *
+ * - A root admin reaches everything.
+ * - A domain admin reaches what is owned in its own domain and every domain below it, found by
+ *   following `parent_id` (ids, never a path prefix), except what a root-admin account owns:
+ *   only a root admin acts on a root-admin account, its users or its resources, wherever the
+ *   account lives (CloudStack's role-type rule: a caller never acts on a more privileged account).
+ *   Another domain admin account of its subtree is reachable, as in CloudStack (same role type).
+ * - A user reaches what its own account owns.
+ *
+ * A single read and a list both derive from `reach`: a list narrows it (its filters), a single
+ * check tests membership of the same set, so the two cannot disagree.
+ */
+
+/** Who owns something: an account (and its domain), or a domain alone (accountId null). */
+export interface Owner {
+  readonly accountId: number | null;
+  readonly domainId: number | null;
+}
+
+/** A set of owners: what a caller reaches, or what a list may show. */
+export type OwnerScope =
+  | { readonly kind: 'all' }
+  | { readonly kind: 'accounts'; readonly accountIds: readonly number[] }
+  /** Owners in these domains, except the listed accounts (root-admin accounts, for a domain admin). */
+  | { readonly kind: 'domains'; readonly domainIds: readonly number[]; readonly exceptAccountIds: readonly number[] };
+
+/** Columns of an owned table, qualified as the query names them. */
+export interface OwnerColumns {
+  readonly accountCol: string;
+  readonly domainCol: string;
+}
+
+/** Whether an owner is in a scope. */
+export function scopeContains(scope: OwnerScope, owner: Owner): boolean {
+  switch (scope.kind) {
+    case 'all':
+      return true;
+    case 'accounts':
+      return owner.accountId !== null && scope.accountIds.includes(owner.accountId);
+    case 'domains':
+      return owner.domainId !== null && scope.domainIds.includes(owner.domainId) &&
+        (owner.accountId === null || !scope.exceptAccountIds.includes(owner.accountId));
+  }
+}
+
+/** Restricts a query on an owned table to a scope: the SQL twin of `scopeContains`. */
+export function applyOwnerScope(q: Knex.QueryBuilder, scope: OwnerScope, cols: OwnerColumns): Knex.QueryBuilder {
+  switch (scope.kind) {
+    case 'all':
+      return q;
+    case 'accounts':
+      return q.whereIn(cols.accountCol, [...scope.accountIds]);
+    case 'domains':
+      q.whereIn(cols.domainCol, [...scope.domainIds]);
+      if (scope.exceptAccountIds.length) {
+        q.where((b) => b.whereNull(cols.accountCol).orWhereNotIn(cols.accountCol, [...scope.exceptAccountIds]));
+      }
+      return q;
+  }
+}
+
+export class Access {
+  constructor(private readonly db: Db) {}
+
+  /** Everything the caller may see and act on. */
+  async reach(caller: Caller): Promise<OwnerScope> {
+    if (caller.accountType === ACCOUNT_TYPES.Admin) return { kind: 'all' };
+    if (caller.accountType === ACCOUNT_TYPES.DomainAdmin) return this.domainScope(caller, caller.domainId, true);
+    return { kind: 'accounts', accountIds: [caller.accountId] };
+  }
+
+  /** Whether the caller reaches an owner (a single read or an action on one object). */
+  async allows(caller: Caller, owner: Owner): Promise<boolean> {
+    return scopeContains(await this.reach(caller), owner);
+  }
+
+  /** Whether the caller reaches a domain: root anywhere, a domain admin its subtree, a user its own domain. */
+  async reachesDomain(caller: Caller, domainId: number): Promise<boolean> {
+    if (caller.accountType === ACCOUNT_TYPES.Admin) return true;
+    if (caller.accountType === ACCOUNT_TYPES.DomainAdmin) return (await this.subtreeIds(caller.domainId)).includes(domainId);
+    return domainId === caller.domainId;
+  }
+
+  /**
+   * Owners in a domain the caller reaches (or in it and every domain below it), minus root-admin
+   * accounts unless a root admin asks. The caller must reach `domainId`: check `reachesDomain` first.
+   */
+  async domainScope(caller: Caller, domainId: number, recursive: boolean): Promise<OwnerScope> {
+    const domainIds = recursive ? await this.subtreeIds(domainId) : [domainId];
+    const exceptAccountIds = caller.accountType === ACCOUNT_TYPES.Admin ? [] : await this.rootAdminAccountsIn(domainIds);
+    return { kind: 'domains', domainIds, exceptAccountIds };
+  }
+
+  /** The ids of a domain and of every live domain below it, following parent ids level by level. */
+  async subtreeIds(domainId: number): Promise<number[]> {
+    const all = [domainId];
+    let frontier = [domainId];
+    while (frontier.length) {
+      const rows: Array<{ id: number }> = await this.db('domain').whereIn('parent_id', frontier).whereNull('removed').select('id');
+      frontier = rows.map((r) => Number(r.id)).filter((id) => !all.includes(id));
+      all.push(...frontier);
+    }
+    return all;
+  }
+
+  private async rootAdminAccountsIn(domainIds: readonly number[]): Promise<number[]> {
+    const rows: Array<{ id: number }> = await this.db('account').where('type', ACCOUNT_TYPES.Admin).whereIn('domain_id', [...domainIds]).select('id');
+    return rows.map((r) => Number(r.id));
+  }
+}
