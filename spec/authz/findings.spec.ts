@@ -123,8 +123,9 @@ describe('finding 3: login lockout (incorrect.login.attempts.allowed) and the id
     const name = `lock-${suffix()}`;
     const u = await createActor(ts.client, { name });
     for (let i = 0; i < 5; i++) expect((await login(name, 'wrong')).status).toBe(531);
+    // Locked out, even the right password gets the generic answer: a guess confirms nothing.
     const refused = await login(name, `pw-${name}-123`);
-    expect([refused.status, refused.body.errortext]).toEqual([531, `User ${name} (or their account) in domain ROOT is disabled/locked. Please contact the administrator.`]);
+    expect([refused.status, refused.body.errortext]).toEqual([531, `Failed to authenticate user ${name} in domain 1; please provide valid credentials`]);
     expect((await root({ command: 'listUsers', id: u.userId })).user[0].state).toBe('disabled');
     expect((await ts.client.signed(u.keys, { command: 'listZones' })).status).toBe(401);
     const events = (await root({ command: 'listEvents', type: 'USER.DISABLE', resourceid: u.userId, listall: true })).event;
@@ -134,6 +135,29 @@ describe('finding 3: login lockout (incorrect.login.attempts.allowed) and the id
     // The counter starts again from zero after enableUser.
     for (let i = 0; i < 4; i++) await login(name, 'wrong');
     expect((await login(name, `pw-${name}-123`)).status).toBe(200);
+  });
+
+  it('checks no more than the allowed number of guesses when they arrive at once', async () => {
+    const name = `burst-${suffix()}`;
+    const u = await createActor(ts.client, { name });
+    const answers = await Promise.all(Array.from({ length: 20 }, () => login(name, 'wrong')));
+    expect(answers.every((a) => a.status === 531)).toBe(true);
+    expect((await login(name, `pw-${name}-123`)).status).toBe(531);
+    const row = await ts.app.db('user').where({ uuid: u.userId }).first('state', 'login_attempts');
+    expect([row.state, Number(row.login_attempts)]).toEqual(['disabled', 5]);
+  });
+
+  it('a user an admin disabled learns so only with the right password, and its sessions end at once', async () => {
+    const name = `sess-${suffix()}`;
+    const u = await createActor(ts.client, { name });
+    const session = await ts.client.login(name, `pw-${name}-123`);
+    expect((await session.get({ command: 'listZones' })).status).toBe(200);
+    await finishedJob(ts, ADMIN_KEYS, (await root({ command: 'disableUser', id: u.userId })).jobid);
+    const right = await login(name, `pw-${name}-123`);
+    expect([right.status, right.body.errortext]).toEqual([531, `User ${name} (or their account) in domain ROOT is disabled/locked. Please contact the administrator.`]);
+    expect((await login(name, 'wrong')).body.errortext).toMatch(/^Failed to authenticate/);
+    await root({ command: 'enableUser', id: u.userId });
+    expect((await session.get({ command: 'listZones' })).status).toBe(401);
   });
 
   it('counts only consecutive failures: a successful login resets the count', async () => {

@@ -20,21 +20,25 @@ const normaliseDomainPath = (d: string): string => {
 
 const prettyDomain = (path: string): string => (path === '/' ? 'ROOT' : `ROOT${path.replace(/\/$/, '')}`);
 
+const DUMMY_HASH = 'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAA';
+
 /**
- * A wrong password of an enabled user counts towards `incorrect.login.attempts.allowed`; the last
- * allowed one disables the user (CloudStack's lockout; enableUser lifts it). Root-admin accounts
- * are exempt, as CloudStack's internal accounts, so nobody can lock the cloud's administrators out.
+ * After a wrong password on a reserved attempt: the last allowed one disables the user
+ * (CloudStack's lockout; enableUser lifts it). Root-admin accounts are never counted, as
+ * CloudStack's internal accounts, so nobody can lock the cloud's administrators out. A database
+ * error here is logged and the caller still gets the generic failure.
  */
-async function countFailure(app: App, user: UserRow, account: AccountRow, domainPath: string): Promise<void> {
-  if (account.type === ACCOUNT_TYPES.Admin) return;
-  const allowed = await app.settings.getNumber('incorrect.login.attempts.allowed');
-  if (await app.directory.recordFailedLogin(user.id, allowed)) {
+async function disableWhenExhausted(app: App, user: UserRow, account: AccountRow, allowed: number, domainPath: string): Promise<void> {
+  try {
+    if (!(await app.directory.disableWhenAttemptsExhausted(user.id, allowed))) return;
     app.logger.warn('user disabled after failed logins', { user: user.uuid, attempts: allowed });
     await app.events.record({
       type: 'USER.DISABLE', level: 'WARN', resourceType: 'User', resourceId: user.uuid,
       description: `User ${user.username} in domain ${prettyDomain(domainPath)} has been disabled due to multiple failed login attempts. Please contact admin.`,
       actor: { userId: user.id, accountId: account.id, domainId: account.domain_id },
     });
+  } catch (e) {
+    app.logger.error('could not record a failed login', { user: user.uuid, error: e instanceof Error ? e.message : String(e) });
   }
 }
 
@@ -54,13 +58,19 @@ export async function login(app: App, params: ApiParams, oldSessionCookie: strin
   const failure = () => new ApiError(531, `Failed to authenticate user ${username} in domain ${domain?.id ?? domainId ?? params.lower.get('domain') ?? 1}; please provide valid credentials`);
   if (!domain) throw failure();
   const user = await app.directory.findUserForLogin(username, domain.id);
-  // Hash even for an unknown user, so timing does not reveal which usernames exist.
-  const valid = await verifyPassword(password, user?.password ?? 'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAA');
-  if (!user) throw failure();
-  const account = await app.directory.accountById(user.account_id);
-  if (!account) throw failure();
+  const account = user && (await app.directory.accountById(user.account_id));
+  // incorrect.login.attempts.allowed: an attempt is reserved before the password is checked, so no
+  // more than `allowed` guesses are ever checked, however many arrive at once. A user the lockout
+  // disabled gets the generic failure whatever the password: a guess confirms nothing.
+  const allowed = account && account.type !== ACCOUNT_TYPES.Admin ? await app.settings.getNumber('incorrect.login.attempts.allowed') : 0;
+  let lockedOut = !!user && allowed > 0 && user.state !== 'enabled' && user.login_attempts >= allowed;
+  const reserved = !!user && allowed > 0 && user.state === 'enabled' && (await app.directory.reserveLoginAttempt(user.id, allowed));
+  if (user && allowed > 0 && user.state === 'enabled' && !reserved) lockedOut = true;
+  // Hash even for an unknown or locked-out user, so timing does not reveal which usernames exist.
+  const valid = await verifyPassword(password, user && !lockedOut ? user.password : DUMMY_HASH);
+  if (!user || !account || lockedOut) throw failure();
   if (!valid) {
-    await countFailure(app, user, account, domain.path);
+    if (reserved) await disableWhenExhausted(app, user, account, allowed, domain.path);
     throw failure();
   }
   const caller = await app.directory.loadCaller(user.id);

@@ -1,7 +1,7 @@
 import type { App } from '../app';
 import { ACCOUNT_TYPES, type Caller } from '../identity/caller';
 import type { AccountRow, UserRow } from '../identity/directory';
-import type { JobHandler } from '../jobs/types';
+import type { JobHandler, RunningJob } from '../jobs/types';
 import { KmsError, paramError, permissionError } from '../kms/errors';
 import { asyncParams, submitAsync } from './async-jobs';
 import { defineCommand, param, type Role } from './define';
@@ -32,12 +32,10 @@ async function requireUserTarget(app: App, caller: Caller, uuid: string, notFoun
 /** The account named by `id`, or by `account`+`domainid`, that the caller may act on. */
 async function requireAccountTarget(app: App, caller: Caller, p: { id?: string; account?: string; domainid?: string }): Promise<AccountRow> {
   if (!p.id && !(p.account && p.domainid)) throw paramError('Either id or account with domainid must be specified');
+  // By name, the domain is checked first, so names in domains out of reach cannot be probed.
   const account = p.id
     ? await app.directory.accountByUuid(p.id)
-    : await (async () => {
-      const domain = await app.directory.domainByUuid(p.domainid!);
-      return domain && app.directory.accountByName(domain.id, p.account!);
-    })();
+    : await app.directory.accountByName((await app.directory.requireDomain(caller, p.domainid!)).id, p.account!);
   if (!account) throw paramError(`Unable to find account by accountId: ${p.id ?? 'null'} OR by name: ${p.account ?? 'null'} in domain ${p.domainid ?? 'null'}`);
   return requireReachableAccount(app, caller, account);
 }
@@ -63,32 +61,40 @@ async function accountObject(app: App, accountId: number) {
 
 export const IDENTITY_JOBS = { disableUser: 'user.disable', disableAccount: 'account.disable' } as const;
 
-/** The async halves of disableUser and disableAccount; access was checked when they were submitted. */
+/**
+ * The submitter of a job, still enabled and still reaching the target: a job may run long after it
+ * was submitted (no worker, a stalled queue), and its submitter may have lost its rights meanwhile.
+ */
+async function jobCaller(app: App, job: RunningJob, target: AccountRow): Promise<Caller> {
+  const caller = await app.directory.loadCaller(job.userId);
+  if (!caller) throw permissionError('The user who submitted this job no longer exists or is disabled');
+  await requireReachableAccount(app, caller, target);
+  return caller;
+}
+
+/** The async halves of disableUser and disableAccount. */
 export const identityJobHandlers: Record<string, (app: App) => JobHandler> = {
   [IDENTITY_JOBS.disableUser]: (app) => async (job) => {
     const user = await app.directory.userByUuid(String(job.instanceId));
-    if (!user) throw paramError(`Unable to find active user by id ${String(job.instanceId)}`);
+    const account = user && (await app.directory.accountById(user.account_id));
+    if (!user || !account) throw paramError(`Unable to find active user by id ${String(job.instanceId)}`);
+    const caller = await jobCaller(app, job, account);
     await app.directory.setUserState(user.id, 'disabled');
-    const account = await app.directory.accountById(user.account_id);
-    await app.events.record({
-      type: 'USER.DISABLE', description: `Disabled user ${user.username}`, resourceType: 'User', resourceId: user.uuid,
-      actor: { userId: job.userId, accountId: account?.id ?? null, domainId: account?.domain_id ?? null },
-    });
+    await app.events.record({ type: 'USER.DISABLE', description: `Disabled user ${user.username}`, actor: actorOf(caller), resourceType: 'User', resourceId: user.uuid });
     return { type: 'object', name: 'user', value: await userObject(app, user.id) };
   },
   [IDENTITY_JOBS.disableAccount]: (app) => async (job) => {
     const account = await app.directory.accountByUuid(String(job.instanceId));
     if (!account) throw paramError(`Unable to find account by accountId: ${String(job.instanceId)} OR by name: null in domain null`);
+    const caller = await jobCaller(app, job, account);
     const lock = job.args.lock === true;
-    const current = account.state;
-    if (lock && current === 'disabled') {
+    if (lock && account.state === 'disabled') {
       throw new KmsError('internal', `Unable to lock account ${account.account_name} by accountId: ${account.uuid} OR by name: ${account.account_name} in domain ${account.domain_id}`);
     }
     const target = lock ? 'locked' : 'disabled';
-    if (current !== target) await app.directory.setAccountState(account.id, target);
+    if (account.state !== target) await app.directory.setAccountState(account.id, target);
     await app.events.record({
-      type: 'ACCOUNT.DISABLE', description: `${lock ? 'Locked' : 'Disabled'} account ${account.account_name}`, resourceType: 'Account', resourceId: account.uuid,
-      actor: { userId: job.userId, accountId: account.id, domainId: account.domain_id },
+      type: 'ACCOUNT.DISABLE', description: `${lock ? 'Locked' : 'Disabled'} account ${account.account_name}`, actor: actorOf(caller), resourceType: 'Account', resourceId: account.uuid,
     });
     return { type: 'object', name: 'account', value: await accountObject(app, account.id) };
   },
@@ -148,9 +154,7 @@ export const identityStateCommands = [
       if (user.state === 'disabled') throw new KmsError('internal', `Unable to lock user ${user.uuid}`);
       if (user.state !== 'locked') {
         await ctx.app.directory.setUserState(user.id, 'locked');
-        if (account.state === 'enabled' && !(await ctx.app.directory.hasOtherEnabledUser(account.id, user.id))) {
-          await ctx.app.directory.setAccountState(account.id, 'locked');
-        }
+        await ctx.app.directory.lockAccountWithoutEnabledUsers(account.id);
         await ctx.app.events.record({ type: 'USER.LOCK', description: `Locked user ${user.username}`, actor: actorOf(ctx.caller), resourceType: 'User', resourceId: user.uuid });
       }
       return { kind: 'object', name: 'user', value: await userObject(ctx.app, user.id) };

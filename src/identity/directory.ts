@@ -172,29 +172,46 @@ export class Directory {
 
   // ---- states and login attempts -------------------------------------------------------------
 
+  /** A user leaving `enabled` loses its sessions at once, so a later enableUser revives none of them. */
   async setUserState(userId: number, state: IdentityState): Promise<void> {
     await this.db('user').where({ id: userId }).update({ state, ...(state === 'enabled' ? { login_attempts: 0 } : {}) });
+    if (state !== 'enabled') await this.endSessionsOf({ userId });
   }
 
   async setAccountState(accountId: number, state: IdentityState): Promise<void> {
     await this.db('account').where({ id: accountId }).update({ state });
-  }
-
-  /** Whether any other user of the account is still enabled (lockUser locks the account with its last one). */
-  async hasOtherEnabledUser(accountId: number, userId: number): Promise<boolean> {
-    return !!(await this.db('user').where({ account_id: accountId, state: 'enabled' }).whereNot('id', userId).whereNull('removed').first('id'));
+    if (state !== 'enabled') await this.endSessionsOf({ accountId });
   }
 
   /**
-   * Counts a failed login of an enabled user; at `allowed` consecutive failures the user is
-   * disabled, as CloudStack does. Returns true when this failure disabled the user. The increment
-   * and the state change are single conditional statements, so concurrent failures count exactly.
+   * Locks an enabled account when none of its users is enabled any more (lockUser on the last
+   * one), in one conditional statement so two concurrent lockUser calls cannot both miss it.
    */
-  async recordFailedLogin(userId: number, allowed: number): Promise<boolean> {
-    await this.db('user').where({ id: userId, state: 'enabled' }).increment('login_attempts', 1);
-    if (allowed <= 0) return false;
-    const disabled = await this.db('user').where({ id: userId, state: 'enabled' }).where('login_attempts', '>=', allowed).update({ state: 'disabled' });
-    return disabled > 0;
+  async lockAccountWithoutEnabledUsers(accountId: number): Promise<void> {
+    await this.db('account').where({ id: accountId, state: 'enabled' })
+      .whereNotExists((q) => q.select('id').from('user').where({ account_id: accountId, state: 'enabled' }).whereNull('removed'))
+      .update({ state: 'locked' });
+  }
+
+  private async endSessionsOf(who: { userId: number } | { accountId: number }): Promise<void> {
+    const users = 'userId' in who ? [who.userId] : this.db('user').where({ account_id: who.accountId }).select('id');
+    await this.db('http_session').whereIn('user_id', users).delete();
+  }
+
+  /**
+   * Reserves one login attempt of an enabled user before its password is checked: one conditional
+   * statement, so concurrent logins never check more than `allowed` guesses. False when none is left.
+   */
+  async reserveLoginAttempt(userId: number, allowed: number): Promise<boolean> {
+    const n = await this.db('user').where({ id: userId, state: 'enabled' }).where('login_attempts', '<', allowed).increment('login_attempts', 1);
+    return Number(n) > 0;
+  }
+
+  /** Disables an enabled user whose reserved attempts reached `allowed`; true when this call did it. */
+  async disableWhenAttemptsExhausted(userId: number, allowed: number): Promise<boolean> {
+    const n = await this.db('user').where({ id: userId, state: 'enabled' }).where('login_attempts', '>=', allowed).update({ state: 'disabled' });
+    if (n > 0) await this.endSessionsOf({ userId });
+    return n > 0;
   }
 
   async resetLoginAttempts(userId: number): Promise<void> {
