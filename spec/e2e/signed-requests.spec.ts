@@ -1,3 +1,4 @@
+import { waitForJob } from '../support/actors';
 import { vectors } from '../support/vectors';
 import { startTestServer, ADMIN_KEYS, type TestServer } from '../support/server';
 
@@ -75,11 +76,24 @@ describe('API key authentication as cmk and scripts use it', () => {
     const uk = (await s.client.signed(ADMIN_KEYS, { command: 'registerUserKeys', id: user.id })).body.userkeys;
     const keys = { apiKey: uk.apikey, secretKey: uk.secretkey };
     expect((await s.client.signed(keys, { command: 'listZones' })).status).toBe(200);
-    await s.app.db('user').where({ uuid: user.id }).update({ state: 'disabled' });
+    // Through this node's API: refused at once, although credentials are cached between requests.
+    const job = (await s.client.signed(ADMIN_KEYS, { command: 'disableUser', id: user.id })).body.jobid;
+    await waitForJob(s.client, ADMIN_KEYS, job);
     expect((await s.client.signed(keys, { command: 'listZones' })).status).toBe(401);
+    expect((await s.client.signed(ADMIN_KEYS, { command: 'enableUser', id: user.id })).status).toBe(200);
+    expect((await s.client.signed(keys, { command: 'listZones' })).status).toBe(200);
+    const fresh = (await s.client.signed(ADMIN_KEYS, { command: 'registerUserKeys', id: user.id })).body.userkeys;
+    expect((await s.client.signed(keys, { command: 'listZones' })).status).toBe(401);
+    const newKeys = { apiKey: fresh.apikey, secretKey: fresh.secretkey };
+    expect((await s.client.signed(newKeys, { command: 'listZones' })).status).toBe(200);
+    // Written by another node (straight to the shared database): refused within 2 s.
+    await s.app.db('user').where({ uuid: user.id }).update({ state: 'disabled' });
+    await new Promise((r) => setTimeout(r, 2000));
+    expect((await s.client.signed(newKeys, { command: 'listZones' })).status).toBe(401);
     await s.app.db('user').where({ uuid: user.id }).update({ state: 'enabled' });
     await s.app.db('account').where({ uuid: acct.body.account.id }).update({ state: 'disabled' });
-    expect((await s.client.signed(keys, { command: 'listZones' })).status).toBe(401);
+    await new Promise((r) => setTimeout(r, 2000));
+    expect((await s.client.signed(newKeys, { command: 'listZones' })).status).toBe(401);
   });
 
   it('answers 431 with CloudStack\'s text for a missing required parameter, and creates nothing', async () => {

@@ -40,7 +40,7 @@ export async function authenticate(app: App, params: ApiParams, cookies: Readonl
       await app.sessions.delete(session.id);
       throw unauthorized('unable to verify user credentials');
     }
-    const caller = await app.directory.loadCaller(session.userId);
+    const caller = await app.directory.callerForRequest(session.userId);
     if (!caller) {
       await app.sessions.delete(session.id);
       throw unauthorized('unable to verify user credentials');
@@ -57,9 +57,9 @@ export async function authenticate(app: App, params: ApiParams, cookies: Readonl
     const at = expires === undefined ? undefined : parseExpires(expires);
     if (!at || at.getTime() < Date.now()) throw unauthorized();
   }
-  const holder = await app.directory.findByApiKey(apiKey);
+  const holder = await app.directory.holderOfApiKey(apiKey);
   if (!holder || !verifySignature(params.original, signature, holder.secretKey)) throw unauthorized();
-  const caller = await app.directory.loadCaller(holder.userId);
+  const caller = await app.directory.callerForRequest(holder.userId);
   if (!caller) throw unauthorized();
   return { kind: 'apikey', caller };
 }

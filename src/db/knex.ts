@@ -37,7 +37,8 @@ export function knexConfig(opts: { databaseUrl?: string; dataDir: string }): Kne
     pool: {
       min: 1,
       max: 1,
-      afterCreate: (conn: { pragma(s: string): unknown }, done: (err: Error | null, conn: unknown) => void) => {
+      afterCreate: (conn: SqliteConnection, done: (err: Error | null, conn: unknown) => void) => {
+        reusePreparedStatements(conn);
         conn.pragma('journal_mode = WAL');
         // SQLite gives its WAL and shared-memory files the database file's mode; files left by an
         // older version may still be 0644.
@@ -48,6 +49,30 @@ export function knexConfig(opts: { databaseUrl?: string; dataDir: string }): Kne
       },
     },
     migrations: { migrationSource, tableName: 'knex_migrations' },
+  };
+}
+
+interface SqliteConnection {
+  pragma(s: string): unknown;
+  prepare(sql: string): unknown;
+}
+
+/**
+ * knex asks better-sqlite3 to prepare every query anew; the same few hundred statements serve every
+ * request, so the connection keeps them (statements are re-run, never shared concurrently: the
+ * connection is synchronous and the pool has one connection).
+ */
+function reusePreparedStatements(conn: SqliteConnection): void {
+  const prepare = conn.prepare.bind(conn);
+  const statements = new Map<string, unknown>();
+  conn.prepare = (sql: string) => {
+    let statement = statements.get(sql);
+    if (statement === undefined) {
+      statement = prepare(sql);
+      if (statements.size >= 2000) statements.delete(statements.keys().next().value as string);
+      statements.set(sql, statement);
+    }
+    return statement;
   };
 }
 

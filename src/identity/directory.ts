@@ -27,8 +27,46 @@ export class Directory {
   /** The authorization rule (src/identity/access.ts); the access methods below only apply it. */
   readonly access: Access;
 
-  constructor(private readonly db: Db, private readonly masterKey: MasterKey) {
+  /** Credentials of recent requests, so a signed request costs no lookup; see `forRequest`. */
+  readonly #callers = new Map<number, { caller: Caller | undefined; at: number }>();
+  readonly #apiKeys = new Map<string, { holder: { userId: number; secretKey: string }; at: number }>();
+
+  /**
+   * @param credentialTtlMs how long a request may rely on a credential read from the database. A
+   *   change made through this process is seen at once (the caches are dropped); one made through
+   *   another node is seen within this time.
+   */
+  constructor(private readonly db: Db, private readonly masterKey: MasterKey, private readonly credentialTtlMs = 1000) {
     this.access = new Access(db);
+  }
+
+  /** The caller of an API request: `loadCaller`, cached for `credentialTtlMs`. */
+  async callerForRequest(userId: number): Promise<Caller | undefined> {
+    const hit = this.#callers.get(userId);
+    if (hit && Date.now() - hit.at < this.credentialTtlMs) return hit.caller;
+    const caller = await this.loadCaller(userId);
+    this.remember(this.#callers, userId, { caller, at: Date.now() });
+    return caller;
+  }
+
+  /** `findByApiKey`, cached for `credentialTtlMs` (unknown keys are not cached). */
+  async holderOfApiKey(apiKey: string): Promise<{ userId: number; secretKey: string } | undefined> {
+    const hit = this.#apiKeys.get(apiKey);
+    if (hit && Date.now() - hit.at < this.credentialTtlMs) return hit.holder;
+    const holder = await this.findByApiKey(apiKey);
+    if (holder) this.remember(this.#apiKeys, apiKey, { holder, at: Date.now() });
+    return holder;
+  }
+
+  /** Drops every cached credential: called by each change of a state or of keys. */
+  forgetCredentials(): void {
+    this.#callers.clear();
+    this.#apiKeys.clear();
+  }
+
+  private remember<K, V>(map: Map<K, V>, key: K, value: V): void {
+    if (map.size >= 10_000) map.delete(map.keys().next().value as K);
+    map.set(key, value);
   }
 
   // ---- callers -------------------------------------------------------------------------------
@@ -157,6 +195,7 @@ export class Directory {
       api_key: keys.apiKey,
       secret_key: this.masterKey.encryptString(keys.secretKey, secretAad(user.uuid)),
     });
+    this.forgetCredentials();
   }
 
   async registerUserKeys(user: UserRow): Promise<{ apiKey: string; secretKey: string }> {
@@ -175,11 +214,13 @@ export class Directory {
   /** A user leaving `enabled` loses its sessions at once, so a later enableUser revives none of them. */
   async setUserState(userId: number, state: IdentityState): Promise<void> {
     await this.db('user').where({ id: userId }).update({ state, ...(state === 'enabled' ? { login_attempts: 0 } : {}) });
+    this.forgetCredentials();
     if (state !== 'enabled') await this.endSessionsOf({ userId });
   }
 
   async setAccountState(accountId: number, state: IdentityState): Promise<void> {
     await this.db('account').where({ id: accountId }).update({ state });
+    this.forgetCredentials();
     if (state !== 'enabled') await this.endSessionsOf({ accountId });
   }
 
@@ -191,6 +232,7 @@ export class Directory {
     await this.db('account').where({ id: accountId, state: 'enabled' })
       .whereNotExists((q) => q.select('id').from('user').where({ account_id: accountId, state: 'enabled' }).whereNull('removed'))
       .update({ state: 'locked' });
+    this.forgetCredentials();
   }
 
   private async endSessionsOf(who: { userId: number } | { accountId: number }): Promise<void> {
@@ -210,7 +252,10 @@ export class Directory {
   /** Disables an enabled user whose reserved attempts reached `allowed`; true when this call did it. */
   async disableWhenAttemptsExhausted(userId: number, allowed: number): Promise<boolean> {
     const n = await this.db('user').where({ id: userId, state: 'enabled' }).where('login_attempts', '>=', allowed).update({ state: 'disabled' });
-    if (n > 0) await this.endSessionsOf({ userId });
+    if (n > 0) {
+      this.forgetCredentials();
+      await this.endSessionsOf({ userId });
+    }
     return n > 0;
   }
 

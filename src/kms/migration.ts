@@ -198,7 +198,7 @@ export class Migration {
     const linked: Array<{ id: number }> = await trx('volumes').whereIn('id', volumeIds).whereIn('kms_wrapped_key_id', [...wrappedIdOf.values()]).select('id');
     const migrated = new Set(linked.map((r) => r.id));
     const orphans = chunk.filter(({ v }) => !migrated.has(v.id)).map(({ v }) => wrappedIdOf.get(v.uuid)!);
-    if (orphans.length) await trx('kms_wrapped_key').whereIn('id', orphans).delete();
+    await this.wrappedKeys.deleteUnused(trx, orphans);
     const phrases = chunk.filter(({ v }) => migrated.has(v.id)).map(({ v }) => v.passphrase_id!);
     if (phrases.length) await trx('passphrase').whereIn('id', phrases).delete();
     return new Map(chunk.map(({ v }) => [v.id, migrated.has(v.id) ? 'migrated' : 'skipped']));
@@ -213,7 +213,7 @@ export class Migration {
     const n = await trx('volumes').where({ id: v.id, passphrase_id: v.passphrase_id }).whereNull('kms_wrapped_key_id').whereNull('removed')
       .update({ kms_key_id: plan.keyId, kms_wrapped_key_id: wrappedKeyId, passphrase_id: null });
     if (n === 1) return 'migrated';
-    await trx('kms_wrapped_key').where({ id: wrappedKeyId }).delete();
+    await this.wrappedKeys.deleteUnused(trx, [wrappedKeyId]);
     return 'skipped';
   }
 

@@ -11,16 +11,14 @@ export interface KekVersionSummary {
   destroyed: boolean;
 }
 
-/** The versions of several keys (oldest first), with live wrapped-key counts, in one query. */
+/** The versions of several keys (oldest first), with their wrapped-key counts, in one query. */
 export async function kekVersionSummaries(db: Knex, keyIds: readonly number[]): Promise<Map<number, KekVersionSummary[]>> {
   const out = new Map<number, KekVersionSummary[]>();
   if (!keyIds.length) return out;
   const rows: Array<Record<string, any>> = await db('kms_kek_versions as v')
-    .leftJoin('kms_wrapped_key as w', (j) => j.on('w.kek_version_id', '=', 'v.id').andOnNull('w.removed'))
     .whereIn('v.kms_key_id', keyIds)
-    .groupBy('v.id', 'v.kms_key_id', 'v.version_number', 'v.status', 'v.created', 'v.archived', 'v.removed')
     .orderBy('v.version_number')
-    .select('v.kms_key_id', 'v.version_number', 'v.status', 'v.created', 'v.archived', 'v.removed', db.raw('count(w.id) as n'));
+    .select('v.kms_key_id', 'v.version_number', 'v.status', 'v.created', 'v.archived', 'v.removed', 'v.wrapped_keys as n');
   for (const r of rows) {
     const list = out.get(r.kms_key_id) ?? [];
     list.push({

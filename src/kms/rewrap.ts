@@ -3,7 +3,7 @@ import { isMysql } from '../db/knex';
 import type { KekRef } from '../providers/provider';
 import { mapLimit } from './concurrency';
 import { isKmsError } from './errors';
-import { WrappedKeys, type KekVersionContext } from './wrapped-keys';
+import { adjustWrappedKeyCount, WrappedKeys, type KekVersionContext } from './wrapped-keys';
 
 /** What one rewrap tick did; failures are listed per wrapped key and retried at the next tick. */
 export interface RewrapReport {
@@ -121,6 +121,8 @@ export class Rewrapper {
             .whereIn('id', group.map((d) => d.row.id))
             .where({ kek_version_id: group[0]!.row.kek_version_id, claim_owner: opts.workerId }).whereNull('removed')
             .update({ wrapped_blob: blobCase, kek_version_id: group[0]!.to.versionId, claim_owner: null, claim_expires: null, updated: Date.now() });
+          await adjustWrappedKeyCount(trx, group[0]!.row.kek_version_id, -n);
+          await adjustWrappedKeyCount(trx, group[0]!.to.versionId, n);
           report.rewrapped += n;
           report.skipped += group.length - n;
         }

@@ -97,7 +97,9 @@ export class WrappedKeys {
     const q = trx('kms_kek_versions as v').join('kms_keys as k', 'k.id', 'v.kms_key_id')
       .where('v.id', v.versionId).whereNull('v.removed').whereNull('k.removed').whereIn('v.status', ['Active', 'Previous'])
       .first('v.id');
-    const current = await (isMysql(this.app.db) ? q.forShare() : q);
+    // FOR UPDATE, not SHARE: the same transaction then raises the version's wrapped-key count, and
+    // two shared locks each upgrading to exclusive would deadlock.
+    const current = await (isMysql(this.app.db) ? q.forUpdate() : q);
     if (!current) {
       throw new VersionArchivedError(`KEK version v${v.versionNumber} of KMS key ${v.keyUuid} was archived or deleted meanwhile; retry`);
     }
@@ -119,6 +121,7 @@ export class WrappedKeys {
       uuid: randomUUID(), kms_key_id: v.keyId, kek_version_id: v.versionId, zone_id: r.zoneId, owner_uuid: r.ownerUuid, wrapped_blob: r.blob, created: now,
     }));
     await trx('kms_wrapped_key').insert(records);
+    await adjustWrappedKeyCount(trx, v.versionId, records.length);
     const inserted: Array<{ id: number; owner_uuid: string }> = await trx('kms_wrapped_key').whereIn('uuid', records.map((r) => r.uuid)).select('id', 'owner_uuid');
     return new Map(inserted.map((r) => [r.owner_uuid, Number(r.id)]));
   }
@@ -141,7 +144,19 @@ export class WrappedKeys {
 
   /** Crypto-shreds a wrapped key: the blob is overwritten and the row marked removed. */
   async destroy(trx: Knex, wrappedKeyId: number): Promise<void> {
-    await trx('kms_wrapped_key').where({ id: wrappedKeyId }).update({ wrapped_blob: Buffer.alloc(0), removed: Date.now() });
+    const row: { kek_version_id: number } | undefined = await trx('kms_wrapped_key').where({ id: wrappedKeyId }).whereNull('removed').first('kek_version_id');
+    if (!row) return;
+    const n = await trx('kms_wrapped_key').where({ id: wrappedKeyId }).whereNull('removed').update({ wrapped_blob: Buffer.alloc(0), removed: Date.now() });
+    await adjustWrappedKeyCount(trx, row.kek_version_id, -n);
+  }
+
+  /** Deletes wrapped keys no volume took (a migration's leftovers), keeping the version counts exact. */
+  async deleteUnused(trx: Knex, ids: readonly number[]): Promise<void> {
+    if (!ids.length) return;
+    const perVersion: Array<{ kek_version_id: number; n: number | string }> = await trx('kms_wrapped_key').whereIn('id', [...ids]).whereNull('removed')
+      .groupBy('kek_version_id').select('kek_version_id', trx.raw('count(*) as n'));
+    await trx('kms_wrapped_key').whereIn('id', [...ids]).delete();
+    for (const r of perVersion) await adjustWrappedKeyCount(trx, r.kek_version_id, -Number(r.n));
   }
 
   aad(v: Pick<KekVersionContext, 'keyUuid' | 'versionNumber'>, ownerUuid: string): Buffer {
@@ -163,4 +178,13 @@ export class WrappedKeys {
       profile: { id: row.profileId, uuid: row.profileUuid, name: row.profileName, protocol: row.profileProtocol, enabled: row.profileEnabled },
     };
   }
+}
+
+/**
+ * Keeps `kms_kek_versions.wrapped_keys` (live wrapped keys per version) exact: every statement that
+ * adds, removes or moves wrapped keys calls this in the same transaction, so progress figures never
+ * scan the wrapped keys, however many there are.
+ */
+export async function adjustWrappedKeyCount(trx: Knex, versionId: number, delta: number): Promise<void> {
+  if (delta !== 0) await trx('kms_kek_versions').where({ id: versionId }).increment('wrapped_keys', delta);
 }

@@ -1,0 +1,73 @@
+/**
+ * listKMSKeys' per-version `wrappedkeys` and `rewrapremaining` come from counts kept in the same
+ * transactions that create, delete, migrate and rewrap wrapped keys (no scan per call). After every
+ * kind of change, each count equals the number of live wrapped keys on its version.
+ */
+import { startTestServer, ADMIN_KEYS, type TestServer } from '../support/server';
+import { adminCall, createActor, enableDefaultProfile, waitForJob } from '../support/actors';
+
+describe('wrapped-key counts per KEK version', () => {
+  let s: TestServer;
+  let zone: string;
+  let keyId: string;
+  let alice: Awaited<ReturnType<typeof createActor>>;
+
+  const call = (params: Record<string, string | number | boolean>) => s.client.signed(alice.keys, params);
+  const job = async (params: Record<string, string | number | boolean>, keys = alice.keys) => {
+    const res = await s.client.signed(keys, params);
+    expect(res.status).toBe(200);
+    return { id: res.body.id as string, job: await waitForJob(s.client, keys, res.body.jobid) };
+  };
+  /** Every version's kept count against a count of the rows, and what listKMSKeys shows. */
+  const expectExact = async () => {
+    const rows: Array<{ id: number; version_number: number; wrapped_keys: number }> = await s.app.db('kms_kek_versions').select('id', 'version_number', 'wrapped_keys');
+    for (const r of rows) {
+      const live = Number((await s.app.db('kms_wrapped_key').where({ kek_version_id: r.id }).whereNull('removed').count({ n: '*' }).first() as { n: number }).n);
+      expect([r.version_number, Number(r.wrapped_keys)]).toEqual([r.version_number, live]);
+    }
+    const shown = (await call({ command: 'listKMSKeys', id: keyId })).body.kmskey[0];
+    const total = shown.versions.reduce((n: number, v: { wrappedkeys: number }) => n + v.wrappedkeys, 0);
+    const volumes = (await call({ command: 'listVolumes', kmskeyid: keyId })).body.count ?? 0;
+    expect(total).toBe(volumes);
+    return shown;
+  };
+
+  beforeAll(async () => {
+    s = await startTestServer({ KMS_SCHEDULE_POLL_MS: '50' });
+    await adminCall(s.client, { command: 'updateConfiguration', name: 'kms.rewrap.interval.ms', value: '0' });
+    zone = (await adminCall(s.client, { command: 'createZone', name: 'z' })).zone.id;
+    alice = await createActor(s.client, { name: 'alice' });
+    const profileId = await enableDefaultProfile(s.client);
+    keyId = (await call({ command: 'createKMSKey', name: 'k', zoneid: zone, hsmprofileid: profileId })).body.kmskey.id;
+  });
+  afterAll(async () => { await s.close(); });
+
+  it('stay exact through create, delete, migrate, rotate and the rewrap', async () => {
+    const volumes: string[] = [];
+    for (let i = 0; i < 12; i++) volumes.push((await job({ command: 'createVolume', name: `v${i}`, zoneid: zone, kmskeyid: keyId })).id);
+    expect((await expectExact()).versions[0].wrappedkeys).toBe(12);
+    for (const id of volumes.slice(0, 3)) expect((await call({ command: 'deleteVolume', id })).status).toBe(200);
+    expect((await expectExact()).versions[0].wrappedkeys).toBe(9);
+
+    const legacy: string[] = [];
+    for (let i = 0; i < 5; i++) legacy.push((await job({ command: 'createVolume', name: `l${i}`, zoneid: zone, encrypt: true })).id);
+    await job({ command: 'migrateVolumesToKMS', kmskeyid: keyId, volumeids: legacy.join(',') }, ADMIN_KEYS);
+    // Migrating the same volumes again takes none of them: the counts do not move.
+    await job({ command: 'migrateVolumesToKMS', kmskeyid: keyId, volumeids: legacy.join(',') }, ADMIN_KEYS);
+    expect((await expectExact()).versions[0].wrappedkeys).toBe(14);
+
+    await job({ command: 'rotateKMSKey', id: keyId });
+    const rotated = await expectExact();
+    expect([rotated.rewrapremaining, rotated.versions.map((v: { wrappedkeys: number }) => v.wrappedkeys)]).toEqual([14, [14, 0]]);
+    await job({ command: 'createVolume', name: 'after', zoneid: zone, kmskeyid: keyId });
+    await adminCall(s.client, { command: 'updateConfiguration', name: 'kms.rewrap.batch.size', value: '4' });
+    await adminCall(s.client, { command: 'updateConfiguration', name: 'kms.rewrap.interval.ms', value: '20' });
+    for (let i = 0; i < 600; i++) {
+      const shown = await expectExact();
+      if (shown.rewrapremaining === 0) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const drained = await expectExact();
+    expect([drained.rewrapremaining, drained.versions.map((v: { wrappedkeys: number }) => v.wrappedkeys)]).toEqual([0, [0, 15]]);
+  }, 120_000);
+});
