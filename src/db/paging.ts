@@ -1,13 +1,16 @@
 import type { Knex } from 'knex';
 
-/** Runs a list query for one page and the total count (CloudStack `count` is the total, not the page). */
+/**
+ * Runs a list query for one page and the total count (CloudStack `count` is the total, not the page).
+ * A first page that is not full holds every row, so its count needs no second query.
+ */
 export async function pagedRows<T>(q: Knex.QueryBuilder, window: { offset: number; limit: number | undefined }): Promise<{ rows: T[]; count: number }> {
-  const countRow = await q.clone().clearSelect().clearOrder().count({ n: '*' }).first();
-  const count = Number((countRow as { n: number | string } | undefined)?.n ?? 0);
-  if (count === 0) return { rows: [], count };
   const page = q.clone().offset(window.offset);
   if (window.limit !== undefined) page.limit(window.limit);
-  return { rows: (await page) as T[], count };
+  const rows = (await page) as T[];
+  if (window.offset === 0 && (window.limit === undefined || rows.length < window.limit)) return { rows, count: rows.length };
+  const countRow = await q.clone().clearSelect().clearOrder().count({ n: '*' }).first();
+  return { rows, count: Number((countRow as { n: number | string } | undefined)?.n ?? 0) };
 }
 
 export const bool = (v: unknown): boolean => v === true || v === 1 || v === '1';
