@@ -65,7 +65,11 @@ export async function login(app: App, params: ApiParams, oldSessionCookie: strin
   const allowed = account && account.type !== ACCOUNT_TYPES.Admin ? await app.settings.getNumber('incorrect.login.attempts.allowed') : 0;
   let lockedOut = !!user && allowed > 0 && user.state !== 'enabled' && user.login_attempts >= allowed;
   const reserved = !!user && allowed > 0 && user.state === 'enabled' && (await app.directory.reserveLoginAttempt(user.id, allowed));
-  if (user && allowed > 0 && user.state === 'enabled' && !reserved) lockedOut = true;
+  if (user && account && allowed > 0 && user.state === 'enabled' && !reserved) {
+    // No attempt left (a burst used them, or the setting was lowered): the user is disabled now.
+    lockedOut = true;
+    await disableWhenExhausted(app, user, account, allowed, domain.path);
+  }
   // Hash even for an unknown or locked-out user, so timing does not reveal which usernames exist.
   const valid = await verifyPassword(password, user && !lockedOut ? user.password : DUMMY_HASH);
   if (!user || !account || lockedOut) throw failure();
