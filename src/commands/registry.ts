@@ -1,5 +1,6 @@
 import type { CommandSpec } from './define';
 import { identityCommands } from './identity';
+import { domainCommands } from './domains';
 import { zoneCommands } from './zones';
 import { configurationCommands } from './configurations';
 import { eventCommands } from './events';
@@ -19,6 +20,7 @@ export const ALL_COMMANDS: readonly CommandSpec[] = [
   ...uiCommands,
   ...zoneCommands,
   ...identityCommands,
+  ...domainCommands,
   ...eventCommands,
   ...configurationCommands,
   ...asyncJobCommands,
