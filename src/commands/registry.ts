@@ -8,6 +8,7 @@ import { uiCommands } from './ui';
 import { sessionCommands } from './session';
 import { listApis } from './list-apis';
 import { volumeCommands } from './volumes';
+import { diskOfferingCommands } from './disk-offerings';
 import { kmsMigrationCommands } from './kms-migration';
 import { hsmProfileCommands } from './hsm-profiles';
 import { kmsKeyCommands } from './kms-keys';
@@ -26,6 +27,7 @@ export const ALL_COMMANDS: readonly CommandSpec[] = [
   ...asyncJobCommands,
   ...hsmProfileCommands,
   ...kmsKeyCommands,
+  ...diskOfferingCommands,
   ...volumeCommands,
   ...kmsMigrationCommands,
 ] as readonly CommandSpec[];
