@@ -179,4 +179,19 @@ describe('migrateVolumesToKMS', () => {
       expect(Number((wrapped as any).n)).toBe(1);
     }
   });
+
+  it('counts the volumes an interrupted attempt migrated as migrated when the same job runs again', async () => {
+    const ids: string[] = [];
+    const caller = (await s.app.directory.loadCaller((await s.app.db('user').where({ uuid: alice.userId }).first()).id))!;
+    for (let i = 0; i < 12; i++) ids.push((await new Volumes(s.app).create(caller, { name: `again-${i}`, zoneUuid: zone1, encrypt: true })).uuid);
+    const admin = (await s.app.directory.loadCaller(1))!;
+    const migration = new Migration(s.app);
+    const plan = await migration.plan(admin, aliceKey, { volumeUuids: ids });
+    const jobUuid = '6d1a1d36-0000-4000-8000-000000000012';
+    let batches = 0;
+    const first = migration.run(plan, { batchSize: 5, userId: 1, jobUuid, progress: async () => { batches++; }, aborted: () => batches >= 1 });
+    await expect(first).rejects.toThrow(/interrupted/);
+    const second = await migration.run(plan, { batchSize: 5, userId: 1, jobUuid, progress: async () => undefined });
+    expect(second).toEqual({ migrated: 12, skipped: 0, failed: 0, failedVolumeIds: [] });
+  });
 });
