@@ -60,6 +60,17 @@ describe('session login as the CloudStack UI does it', () => {
     expect((await session.get({ command: 'listZones' })).status).toBe(200);
   });
 
+  it('gives the offset of the user\'s time zone in hours, as CloudStack prints a float', async () => {
+    const admin = await s.client.login('admin', 'password');
+    const zones: Array<[string, string]> = [['Asia/Kolkata', '5.5'], ['UTC', '0.0'], ['Asia/Tokyo', '9.0']];
+    for (const [i, [timezone, offset]] of zones.entries()) {
+      const created = await admin.post({ command: 'createAccount', username: `tz${i}`, password: 'pw-tz-12345', firstname: 'T', lastname: 'Z', accounttype: 0, timezone });
+      expect(created.status).toBe(200);
+      const login = (await s.client.login(`tz${i}`, 'pw-tz-12345')).login;
+      expect({ timezone: login.timezone, timezoneoffset: login.timezoneoffset }).toEqual({ timezone, timezoneoffset: offset });
+    }
+  });
+
   it('takes the domain as a path, a uuid or a numeric id', async () => {
     const root = (await (await s.client.login('admin', 'password')).get({ command: 'listDomains' })).body.domain[0];
     const domains: Array<Record<string, string>> = [{ domain: '/' }, { domainid: root.id }, { domainid: '1' }];
