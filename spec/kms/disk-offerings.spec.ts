@@ -90,6 +90,11 @@ describe('disk offerings and the volumes made from them', () => {
     expect((await call(alice.keys, { command: 'listDiskOfferings', name: 'Sub only' })).body).toEqual({});
     const denied = await createVolume(alice.keys, { name: 'v', diskofferingid: scoped.id });
     expect(denied.status).toBe(431);
+    // The root admin sees the offering, but a volume for alice must use one alice's domain may use.
+    const forAlice = await createVolume(ADMIN_KEYS, { name: 'v', diskofferingid: scoped.id, account: 'alice', domainid: alice.domainId });
+    expect(forAlice.status).toBe(431);
+    expect(forAlice.body.errortext).toBe(`Disk offering Sub only (${scoped.id}) is not available to accounts of the volume owner's domain`);
+    expect((await createVolume(ADMIN_KEYS, { name: 'for-bob', diskofferingid: scoped.id, account: 'bob', domainid: sub.id })).status).toBe(200);
     const opened = (await adminCall(s.client, { command: 'updateDiskOffering', id: scoped.id, domainid: 'public', zoneid: 'all' })).diskoffering;
     expect(opened.domainid).toBeUndefined();
     expect((await call(alice.keys, { command: 'listDiskOfferings', name: 'Sub only' })).body.count).toBe(1);

@@ -102,13 +102,18 @@ export class DiskOfferings {
   /** The offering by uuid, visible to the caller; 431 when absent or out of sight. */
   async require(caller: Caller, uuid: string): Promise<DiskOfferingRow> {
     const row: DiskOfferingRow | undefined = await this.app.db('disk_offering').where({ uuid }).whereNull('removed').first();
-    if (!row || !(await this.visibleTo(caller, row))) throw paramError(`Unable to find disk offering by id ${uuid}`);
+    if (!row || !visibleTo(caller, row, await this.domainPaths(ids(row.domain_ids)))) throw paramError(`Unable to find disk offering by id ${uuid}`);
     return row;
   }
 
-  /** An offering a new volume may use: visible, Active and offered in the zone. */
-  async forNewVolume(caller: Caller, uuid: string, zoneId: number): Promise<DiskOfferingRow> {
+  /** An offering a new volume may use: visible to the caller, usable in the owner's domain, Active and offered in the zone. */
+  async forNewVolume(caller: Caller, uuid: string, zoneId: number, ownerDomainId: number): Promise<DiskOfferingRow> {
     const row = await this.require(caller, uuid);
+    const ownerDomain = await this.app.db('domain').where({ id: ownerDomainId }).first('path');
+    const domains = await this.domainPaths(ids(row.domain_ids));
+    if (!ownerDomain || !usableIn(row, domains, ownerDomain.path)) {
+      throw paramError(`Disk offering ${row.name} (${uuid}) is not available to accounts of the volume owner's domain`);
+    }
     if (row.state !== 'Active') throw paramError(`Disk offering ${row.name} (${uuid}) is Inactive; choose an Active disk offering`);
     const zones = ids(row.zone_ids);
     if (zones.length && !zones.includes(zoneId)) throw paramError(`Disk offering ${row.name} (${uuid}) is not available in the zone of the volume`);
@@ -119,8 +124,8 @@ export class DiskOfferings {
   async requireManageable(caller: Caller, uuid: string): Promise<DiskOfferingRow> {
     const row = await this.require(caller, uuid);
     if (isRootAdmin(caller)) return row;
-    const domains = await this.domainsOf(ids(row.domain_ids));
-    if (!domains.length || !domains.every((d) => inSubtree(caller.domainPath, d.path))) {
+    const domains = [...(await this.domainPaths(ids(row.domain_ids))).values()];
+    if (!domains.length || !domains.every((path) => inSubtree(caller.domainPath, path))) {
       throw permissionError(`Account ${caller.accountName} may not change disk offering ${uuid}: it is not limited to domains in the caller's domain tree`);
     }
     return row;
@@ -174,13 +179,12 @@ export class DiskOfferings {
       if (!zone) throw paramError(`Unable to find zone by id ${f.zoneUuid}`);
       rows = rows.filter((r) => !r.zone_ids || ids(r.zone_ids).includes(zone.id));
     }
+    const domains = await this.domainPaths(rows.flatMap((r) => ids(r.domain_ids)));
     if (f.usableInDomainUuid) {
       const domain = await this.app.directory.requireDomain(caller, f.usableInDomainUuid);
-      const usable = await Promise.all(rows.map((r) => this.usableIn(r, domain.path)));
-      rows = rows.filter((_, i) => usable[i]);
+      rows = rows.filter((r) => usableIn(r, domains, domain.path));
     }
-    const visible = await Promise.all(rows.map((r) => this.visibleTo(caller, r)));
-    return rows.filter((_, i) => visible[i]);
+    return rows.filter((r) => visibleTo(caller, r, domains));
   }
 
   /** Rows with their domains and zones, for answers. */
@@ -196,20 +200,11 @@ export class DiskOfferings {
     }));
   }
 
-  /** Public offerings, and those of the caller's domain or an ancestor; domain admins also those below them. */
-  private async visibleTo(caller: Caller, row: DiskOfferingRow): Promise<boolean> {
-    if (isRootAdmin(caller) || !row.domain_ids) return true;
-    const domains = await this.domainsOf(ids(row.domain_ids));
-    return domains.some((d) => inSubtree(d.path, caller.domainPath) || (caller.role === 'DomainAdmin' && inSubtree(caller.domainPath, d.path)));
-  }
-
-  private async usableIn(row: DiskOfferingRow, domainPath: string): Promise<boolean> {
-    if (!row.domain_ids) return true;
-    return (await this.domainsOf(ids(row.domain_ids))).some((d) => inSubtree(d.path, domainPath));
-  }
-
-  private async domainsOf(domainIds: number[]): Promise<Array<{ id: number; path: string }>> {
-    return domainIds.length ? this.app.db('domain').whereIn('id', domainIds).whereNull('removed').select('id', 'path') : [];
+  /** The paths of live domains, by id, in one query. */
+  private async domainPaths(domainIds: readonly number[]): Promise<Map<number, string>> {
+    if (!domainIds.length) return new Map();
+    const rows: Array<{ id: number; path: string }> = await this.app.db('domain').whereIn('id', [...new Set(domainIds)]).whereNull('removed').select('id', 'path');
+    return new Map(rows.map((d) => [d.id, d.path]));
   }
 
   /** Domain ids for uuids the caller may scope an offering to; null for none (public). */
@@ -227,6 +222,21 @@ export class DiskOfferings {
     if (missing.length) throw paramError(`Unable to find zone by id ${missing.join(', ')}`);
     return rows.map((r) => r.id);
   }
+}
+
+/** The paths of the offering's domains that still exist. */
+const pathsOf = (row: DiskOfferingRow, domains: ReadonlyMap<number, string>): string[] =>
+  ids(row.domain_ids).flatMap((id) => (domains.has(id) ? [domains.get(id)!] : []));
+
+/** Accounts of `domainPath` may use the offering: it is public, or of that domain or an ancestor. */
+function usableIn(row: DiskOfferingRow, domains: ReadonlyMap<number, string>, domainPath: string): boolean {
+  return !row.domain_ids || pathsOf(row, domains).some((path) => inSubtree(path, domainPath));
+}
+
+/** Public offerings, and those of the caller's domain or an ancestor; domain admins also those below them; root all. */
+function visibleTo(caller: Caller, row: DiskOfferingRow, domains: ReadonlyMap<number, string>): boolean {
+  if (isRootAdmin(caller) || !row.domain_ids) return true;
+  return pathsOf(row, domains).some((path) => inSubtree(path, caller.domainPath) || (caller.role === 'DomainAdmin' && inSubtree(caller.domainPath, path)));
 }
 
 export const isEncrypting = (o: Pick<DiskOfferingRow, 'encrypt'>): boolean => bool(o.encrypt);

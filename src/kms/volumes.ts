@@ -83,7 +83,7 @@ export class Volumes {
     const owner = await directory.resolveOwner(caller, { account: input.account, domainid: input.domainUuid });
     const zone = await db('data_center').where({ uuid: input.zoneUuid }).whereNull('removed').first('id', 'uuid');
     if (!zone) throw paramError(`Unable to find zone by id ${input.zoneUuid}`);
-    const offering = input.diskOfferingUuid ? await new DiskOfferings(this.app).forNewVolume(caller, input.diskOfferingUuid, zone.id) : undefined;
+    const offering = input.diskOfferingUuid ? await new DiskOfferings(this.app).forNewVolume(caller, input.diskOfferingUuid, zone.id, owner.domain_id) : undefined;
     const sizeGb = offering ? sizeFromOffering(offering, input.sizeGb) : input.sizeGb ?? 0;
     if (offering && !isEncrypting(offering) && (input.kmsKeyUuid || input.encrypt)) {
       throw paramError(`Disk offering ${offering.name} (${offering.uuid}) does not encrypt volumes; choose a disk offering with encrypt=true to use ${input.kmsKeyUuid ? 'a KMS key' : 'encrypt=true'}`);
