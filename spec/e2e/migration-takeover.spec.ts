@@ -70,6 +70,9 @@ describe('a migration job taken over by another worker', () => {
 
     const summary = await s.app.db('event').where({ type: 'VOLUME.MIGRATE.TO.KMS', resource_type: 'KmsKey', resource_id: key });
     expect(summary.map((e) => e.description)).toEqual([`Migrated ${VOLUMES} volumes to KMS key: k (uuid: ${key}). Success: ${VOLUMES}, Skipped: 0, Failures: 0`]);
+    // One event per volume, each written with the volume's own change: none lost or doubled by the takeover.
+    const perVolume = await s.app.db('event').where({ type: 'VOLUME.MIGRATE.TO.KMS', resource_type: 'Volume' }).count({ n: '*' }).countDistinct({ d: 'resource_id' }).first();
+    expect([Number((perVolume as any).n), Number((perVolume as any).d)]).toEqual([VOLUMES, VOLUMES]);
     const left = await s.app.db('volumes').where({ zone_id: (await s.app.db('data_center').where({ uuid: zone }).first()).id }).whereNotNull('passphrase_id').count({ n: '*' }).first();
     expect(Number((left as any).n)).toBe(0);
     const wrapped = await s.app.db('kms_wrapped_key as w').join('kms_keys as k', 'k.id', 'w.kms_key_id').where('k.uuid', key).whereNull('w.removed').count({ n: '*' }).first();
