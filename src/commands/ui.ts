@@ -1,3 +1,4 @@
+import { CUSTOM_DISK_SIZE_GB } from '../kms/disk-offerings';
 import { ALL_ROLES, defineCommand, listParams, param } from './define';
 
 const CLOUDSTACK_VERSION = '4.23.0.0';
@@ -35,8 +36,8 @@ export const uiCommands = [
           supportELB: 'false',
           projectinviterequired: false,
           allowusercreateprojects: false,
-          customdiskofferingminsize: 1,
-          customdiskofferingmaxsize: 1024,
+          customdiskofferingminsize: CUSTOM_DISK_SIZE_GB.min,
+          customdiskofferingmaxsize: CUSTOM_DISK_SIZE_GB.max,
           kubernetesserviceenabled: false,
           kubernetesclusterexperimentalfeaturesenabled: false,
           allowuserviewdestroyedvm: false,
