@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import * as m001 from './001_identity';
 import * as m002 from './002_kms';
-import * as m003 from './003_disk_offerings';
+import * as m004 from './004_disk_offerings';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -12,7 +12,7 @@ interface Migration {
 const MIGRATIONS: ReadonlyArray<[string, Migration]> = [
   ['001_identity', m001],
   ['002_kms', m002],
-  ['003_disk_offerings', m003],
+  ['004_disk_offerings', m004],
 ];
 
 export const migrationSource: Knex.MigrationSource<[string, Migration]> = {
