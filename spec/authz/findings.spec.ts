@@ -105,6 +105,8 @@ describe('finding 2: domain scope follows domain ids, not name patterns', () => 
       expect(listed).toContain(users[n]);
       const domains = (await ok(ts.client, admins[n]!, { command: 'listDomains', listall: true })).domain.map((d: { id: string }) => d.id);
       expect([n, domains]).toEqual([n, [ids[n]]]);
+      const children = await ok(ts.client, admins[n]!, { command: 'listDomainChildren', isrecursive: true });
+      expect([n, children.domain ?? []]).toEqual([n, []]);
     }
   });
 });

@@ -36,6 +36,11 @@ const REACH: Record<CallerName, 'all' | readonly OwnerName[]> = {
 const DOMAIN_REACH: Record<CallerName, 'all' | readonly DomainName[]> = {
   root: 'all', R: 'all', DA1: ['%', '%/sub'], DA2: ['a_b'], DA3: ['_x'], A: ['%'], B: ['%'],
 };
+/** Disk offerings are seen by domain: those of the caller's domain and above it, a domain admin's also below. */
+const OFFERING_SIGHT: Record<CallerName, 'all' | readonly DomainName[]> = {
+  root: 'all', R: 'all', DA1: ['ROOT', '%', '%/sub'], DA2: ['ROOT', 'a_b'], DA3: ['ROOT', '_x'], A: ['ROOT', '%'], B: ['ROOT', '%'],
+};
+const seesOffering = (c: CallerName, d: DomainName): boolean => OFFERING_SIGHT[c] === 'all' || (OFFERING_SIGHT[c] as readonly DomainName[]).includes(d);
 const reaches = (c: CallerName, o: OwnerName): boolean => REACH[c] === 'all' || (REACH[c] as readonly OwnerName[]).includes(o);
 const reachesDomain = (c: CallerName, d: DomainName): boolean => DOMAIN_REACH[c] === 'all' || (DOMAIN_REACH[c] as readonly DomainName[]).includes(d);
 
@@ -49,6 +54,8 @@ interface Party {
 let ts: TestServer;
 const party = {} as Record<OwnerName, Party>;
 const domainIds = {} as Record<DomainName, string>;
+/** A disk offering limited to each domain (made by root). */
+const offeringIds = {} as Record<DomainName, string>;
 let zoneId = '';
 let cells = 0;
 const unexpected: string[] = [];
@@ -117,6 +124,9 @@ beforeAll(async () => {
   await makeDomain('_x', '_x');
   await makeDomain('yx', 'yx');
   for (const o of OWNERS) await makeParty(o);
+  for (const d of Object.keys(domainIds) as DomainName[]) {
+    offeringIds[d] = (await root({ command: 'createDiskOffering', name: `off-${suffix()}`, disksize: 1, domainid: domainIds[d] })).diskoffering.id;
+  }
 }, 300_000);
 
 afterAll(async () => {
@@ -141,7 +151,9 @@ interface Case {
   /** The status when the caller may act (200 unless the call is refused later for another reason). */
   allowed?: number | ((c: CallerName, o: OwnerName) => number);
   /** The status when the caller may not act on the owner's object (531 unless said otherwise). */
-  denied?: number;
+  denied?: number | ((c: CallerName, o: OwnerName) => number);
+  /** Overrides the access rule of `target` for this command. */
+  may?: (c: CallerName, o: OwnerName) => boolean;
   /** A read: the answer is visibility, compared with the reach. */
   read?: boolean;
   run(c: CallerName, o: OwnerName): Promise<Seen>;
@@ -171,7 +183,6 @@ const CASES: Record<string, Case> = {
   listApis: { who: 'all', target: 'none', run: (c) => status(call(c, { command: 'listApis', name: 'listZones' })) },
   listCapabilities: { who: 'all', target: 'none', run: (c) => status(call(c, { command: 'listCapabilities' })) },
   listGuiThemes: { who: 'all', target: 'none', run: (c) => status(call(c, { command: 'listGuiThemes' })) },
-  listIdps: { who: 'all', target: 'none', run: (c) => status(call(c, { command: 'listIdps' })) },
   listOauthProvider: { who: 'all', target: 'none', run: (c) => status(call(c, { command: 'listOauthProvider' })) },
   forgotPassword: { who: 'all', target: 'none', run: (c) => status(call(c, { command: 'forgotPassword', username: party[c].username, domain: domainPathOf(c) })) },
   listLdapConfigurations: { who: 'all', target: 'none', run: (c) => status(call(c, { command: 'listLdapConfigurations' })) },
@@ -242,11 +253,31 @@ const CASES: Record<string, Case> = {
   // The key is in use: an allowed caller's job fails with 431 and the key stays.
   deleteKMSKey: { who: 'all', target: 'owner', run: (c, o) => job(call(c, { command: 'deleteKMSKey', id: party[o].keyId })) },
 
+  // Disk offerings, scoped by domain: managed within the caller's subtree, seen up and (admins) down the tree.
+  createDiskOffering: { who: 'admins', target: 'domain', run: (c, o) => status(call(c, { command: 'createDiskOffering', name: uniq(), disksize: 1, domainid: domainIds[HOME[o]] })) },
+  listDiskOfferings: {
+    who: 'all', target: 'domain', read: true, may: (c, o) => seesOffering(c, HOME[o]),
+    run: (c, o) => listed(call(c, { command: 'listDiskOfferings', id: offeringIds[HOME[o]], state: 'all' }), 'diskoffering', offeringIds[HOME[o]]),
+  },
+  // An offering the caller sees but may not manage is a 531; one it does not see, a 431 (not found).
+  updateDiskOffering: {
+    who: 'admins', target: 'domain', denied: (c, o) => (seesOffering(c, HOME[o]) ? 531 : 431),
+    run: (c, o) => status(call(c, { command: 'updateDiskOffering', id: offeringIds[HOME[o]], displaytext: 'seen by the matrix' })),
+  },
+  deleteDiskOffering: {
+    who: 'admins', target: 'domain', denied: (c, o) => (seesOffering(c, HOME[o]) ? 531 : 431),
+    run: (c, o) => status(call(c, { command: 'deleteDiskOffering', id: offeringIds[HOME[o]] })),
+    restore: async (_c, o) => { await root({ command: 'updateDiskOffering', id: offeringIds[HOME[o]], state: 'Active' }); },
+  },
+  listStorageTags: { who: 'root', target: 'none', run: (c) => status(call(c, { command: 'listStorageTags' })) },
+  listDomainChildren: { who: 'admins', target: 'domain', run: (c, o) => status(call(c, { command: 'listDomainChildren', id: domainIds[HOME[o]], isrecursive: true })) },
+
   // Volumes.
   createVolume: {
     who: 'all', target: 'owner',
     run: (c, o) => job(call(c, { command: 'createVolume', name: uniq(), zoneid: zoneId, kmskeyid: party[o].keyId, account: party[o].accountName, domainid: party[o].domainId })),
   },
+  listVolumesMetrics: { who: 'all', target: 'owner', read: true, run: (c, o) => listed(call(c, { command: 'listVolumesMetrics', id: party[o].volumeId, listall: true }), 'volume', party[o].volumeId) },
   listVolumes: { who: 'all', target: 'owner', read: true, run: (c, o) => listed(call(c, { command: 'listVolumes', id: party[o].volumeId, listall: true }), 'volume', party[o].volumeId) },
   deleteVolume: {
     who: 'all', target: 'owner',
@@ -272,9 +303,9 @@ function ownerParams(o: OwnerName): Params {
 /** The expected answer of one cell, from the hand-written tables above. */
 function expected(name: string, k: Case, c: CallerName, o: OwnerName | undefined): Seen {
   if (!WHO_ROLES[k.who].includes(ROLE[c])) return { status: 432 };
-  const may = o === undefined || (k.target === 'domain' ? reachesDomain(c, HOME[o]) : k.target === 'owner' ? reaches(c, o) : true);
+  const may = o === undefined || (k.may ? k.may(c, o) : k.target === 'domain' ? reachesDomain(c, HOME[o]) : k.target === 'owner' ? reaches(c, o) : true);
   if (k.read && o !== undefined) return { visible: may };
-  if (!may) return { status: k.denied ?? 531 };
+  if (!may) return { status: typeof k.denied === 'function' ? k.denied(c, o!) : k.denied ?? 531 };
   const allowed = typeof k.allowed === 'function' ? k.allowed(c, o!) : k.allowed ?? 200;
   void name;
   return { status: allowed };

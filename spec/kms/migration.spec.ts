@@ -41,7 +41,7 @@ describe('migrateVolumesToKMS', () => {
     const v = await legacyVolume(alice, zone1, 'by-id');
     const before = await secret(v);
     const job = await migrate({ volumeids: v });
-    expect(job.body).toMatchObject({ jobstatus: 1, jobresultcode: 0, jobresulttype: 'object', jobprocstatus: expect.any(Number) });
+    expect(job.body).toMatchObject({ jobstatus: 1, jobresultcode: 0, jobresulttype: 'object', jobprocstatus: 0 }); // progress reached 99 during the job; a finished job shows 0, as CloudStack
     expect(job.body.jobresult.kmsmigration).toEqual({ kmskeyid: aliceKey, migrated: 1, skipped: 0, failed: 0, failedvolumeids: [] });
     expect(await secret(v)).toBe(before);
     const listed = (await call(alice.keys, { command: 'listVolumes', id: v })).body.volume[0];
@@ -178,5 +178,20 @@ describe('migrateVolumesToKMS', () => {
       const wrapped = await s.app.db('kms_wrapped_key').where({ owner_uuid: id }).whereNull('removed').count({ n: '*' }).first();
       expect(Number((wrapped as any).n)).toBe(1);
     }
+  });
+
+  it('counts the volumes an interrupted attempt migrated as migrated when the same job runs again', async () => {
+    const ids: string[] = [];
+    const caller = (await s.app.directory.loadCaller((await s.app.db('user').where({ uuid: alice.userId }).first()).id))!;
+    for (let i = 0; i < 12; i++) ids.push((await new Volumes(s.app).create(caller, { name: `again-${i}`, zoneUuid: zone1, encrypt: true })).uuid);
+    const admin = (await s.app.directory.loadCaller(1))!;
+    const migration = new Migration(s.app);
+    const plan = await migration.plan(admin, aliceKey, { volumeUuids: ids });
+    const jobUuid = '6d1a1d36-0000-4000-8000-000000000012';
+    let batches = 0;
+    const first = migration.run(plan, { batchSize: 5, userId: 1, jobUuid, progress: async () => { batches++; }, aborted: () => batches >= 1 });
+    await expect(first).rejects.toThrow(/interrupted/);
+    const second = await migration.run(plan, { batchSize: 5, userId: 1, jobUuid, progress: async () => undefined });
+    expect(second).toEqual({ migrated: 12, skipped: 0, failed: 0, failedVolumeIds: [] });
   });
 });

@@ -11,6 +11,26 @@ export interface LoginOutcome {
   setCookies: string[];
 }
 
+/**
+ * The user's UTC offset in hours as Java's Float.toString prints it ("0.0", "5.5", "-3.0"), as
+ * CloudStack's ApiServer.loginUser computes it. 0.0 without a (valid) timezone: the UI parses this
+ * field as JSON, so it must always be a number string.
+ */
+export function timezoneOffsetHours(timezone: string | null | undefined, at = new Date()): string {
+  let hours = 0;
+  if (timezone) {
+    try {
+      const name = new Intl.DateTimeFormat('en-US', { timeZone: timezone, timeZoneName: 'longOffset' })
+        .formatToParts(at).find((part) => part.type === 'timeZoneName')?.value ?? 'GMT';
+      const m = /^GMT([+-])(\d{2}):(\d{2})$/.exec(name);
+      if (m) hours = (m[1] === '-' ? -1 : 1) * (Number(m[2]) + Number(m[3]) / 60);
+    } catch {
+      hours = 0; // an unknown zone id: CloudStack's TimeZone.getTimeZone falls back to GMT
+    }
+  }
+  return Number.isInteger(hours) ? hours.toFixed(1) : String(hours);
+}
+
 const normaliseDomainPath = (d: string): string => {
   let p = d.trim();
   if (!p.startsWith('/')) p = `/${p}`;
@@ -99,7 +119,7 @@ export async function login(app: App, params: ApiParams, oldSessionCookie: strin
     lastname: user.lastname,
     type: String(caller.accountType),
     timezone: user.timezone ?? undefined,
-    timezoneoffset: user.timezone ? '0.0' : undefined,
+    timezoneoffset: timezoneOffsetHours(user.timezone),
     registered: 'false',
     sessionkey: session.sessionKey,
     is2faenabled: 'false',

@@ -30,14 +30,14 @@ export const configurationCommands = [
     related: 'updateConfiguration',
     params: {
       ...listParams,
-      name: param.string({ description: 'lists configuration by name' }),
+      name: param.string({ description: 'lists configurations whose name contains this text (as CloudStack, a substring match)' }),
       category: param.string({ description: 'lists configurations by category' }),
     },
     response: configurationFields,
     async handler(p, ctx) {
       const all = (await ctx.app.settings.all()).filter(({ spec }) =>
-        (!p.name || spec.name === p.name) && (!p.category || spec.category.toLowerCase() === p.category.toLowerCase()) &&
-        (!p.keyword || spec.name.includes(p.keyword)));
+        (!p.name || spec.name.toLowerCase().includes(p.name.toLowerCase())) && (!p.category || spec.category.toLowerCase() === p.category.toLowerCase()) &&
+        (!p.keyword || spec.name.toLowerCase().includes(p.keyword.toLowerCase())));
       const { offset, limit } = pageWindow(p);
       const page = all.slice(offset, limit === undefined ? undefined : offset + limit);
       return { kind: 'list', name: 'configuration', items: page.map(({ spec, value }) => configurationResponse(spec, value)), count: all.length };

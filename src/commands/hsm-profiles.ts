@@ -25,6 +25,7 @@ const createParams = {
   account: param.string({ description: 'the account owning the profile. Must be used with domainId' }),
   projectid: param.uuid({ description: 'the project owning the profile (projects are not supported by this server)' }),
   ispublic: param.boolean({ default: false, description: 'true to make the profile usable by every account (root admin only)' }),
+  system: param.boolean({ description: 'the name newer 4.23 UIs send for ispublic (the "System" switch): true makes the profile usable by every account (root admin only)' }),
   vendorname: param.string({ description: 'the HSM vendor name' }),
   details: param.map({
     description: 'protocol settings as details[0].name=value; pkcs11: library (absolute path), token_label, slot or slot_list_index, pin, max_sessions. PINs, passwords and secrets are stored encrypted and shown as *****',
@@ -36,7 +37,7 @@ const createDescription = 'Creates an HSM profile: the connection settings of a 
 const createHandler = async (p: Infer<typeof createParams>, ctx: CommandContext): Promise<ApiResult> => {
   if (p.projectid) throw paramError('Projects are not supported by this server');
   const row = await new HsmProfiles(ctx.app).create(ctx.caller, {
-    name: p.name, protocol: p.protocol, zoneUuid: p.zoneid, domainUuid: p.domainid, account: p.account, isPublic: p.ispublic,
+    name: p.name, protocol: p.protocol, zoneUuid: p.zoneid, domainUuid: p.domainid, account: p.account, isPublic: p.ispublic || p.system === true,
     vendorName: p.vendorname, details: p.details ?? {},
   });
   return profileObject(ctx.app, ctx.caller, row.id);

@@ -12,6 +12,9 @@ import {
 } from './responses/identity';
 
 const ADMINS = ['Admin', 'DomainAdmin'] as const;
+
+/** The width of `domain.path` (migration 001): checked before the insert, so both databases answer 431. */
+const DOMAIN_PATH_MAX_LENGTH = 512;
 const actor = (c: Caller) => ({ userId: c.userId, accountId: c.accountId, domainId: c.domainId });
 
 /** A user the caller may manage: one of an account the caller reaches (src/identity/access.ts). */
@@ -72,6 +75,10 @@ export const identityCommands = [
     async handler(p, ctx) {
       const parent = p.parentdomainid ? await ctx.app.directory.requireDomain(ctx.caller, p.parentdomainid) : await ctx.app.directory.domainById(ctx.caller.domainId);
       if (!parent) throw paramError('Unable to find the parent domain');
+      const pathLength = `${parent.path}${p.name}/`.length;
+      if (pathLength > DOMAIN_PATH_MAX_LENGTH) {
+        throw paramError(`Domain path too long: the path of domain ${p.name.length > 40 ? `${p.name.slice(0, 40)}…` : p.name} under ${parent.name} would be ${pathLength} characters, more than the maximum of ${DOMAIN_PATH_MAX_LENGTH}; use a shorter name`);
+      }
       const d = await ctx.app.directory.createDomain(parent, p.name, p.networkdomain);
       await ctx.app.events.record({ type: 'DOMAIN.CREATE', description: `Domain ${d.name} created`, actor: actor(ctx.caller), resourceType: 'Domain', resourceId: d.uuid });
       const [view] = await domainQuery(ctx.app.db).where('d.id', d.id);

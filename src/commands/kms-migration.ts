@@ -16,7 +16,11 @@ const scopeOf = (args: Readonly<Record<string, unknown>>): MigrationScope => ({
   domainUuid: args.domainUuid as string | undefined,
 });
 
-/** The migration job: re-checks the plan (the key may have changed since), then migrates in batches. */
+/**
+ * The migration job: re-checks the plan (the key may have changed since), then migrates in batches.
+ * Volumes are marked with the job as they migrate, so after a worker takeover the result and the
+ * summary event count the whole job, not only the last attempt.
+ */
 export const migrationJobHandlers: Record<string, (app: App) => JobHandler> = {
   'kms.migrate': (app) => async (job) => {
     const caller = await app.directory.loadCaller(job.userId);
@@ -24,7 +28,7 @@ export const migrationJobHandlers: Record<string, (app: App) => JobHandler> = {
     const migration = new Migration(app);
     const plan = await migration.plan(caller, String(job.args.keyUuid), scopeOf(job.args));
     const r = await migration.run(plan, {
-      batchSize: MIGRATION_BATCH_SIZE, userId: job.userId, progress: (p) => job.progress(p), aborted: () => job.signal.aborted,
+      batchSize: MIGRATION_BATCH_SIZE, userId: job.userId, jobUuid: job.uuid, progress: (p) => job.progress(p), aborted: () => job.signal.aborted,
     });
     const key = await app.db('kms_keys').where({ id: plan.keyId }).first('name', 'account_id', 'domain_id');
     await app.events.record({
@@ -57,7 +61,7 @@ export const kmsMigrationCommands = [
     },
     response: [
       { name: 'kmskeyid', type: 'string', description: 'the KMS key the volumes were migrated to' },
-      { name: 'migrated', type: 'integer', description: 'volumes migrated by this job' },
+      { name: 'migrated', type: 'integer', description: 'volumes migrated by this job (over all its attempts, when a worker took it over)' },
       { name: 'skipped', type: 'integer', description: 'volumes skipped because they were already migrated' },
       { name: 'failed', type: 'integer', description: 'volumes that could not be migrated; they keep their passphrase' },
       { name: 'failedvolumeids', type: 'list', description: 'the IDs of the volumes that failed (up to 1000)' },

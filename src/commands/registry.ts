@@ -1,6 +1,7 @@
 import type { CommandSpec } from './define';
 import { identityCommands } from './identity';
 import { identityStateCommands } from './identity-states';
+import { domainCommands } from './domains';
 import { zoneCommands } from './zones';
 import { configurationCommands } from './configurations';
 import { eventCommands } from './events';
@@ -8,6 +9,7 @@ import { uiCommands } from './ui';
 import { sessionCommands } from './session';
 import { listApis } from './list-apis';
 import { volumeCommands } from './volumes';
+import { diskOfferingCommands } from './disk-offerings';
 import { kmsMigrationCommands } from './kms-migration';
 import { hsmProfileCommands } from './hsm-profiles';
 import { kmsKeyCommands } from './kms-keys';
@@ -21,11 +23,13 @@ export const ALL_COMMANDS: readonly CommandSpec[] = [
   ...zoneCommands,
   ...identityCommands,
   ...identityStateCommands,
+  ...domainCommands,
   ...eventCommands,
   ...configurationCommands,
   ...asyncJobCommands,
   ...hsmProfileCommands,
   ...kmsKeyCommands,
+  ...diskOfferingCommands,
   ...volumeCommands,
   ...kmsMigrationCommands,
 ] as readonly CommandSpec[];

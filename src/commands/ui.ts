@@ -1,8 +1,15 @@
+import { CUSTOM_DISK_SIZE_GB } from '../kms/disk-offerings';
 import { ALL_ROLES, defineCommand, listParams, param } from './define';
 
 const CLOUDSTACK_VERSION = '4.23.0.0';
 
-/** What the CloudStack UI calls around login; answered so it renders without errors or logouts. */
+/**
+ * What the CloudStack UI calls around login and on its forms; answered so it renders without
+ * errors or logouts. `listIdps` is deliberately absent: CloudStack without the SAML plugin enabled
+ * has no such command, so an anonymous call gets 401, which the UI's request handler lets through
+ * for listIdps alone (its login page then shows no SAML tab). An empty list would make the login
+ * page read `idps[0].id` and throw.
+ */
 export const uiCommands = [
   defineCommand({
     name: 'listCapabilities',
@@ -29,8 +36,8 @@ export const uiCommands = [
           supportELB: 'false',
           projectinviterequired: false,
           allowusercreateprojects: false,
-          customdiskofferingminsize: 1,
-          customdiskofferingmaxsize: 1024,
+          customdiskofferingminsize: CUSTOM_DISK_SIZE_GB.min,
+          customdiskofferingmaxsize: CUSTOM_DISK_SIZE_GB.max,
           kubernetesserviceenabled: false,
           kubernetesclusterexperimentalfeaturesenabled: false,
           allowuserviewdestroyedvm: false,
@@ -60,17 +67,6 @@ export const uiCommands = [
     response: [{ name: 'id', type: 'string', description: 'ID of the theme' }],
     async handler() {
       return { kind: 'list', name: 'guiThemes', items: [], count: 0 };
-    },
-  }),
-  defineCommand({
-    name: 'listIdps',
-    description: 'Returns the list of SAML identity providers; this server has none',
-    roles: ALL_ROLES,
-    auth: 'none',
-    params: {},
-    response: [{ name: 'id', type: 'string', description: 'the IdP id' }],
-    async handler() {
-      return { kind: 'list', name: 'idp', items: [], count: 0 };
     },
   }),
   defineCommand({
@@ -117,6 +113,16 @@ export const uiCommands = [
     response: [{ name: 'id', type: 'string', description: 'the id of the project' }, { name: 'name', type: 'string', description: 'the name of the project' }],
     async handler() {
       return { kind: 'list', name: 'project', items: [], count: 0 };
+    },
+  }),
+  defineCommand({
+    name: 'listStorageTags',
+    description: 'Lists storage tags; this server has no primary storage, so none (the disk offering form asks)',
+    roles: ['Admin'],
+    params: { ...listParams },
+    response: [{ name: 'name', type: 'string', description: 'the name of the storage tag' }],
+    async handler() {
+      return { kind: 'list', name: 'storagetag', items: [], count: 0 };
     },
   }),
   defineCommand({

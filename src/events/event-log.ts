@@ -9,7 +9,8 @@ export type EventType =
   | 'CONFIGURATION.VALUE.EDIT'
   | 'HSM.PROFILE.CREATE' | 'HSM.PROFILE.UPDATE' | 'HSM.PROFILE.DELETE'
   | 'KMS.KEY.CREATE' | 'KMS.KEY.UPDATE' | 'KMS.KEY.ROTATE' | 'KMS.KEY.DELETE' | 'KMS.KEY.WRAP' | 'KMS.KEY.UNWRAP'
-  | 'VOLUME.CREATE' | 'VOLUME.DELETE' | 'VOLUME.MIGRATE.TO.KMS';
+  | 'VOLUME.CREATE' | 'VOLUME.DELETE' | 'VOLUME.MIGRATE.TO.KMS'
+  | 'DISK.OFFERING.CREATE' | 'DISK.OFFERING.EDIT' | 'DISK.OFFERING.DELETE';
 
 /** Who the event is recorded for: the acting user and the owner account/domain. */
 export interface EventActor { userId?: number | null; accountId?: number | null; domainId?: number | null }

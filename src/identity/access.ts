@@ -110,6 +110,19 @@ export class Access {
     return all;
   }
 
+  /** The ids of a live domain and of every domain above it, up to ROOT. */
+  async ancestorIds(domainId: number): Promise<number[]> {
+    const out: number[] = [];
+    let id: number | null = domainId;
+    while (id !== null && !out.includes(id)) {
+      const row: { id: number; parent_id: number | null } | undefined = await this.db('domain').where({ id }).whereNull('removed').first('id', 'parent_id');
+      if (!row) break;
+      out.push(Number(row.id));
+      id = row.parent_id === null ? null : Number(row.parent_id);
+    }
+    return out;
+  }
+
   private async rootAdminAccountsIn(domainIds: readonly number[]): Promise<number[]> {
     const rows: Array<{ id: number }> = await this.db('account').where('type', ACCOUNT_TYPES.Admin).whereIn('domain_id', [...domainIds]).select('id');
     return rows.map((r) => Number(r.id));

@@ -34,11 +34,23 @@ export interface MigrationReport {
   failedVolumeIds: string[];
 }
 
-interface LegacyVolume { id: number; uuid: string; name: string; passphrase_id: number | null; kms_wrapped_key_id: number | null; account_id: number; domain_id: number; zone_id: number }
+interface LegacyVolume {
+  id: number; uuid: string; name: string; passphrase_id: number | null; kms_wrapped_key_id: number | null; account_id: number; domain_id: number; zone_id: number;
+  kms_migration_job: string | null;
+}
 
 const OFFENDERS_SHOWN = 50;
 
 type Outcome = 'migrated' | 'skipped' | 'failed';
+
+/** Who runs a migration: the job its volumes are marked with (null outside a job) and the acting user for events. */
+interface RunContext { jobUuid: string | null; userId: number }
+
+/** The per-volume event, written in the transaction that migrates the volume (so exactly once). */
+const migratedEvent = (plan: MigrationPlan, v: LegacyVolume, run: RunContext) => ({
+  type: 'VOLUME.MIGRATE.TO.KMS' as const, description: `Successfully migrated volume encryption key to KMS key ${plan.keyUuid}`,
+  actor: { userId: run.userId, accountId: v.account_id, domainId: v.domain_id }, resourceType: 'Volume', resourceId: v.uuid,
+});
 
 /** Volumes per INSERT/UPDATE statement when committing a batch. */
 const COMMIT_CHUNK = 250;
@@ -102,34 +114,42 @@ export class Migration {
     return plan;
   }
 
-  /** Runs a plan in batches of `batchSize`, reporting progress (percent) after each batch. */
-  async run(plan: MigrationPlan, opts: { batchSize: number; userId: number; progress(percent: number): Promise<void>; aborted?(): boolean }): Promise<MigrationReport> {
+  /**
+   * Runs a plan in batches of `batchSize`, reporting progress (percent) after each batch. With
+   * `jobUuid`, every volume it migrates is marked with the job in the same transaction, so a run
+   * taken over by another worker reports the whole job: the volumes earlier attempts migrated count
+   * as migrated (not skipped), and `migrated` is counted from the marks, not from this attempt.
+   */
+  async run(plan: MigrationPlan, opts: { batchSize: number; userId: number; jobUuid?: string; progress(percent: number): Promise<void>; aborted?(): boolean }): Promise<MigrationReport> {
     const report: MigrationReport = { migrated: 0, skipped: 0, failed: 0, failedVolumeIds: [] };
+    const jobUuid = opts.jobUuid ?? null;
+    const run: RunContext = { jobUuid, userId: opts.userId };
     const total = plan.volumeIds ? plan.volumeIds.length : Number((await this.scopeQuery(plan).count({ n: '*' }).first())?.n ?? 0);
     let lastId = 0;
     let processed = 0;
     for (;;) {
       if (opts.aborted?.()) throw new KmsError('unavailable', 'Migration interrupted; it resumes where it stopped when the job is taken over');
       const batch: LegacyVolume[] = await this.scopeQuery(plan).where('id', '>', lastId).orderBy('id').limit(opts.batchSize)
-        .select('id', 'uuid', 'name', 'passphrase_id', 'kms_wrapped_key_id', 'account_id', 'domain_id', 'zone_id');
+        .select('id', 'uuid', 'name', 'passphrase_id', 'kms_wrapped_key_id', 'account_id', 'domain_id', 'zone_id', 'kms_migration_job');
       if (!batch.length) break;
       lastId = batch[batch.length - 1]!.id;
-      const outcomes = await this.migrateBatch(plan, batch);
-      const events = [];
+      const outcomes = await this.migrateBatch(plan, batch, run);
       for (const v of batch) {
         const outcome = outcomes.get(v.id)!;
-        if (outcome === 'migrated') {
-          report.migrated++;
-          events.push({ type: 'VOLUME.MIGRATE.TO.KMS' as const, description: `Successfully migrated volume encryption key to KMS key ${plan.keyUuid}`, actor: { userId: opts.userId, accountId: v.account_id, domainId: v.domain_id }, resourceType: 'Volume', resourceId: v.uuid });
-        } else if (outcome === 'skipped') report.skipped++;
+        if (outcome === 'skipped' && jobUuid !== null && v.kms_migration_job === jobUuid) continue; // an earlier attempt of this job migrated it
+        if (outcome === 'migrated') report.migrated++;
+        else if (outcome === 'skipped') report.skipped++;
         else {
           report.failed++;
           if (report.failedVolumeIds.length < 1000) report.failedVolumeIds.push(v.uuid);
         }
       }
-      await this.app.events.recordMany(events);
       processed += batch.length;
       await opts.progress(total ? Math.min(99, Math.floor((processed * 100) / total)) : 99);
+    }
+    if (jobUuid !== null) {
+      const marked = await this.app.db('volumes').where({ kms_migration_job: jobUuid }).count({ n: '*' }).first();
+      report.migrated = Number((marked as { n: number | string } | undefined)?.n ?? 0);
     }
     return report;
   }
@@ -145,7 +165,7 @@ export class Migration {
    * committed in one transaction of per-volume conditional updates. If that transaction fails
    * (e.g. the version was archived meanwhile), each volume is retried in a transaction of its own.
    */
-  private async migrateBatch(plan: MigrationPlan, batch: LegacyVolume[]): Promise<Map<number, Outcome>> {
+  private async migrateBatch(plan: MigrationPlan, batch: LegacyVolume[], run: RunContext): Promise<Map<number, Outcome>> {
     const outcomes = new Map<number, Outcome>();
     const todo = batch.filter((v) => v.passphrase_id !== null);
     for (const v of batch) if (v.passphrase_id === null) outcomes.set(v.id, 'skipped');
@@ -173,13 +193,13 @@ export class Migration {
         await this.wrappedKeys.assertVersionUsable(trx, version);
         const out = new Map<number, Outcome>();
         for (let i = 0; i < wrapped.length; i += COMMIT_CHUNK) {
-          for (const [id, o] of await this.commitChunk(trx, plan, version, wrapped.slice(i, i + COMMIT_CHUNK))) out.set(id, o);
+          for (const [id, o] of await this.commitChunk(trx, plan, version, wrapped.slice(i, i + COMMIT_CHUNK), run)) out.set(id, o);
         }
         return out;
       });
       for (const [id, o] of committed) outcomes.set(id, o);
     } catch {
-      for (const { v } of wrapped) outcomes.set(v.id, await this.migrateOne(plan, v));
+      for (const { v } of wrapped) outcomes.set(v.id, await this.migrateOne(plan, v, run));
     }
     return outcomes;
   }
@@ -189,18 +209,22 @@ export class Migration {
    * (only volumes that still have their passphrase and no wrapped key: a concurrent run may have
    * migrated some). Wrapped keys no volume took are deleted again; migrated volumes' passphrases too.
    */
-  private async commitChunk(trx: Knex, plan: MigrationPlan, version: KekVersionContext, chunk: Array<{ v: LegacyVolume; blob: Buffer }>): Promise<Map<number, Outcome>> {
+  private async commitChunk(trx: Knex, plan: MigrationPlan, version: KekVersionContext, chunk: Array<{ v: LegacyVolume; blob: Buffer }>, run: RunContext): Promise<Map<number, Outcome>> {
     const wrappedIdOf = await this.wrappedKeys.insertMany(trx, version, chunk.map(({ v, blob }) => ({ zoneId: v.zone_id, ownerUuid: v.uuid, blob })));
     const volumeIds = chunk.map(({ v }) => v.id);
     const caseSql = `CASE id ${chunk.map(() => 'WHEN ? THEN ?').join(' ')} END`;
     await trx('volumes').whereIn('id', volumeIds).whereNotNull('passphrase_id').whereNull('kms_wrapped_key_id').whereNull('removed')
-      .update({ kms_key_id: plan.keyId, passphrase_id: null, kms_wrapped_key_id: trx.raw(caseSql, chunk.flatMap(({ v }) => [v.id, wrappedIdOf.get(v.uuid)!])) });
+      .update({
+        kms_key_id: plan.keyId, passphrase_id: null, kms_migration_job: run.jobUuid,
+        kms_wrapped_key_id: trx.raw(caseSql, chunk.flatMap(({ v }) => [v.id, wrappedIdOf.get(v.uuid)!])),
+      });
     const linked: Array<{ id: number }> = await trx('volumes').whereIn('id', volumeIds).whereIn('kms_wrapped_key_id', [...wrappedIdOf.values()]).select('id');
     const migrated = new Set(linked.map((r) => r.id));
     const orphans = chunk.filter(({ v }) => !migrated.has(v.id)).map(({ v }) => wrappedIdOf.get(v.uuid)!);
     await this.wrappedKeys.deleteUnused(trx, orphans);
     const phrases = chunk.filter(({ v }) => migrated.has(v.id)).map(({ v }) => v.passphrase_id!);
     if (phrases.length) await trx('passphrase').whereIn('id', phrases).delete();
+    await this.app.events.recordMany(chunk.filter(({ v }) => migrated.has(v.id)).map(({ v }) => migratedEvent(plan, v, run)), trx);
     return new Map(chunk.map(({ v }) => [v.id, migrated.has(v.id) ? 'migrated' : 'skipped']));
   }
 
@@ -208,24 +232,27 @@ export class Migration {
    * Stores the wrapped key and points the volume at it, only if the volume still has this
    * passphrase (a concurrent run may have migrated it). The caller deletes the passphrase row.
    */
-  private async commitOne(trx: Knex, plan: MigrationPlan, version: KekVersionContext, v: LegacyVolume, blob: Buffer): Promise<Outcome> {
+  private async commitOne(trx: Knex, plan: MigrationPlan, version: KekVersionContext, v: LegacyVolume, blob: Buffer, run: RunContext): Promise<Outcome> {
     const wrappedKeyId = await this.wrappedKeys.insert(trx, version, { zoneId: v.zone_id, ownerUuid: v.uuid, blob }, { versionChecked: true });
     const n = await trx('volumes').where({ id: v.id, passphrase_id: v.passphrase_id }).whereNull('kms_wrapped_key_id').whereNull('removed')
-      .update({ kms_key_id: plan.keyId, kms_wrapped_key_id: wrappedKeyId, passphrase_id: null });
-    if (n === 1) return 'migrated';
+      .update({ kms_key_id: plan.keyId, kms_wrapped_key_id: wrappedKeyId, passphrase_id: null, kms_migration_job: run.jobUuid });
+    if (n === 1) {
+      await this.app.events.record(migratedEvent(plan, v, run), trx);
+      return 'migrated';
+    }
     await this.wrappedKeys.deleteUnused(trx, [wrappedKeyId]);
     return 'skipped';
   }
 
   /** One volume in its own transaction, starting again on the new version if its version was archived. */
-  private async migrateOne(plan: MigrationPlan, v: LegacyVolume): Promise<Outcome> {
+  private async migrateOne(plan: MigrationPlan, v: LegacyVolume, run: RunContext): Promise<Outcome> {
     for (let attempt = 1; ; attempt++) {
       try {
         const version = await this.wrappedKeys.activeVersion(plan.keyId);
         const blob = await using(await this.passphrases.read(this.app.db, v.passphrase_id!), (secret) => this.wrappedKeys.wrap(version, v.uuid, secret));
         return await this.app.db.transaction(async (trx) => {
           await this.wrappedKeys.assertVersionUsable(trx, version);
-          const outcome = await this.commitOne(trx, plan, version, v, blob);
+          const outcome = await this.commitOne(trx, plan, version, v, blob, run);
           if (outcome === 'migrated') await this.passphrases.delete(trx, v.passphrase_id!);
           return outcome;
         });

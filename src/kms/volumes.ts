@@ -3,6 +3,7 @@ import type { App } from '../app';
 import type { Caller } from '../identity/caller';
 import { bool } from '../db/paging';
 import { KmsError, paramError, permissionError } from './errors';
+import { CUSTOM_DISK_SIZE_GB, DiskOfferings, isCustomized, isEncrypting, type DiskOfferingRow } from './disk-offerings';
 import { Passphrases } from './passphrases';
 import { getKeyByUuid } from './kms-keys';
 import { using } from './secret-bytes';
@@ -11,13 +12,17 @@ import { VersionArchivedError, WrappedKeys, type KekVersionContext } from './wra
 
 export interface VolumeRow {
   id: number; uuid: string; name: string; account_id: number; domain_id: number; zone_id: number; size: number; state: string;
-  encrypt_format: string | null; passphrase_id: number | null; kms_key_id: number | null; kms_wrapped_key_id: number | null; created: number; removed: number | null;
+  encrypt_format: string | null; passphrase_id: number | null; kms_key_id: number | null; kms_wrapped_key_id: number | null;
+  disk_offering_id: number | null; created: number; removed: number | null;
 }
 
 
 export interface CreateVolumeInput {
   name: string;
   zoneUuid: string;
+  /** The disk offering: its size (or `sizeGb` when customized) and whether the volume is encrypted. */
+  diskOfferingUuid?: string;
+  /** Without a disk offering: the documented shortcut for an encrypted volume (implied by kmsKeyUuid). */
   encrypt: boolean;
   kmsKeyUuid?: string;
   account?: string;
@@ -26,6 +31,21 @@ export interface CreateVolumeInput {
 }
 
 const DEK_BYTES_SETTING = 'kms.dek.size.bits' as const;
+
+/** The volume size in GB: the offering's, or for a customized offering the requested one. */
+function sizeFromOffering(offering: DiskOfferingRow, requestedGb: number | undefined): number {
+  if (!isCustomized(offering)) {
+    if (requestedGb !== undefined && requestedGb !== Number(offering.disk_size_gb)) {
+      throw paramError(`Disk offering ${offering.name} has a fixed size of ${offering.disk_size_gb} GB; leave size out, or choose a customized disk offering`);
+    }
+    return Number(offering.disk_size_gb);
+  }
+  if (requestedGb === undefined) throw paramError(`Disk offering ${offering.name} is customized: give size, in GB (${CUSTOM_DISK_SIZE_GB.min} to ${CUSTOM_DISK_SIZE_GB.max})`);
+  if (requestedGb < CUSTOM_DISK_SIZE_GB.min || requestedGb > CUSTOM_DISK_SIZE_GB.max) {
+    throw paramError(`Volume size: ${requestedGb}GB is out of allowed range. Max: ${CUSTOM_DISK_SIZE_GB.max} Min:${CUSTOM_DISK_SIZE_GB.min}`);
+  }
+  return requestedGb;
+}
 
 /**
  * Volumes and their secrets: a volume with a KMS key gets a fresh DEK wrapped by the key's Active
@@ -63,6 +83,11 @@ export class Volumes {
     const owner = await directory.resolveOwner(caller, { account: input.account, domainid: input.domainUuid });
     const zone = await db('data_center').where({ uuid: input.zoneUuid }).whereNull('removed').first('id', 'uuid');
     if (!zone) throw paramError(`Unable to find zone by id ${input.zoneUuid}`);
+    const offering = input.diskOfferingUuid ? await new DiskOfferings(this.app).forNewVolume(caller, input.diskOfferingUuid, zone.id, owner.domain_id) : undefined;
+    const sizeGb = offering ? sizeFromOffering(offering, input.sizeGb) : input.sizeGb ?? 0;
+    if (offering && !isEncrypting(offering) && (input.kmsKeyUuid || input.encrypt)) {
+      throw paramError(`Disk offering ${offering.name} (${offering.uuid}) does not encrypt volumes; choose a disk offering with encrypt=true to use ${input.kmsKeyUuid ? 'a KMS key' : 'encrypt=true'}`);
+    }
     const key = input.kmsKeyUuid ? await this.keyForVolume(caller, input.kmsKeyUuid, zone) : undefined;
     // The volume's owner must own the key: otherwise another account could disable, rotate or
     // delete the key that protects this volume (migrateVolumesToKMS has the same rule).
@@ -70,7 +95,7 @@ export class Volumes {
       throw paramError(`KMS key ${key.uuid} belongs to another account than the volume's owner ${owner.account_name}`);
     }
     const uuid = randomUUID();
-    const encrypted = input.encrypt || key !== undefined;
+    const encrypted = offering ? isEncrypting(offering) : input.encrypt || key !== undefined;
 
     // The backend call happens before the transaction; a failed insert leaves only an unused blob
     // behind. If the version was archived in between (rotated and drained), start again on the new one.
@@ -87,9 +112,9 @@ export class Volumes {
           const wrappedKeyId = wrapped ? await this.wrappedKeys.insert(trx, wrapped.version, { zoneId: zone.id, ownerUuid: uuid, blob: wrapped.blob }) : null;
           const passphraseId = encrypted && !key ? await this.passphrases.create(trx) : null;
           const row = {
-            uuid, name: input.name, account_id: owner.id, domain_id: owner.domain_id, zone_id: zone.id, size: (input.sizeGb ?? 0) * 1024 ** 3,
+            uuid, name: input.name, account_id: owner.id, domain_id: owner.domain_id, zone_id: zone.id, size: sizeGb * 1024 ** 3,
             state: 'Allocated', encrypt_format: encrypted ? 'LUKS' : null, passphrase_id: passphraseId, kms_key_id: key?.id ?? null,
-            kms_wrapped_key_id: wrappedKeyId, created: Date.now(), removed: null,
+            kms_wrapped_key_id: wrappedKeyId, disk_offering_id: offering?.id ?? null, created: Date.now(), removed: null,
           };
           const [id] = await trx('volumes').insert(row);
           return { ...row, id: Number(id) } satisfies VolumeRow;

@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import * as m001 from './001_identity';
 import * as m002 from './002_kms';
 import * as m003 from './003_login_lockout';
+import * as m004 from './004_disk_offerings';
 import * as m005 from './005_wrapped_key_counts';
 
 interface Migration {
@@ -14,6 +15,7 @@ const MIGRATIONS: ReadonlyArray<[string, Migration]> = [
   ['001_identity', m001],
   ['002_kms', m002],
   ['003_login_lockout', m003],
+  ['004_disk_offerings', m004],
   ['005_wrapped_key_counts', m005],
 ];
 

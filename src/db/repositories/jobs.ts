@@ -107,11 +107,11 @@ export class JobRepository {
     await this.db('async_job').where({ id, lease_owner: owner, status: IN_PROGRESS }).update({ lease_expires: 0, last_updated: Date.now() });
   }
 
-  /** Records the result and releases the lease; false (nothing written) when `owner` lost the job. */
+  /** Records the result, resets the progress (jobprocstatus 0, as CloudStack) and releases the lease; false (nothing written) when `owner` lost the job. */
   async finish(id: number, owner: string, f: JobFinish): Promise<boolean> {
     const now = Date.now();
     const n = await this.db('async_job').where({ id, lease_owner: owner, status: IN_PROGRESS }).update({
-      status: f.status, result_code: f.resultCode, result_type: 'object', result: JSON.stringify(f.result),
+      status: f.status, result_code: f.resultCode, result_type: 'object', result: JSON.stringify(f.result), process_status: 0,
       completed: now, last_updated: now, lease_owner: null, lease_expires: null,
     });
     return n === 1;
@@ -146,7 +146,7 @@ export class JobRepository {
     const rows: Array<{ uuid: string }> = await stale(this.db('async_job')).select('uuid');
     if (!rows.length) return [];
     await stale(this.db('async_job')).whereIn('uuid', rows.map((r) => r.uuid)).update({
-      status: 2, result_code: result.errorcode, result_type: 'object', result: JSON.stringify(result),
+      status: 2, result_code: result.errorcode, result_type: 'object', result: JSON.stringify(result), process_status: 0,
       completed: now, last_updated: now, lease_owner: null, lease_expires: null,
     });
     return rows.map((r) => r.uuid);
