@@ -1,6 +1,8 @@
 import knexFactory, { type Knex } from 'knex';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Logger } from '../logger';
+import { LockWaitError, withDbLock } from './db-lock';
 import { migrationSource } from './migrations';
 
 export type Db = Knex;
@@ -59,12 +61,56 @@ async function ensureMysqlDatabase(config: Knex.Config): Promise<void> {
   }
 }
 
+/** Options of openDb. */
+export interface OpenDbOptions {
+  databaseUrl?: string;
+  dataDir: string;
+  /** How long to wait for another process that is migrating the same database. @defaultValue 120 */
+  lockWaitSec?: number;
+  logger?: Logger;
+}
+
+const isKnexMigrationLock = (e: unknown): boolean => e instanceof Error && (e.name === 'MigrationLocked' || /Migration table is already locked/.test(e.message));
+
+/**
+ * Brings the schema up to date. On MySQL the whole migration runs under a named lock, so processes
+ * started together wait their turn (and then find nothing left to do). knex's own lock row is
+ * still checked: when it stays taken past the wait, a process died while migrating.
+ */
+async function migrateLatest(db: Db, opts: OpenDbOptions): Promise<void> {
+  const waitSec = opts.lockWaitSec ?? 120;
+  const deadline = Date.now() + waitSec * 1000;
+  await withDbLock(db, 'kms.migrations', { waitSec, logger: opts.logger, what: 'migration' }, async () => {
+    for (let logged = false; ; logged = true) {
+      try {
+        await db.migrate.latest();
+        return;
+      } catch (e) {
+        if (!isKnexMigrationLock(e)) throw e;
+        if (Date.now() > deadline) {
+          throw new LockWaitError(
+            `the migration table stayed locked for ${waitSec}s: a process may have died while migrating; ` +
+              'when no other node is starting, clear it with UPDATE knex_migrations_lock SET is_locked = 0',
+          );
+        }
+        if (!logged) opts.logger?.info('waiting for the migration lock held by another process', { waitSec });
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  });
+}
+
 /** Opens the database (creating a missing MySQL database) and brings its schema up to date. */
-export async function openDb(opts: { databaseUrl?: string; dataDir: string }): Promise<Db> {
+export async function openDb(opts: OpenDbOptions): Promise<Db> {
   const config = knexConfig(opts);
   if (opts.databaseUrl) await ensureMysqlDatabase(config);
   const db = knexFactory(config);
-  await db.migrate.latest();
+  try {
+    await migrateLatest(db, opts);
+  } catch (e) {
+    await db.destroy().catch(() => undefined);
+    throw e;
+  }
   return db;
 }
 

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import * as m001 from './001_identity';
 import * as m002 from './002_kms';
+import * as m003 from './003_async_job_request_id';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -11,6 +12,7 @@ interface Migration {
 const MIGRATIONS: ReadonlyArray<[string, Migration]> = [
   ['001_identity', m001],
   ['002_kms', m002],
+  ['003_async_job_request_id', m003],
 ];
 
 export const migrationSource: Knex.MigrationSource<[string, Migration]> = {
