@@ -55,16 +55,19 @@ export interface StartedApp {
 export async function createApp(env: Env, opts: { logger?: Logger } = {}): Promise<StartedApp> {
   const logger = opts.logger ?? createLogger({ level: env.logLevel });
   checkPaths(env);
-  const { key: masterKey, generated: masterKeyGenerated } = MasterKey.load({ fromEnv: env.masterKey, file: env.masterKeyFile });
+  // The database first: a wrong password or an unreachable server is refused before any file is written.
   const db = await openDb({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, lockWaitSec: env.startupLockWaitSec, logger });
-  const directory = new Directory(db, masterKey);
+  let masterKey: MasterKey;
+  let masterKeyGenerated: boolean;
   let generatedKeys: StartedApp['generatedKeys'];
   try {
-    ({ generatedKeys } = await bootstrapDeployment(db, directory, env, { logger, check: () => assertMasterKeyMatches(db, masterKey) }));
+    ({ key: masterKey, generated: masterKeyGenerated } = MasterKey.load({ fromEnv: env.masterKey, file: env.masterKeyFile }));
+    ({ generatedKeys } = await bootstrapDeployment(db, new Directory(db, masterKey), env, { logger, check: () => assertMasterKeyMatches(db, masterKey) }));
   } catch (e) {
     await db.destroy();
     throw e;
   }
+  const directory = new Directory(db, masterKey);
   const settings = new Settings(db);
   const metrics = new Metrics();
   const providers = createProviderRegistry({

@@ -48,10 +48,24 @@ export function knexConfig(opts: { databaseUrl?: string; dataDir: string }): Kne
   };
 }
 
+/**
+ * knex prints pool errors with their stacks on the console by itself; they go to our logger as
+ * one debug line instead (the error that matters reaches the caller anyway).
+ */
+function knexLog(logger?: Logger): Knex.Logger {
+  const line = (m: unknown) => (m instanceof Error ? m.message : String(m)).split('\n')[0];
+  return {
+    warn: (m: unknown) => logger?.debug('knex', { message: line(m) }),
+    error: (m: unknown) => logger?.debug('knex', { message: line(m) }),
+    deprecate: () => undefined,
+    debug: () => undefined,
+  };
+}
+
 /** Creates the MySQL database of DATABASE_URL when it is missing (and the user may). */
 async function ensureMysqlDatabase(config: Knex.Config): Promise<void> {
   const { database, ...server } = config.connection as { database: string } & Record<string, unknown>;
-  const admin = knexFactory({ client: 'mysql2', connection: server, pool: { min: 0, max: 1 } });
+  const admin = knexFactory({ client: 'mysql2', connection: server, pool: { min: 0, max: 1 }, log: config.log });
   try {
     await admin.raw('CREATE DATABASE IF NOT EXISTS ?? CHARACTER SET utf8mb4', [database]);
   } catch {
@@ -102,7 +116,7 @@ async function migrateLatest(db: Db, opts: OpenDbOptions): Promise<void> {
 
 /** Opens the database (creating a missing MySQL database) and brings its schema up to date. */
 export async function openDb(opts: OpenDbOptions): Promise<Db> {
-  const config = knexConfig(opts);
+  const config = { ...knexConfig(opts), log: knexLog(opts.logger) };
   if (opts.databaseUrl) await ensureMysqlDatabase(config);
   const db = knexFactory(config);
   try {

@@ -1,5 +1,4 @@
-import type { Server } from 'node:http';
-import type { Express } from 'express';
+import { createServer as createHttpServer, type RequestListener, type Server } from 'node:http';
 import { createApp, type App } from '../app';
 import { readEnv, type Env } from '../config/env';
 import { createServer } from '../api/server';
@@ -20,17 +19,30 @@ export interface NodeProcessOptions {
   onCreated?: (started: Awaited<ReturnType<typeof createApp>>, logger: Logger) => void;
 }
 
-/** Listens, or fails with one sentence naming the port and its variable. */
-function listen(server: Express, port: number, host: string, variable: string): Promise<Server> {
+/**
+ * A listener bound before the app is built, so a port in use is found before anything else
+ * happens. Until `serve()` it answers 503 `{"status":"starting"}`.
+ */
+interface EarlyListener {
+  server: Server;
+  serve(handler: RequestListener): void;
+}
+
+/** Binds, or fails with one sentence naming the port and its variable. */
+function bind(port: number, host: string, variable: string): Promise<EarlyListener> {
+  let handler: RequestListener = (_req, res) => {
+    res.writeHead(503, { 'Content-Type': 'application/json', 'Retry-After': '2' }).end('{"status":"starting"}');
+  };
+  const server = createHttpServer((req, res) => handler(req, res));
   return new Promise((resolve, reject) => {
-    const s = server.listen(port, host);
-    s.once('listening', () => resolve(s));
-    s.once('error', (err: NodeJS.ErrnoException) => {
+    server.once('listening', () => resolve({ server, serve: (h) => { handler = h; } }));
+    server.once('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'EADDRINUSE') reject(new StartupError(`port ${port} on ${host} is already in use; stop the process that holds it or set ${variable}`));
       else if (err.code === 'EACCES') reject(new StartupError(`not allowed to listen on port ${port} on ${host}; choose another ${variable}`));
       else if (err.code === 'EADDRNOTAVAIL') reject(new StartupError(`address ${host} is not on this host; set HOST`));
       else reject(err);
     });
+    server.listen(port, host);
   });
 }
 
@@ -53,22 +65,20 @@ export async function runNodeProcess(opts: NodeProcessOptions = {}): Promise<voi
     env = readEnv();
     if (opts.role) env = { ...env, role: opts.role };
     logger ??= createLogger({ level: env.logLevel });
+    const apiListener = env.role !== 'worker' ? await bind(env.port, env.host, 'PORT') : undefined;
+    if (apiListener) servers.push(apiListener.server);
+    const opsListener = env.opsPort !== undefined ? await bind(env.opsPort, env.host, 'KMS_OPS_PORT') : undefined;
+    if (opsListener) servers.push(opsListener.server);
+
     const started = await createApp(env, { logger });
     app = started.app;
-    opts.onCreated?.(started, logger);
     await opts.setup?.(app);
-
     const tracker = new RequestTracker((d) => app!.metrics.apiInFlight.inc(d));
-    let api: Server | undefined;
-    if (env.role !== 'worker') {
-      api = await listen(createServer(app, registry, { opsRoutes: env.opsPort === undefined, tracker }), env.port, env.host, 'PORT');
-      servers.push(api);
-    }
-    let ops: Server | undefined;
-    if (env.opsPort !== undefined) {
-      ops = await listen(createOpsServer(app), env.opsPort, env.host, 'KMS_OPS_PORT');
-      servers.push(ops);
-    }
+    apiListener?.serve(createServer(app, registry, { opsRoutes: !opsListener, tracker }));
+    opsListener?.serve(createOpsServer(app));
+    const api = apiListener?.server;
+    const ops = opsListener?.server;
+    opts.onCreated?.(started, logger);
     await app.jobs.start();
     if (api) {
       logger.info('CloudStack KMS API listening', {
