@@ -55,8 +55,8 @@ export class NodeProcess {
   }
 
   /** The port in the `url` field of a "... listening" line. */
-  async portOf(msg: string): Promise<number> {
-    return Number(new URL((await this.waitForLine(msg)).url).port);
+  async portOf(msg: string, timeoutMs?: number): Promise<number> {
+    return Number(new URL((await this.waitForLine(msg, timeoutMs)).url).port);
   }
 
   /** Sends a signal and waits for the exit. */

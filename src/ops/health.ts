@@ -59,7 +59,7 @@ export class Health {
         const [, pending] = (await this.app.db.migrate.list()) as [unknown[], unknown[]];
         if (pending.length) throw new Error(`${pending.length} pending`);
       }),
-      ...(this.app.env.redisUrl ? [this.#check('redis', async () => { await this.#redisClient().ping(); })] : []),
+      ...(this.app.env.redisUrl ? [this.#check('redis', () => this.#pingRedis())] : []),
       ...(await this.#hsmChecks()),
     ]);
     const down = checks.filter((c) => c.status === 'down').map((c) => c.name);
@@ -70,6 +70,26 @@ export class Health {
   async close(): Promise<void> {
     this.#redis?.disconnect();
     this.#redis = undefined;
+  }
+
+  /** PING, after waiting for the connection when it is (re)connecting; the caller bounds the wait. */
+  async #pingRedis(): Promise<void> {
+    const r = this.#redisClient();
+    if (r.status !== 'ready') {
+      await new Promise<void>((resolve, reject) => {
+        const done = (err?: Error) => {
+          r.off('ready', done);
+          r.off('error', done);
+          clearTimeout(timer);
+          if (err) reject(err);
+          else resolve();
+        };
+        const timer = setTimeout(() => done(new Error('not connected')), this.timeoutMs);
+        r.on('ready', done);
+        r.on('error', done);
+      });
+    }
+    await r.ping();
   }
 
   #redisClient(): Redis {
