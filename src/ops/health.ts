@@ -9,7 +9,7 @@ import type { ProviderKind } from '../providers/provider';
 export interface Check {
   name: string;
   status: 'up' | 'down';
-  /** Why it is down, in a few words (an error kind or "timed out"); details go to the server log. */
+  /** Why it is down, in a few words (an error kind or code such as ECONNREFUSED, or a timeout); details go to the server log. */
   reason?: string;
 }
 
@@ -132,7 +132,10 @@ export class Health {
       await within(this.timeoutMs, run());
       check = { name, status: 'up' };
     } catch (e) {
-      const reason = e instanceof CheckTimeout ? `no answer within ${this.timeoutMs} ms` : isKmsError(e) ? e.kind : 'error';
+      const code = (e as { code?: unknown })?.code;
+      const reason = e instanceof CheckTimeout ? `no answer within ${this.timeoutMs} ms`
+        : isKmsError(e) ? e.kind
+        : typeof code === 'string' && /^[A-Z_]+$/.test(code) ? code : 'error';
       detail = e instanceof Error ? e.message : String(e);
       check = { name, status: 'down', reason };
     }
