@@ -9,14 +9,11 @@ import type { App } from '../app';
 export function registerStateMetrics(app: App): void {
   const m = app.metrics;
   m.gauge('kms_job_queue_depth', 'Unfinished async jobs: waiting for a worker, or active under a live lease', ['state'], async () => {
-    const now = Date.now();
-    const rows: Array<{ active: number | string | null; n: number | string }> = await app.db('async_job')
+    const row: { total: number | string | null; active: number | string | null } | undefined = await app.db('async_job')
       .where({ status: 0 })
-      .select(app.db.raw('CASE WHEN lease_expires > ? THEN 1 ELSE 0 END AS active', [now]))
-      .count({ n: '*' })
-      .groupByRaw('CASE WHEN lease_expires > ? THEN 1 ELSE 0 END', [now]);
-    const by = { waiting: 0, active: 0 };
-    for (const r of rows) by[Number(r.active) === 1 ? 'active' : 'waiting'] += Number(r.n);
+      .first(app.db.raw('COUNT(*) AS total'), app.db.raw('SUM(CASE WHEN lease_expires > ? THEN 1 ELSE 0 END) AS active', [Date.now()]));
+    const active = Number(row?.active ?? 0);
+    const by = { waiting: Number(row?.total ?? 0) - active, active };
     return Object.entries(by).map(([state, value]) => ({ labels: { state }, value }));
   });
   m.gauge('kms_hsm_sessions', 'Pooled HSM sessions of this process, per HSM profile: in use by an operation, or idle', ['profile', 'state'], async () =>
