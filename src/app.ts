@@ -6,7 +6,6 @@ import { Settings } from './config/settings';
 import { openDb, type Db } from './db/knex';
 import { EventLog } from './events/event-log';
 import { Directory } from './identity/directory';
-import { bootstrapIdentity } from './identity/bootstrap';
 import { SessionStore } from './api/session-store';
 import { createLogger, type Logger } from './logger';
 import { createProviderRegistry, type ProviderRegistry } from './providers/registry';
@@ -15,9 +14,13 @@ import { volumeJobHandlers } from './commands/volumes';
 import { migrationJobHandlers } from './commands/kms-migration';
 import { identityJobHandlers } from './commands/identity-states';
 import { registerRewrapSchedule } from './kms/rewrap-schedule';
-import { ensureDefaultHsmProfile } from './kms/hsm-profiles';
 import { registerKmsKeyJobs } from './kms/kms-key-jobs';
 import { ALL_COMMANDS } from './commands/registry';
+import { Metrics } from './ops/metrics';
+import { checkPaths } from './ops/preflight';
+import { Health } from './ops/health';
+import { registerStateMetrics } from './ops/state-metrics';
+import { bootstrapDeployment } from './identity/bootstrap';
 
 /** The application's services, built once per process and shared by the API and the workers. */
 export interface App {
@@ -35,6 +38,10 @@ export interface App {
   readonly jobs: JobService;
   /** This process's management-server id (login and job responses). */
   readonly managementServerId: string;
+  /** This process's Prometheus metrics (served at /metrics). */
+  readonly metrics: Metrics;
+  /** Liveness and readiness (/healthz, /readyz). */
+  readonly health: Health;
   close(): Promise<void>;
 }
 
@@ -47,24 +54,44 @@ export interface StartedApp {
 
 /** Opens the database (migrating it), loads the master key and bootstraps the identity tables. */
 export async function createApp(env: Env, opts: { logger?: Logger } = {}): Promise<StartedApp> {
-  const logger = opts.logger ?? createLogger();
-  const { key: masterKey, generated: masterKeyGenerated } = MasterKey.load({ fromEnv: env.masterKey, file: env.masterKeyFile });
-  const db = await openDb({ databaseUrl: env.databaseUrl, dataDir: env.dataDir });
-  await assertMasterKeyMatches(db, masterKey).catch(async (e) => {
+  const logger = opts.logger ?? createLogger({ level: env.logLevel });
+  checkPaths(env);
+  // The database first: a wrong password or an unreachable server is refused before any file is written.
+  const db = await openDb({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, lockWaitSec: env.startupLockWaitSec, logger });
+  let masterKey: MasterKey;
+  let masterKeyGenerated: boolean;
+  let generatedKeys: StartedApp['generatedKeys'];
+  try {
+    ({ key: masterKey, generated: masterKeyGenerated } = MasterKey.load({ fromEnv: env.masterKey, file: env.masterKeyFile }));
+    ({ generatedKeys } = await bootstrapDeployment(db, new Directory(db, masterKey), env, { logger, check: () => assertMasterKeyMatches(db, masterKey) }));
+  } catch (e) {
     await db.destroy();
     throw e;
-  });
+  }
   const directory = new Directory(db, masterKey);
-  const { generatedKeys } = await bootstrapIdentity(db, directory, env);
-  await ensureDefaultHsmProfile(db, directory);
   const settings = new Settings(db);
-  const providers = createProviderRegistry({ db, masterKey, logger, policy: () => settings.backendPolicy() });
+  const metrics = new Metrics();
+  const providers = createProviderRegistry({
+    db, masterKey, logger, policy: () => settings.backendPolicy(),
+    observer: {
+      operation: ({ profile, operation, outcome, seconds }) => {
+        metrics.backendOperations.inc({ profile, operation, outcome });
+        metrics.backendDuration.observe({ profile, operation }, seconds);
+      },
+      retry: (labels) => metrics.backendRetries.inc(labels),
+    },
+  });
   const backendPrefixes = new Map(ALL_COMMANDS.map((c) => [c.name, c.backendErrorPrefix]));
   const jobs = createJobService({
     db, logger, settings, redisUrl: env.redisUrl, queuePrefix: env.queuePrefix, runWorkers: env.role !== 'api', options: env.jobOptions,
     errorPrefixOf: (cmd) => backendPrefixes.get(cmd),
+    onJobEnded: ({ kind, status, seconds }) => {
+      metrics.jobs.inc({ kind, status });
+      metrics.jobDuration.observe({ kind }, seconds);
+    },
   });
-  const closers: Array<() => Promise<void>> = [() => db.destroy(), () => providers.close(), () => jobs.close()];
+  const health = new Health({ db, env, logger, providers, masterKey }, env.readyTimeoutMs);
+  const closers: Array<() => Promise<void>> = [() => db.destroy(), () => providers.close(), () => health.close(), () => jobs.close()];
   const app: App = {
     env,
     db,
@@ -77,6 +104,8 @@ export async function createApp(env: Env, opts: { logger?: Logger } = {}): Promi
     events: new EventLog(db),
     sessions: new SessionStore(db, env.sessionTimeoutSec),
     managementServerId: randomUUID(),
+    metrics,
+    health,
     async close() {
       for (const close of closers.reverse()) await close();
     },
@@ -84,5 +113,6 @@ export async function createApp(env: Env, opts: { logger?: Logger } = {}): Promi
   for (const [kind, make] of Object.entries({ ...volumeJobHandlers, ...migrationJobHandlers, ...identityJobHandlers })) jobs.register(kind, make(app));
   registerKmsKeyJobs(app);
   registerRewrapSchedule(app);
+  registerStateMetrics(app);
   return { app, generatedKeys, masterKeyGenerated };
 }

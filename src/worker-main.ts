@@ -1,6 +1,7 @@
 import { createApp, type App } from './app';
-import { readEnv, type Env } from './config/env';
-import { createLogger, type Logger } from './logger';
+import type { Env } from './config/env';
+import type { Logger } from './logger';
+import { runNodeProcess } from './ops/node-process';
 
 /** Options of a worker process. */
 export interface WorkerProcessOptions {
@@ -10,7 +11,7 @@ export interface WorkerProcessOptions {
 }
 
 /**
- * Runs job workers, the sweeper and the scheduler without the HTTP API (`npm run worker`).
+ * Starts job workers, the sweeper and the scheduler without the HTTP API, in this process.
  * Point it at the same database, master key, REDIS_URL and KMS_QUEUE_PREFIX as the API nodes.
  */
 export async function startWorker(env: Env, opts: WorkerProcessOptions = {}): Promise<App> {
@@ -20,26 +21,17 @@ export async function startWorker(env: Env, opts: WorkerProcessOptions = {}): Pr
   return app;
 }
 
-/** Runs a worker until SIGINT/SIGTERM, then lets its running jobs finish or hand them back. */
-export async function runWorkerProcess(opts: WorkerProcessOptions = {}): Promise<void> {
-  const logger = opts.logger ?? createLogger();
-  const app = await startWorker(readEnv(), { ...opts, logger });
-  logger.info('job worker started', { queue: app.jobs.queueKind, owner: app.jobs.owner });
-  const stop = async () => {
-    logger.info('job worker shutting down');
-    await app.close();
-    process.exit(0);
-  };
-  process.once('SIGINT', () => { void stop(); });
-  process.once('SIGTERM', () => { void stop(); });
+/**
+ * A worker process (`node dist/worker-main.js`, `npm run worker`): workers only, health and metrics
+ * on KMS_OPS_PORT when set. SIGINT/SIGTERM lets running jobs finish or hands them back, then exits 0.
+ */
+export function runWorkerProcess(opts: WorkerProcessOptions = {}): Promise<void> {
+  return runNodeProcess({ ...opts, role: 'worker' });
 }
 
 if (require.main === module) {
   process.on('unhandledRejection', (err) => {
-    process.stderr.write(JSON.stringify({ level: 'error', msg: 'unhandled rejection', error: err instanceof Error ? err.message : String(err) }) + '\n');
+    process.stderr.write(JSON.stringify({ level: 'error', time: new Date().toISOString(), msg: 'unhandled rejection', error: err instanceof Error ? err.message : String(err) }) + '\n');
   });
-  runWorkerProcess().catch((err: unknown) => {
-    process.stderr.write(`worker failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
-  });
+  void runWorkerProcess();
 }

@@ -51,9 +51,9 @@ export async function startTestServer(extraEnv: Record<string, string> = {}, opt
   const served = opts.commands?.length ? createRegistry([...ALL_COMMANDS, ...opts.commands]) : registry;
   const http: Server = await new Promise((resolve) => {
     const s = createServer(app, served).listen(0, '127.0.0.1', () => resolve(s));
-    // Longer than any pause between a test's requests: fetch's pooled connection must not race the
-    // server closing it (ECONNRESET on a loaded machine after a long set-up).
-    s.keepAliveTimeout = 65_000;
+    // Tests pause between requests while they seed data in-process (a blocked event loop): a
+    // keep-alive socket closed by the server meanwhile would be reused by fetch and reset.
+    s.keepAliveTimeout = 120_000;
   });
   const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
   return {

@@ -3,7 +3,7 @@ import { runWorkerProcess } from '../../src/worker-main';
 import { createLogger } from '../../src/logger';
 import { registerTestJobs } from './test-jobs';
 
-runWorkerProcess({ logger: createLogger('info'), setup: registerTestJobs }).catch((err: unknown) => {
+runWorkerProcess({ logger: createLogger({ level: 'info' }), setup: registerTestJobs }).catch((err: unknown) => {
   process.stderr.write(`test worker failed: ${err instanceof Error ? err.stack : String(err)}\n`);
   process.exit(1);
 });

@@ -1,4 +1,5 @@
 import express, { type Request, type Response } from 'express';
+import { randomUUID } from 'node:crypto';
 import type { App } from '../app';
 import type { Registry } from '../commands/registry';
 import type { CommandContext } from '../commands/context';
@@ -9,6 +10,9 @@ import { errorBody, responseName, resultBody, toJson, toXml } from './envelope';
 import { ApiError, BAD_CREDENTIALS_TEXT, toApiError } from './errors';
 import { login, logout } from './login';
 import { isKmsError } from '../kms/errors';
+import { withLogContext } from '../logger';
+import { recordApiRequest, type ApiRequestRecord } from '../ops/access-log';
+import { opsRouter, type RequestTracker } from '../ops/http';
 import { assertNoControlCharacters, mergeParams, parseCookies, type ApiParams } from './request';
 
 /** Stand-in caller for the few commands the UI calls before login; they never read it. */
@@ -36,15 +40,25 @@ function sendError(res: Response, json: boolean, wrapper: string, err: ApiError)
   send(res, json, err.genericWrapper ? 'errorresponse' : wrapper, errorBody(err), err.errorcode);
 }
 
+/** Options of the API server. */
+export interface ServerOptions {
+  /** Serve /healthz, /readyz and /metrics here too (false when KMS_OPS_PORT serves them). @defaultValue true */
+  opsRoutes?: boolean;
+  /** Counts requests in flight, for the drain on SIGTERM. */
+  tracker?: RequestTracker;
+}
+
 /** The CloudStack API endpoint: `/client/api` and `/client/api/`, GET and form POST. */
-export function createServer(app: App, registry: Registry): express.Express {
+export function createServer(app: App, registry: Registry, opts: ServerOptions = {}): express.Express {
   const server = express();
   server.disable('x-powered-by');
   server.set('etag', false);
   server.set('query parser', false);
+  if (opts.tracker) server.use(opts.tracker.middleware);
+  if (opts.opsRoutes ?? true) server.use(opsRouter(app));
   server.use('/client/api', express.text({ type: () => true, limit: '1mb' }));
 
-  const handle = async (req: Request, res: Response): Promise<void> => {
+  const handle = async (req: Request, res: Response, rec: ApiRequestRecord): Promise<void> => {
     let json = false;
     let wrapper = 'errorresponse';
     let caller: Caller | undefined;
@@ -63,9 +77,11 @@ export function createServer(app: App, registry: Registry): express.Express {
       if (command && /^log(in|out)$/i.test(command)) {
         wrapper = responseName(command);
         if (command.toLowerCase() === 'login' && req.method !== 'POST') {
+          rec.errorcode = 405;
           res.status(405).type('text/plain').send('Please use HTTP POST to authenticate using this API');
           return;
         }
+        rec.command = command.toLowerCase();
         const outcome = command.toLowerCase() === 'login' ? await login(app, params, cookies.get('JSESSIONID')) : await logout(app, cookies);
         res.setHeader('Set-Cookie', outcome.setCookies);
         send(res, json, wrapper, outcome.body);
@@ -74,12 +90,14 @@ export function createServer(app: App, registry: Registry): express.Express {
 
       const spec = command ? registry.find(command) : undefined;
       if (spec) wrapper = spec.responseName ?? responseName(spec.name);
+      rec.command = spec?.name ?? (command ? 'unknown' : 'none');
       // What the UI calls before login is answered whatever credentials come along: a stale or
       // partial session must neither fail it nor be invalidated by it (CloudStack verifyRequest).
       if (spec?.auth !== 'none') {
         const auth = await authenticate(app, params, cookies);
         if (auth.kind === 'none') throw new ApiError(401, BAD_CREDENTIALS_TEXT);
         caller = auth.caller;
+        rec.caller = caller;
       }
       if (!command) throw new ApiError(400, 'no command specified');
       if (!spec) throw new ApiError(432, `Unknown API command: ${command}`, 9999, true);
@@ -94,6 +112,7 @@ export function createServer(app: App, registry: Registry): express.Express {
       send(res, json, wrapper, resultBody(result), 200, caller !== undefined);
     } catch (err) {
       const apiErr = toApiError(err, { backendPrefix, isRootAdmin: caller?.role === 'Admin' });
+      rec.errorcode = apiErr.errorcode;
       if (!(err instanceof ApiError) && !isKmsError(err)) {
         app.logger.error('unhandled error in API request', { error: err instanceof Error ? err.stack : String(err) });
       }
@@ -102,9 +121,13 @@ export function createServer(app: App, registry: Registry): express.Express {
   };
 
   server.all(['/client/api', '/client/api/'], (req, res) => {
-    handle(req, res).catch((err) => {
-      app.logger.error('API request failed after responding', { error: err instanceof Error ? err.message : String(err) });
-    });
+    const rec: ApiRequestRecord = { requestId: randomUUID(), started: process.hrtime.bigint(), errorcode: 0 };
+    res.setHeader('X-Request-Id', rec.requestId);
+    withLogContext({ requestId: rec.requestId }, () => handle(req, res, rec))
+      .catch((err) => {
+        app.logger.error('API request failed after responding', { error: err instanceof Error ? err.message : String(err) });
+      })
+      .finally(() => recordApiRequest(app, rec, res.statusCode));
   });
   // Body-parser and other middleware errors: answer in CloudStack's shape, never with a stack.
   server.use((err: unknown, _req: Request, res: Response, _next: unknown) => {

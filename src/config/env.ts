@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { workerOptionsFromEnv, type WorkerOptions } from '../jobs/options';
+import { parseLogLevel, type LogLevel } from '../logger';
 
 /** Environment configuration, read once at start. Every variable is documented in README.md. */
 export interface Env {
@@ -19,6 +20,25 @@ export interface Env {
   queuePrefix: string;
   /** Job worker tuning (KMS_JOB_*), validated by resolveWorkerOptions. */
   jobOptions: Partial<WorkerOptions>;
+  /** KMS_LOG_LEVEL; an unknown level is refused at start. */
+  logLevel: LogLevel;
+  /** KMS_OPS_PORT: serve /healthz, /readyz and /metrics on this port instead of the API port. */
+  opsPort?: number;
+  /** KMS_SHUTDOWN_TIMEOUT_SEC: how long a SIGTERM waits for requests already received. */
+  shutdownTimeoutSec: number;
+  /** KMS_STARTUP_LOCK_WAIT_SEC: how long a start waits for another process's migration or bootstrap. */
+  startupLockWaitSec: number;
+  /** KMS_READY_TIMEOUT_MS: the longest one /readyz check (database, Redis, each HSM profile) may take. */
+  readyTimeoutMs: number;
+}
+
+/** A whole number within [min, max] from the environment, or the default; anything else is refused. */
+function intVar(e: NodeJS.ProcessEnv, name: string, def: number, min: number, max: number): number {
+  const raw = e[name];
+  if (raw === undefined || raw === '') return def;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be a whole number from ${min} to ${max} (got ${raw})`);
+  return n;
 }
 
 export function readEnv(e: NodeJS.ProcessEnv = process.env): Env {
@@ -30,6 +50,7 @@ export function readEnv(e: NodeJS.ProcessEnv = process.env): Env {
   if (Boolean(e.KMS_ADMIN_API_KEY) !== Boolean(e.KMS_ADMIN_SECRET_KEY)) {
     throw new Error('Set both KMS_ADMIN_API_KEY and KMS_ADMIN_SECRET_KEY, or neither');
   }
+  const logLevel = parseLogLevel(e.KMS_LOG_LEVEL);
   return {
     port,
     host: e.HOST || '127.0.0.1',
@@ -45,5 +66,10 @@ export function readEnv(e: NodeJS.ProcessEnv = process.env): Env {
     sessionTimeoutSec: Number(e.KMS_SESSION_TIMEOUT_SEC || 1800),
     queuePrefix: e.KMS_QUEUE_PREFIX || 'kms',
     jobOptions: workerOptionsFromEnv(e),
+    logLevel,
+    opsPort: e.KMS_OPS_PORT ? intVar(e, 'KMS_OPS_PORT', 0, 0, 65535) : undefined,
+    shutdownTimeoutSec: intVar(e, 'KMS_SHUTDOWN_TIMEOUT_SEC', 30, 1, 3600),
+    startupLockWaitSec: intVar(e, 'KMS_STARTUP_LOCK_WAIT_SEC', 120, 1, 3600),
+    readyTimeoutMs: intVar(e, 'KMS_READY_TIMEOUT_MS', 2000, 100, 60000),
   };
 }

@@ -1,6 +1,8 @@
 import knexFactory, { type Knex } from 'knex';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Logger } from '../logger';
+import { LockWaitError, withDbLock } from './db-lock';
 import { migrationSource } from './migrations';
 
 export type Db = Knex;
@@ -82,10 +84,24 @@ function ownerOnly(file: string, opts: { create: boolean }): void {
   if (existsSync(file)) chmodSync(file, 0o600);
 }
 
+/**
+ * knex prints pool errors with their stacks on the console by itself; they go to our logger as
+ * one debug line instead (the error that matters reaches the caller anyway).
+ */
+function knexLog(logger?: Logger): Knex.Logger {
+  const line = (m: unknown) => (m instanceof Error ? m.message : String(m)).split('\n')[0];
+  return {
+    warn: (m: unknown) => logger?.debug('knex', { message: line(m) }),
+    error: (m: unknown) => logger?.debug('knex', { message: line(m) }),
+    deprecate: () => undefined,
+    debug: () => undefined,
+  };
+}
+
 /** Creates the MySQL database of DATABASE_URL when it is missing (and the user may). */
 async function ensureMysqlDatabase(config: Knex.Config): Promise<void> {
   const { database, ...server } = config.connection as { database: string } & Record<string, unknown>;
-  const admin = knexFactory({ client: 'mysql2', connection: server, pool: { min: 0, max: 1 } });
+  const admin = knexFactory({ client: 'mysql2', connection: server, pool: { min: 0, max: 1 }, log: config.log });
   try {
     await admin.raw('CREATE DATABASE IF NOT EXISTS ?? CHARACTER SET utf8mb4', [database]);
   } catch {
@@ -95,12 +111,56 @@ async function ensureMysqlDatabase(config: Knex.Config): Promise<void> {
   }
 }
 
+/** Options of openDb. */
+export interface OpenDbOptions {
+  databaseUrl?: string;
+  dataDir: string;
+  /** How long to wait for another process that is migrating the same database. @defaultValue 120 */
+  lockWaitSec?: number;
+  logger?: Logger;
+}
+
+const isKnexMigrationLock = (e: unknown): boolean => e instanceof Error && (e.name === 'MigrationLocked' || /Migration table is already locked/.test(e.message));
+
+/**
+ * Brings the schema up to date. On MySQL the whole migration runs under a named lock, so processes
+ * started together wait their turn (and then find nothing left to do). knex's own lock row is
+ * still checked: when it stays taken past the wait, a process died while migrating.
+ */
+async function migrateLatest(db: Db, opts: OpenDbOptions): Promise<void> {
+  const waitSec = opts.lockWaitSec ?? 120;
+  const deadline = Date.now() + waitSec * 1000;
+  await withDbLock(db, 'kms.migrations', { waitSec, logger: opts.logger, what: 'migration' }, async () => {
+    for (let logged = false; ; logged = true) {
+      try {
+        await db.migrate.latest();
+        return;
+      } catch (e) {
+        if (!isKnexMigrationLock(e)) throw e;
+        if (Date.now() > deadline) {
+          throw new LockWaitError(
+            `the migration table stayed locked for ${waitSec}s: a process may have died while migrating; ` +
+              'when no other node is starting, clear it with UPDATE knex_migrations_lock SET is_locked = 0',
+          );
+        }
+        if (!logged) opts.logger?.info('waiting for the migration lock held by another process', { waitSec });
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  });
+}
+
 /** Opens the database (creating a missing MySQL database) and brings its schema up to date. */
-export async function openDb(opts: { databaseUrl?: string; dataDir: string }): Promise<Db> {
-  const config = knexConfig(opts);
+export async function openDb(opts: OpenDbOptions): Promise<Db> {
+  const config = { ...knexConfig(opts), log: knexLog(opts.logger) };
   if (opts.databaseUrl) await ensureMysqlDatabase(config);
   const db = knexFactory(config);
-  await db.migrate.latest();
+  try {
+    await migrateLatest(db, opts);
+  } catch (e) {
+    await db.destroy().catch(() => undefined);
+    throw e;
+  }
   return db;
 }
 

@@ -2,6 +2,9 @@ import { randomUUID } from 'node:crypto';
 import type { Db } from '../db/knex';
 import type { Env } from '../config/env';
 import type { Directory } from './directory';
+import type { Logger } from '../logger';
+import { withDbLock } from '../db/db-lock';
+import { ensureDefaultHsmProfile } from '../kms/hsm-profiles';
 import { ACCOUNT_TYPES } from './caller';
 import { generateKey, hashPassword } from './password';
 
@@ -44,4 +47,21 @@ export async function bootstrapIdentity(db: Db, directory: Directory, env: Env):
     return { generatedKeys: keys };
   }
   return {};
+}
+
+/**
+ * Everything a first start sets up, under one deployment-wide lock so that processes started at
+ * the same instant on an empty database take turns (waiting at most KMS_STARTUP_LOCK_WAIT_SEC):
+ * the master-key check value (`check`), the ROOT domain, admin account and user, the admin's API
+ * keys and the default `database` HSM profile. Each step is idempotent.
+ */
+export async function bootstrapDeployment(
+  db: Db, directory: Directory, env: Env, opts: { logger?: Logger; check: () => Promise<void> },
+): Promise<{ generatedKeys?: { apiKey: string; secretKey: string } }> {
+  return withDbLock(db, 'kms.bootstrap', { waitSec: env.startupLockWaitSec, logger: opts.logger, what: 'bootstrap' }, async () => {
+    await opts.check();
+    const out = await bootstrapIdentity(db, directory, env);
+    await ensureDefaultHsmProfile(db, directory);
+    return out;
+  });
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Db } from '../db/knex';
-import type { Logger } from '../logger';
+import { currentLogContext, type Logger } from '../logger';
 import type { Settings } from '../config/settings';
 import { JobRepository } from '../db/repositories/jobs';
 import { LockRepository } from '../db/repositories/locks';
@@ -10,7 +10,7 @@ import { InProcessQueue } from './in-process-queue';
 import { resolveWorkerOptions, type WorkerOptions } from './options';
 import type { JobQueue } from './queue';
 import { Scheduler } from './scheduler';
-import { JobWorker, newLeaseOwner } from './worker';
+import { JobWorker, newLeaseOwner, type JobWorkerDeps } from './worker';
 import type { JobHandler, JobSubmission, JobSubmitter, ScheduleSpec } from './types';
 
 /**
@@ -46,6 +46,8 @@ export interface JobServiceDeps {
   options?: Partial<WorkerOptions>;
   /** The backend error prefix of a command (CommandSpec.backendErrorPrefix), for job results. */
   errorPrefixOf?: (cmd: string) => string | undefined;
+  /** Hears every job this process ran to an end (metrics). */
+  onJobEnded?: JobWorkerDeps['onJobEnded'];
 }
 
 /** Builds the job service; nothing runs until `start()`. */
@@ -58,7 +60,7 @@ export function createJobService(deps: JobServiceDeps): JobService {
   const queue: JobQueue = deps.redisUrl
     ? new BullmqQueue({ redisUrl: deps.redisUrl, prefix: deps.queuePrefix ?? 'kms', enqueueTimeoutMs: options.enqueueTimeoutMs, logger: deps.logger })
     : new InProcessQueue();
-  const worker = new JobWorker({ repo, handlers, logger: deps.logger, options, owner, errorPrefixOf: deps.errorPrefixOf });
+  const worker = new JobWorker({ repo, handlers, logger: deps.logger, options, owner, errorPrefixOf: deps.errorPrefixOf, onJobEnded: deps.onJobEnded });
   const scheduler = new Scheduler({
     locks: new LockRepository(deps.db), settings: deps.settings, logger: deps.logger, owner,
     leaseMs: options.leaseMs, pollMs: options.schedulePollMs,
@@ -93,7 +95,7 @@ export function createJobService(deps: JobServiceDeps): JobService {
       const uuid = s.jobUuid ?? randomUUID();
       await repo.insert({
         uuid, userId: s.caller.userId, accountId: s.caller.accountId, domainId: s.caller.domainId, cmd: s.cmd, kind: s.kind,
-        args: s.args, instanceType: s.instanceType, instanceId: s.instanceId,
+        args: s.args, instanceType: s.instanceType, instanceId: s.instanceId, requestId: currentLogContext().requestId,
       });
       // An API-only process has nobody to hand an in-process id to: a worker's sweeper takes the row.
       if (queue.kind === 'bullmq' || runWorkers) {

@@ -1,9 +1,9 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import type { Logger } from '../logger';
+import { withLogContext, type Logger } from '../logger';
 import { ApiError, toApiError } from '../api/errors';
 import { isKmsError } from '../kms/errors';
-import type { JobRepository } from '../db/repositories/jobs';
+import type { AsyncJobRow, JobRepository } from '../db/repositories/jobs';
 import type { WorkerOptions } from './options';
 import { JobStatus, type JobHandler, type JobOutcome, type RunningJob } from './types';
 
@@ -25,6 +25,8 @@ export interface JobWorkerDeps {
   owner: string;
   /** The backend error prefix a command declares (CommandSpec.backendErrorPrefix). */
   errorPrefixOf?: (cmd: string) => string | undefined;
+  /** Called once per job this worker ran: its kind, how it ended and its run time. Must not throw. */
+  onJobEnded?: (info: { kind: string; status: 'succeeded' | 'failed' | 'interrupted'; seconds: number }) => void;
 }
 
 /**
@@ -71,6 +73,15 @@ export class JobWorker {
     }
     const row = await repo.claim(jobUuid, owner, options.leaseMs, options.maxAttempts);
     if (!row) return;
+    const started = process.hrtime.bigint();
+    const ended = (status: 'succeeded' | 'failed' | 'interrupted') =>
+      this.deps.onJobEnded?.({ kind: row.job_kind, status, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
+    // The job's log lines carry its uuid and the id of the API request that submitted it.
+    await withLogContext({ requestId: row.request_id ?? undefined, job: row.uuid }, () => this.#run(row, handler, ended));
+  }
+
+  async #run(row: AsyncJobRow, handler: JobHandler, ended: (status: 'succeeded' | 'failed' | 'interrupted') => void): Promise<void> {
+    const { repo, options, owner, logger } = this.deps;
 
     const lost = new AbortController();
     const signal = AbortSignal.any([lost.signal, this.#closing.signal]);
@@ -98,6 +109,7 @@ export class JobWorker {
         // Stopped because this worker is closing or lost the lease: not a result; the job runs again elsewhere.
         await repo.release(row.id, owner);
         logger.info('job interrupted; left for another worker', { job: row.uuid });
+        ended('interrupted');
         return;
       }
       const wire = toApiError(err, { backendPrefix: this.deps.errorPrefixOf?.(row.cmd), isRootAdmin: false });
@@ -112,6 +124,7 @@ export class JobWorker {
       logger.warn('job finished after its lease was taken over; result discarded', { job: row.uuid });
       return;
     }
+    ended(finish.status === JobStatus.Succeeded ? 'succeeded' : 'failed');
     logger.debug('job finished', { job: row.uuid, status: finish.status });
   }
 }

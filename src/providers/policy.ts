@@ -11,6 +11,14 @@ export interface PolicyHooks {
   onRetry?: (info: { op: string; attempt: number; delayMs: number; error: KmsError }) => void;
 }
 
+/** Receives the outcome of every backend operation (metrics); must not throw or block. */
+export interface BackendObserver {
+  /** One operation finished: `outcome` is 'ok' or the KmsError kind; `seconds` includes retries. */
+  operation(info: { profile: string; operation: string; outcome: string; seconds: number }): void;
+  /** A transient failure is about to be retried. */
+  retry(info: { profile: string; operation: string }): void;
+}
+
 /** The jitter adds up to this fraction of each back-off, so callers that failed together spread out. */
 const JITTER = 0.1;
 

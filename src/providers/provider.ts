@@ -54,7 +54,16 @@ export interface KekProvider {
   rewrap(req: { from: { kek: KekRef; blob: Buffer; aad: Buffer }; to: { kek: KekRef; aad: Buffer } }): Promise<Buffer>;
   /** Drops pooled sessions and caches of a profile (after update or delete). */
   invalidateProfile(profileId: string): Promise<void>;
+  /** Pooled sessions per connected profile, for backends that pool them (metrics). */
+  sessionStats?(): SessionStats[];
   close(): Promise<void>;
+}
+
+/** Sessions of one profile's pool: lent out to a running operation, and open but idle. */
+export interface SessionStats {
+  readonly profile: string;
+  readonly inUse: number;
+  readonly idle: number;
 }
 
 /** Retry and timeout policy for every backend call, read from the kms.* settings at each call. */

@@ -4,13 +4,15 @@ import { KmsError } from '../kms/errors';
 import type { Logger } from '../logger';
 import { createDatabaseProvider, type DatabaseProviderOptions } from './database/database-provider';
 import { createPkcs11Provider, type Pkcs11ProviderOptions } from './pkcs11/pkcs11-provider';
-import { callWithPolicy, type PolicyHooks } from './policy';
-import type { BackendPolicy, KekProvider, ProviderKind } from './provider';
+import { callWithPolicy, type BackendObserver, type PolicyHooks } from './policy';
+import type { BackendPolicy, HsmProfileConfig, KekProvider, ProviderKind, SessionStats } from './provider';
 
 /** The providers of one process, each call already under the retry and timeout policy. */
 export interface ProviderRegistry {
   /** The provider of `kind`, created on first use; every backend call goes through callWithPolicy. */
   get(kind: ProviderKind): KekProvider;
+  /** HSM sessions in use and idle, per profile, of every provider created so far. */
+  sessionStats(): SessionStats[];
   /** Closes every provider created so far (drains HSM sessions, zeroes caches). */
   close(): Promise<void>;
 }
@@ -25,6 +27,8 @@ export interface ProviderRegistryDeps {
   pkcs11?: Omit<Pkcs11ProviderOptions, 'logger'>;
   /** Test seam, passed to callWithPolicy. */
   hooks?: PolicyHooks;
+  /** Hears every operation's outcome and every retry (metrics). */
+  observer?: BackendObserver;
 }
 
 /**
@@ -32,30 +36,46 @@ export interface ProviderRegistryDeps {
  * each retry (kind and message only: messages never carry secrets). validateProfile (pure),
  * invalidateProfile and close are passed through unwrapped.
  */
-export function withPolicy(provider: KekProvider, policy: () => BackendPolicy | Promise<BackendPolicy>, logger: Logger, hooks: PolicyHooks = {}): KekProvider {
-  const h: PolicyHooks = {
-    ...hooks,
-    onRetry: (info) => {
-      logger.warn('KMS backend call failed; retrying', {
-        op: info.op, attempt: info.attempt, delayMs: info.delayMs, kind: info.error.kind, error: info.error.message,
-      });
-      hooks.onRetry?.(info);
-    },
+export function withPolicy(
+  provider: KekProvider, policy: () => BackendPolicy | Promise<BackendPolicy>, logger: Logger, hooks: PolicyHooks = {}, observer?: BackendObserver,
+): KekProvider {
+  const run = async <T>(method: string, profile: HsmProfileConfig, fn: () => Promise<T>): Promise<T> => {
+    const labels = { profile: profile.name, operation: method };
+    const h: PolicyHooks = {
+      ...hooks,
+      onRetry: (info) => {
+        logger.warn('KMS backend call failed; retrying', {
+          op: info.op, attempt: info.attempt, delayMs: info.delayMs, kind: info.error.kind, error: info.error.message,
+        });
+        observer?.retry(labels);
+        hooks.onRetry?.(info);
+      },
+    };
+    const started = process.hrtime.bigint();
+    const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
+    try {
+      const value = await callWithPolicy(await policy(), `${provider.kind}.${method}`, fn, h);
+      observer?.operation({ ...labels, outcome: 'ok', seconds: seconds() });
+      return value;
+    } catch (e) {
+      observer?.operation({ ...labels, outcome: e instanceof KmsError ? e.kind : 'internal', seconds: seconds() });
+      throw e;
+    }
   };
-  const run = async <T>(method: string, fn: () => Promise<T>): Promise<T> => callWithPolicy(await policy(), `${provider.kind}.${method}`, fn, h);
   return {
     kind: provider.kind,
     capabilities: provider.capabilities,
     validateProfile: (details) => provider.validateProfile(details),
-    probe: (profile) => run('probe', () => provider.probe(profile)),
-    createKek: (kek, bits) => run('createKek', () => provider.createKek(kek, bits)),
-    destroyKek: (kek) => run('destroyKek', () => provider.destroyKek(kek)),
-    hasKek: (kek) => run('hasKek', () => provider.hasKek(kek)),
-    wrap: (req) => run('wrap', () => provider.wrap(req)),
-    unwrap: (req) => run('unwrap', () => provider.unwrap(req)),
-    generateAndWrap: (req) => run('generateAndWrap', () => provider.generateAndWrap(req)),
-    rewrap: (req) => run('rewrap', () => provider.rewrap(req)),
+    probe: (profile) => run('probe', profile, () => provider.probe(profile)),
+    createKek: (kek, bits) => run('createKek', kek.profile, () => provider.createKek(kek, bits)),
+    destroyKek: (kek) => run('destroyKek', kek.profile, () => provider.destroyKek(kek)),
+    hasKek: (kek) => run('hasKek', kek.profile, () => provider.hasKek(kek)),
+    wrap: (req) => run('wrap', req.kek.profile, () => provider.wrap(req)),
+    unwrap: (req) => run('unwrap', req.kek.profile, () => provider.unwrap(req)),
+    generateAndWrap: (req) => run('generateAndWrap', req.kek.profile, () => provider.generateAndWrap(req)),
+    rewrap: (req) => run('rewrap', req.from.kek.profile, () => provider.rewrap(req)),
     invalidateProfile: (profileId) => provider.invalidateProfile(profileId),
+    sessionStats: provider.sessionStats && (() => provider.sessionStats!()),
     close: () => provider.close(),
   };
 }
@@ -78,10 +98,13 @@ export function createProviderRegistry(deps: ProviderRegistryDeps): ProviderRegi
       let entry = created.get(kind);
       if (!entry) {
         const raw = build(kind);
-        entry = { raw, wrapped: withPolicy(raw, deps.policy, deps.logger, deps.hooks) };
+        entry = { raw, wrapped: withPolicy(raw, deps.policy, deps.logger, deps.hooks, deps.observer) };
         created.set(kind, entry);
       }
       return entry.wrapped;
+    },
+    sessionStats() {
+      return [...created.values()].flatMap((e) => e.raw.sessionStats?.() ?? []);
     },
     async close() {
       const all = [...created.values()];

@@ -4,6 +4,7 @@ import * as m002 from './002_kms';
 import * as m003 from './003_login_lockout';
 import * as m004 from './004_disk_offerings';
 import * as m005 from './005_wrapped_key_counts';
+import * as m006 from './006_async_job_request_id';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -17,6 +18,7 @@ const MIGRATIONS: ReadonlyArray<[string, Migration]> = [
   ['003_login_lockout', m003],
   ['004_disk_offerings', m004],
   ['005_wrapped_key_counts', m005],
+  ['006_async_job_request_id', m006],
 ];
 
 export const migrationSource: Knex.MigrationSource<[string, Migration]> = {

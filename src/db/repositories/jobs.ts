@@ -24,6 +24,8 @@ export interface AsyncJobRow {
   created: number;
   completed: number | null;
   last_updated: number;
+  /** The API request that submitted the job (log correlation); null for jobs from before it was kept. */
+  request_id: string | null;
 }
 
 /** A new job's record. */
@@ -37,6 +39,8 @@ export interface NewJob {
   args: Record<string, unknown>;
   instanceType?: string;
   instanceId?: string;
+  /** The submitting API request's id, followed into the job's log lines. */
+  requestId?: string;
 }
 
 /** A finished job's result as stored: the `jobresult` object and its code. */
@@ -64,7 +68,7 @@ export class JobRepository {
       const [id] = await this.db('async_job').insert({
         uuid: job.uuid, user_id: job.userId, account_id: job.accountId, domain_id: job.domainId, cmd: job.cmd, job_kind: job.kind,
         cmd_info: JSON.stringify(job.args), instance_type: job.instanceType ?? null, instance_id: job.instanceId ?? null,
-        status: IN_PROGRESS, created: now, last_updated: now,
+        status: IN_PROGRESS, created: now, last_updated: now, request_id: job.requestId ?? null,
       });
       return Number(id);
     } catch (err) {

@@ -250,6 +250,10 @@ export function createPkcs11Provider(opts: Pkcs11ProviderOptions): KekProvider {
       await closeProfileState(state);
     },
 
+    sessionStats() {
+      return [...states.values()].map((s) => ({ profile: s.name, inUse: s.pool.size - s.pool.idle, idle: s.pool.idle }));
+    },
+
     async close() {
       closed = true;
       const all = [...states.values()];

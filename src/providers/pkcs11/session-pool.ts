@@ -41,6 +41,11 @@ export class SessionPool<S> {
     }
   }
 
+  /** Sessions open and not lent out. */
+  get idle(): number {
+    return this.#idle.length;
+  }
+
   /** Sessions currently open (idle plus lent out). */
   get size(): number {
     return this.#open;

@@ -1,0 +1,151 @@
+import { Redis } from 'ioredis';
+import type { App } from '../app';
+import { isKmsError } from '../kms/errors';
+import { profileConfigFor } from '../kms/hsm-profiles';
+import type { HsmProfileRow } from '../kms/types';
+import type { ProviderKind } from '../providers/provider';
+
+/** One readiness check: a component and whether it answered in time. Never carries a secret. */
+export interface Check {
+  name: string;
+  status: 'up' | 'down';
+  /** Why it is down, in a few words (an error kind or code such as ECONNREFUSED, or a timeout); details go to the server log. */
+  reason?: string;
+}
+
+/** The /readyz body. */
+export interface Readiness {
+  status: 'ready' | 'not ready' | 'shutting down';
+  checks: Check[];
+  /** Names of the checks that are down. */
+  down: string[];
+}
+
+class CheckTimeout extends Error {}
+
+function within<T>(ms: number, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new CheckTimeout()), ms); });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Liveness and readiness of this process. Readiness asks the database (a query), the migrations
+ * (none pending), Redis when REDIS_URL is set (PING), and every enabled HSM profile (a session can
+ * be opened: the provider's probe), each within `timeoutMs`. A probe still running from an earlier
+ * call is awaited again rather than started twice. Status changes are logged with their cause.
+ */
+export class Health {
+  #redis?: Redis;
+  #draining = false;
+  readonly #probes = new Map<string, Promise<void>>();
+  readonly #last = new Map<string, string>();
+
+  constructor(private readonly app: Pick<App, 'db' | 'env' | 'logger' | 'providers' | 'masterKey'>, private readonly timeoutMs: number) {}
+
+  /** From now on readiness answers 503 "shutting down", so load balancers stop sending requests. */
+  startDraining(): void {
+    this.#draining = true;
+  }
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  async readiness(): Promise<Readiness> {
+    const checks = await Promise.all([
+      this.#check('database', async () => { await this.app.db.raw('SELECT 1'); }),
+      this.#check('migrations', async () => {
+        const [, pending] = (await this.app.db.migrate.list()) as [unknown[], unknown[]];
+        if (pending.length) throw new Error(`${pending.length} pending`);
+      }),
+      ...(this.app.env.redisUrl ? [this.#check('redis', () => this.#pingRedis())] : []),
+      ...(await this.#hsmChecks()),
+    ]);
+    const down = checks.filter((c) => c.status === 'down').map((c) => c.name);
+    const status = this.#draining ? 'shutting down' : down.length ? 'not ready' : 'ready';
+    return { status, checks, down };
+  }
+
+  async close(): Promise<void> {
+    this.#redis?.disconnect();
+    this.#redis = undefined;
+  }
+
+  /** PING, after waiting for the connection when it is (re)connecting; the caller bounds the wait. */
+  async #pingRedis(): Promise<void> {
+    const r = this.#redisClient();
+    if (r.status !== 'ready') {
+      await new Promise<void>((resolve, reject) => {
+        const done = (err?: Error) => {
+          r.off('ready', done);
+          r.off('error', done);
+          clearTimeout(timer);
+          if (err) reject(err);
+          else resolve();
+        };
+        const timer = setTimeout(() => done(new Error('not connected')), this.timeoutMs);
+        r.on('ready', done);
+        r.on('error', done);
+      });
+    }
+    await r.ping();
+  }
+
+  #redisClient(): Redis {
+    if (!this.#redis) {
+      this.#redis = new Redis(this.app.env.redisUrl!, {
+        lazyConnect: false, enableOfflineQueue: false, maxRetriesPerRequest: 0, connectTimeout: this.timeoutMs,
+        retryStrategy: (n) => Math.min(n * 200, 2000),
+      });
+      this.#redis.on('error', () => undefined); // the check reports it; ioredis reconnects by itself
+    }
+    return this.#redis;
+  }
+
+  async #hsmChecks(): Promise<Array<Promise<Check>>> {
+    let rows: HsmProfileRow[];
+    try {
+      rows = await this.app.db('kms_hsm_profiles').whereNull('removed').where({ enabled: true }).orderBy('id');
+    } catch {
+      return []; // the database check says it
+    }
+    return rows.map((row) => this.#check(`hsm:${row.name}`, () => this.#probe(row)));
+  }
+
+  #probe(row: HsmProfileRow): Promise<void> {
+    let p = this.#probes.get(row.uuid);
+    if (!p) {
+      p = (async () => {
+        const config = await profileConfigFor(this.app, row.id);
+        await this.app.providers.get(row.protocol as ProviderKind).probe(config);
+      })().finally(() => this.#probes.delete(row.uuid));
+      this.#probes.set(row.uuid, p);
+    }
+    return p;
+  }
+
+  async #check(name: string, run: () => Promise<void>): Promise<Check> {
+    let check: Check;
+    let detail: string | undefined;
+    try {
+      await within(this.timeoutMs, run());
+      check = { name, status: 'up' };
+    } catch (e) {
+      const code = (e as { code?: unknown })?.code;
+      const reason = e instanceof CheckTimeout ? `no answer within ${this.timeoutMs} ms`
+        : isKmsError(e) ? e.kind
+        : typeof code === 'string' && /^[A-Z_]+$/.test(code) ? code : 'error';
+      detail = e instanceof Error ? e.message : String(e);
+      check = { name, status: 'down', reason };
+    }
+    if (this.#last.get(name) !== check.status) {
+      if (this.#last.has(name) || check.status === 'down') {
+        const log = check.status === 'up' ? this.app.logger.info : this.app.logger.warn;
+        log(`readiness: ${name} is ${check.status}`, { check: name, reason: check.reason, error: detail });
+      }
+      this.#last.set(name, check.status);
+    }
+    return check;
+  }
+}
