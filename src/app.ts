@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Env } from './config/env';
-import { MasterKey } from './config/master-key';
-import { assertMasterKeyMatches } from './config/master-key-check';
+import type { MasterKey } from './config/master-key';
+import { MasterKeyNode, openMasterKey } from './kms/master-key-versions';
+import { upgradeLegacyValues } from './kms/master-key-rotation';
 import { Settings } from './config/settings';
 import { openDb, type Db } from './db/knex';
 import { EventLog } from './events/event-log';
@@ -14,6 +15,7 @@ import { createJobService, type JobService } from './jobs/job-service';
 import { volumeJobHandlers } from './commands/volumes';
 import { migrationJobHandlers } from './commands/kms-migration';
 import { identityJobHandlers } from './commands/identity-states';
+import { masterKeyJobHandlers } from './commands/master-key';
 import { registerRewrapSchedule } from './kms/rewrap-schedule';
 import { ensureDefaultHsmProfile } from './kms/hsm-profiles';
 import { registerKmsKeyJobs } from './kms/kms-key-jobs';
@@ -24,7 +26,10 @@ export interface App {
   readonly env: Env;
   readonly db: Db;
   readonly logger: Logger;
+  /** The master-key versions this process holds; new values use the active one. */
   readonly masterKey: MasterKey;
+  /** This process as a node holding master keys: heartbeat, version changes, the seal. */
+  readonly masterKeys: MasterKeyNode;
   readonly settings: Settings;
   readonly directory: Directory;
   readonly events: EventLog;
@@ -45,15 +50,35 @@ export interface StartedApp {
   masterKeyGenerated: boolean;
 }
 
+/** Options of createApp. */
+export interface CreateAppOptions {
+  logger?: Logger;
+  /** false for the admin CLI: it holds the keys but is no node of the deployment (no heartbeat). @defaultValue true */
+  announce?: boolean;
+}
+
 /** Opens the database (migrating it), loads the master key and bootstraps the identity tables. */
-export async function createApp(env: Env, opts: { logger?: Logger } = {}): Promise<StartedApp> {
+export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<StartedApp> {
   const logger = opts.logger ?? createLogger();
-  const { key: masterKey, generated: masterKeyGenerated } = MasterKey.load({ fromEnv: env.masterKey, file: env.masterKeyFile });
   const db = await openDb({ databaseUrl: env.databaseUrl, dataDir: env.dataDir });
-  await assertMasterKeyMatches(db, masterKey).catch(async (e) => {
+  const managementServerId = randomUUID();
+  let masterKeys: MasterKeyNode;
+  let masterKeyGenerated: boolean;
+  try {
+    const opened = await openMasterKey(db, env);
+    for (const w of opened.warnings) logger.warn(w);
+    masterKeyGenerated = opened.generated;
+    masterKeys = new MasterKeyNode(db, opened.key, {
+      identity: opts.announce === false ? undefined : { id: managementServerId, role: env.role },
+      seal: opened.seal, spare: opened.spare, heartbeatMs: env.nodeHeartbeatMs, staleMs: env.nodeStaleMs, logger,
+    });
+    await upgradeLegacyValues(db, masterKeys.key, logger);
+    await masterKeys.start();
+  } catch (e) {
     await db.destroy();
     throw e;
-  });
+  }
+  const masterKey = masterKeys.key;
   const directory = new Directory(db, masterKey);
   const { generatedKeys } = await bootstrapIdentity(db, directory, env);
   await ensureDefaultHsmProfile(db, directory);
@@ -64,24 +89,25 @@ export async function createApp(env: Env, opts: { logger?: Logger } = {}): Promi
     db, logger, settings, redisUrl: env.redisUrl, queuePrefix: env.queuePrefix, runWorkers: env.role !== 'api', options: env.jobOptions,
     errorPrefixOf: (cmd) => backendPrefixes.get(cmd),
   });
-  const closers: Array<() => Promise<void>> = [() => db.destroy(), () => providers.close(), () => jobs.close()];
+  const closers: Array<() => Promise<void>> = [() => db.destroy(), () => masterKeys.stop(), () => providers.close(), () => jobs.close()];
   const app: App = {
     env,
     db,
     logger,
     masterKey,
+    masterKeys,
     settings,
     providers,
     jobs,
     directory,
     events: new EventLog(db),
     sessions: new SessionStore(db, env.sessionTimeoutSec),
-    managementServerId: randomUUID(),
+    managementServerId,
     async close() {
       for (const close of closers.reverse()) await close();
     },
   };
-  for (const [kind, make] of Object.entries({ ...volumeJobHandlers, ...migrationJobHandlers, ...identityJobHandlers })) jobs.register(kind, make(app));
+  for (const [kind, make] of Object.entries({ ...volumeJobHandlers, ...migrationJobHandlers, ...identityJobHandlers, ...masterKeyJobHandlers })) jobs.register(kind, make(app));
   registerKmsKeyJobs(app);
   registerRewrapSchedule(app);
   return { app, generatedKeys, masterKeyGenerated };

@@ -12,6 +12,7 @@ import { kmsMigrationCommands } from './kms-migration';
 import { hsmProfileCommands } from './hsm-profiles';
 import { kmsKeyCommands } from './kms-keys';
 import { asyncJobCommands } from './async-jobs';
+import { masterKeyCommands } from './master-key';
 
 /** Every command the server answers, declared once; listApis and apidocs read only this list. */
 export const ALL_COMMANDS: readonly CommandSpec[] = [
@@ -28,6 +29,7 @@ export const ALL_COMMANDS: readonly CommandSpec[] = [
   ...kmsKeyCommands,
   ...volumeCommands,
   ...kmsMigrationCommands,
+  ...masterKeyCommands,
 ] as readonly CommandSpec[];
 
 export interface Registry {

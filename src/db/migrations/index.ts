@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import * as m001 from './001_identity';
 import * as m002 from './002_kms';
 import * as m003 from './003_login_lockout';
+import * as m004 from './004_master_key_versions';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -13,6 +14,7 @@ const MIGRATIONS: ReadonlyArray<[string, Migration]> = [
   ['001_identity', m001],
   ['002_kms', m002],
   ['003_login_lockout', m003],
+  ['004_master_key_versions', m004],
 ];
 
 export const migrationSource: Knex.MigrationSource<[string, Migration]> = {
