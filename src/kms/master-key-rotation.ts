@@ -81,7 +81,7 @@ async function rewriteBatch(db: Knex, c: ProtectedColumn, rows: Array<Record<str
   for (const r of rows) {
     const value = String(r.value);
     cases.push('WHEN ?? = ? AND ?? = ? THEN ?');
-    bindings.push('id', r.id as number, c.column, value, c.column, key.reencrypt(value, c.aad(r), version));
+    bindings.push('id', r.id as number, c.column, value, key.reencrypt(value, c.aad(r), version));
   }
   const sql = `UPDATE ?? SET ?? = CASE ${cases.join(' ')} ELSE ?? END WHERE ?? IN (${rows.map(() => '?').join(', ')})`;
   const result = await db.raw(sql, [c.table, c.column, ...bindings, c.column, 'id', ...rows.map((r) => r.id as number)]);

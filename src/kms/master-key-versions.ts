@@ -192,6 +192,13 @@ async function openUnsealed(db: Db, env: Env, rowsAtStart: MasterKeyVersionRow[]
     const active = rows.find((r) => r.state === 'Active');
     if (!key || !active) {
       for (const s of spare) s.fill(0);
+      const retired = rows.filter((r) => r.state === 'Retired' && keys.some((k) => isKeyOf(r, k))).map((r) => r.version);
+      if (retired.length && active) {
+        throw new Error(
+          `This node was given only retired master key version ${retired.join(', ')}; the active version is ${active.version}: ` +
+            'give it the active key in KMS_MASTER_KEY (see README "The master key")',
+        );
+      }
       throw new Error(MISMATCH_MESSAGE);
     }
     if (!key.holds(active.version)) {
