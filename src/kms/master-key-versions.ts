@@ -130,6 +130,7 @@ async function openSealed(db: Db, env: Env, rows: MasterKeyVersionRow[]): Promis
     let live = rows.filter((r) => r.state !== 'Retired');
     if (!live.length) {
       // A new deployment: the first key is made here and exists on disk only sealed.
+      seal.ensureKek();
       const raw = randomBytes(32);
       try {
         await registerVersion(db, raw, 'Active', seal, { firstOnly: true });
