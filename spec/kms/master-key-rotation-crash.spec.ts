@@ -119,6 +119,9 @@ describe('master key rotation over 20,000 values under SIGKILL of its worker', (
     const started = await s.client.signed(ADMIN_KEYS, { command: 'rotateMasterKey' });
     expect(started.status).toBe(200);
     const jobId: string = started.body.jobid;
+    const again = await s.client.signed(ADMIN_KEYS, { command: 'rotateMasterKey' });
+    expect(again.status).toBe(431);
+    expect(again.body.errortext).toBe(`A master key rotation is already running: poll job ${jobId} with queryAsyncJobResult`);
 
     const killedWithWorkLeft: number[] = [];
     const progressSeen: number[] = [];

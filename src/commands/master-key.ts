@@ -1,11 +1,11 @@
 import type { App } from '../app';
 import type { JobHandler } from '../jobs/types';
 import { KmsError } from '../kms/errors';
-import { beginRotation, runRotation } from '../kms/master-key-rotation';
+import { ROTATION_JOB, beginRotation, runRotation } from '../kms/master-key-rotation';
 import { asyncParams, submitAsync } from './async-jobs';
 import { ADMIN_ONLY, defineCommand } from './define';
 
-export const MASTER_KEY_JOBS = { rotate: 'master-key.rotate' } as const;
+export const MASTER_KEY_JOBS = { rotate: ROTATION_JOB } as const;
 
 /** The rotation job: re-encrypts every protected value under the new version, then retires the old one. */
 export const masterKeyJobHandlers: Record<string, (app: App) => JobHandler> = {
@@ -40,7 +40,7 @@ export const masterKeyCommands = [
     response: [
       { name: 'version', type: 'integer', description: 'the master key version every value is now encrypted with' },
       { name: 'previousversion', type: 'integer', description: 'the version the rotation moved away from' },
-      { name: 'reencrypted', type: 'integer', description: 'values re-encrypted by this job' },
+      { name: 'reencrypted', type: 'integer', description: 'values re-encrypted by the last run of the job (a run taken over after a crash counts only its own)' },
       { name: 'retiredversions', type: 'list', description: 'versions retired when the job finished' },
       { name: 'state', type: 'string', description: 'the state of the new version: Active' },
     ],

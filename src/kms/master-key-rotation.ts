@@ -131,6 +131,9 @@ export async function upgradeLegacyValues(db: Db, key: MasterKey, logger: Logger
   if (n) logger.info('master-key values upgraded in place to versioned format', { version: 1, values: n });
 }
 
+/** The job kind of a rotation (declared with rotateMasterKey in src/commands/master-key.ts). */
+export const ROTATION_JOB = 'master-key.rotate';
+
 /** What a rotation start returns. */
 export interface RotationStart { from: number; to: number }
 
@@ -142,6 +145,8 @@ export interface RotationStart { from: number; to: number }
  * A rotation whose job stopped (Previous still present) is resumed with the same versions.
  */
 export async function beginRotation(db: Db, node: MasterKeyNode): Promise<RotationStart> {
+  const running: { uuid: string } | undefined = await db('async_job').where({ job_kind: ROTATION_JOB, status: 0 }).first('uuid');
+  if (running) throw paramError(`A master key rotation is already running: poll job ${running.uuid} with queryAsyncJobResult`);
   let rows = await listVersions(db);
   const active = rows.find((r) => r.state === 'Active')!;
   const previous = rows.filter((r) => r.state === 'Previous');
