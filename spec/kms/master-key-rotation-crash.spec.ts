@@ -68,30 +68,30 @@ describe('master key rotation over 20,000 values under SIGKILL of its worker', (
         api_key: keys.apiKey, secret_key: masterKey.encryptString(keys.secretKey, secretAad(uuid)), created: now,
       };
     });
-    await db.batchInsert('user', users, 1000);
+    await db.batchInsert('user', users, 400);
 
     const profiles = Array.from({ length: PINS }, (_, i) => ({ uuid: randomUUID(), name: `hsm-${i}`, protocol: 'pkcs11', enabled: true, is_public: false, created: now }));
-    await db.batchInsert('kms_hsm_profiles', profiles, 1000);
+    await db.batchInsert('kms_hsm_profiles', profiles, 400);
     const profileIds = new Map((await db('kms_hsm_profiles').whereIn('uuid', profiles.map((p) => p.uuid)).select('id', 'uuid')).map((r) => [r.uuid, r.id]));
     await db.batchInsert('kms_hsm_profile_details', profiles.flatMap((p) => [
       { profile_id: profileIds.get(p.uuid), name: 'library', value: token.library },
       { profile_id: profileIds.get(p.uuid), name: 'token_label', value: token.tokenLabel },
       { profile_id: profileIds.get(p.uuid), name: 'pin', value: masterKey.encryptString(token.pin, detailAad(p.uuid, 'pin')) },
-    ]), 1000);
+    ]), 400);
 
     const phrases = Array.from({ length: PASSPHRASES }, () => {
       const uuid = randomUUID();
       const text = Buffer.from(randomBytes(48).toString('base64'), 'ascii');
       return { row: { uuid, passphrase: masterKey.encrypt(text, passphraseAad(uuid)), created: now }, text };
     });
-    await db.batchInsert('passphrase', phrases.map((p) => p.row), 1000);
+    await db.batchInsert('passphrase', phrases.map((p) => p.row), 400);
     const phraseIds = new Map((await db('passphrase').select('id', 'uuid')).map((r) => [r.uuid, r.id]));
     const volumes = phrases.map((p, i) => {
       const uuid = randomUUID();
       passphrases.set(uuid, p.text.toString('base64'));
       return { uuid, name: `legacy-${i}`, account_id: account.id, domain_id: account.domain_id, zone_id: zoneId, state: 'Ready', encrypt_format: 'LUKS', passphrase_id: phraseIds.get(p.row.uuid), created: now };
     });
-    await db.batchInsert('volumes', volumes, 1000);
+    await db.batchInsert('volumes', volumes, 400);
 
     const keks = Array.from({ length: KEKS }, (_, i) => {
       const label = `rotation-kek-${i}`;
@@ -103,7 +103,7 @@ describe('master key rotation over 20,000 values under SIGKILL of its worker', (
       kek.fill(0);
       return row;
     });
-    await db.batchInsert('kms_database_kek_objects', keks, 1000);
+    await db.batchInsert('kms_database_kek_objects', keks, 400);
     expect(await onVersion(1)).toBe(PINS + API_KEYS + PASSPHRASES + KEKS + 1); // + the bootstrap admin's secret key
     await waitFor(async () => (await db('kms_master_key_versions').where({ version: 2, state: 'Pending' }).first('version')), 10_000, 'the pending version');
   }, 300_000);

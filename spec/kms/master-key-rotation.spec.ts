@@ -146,3 +146,43 @@ describe('npm run admin -- master-key-status', () => {
     await s.close();
   }, 30_000);
 });
+
+describe('npm run admin -- discard-pending-master-key', () => {
+  it('drops a wrong pending key: nodes stop announcing it, so no rotation can start on it', async () => {
+    const s = await startTestServer({ ...NODE_ENV, KMS_MASTER_KEY_NEXT: randomBytes(32).toString('base64') });
+    try {
+      await waitFor(async () => (await s.app.db('kms_node').first('key_versions'))?.key_versions === '1,2', 10_000, 'the node announcing version 2');
+      const lines: string[] = [];
+      const env = readEnv({ KMS_DATA_DIR: s.testDb.dataDir, KMS_MASTER_KEY: s.masterKey, ...(s.testDb.databaseUrl ? { DATABASE_URL: s.testDb.databaseUrl } : {}) });
+      await runAdmin(['discard-pending-master-key'], env, (l) => lines.push(l));
+      expect(lines[0]).toMatch(/^discarded pending master key version 2;/);
+      await waitFor(async () => (await s.app.db('kms_node').first('key_versions'))?.key_versions === '1', 10_000, 'the node dropping version 2');
+      expect(s.app.masterKey.holds(2)).toBe(false);
+      const res = await s.client.signed(ADMIN_KEYS, { command: 'rotateMasterKey' });
+      expect(res.status).toBe(431);
+      expect(res.body.errortext).toMatch(/^There is no new master key to rotate to/);
+    } finally {
+      await s.close();
+    }
+  }, 30_000);
+});
+
+describe('npm run admin -- rotate-master-key', () => {
+  it('starts the rotation from the command line and follows its job to the end', async () => {
+    const next = randomBytes(32).toString('base64');
+    const s = await startTestServer({ ...NODE_ENV, KMS_MASTER_KEY_NEXT: next, KMS_JOB_SWEEP_MS: '200', KMS_JOB_PICKUP_DELAY_MS: '0' });
+    try {
+      await waitFor(async () => (await s.app.db('kms_node').first('key_versions'))?.key_versions === '1,2', 10_000, 'the node announcing version 2');
+      const lines: string[] = [];
+      const env = readEnv({ KMS_DATA_DIR: s.testDb.dataDir, KMS_MASTER_KEY: s.masterKey, KMS_MASTER_KEY_NEXT: next, ...NODE_ENV, ...(s.testDb.databaseUrl ? { DATABASE_URL: s.testDb.databaseUrl } : {}) });
+      await runAdmin(['rotate-master-key'], env, (l) => lines.push(l));
+      expect(lines[0]).toMatch(/^rotating the master key from version 1 to 2: job [0-9a-f-]{36} \(queryAsyncJobResult jobid=[0-9a-f-]{36}\)$/);
+      expect(lines.at(-1)).toMatch(/^done: every value is on version 2; older versions are retired\./);
+      expect(lines.join('\n')).not.toContain(next);
+      expect(await s.app.db('kms_master_key_versions').orderBy('version').pluck('state')).toEqual(['Retired', 'Active']);
+      expect((await s.app.directory.findByApiKey(ADMIN_KEYS.apiKey))?.secretKey).toBe(ADMIN_KEYS.secretKey);
+    } finally {
+      await s.close();
+    }
+  }, 60_000);
+});

@@ -3,9 +3,8 @@ import { createApp } from '../app';
 import { readEnv, type Env } from '../config/env';
 import { readMasterKeyMaterial, writeMasterKeyFile } from '../config/master-key';
 import { openDb, type Db } from '../db/knex';
-import { MASTER_KEY_JOBS } from '../commands/master-key';
 import { silentLogger } from '../logger';
-import { beginRotation, countNotOn } from '../kms/master-key-rotation';
+import { ROTATION_JOB, beginRotation, countNotOn } from '../kms/master-key-rotation';
 import { MasterKeySeal } from '../kms/master-key-seal';
 import { heldBy, isKeyOf, listVersions, liveNodes } from '../kms/master-key-versions';
 
@@ -18,7 +17,8 @@ const USAGE = `usage: npm run admin -- <command>
   rotate-master-key [--no-wait]  start an online rotation to the new master key and follow its job
   seal-master-key                store the master key only wrapped by the HSM (KMS_MASTER_KEY_SEAL_*)
   unseal-master-key              write the master key back to KMS_MASTER_KEY_FILE and drop the seal
-  master-key-status              list the master key versions and the nodes holding them`;
+  master-key-status              list the master key versions and the nodes holding them
+  discard-pending-master-key     drop a Pending version (a wrong KMS_MASTER_KEY_NEXT) before any rotation uses it`;
 
 type Print = (line: string) => void;
 
@@ -28,6 +28,7 @@ export async function runAdmin(args: readonly string[], env: Env = readEnv(), pr
     case 'seal-master-key': return withDb(env, (db) => seal(db, env, print));
     case 'unseal-master-key': return withDb(env, (db) => unseal(db, env, print));
     case 'master-key-status': return withDb(env, (db) => status(db, env, print));
+    case 'discard-pending-master-key': return withDb(env, (db) => discardPending(db, print));
     default: throw new Error(USAGE);
   }
 }
@@ -50,7 +51,7 @@ async function rotate(env: Env, print: Print, wait: boolean): Promise<void> {
     if (!caller) throw new Error('The ROOT admin user is missing or disabled; the rotation job runs as that user');
     const { from, to } = await beginRotation(app.db, app.masterKeys);
     const { jobId } = await app.jobs.submit({
-      cmd: 'rotateMasterKey', kind: MASTER_KEY_JOBS.rotate, caller, args: { fromVersion: from, toVersion: to }, instanceType: 'MasterKey', instanceId: String(to),
+      cmd: 'rotateMasterKey', kind: ROTATION_JOB, caller, args: { fromVersion: from, toVersion: to }, instanceType: 'MasterKey', instanceId: String(to),
     });
     print(`rotating the master key from version ${from} to ${to}: job ${jobId} (queryAsyncJobResult jobid=${jobId})`);
     if (!wait) return;
@@ -131,6 +132,16 @@ async function unseal(db: Db, env: Env, print: Print): Promise<void> {
   await db('kms_master_key_versions').whereIn('version', live.map((r) => r.version)).update({ sealed_key: null, seal_key_label: null });
   print(`wrote master key version ${live.map((r) => r.version).join(', ')} to ${env.masterKeyFile} (mode 0600) and removed the seal`);
   print('Next: on every node unset KMS_MASTER_KEY_SEAL_*, give it this file (or its key in KMS_MASTER_KEY) and restart it.');
+}
+
+async function discardPending(db: Db, print: Print): Promise<void> {
+  const pending = (await listVersions(db)).filter((r) => r.state === 'Pending').map((r) => r.version);
+  if (!pending.length) {
+    print('there is no pending master key version');
+    return;
+  }
+  await db('kms_master_key_versions').whereIn('version', pending).where({ state: 'Pending' }).delete();
+  print(`discarded pending master key version ${pending.join(', ')}; nodes drop it at their next heartbeat. Give every node the right KMS_MASTER_KEY_NEXT and restart them.`);
 }
 
 async function status(db: Db, env: Env, print: Print): Promise<void> {

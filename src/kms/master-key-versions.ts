@@ -284,6 +284,14 @@ export class MasterKeyNode {
     return this.running;
   }
 
+  private holdsKeyOf(r: MasterKeyVersionRow): boolean {
+    try {
+      return this.key.decryptString(r.check_value, checkAad(r.version)) === CHECK_TEXT;
+    } catch {
+      return false;
+    }
+  }
+
   /** Adds a key this process just made (a sealed rotation's new version) without waiting for a heartbeat. */
   hold(version: number, raw: Buffer): void {
     this.key.add(version, raw);
@@ -303,6 +311,11 @@ export class MasterKeyNode {
 
   private async sync(): Promise<void> {
     const rows = await listVersions(this.db);
+    // A version discarded (or re-registered with another key) is dropped, never announced.
+    for (const v of this.key.versions()) {
+      const r = rows.find((x) => x.version === v);
+      if (v !== this.key.activeVersion && (!r || !this.holdsKeyOf(r))) this.key.forget(v);
+    }
     for (const r of rows) {
       if (r.state === 'Retired') {
         if (this.key.holds(r.version) && this.key.activeVersion !== r.version) this.key.forget(r.version);
