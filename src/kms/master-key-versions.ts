@@ -112,8 +112,10 @@ export interface OpenedMasterKey {
 export async function openMasterKey(db: Db, env: Env): Promise<OpenedMasterKey> {
   const rows = await listVersions(db);
   const live = rows.filter((r) => r.state !== 'Retired');
-  if (env.masterKeySeal && env.masterKey) {
-    throw new Error('Set either KMS_MASTER_KEY or KMS_MASTER_KEY_SEAL_LIBRARY (a sealed master key), not both');
+  if (env.masterKeySeal && (env.masterKey || env.masterKeyNext)) {
+    throw new Error(
+      'Set either KMS_MASTER_KEY (and KMS_MASTER_KEY_NEXT) or KMS_MASTER_KEY_SEAL_LIBRARY (a sealed master key, whose new versions the HSM seals), not both',
+    );
   }
   if (!env.masterKeySeal && live.some((r) => r.sealed_key)) {
     throw new Error(
