@@ -148,6 +148,23 @@ describe('a master key sealed by a PKCS#11 token (SoftHSM2)', () => {
     }
   }, 120_000);
 
+  it('refuses to start with a wrong PIN or a partial seal configuration, naming what to fix and never the PIN', async () => {
+    const t = await createTestDb();
+    await t.db.destroy();
+    const wrongPin = join(secretsDir, 'wrong.pin');
+    writeFileSync(wrongPin, 'not-the-pin\n', { mode: 0o600 });
+    try {
+      const attempt = createApp(readEnv({ ...dbEnv(t), ...sealEnv(), KMS_MASTER_KEY_SEAL_PIN_FILE: wrongPin }), { logger: silentLogger });
+      await expect(attempt).rejects.toThrow(`Cannot log in to token '${token.tokenLabel}' with the PIN in ${wrongPin} (KMS_MASTER_KEY_SEAL_PIN_FILE)`);
+      expect(() => readEnv({ ...dbEnv(t), KMS_MASTER_KEY_SEAL_LIBRARY: token.library })).toThrow(
+        'A sealed master key needs KMS_MASTER_KEY_SEAL_TOKEN_LABEL, KMS_MASTER_KEY_SEAL_KEY_LABEL, KMS_MASTER_KEY_SEAL_PIN_FILE (set with KMS_MASTER_KEY_SEAL_LIBRARY)',
+      );
+      await expect(createApp(readEnv({ ...dbEnv(t), ...sealEnv(), KMS_MASTER_KEY: 'AAAA' }), { logger: silentLogger })).rejects.toThrow(/^Set either KMS_MASTER_KEY/);
+    } finally {
+      await t.drop().catch(() => undefined);
+    }
+  }, 60_000);
+
   it('moves an unsealed deployment to sealed with one command, and back with another', async () => {
     const t = await createTestDb();
     await t.db.destroy();
