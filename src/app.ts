@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Env } from './config/env';
-import { MasterKey } from './config/master-key';
-import { assertMasterKeyMatches } from './config/master-key-check';
+import type { MasterKey } from './config/master-key';
+import { MasterKeyNode, openMasterKey } from './kms/master-key-versions';
+import { upgradeLegacyValues } from './kms/master-key-rotation';
 import { Settings } from './config/settings';
 import { openDb, type Db } from './db/knex';
 import { EventLog } from './events/event-log';
@@ -13,6 +14,7 @@ import { createJobService, type JobService } from './jobs/job-service';
 import { volumeJobHandlers } from './commands/volumes';
 import { migrationJobHandlers } from './commands/kms-migration';
 import { identityJobHandlers } from './commands/identity-states';
+import { masterKeyJobHandlers } from './commands/master-key';
 import { registerRewrapSchedule } from './kms/rewrap-schedule';
 import { registerKmsKeyJobs } from './kms/kms-key-jobs';
 import { ALL_COMMANDS } from './commands/registry';
@@ -27,7 +29,10 @@ export interface App {
   readonly env: Env;
   readonly db: Db;
   readonly logger: Logger;
+  /** The master-key versions this process holds; new values use the active one. */
   readonly masterKey: MasterKey;
+  /** This process as a node holding master keys: heartbeat, version changes, the seal. */
+  readonly masterKeys: MasterKeyNode;
   readonly settings: Settings;
   readonly directory: Directory;
   readonly events: EventLog;
@@ -52,22 +57,48 @@ export interface StartedApp {
   masterKeyGenerated: boolean;
 }
 
+/** Options of createApp. */
+export interface CreateAppOptions {
+  logger?: Logger;
+  /** false for the admin CLI: it holds the keys but is no node of the deployment (no heartbeat). @defaultValue true */
+  announce?: boolean;
+}
+
 /** Opens the database (migrating it), loads the master key and bootstraps the identity tables. */
-export async function createApp(env: Env, opts: { logger?: Logger } = {}): Promise<StartedApp> {
+export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<StartedApp> {
   const logger = opts.logger ?? createLogger({ level: env.logLevel });
   checkPaths(env);
   // The database first: a wrong password or an unreachable server is refused before any file is written.
   const db = await openDb({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, lockWaitSec: env.startupLockWaitSec, logger });
-  let masterKey: MasterKey;
-  let masterKeyGenerated: boolean;
+  const managementServerId = randomUUID();
+  let masterKeys: MasterKeyNode | undefined;
+  let masterKeyGenerated = false;
   let generatedKeys: StartedApp['generatedKeys'];
   try {
-    ({ key: masterKey, generated: masterKeyGenerated } = MasterKey.load({ fromEnv: env.masterKey, file: env.masterKeyFile }));
-    ({ generatedKeys } = await bootstrapDeployment(db, new Directory(db, masterKey), env, { logger, check: () => assertMasterKeyMatches(db, masterKey) }));
+    // The master key and the first-start setup run under the deployment-wide bootstrap lock, so
+    // processes started at the same instant make one version 1, one ROOT and one admin.
+    ({ generatedKeys } = await bootstrapDeployment(db, env, {
+      logger,
+      openKey: async () => {
+        const opened = await openMasterKey(db, env);
+        for (const w of opened.warnings) logger.warn(w);
+        masterKeyGenerated = opened.generated;
+        masterKeys = new MasterKeyNode(db, opened.key, {
+          identity: opts.announce === false ? undefined : { id: managementServerId, role: env.role },
+          seal: opened.seal, spare: opened.spare, heartbeatMs: env.nodeHeartbeatMs, staleMs: env.nodeStaleMs, logger,
+        });
+        await upgradeLegacyValues(db, masterKeys.key, logger);
+        return masterKeys.key;
+      },
+    }));
+    await masterKeys!.start();
   } catch (e) {
+    await masterKeys?.stop().catch(() => undefined);
     await db.destroy();
     throw e;
   }
+  const node = masterKeys!;
+  const masterKey = node.key;
   const directory = new Directory(db, masterKey);
   const settings = new Settings(db);
   const metrics = new Metrics();
@@ -91,7 +122,7 @@ export async function createApp(env: Env, opts: { logger?: Logger } = {}): Promi
     },
   });
   const health = new Health({ db, env, logger, providers, masterKey }, env.readyTimeoutMs);
-  const closers: Array<() => Promise<void>> = [() => db.destroy(), () => providers.close(), () => health.close(), () => jobs.close()];
+  const closers: Array<() => Promise<void>> = [() => db.destroy(), () => node.stop(), () => providers.close(), () => health.close(), () => jobs.close()];
   const app: App = {
     env,
     db,
@@ -103,14 +134,15 @@ export async function createApp(env: Env, opts: { logger?: Logger } = {}): Promi
     directory,
     events: new EventLog(db),
     sessions: new SessionStore(db, env.sessionTimeoutSec),
-    managementServerId: randomUUID(),
+    managementServerId,
+    masterKeys: node,
     metrics,
     health,
     async close() {
       for (const close of closers.reverse()) await close();
     },
   };
-  for (const [kind, make] of Object.entries({ ...volumeJobHandlers, ...migrationJobHandlers, ...identityJobHandlers })) jobs.register(kind, make(app));
+  for (const [kind, make] of Object.entries({ ...volumeJobHandlers, ...migrationJobHandlers, ...identityJobHandlers, ...masterKeyJobHandlers })) jobs.register(kind, make(app));
   registerKmsKeyJobs(app);
   registerRewrapSchedule(app);
   registerStateMetrics(app);

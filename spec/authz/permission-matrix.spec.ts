@@ -289,6 +289,9 @@ const CASES: Record<string, Case> = {
   },
   getVolumeEncryptionKey: { who: 'root', target: 'owner', run: (c, o) => status(call(c, { command: 'getVolumeEncryptionKey', id: party[o].volumeId })) },
   migrateVolumesToKMS: { who: 'root', target: 'owner', run: (c, o) => job(call(c, { command: 'migrateVolumesToKMS', kmskeyid: party[o].keyId, volumeids: party[o].volumeId })) },
+
+  // The master key: root admins only. No new key is configured, so an allowed caller is refused (431) and nothing rotates.
+  rotateMasterKey: { who: 'root', target: 'none', allowed: 431, run: (c) => status(call(c, { command: 'rotateMasterKey' })) },
 };
 
 function domainPathOf(c: OwnerName): string {

@@ -38,7 +38,7 @@ describe('database provider', () => {
     const kek = { profile: profile('db'), label: `kek-${randomBytes(4).toString('hex')}` };
     await provider.createKek(kek, 256);
     const row = await t.db('kms_database_kek_objects').where({ label: kek.label }).first();
-    expect(row.key_material).toMatch(/^v1:/);
+    expect(row.key_material).toMatch(/^mk1:/);
     expect(Number(row.key_bits)).toBe(256);
     expect(typeof Number(row.created)).toBe('number');
     const raw = masterKey.decrypt(row.key_material, kek.label);

@@ -14,6 +14,7 @@ import { kmsMigrationCommands } from './kms-migration';
 import { hsmProfileCommands } from './hsm-profiles';
 import { kmsKeyCommands } from './kms-keys';
 import { asyncJobCommands } from './async-jobs';
+import { masterKeyCommands } from './master-key';
 
 /** Every command the server answers, declared once; listApis and apidocs read only this list. */
 export const ALL_COMMANDS: readonly CommandSpec[] = [
@@ -32,6 +33,7 @@ export const ALL_COMMANDS: readonly CommandSpec[] = [
   ...diskOfferingCommands,
   ...volumeCommands,
   ...kmsMigrationCommands,
+  ...masterKeyCommands,
 ] as readonly CommandSpec[];
 
 export interface Registry {

@@ -2,6 +2,37 @@ import { join } from 'node:path';
 import { workerOptionsFromEnv, type WorkerOptions } from '../jobs/options';
 import { parseLogLevel, type LogLevel } from '../logger';
 
+/** Where the master key's KEK lives (KMS_MASTER_KEY_SEAL_*; README "The master key"). */
+export interface SealConfig {
+  library: string;
+  tokenLabel: string;
+  keyLabel: string;
+  pinFile: string;
+}
+
+const SEAL_VARS = ['KMS_MASTER_KEY_SEAL_LIBRARY', 'KMS_MASTER_KEY_SEAL_TOKEN_LABEL', 'KMS_MASTER_KEY_SEAL_KEY_LABEL', 'KMS_MASTER_KEY_SEAL_PIN_FILE'] as const;
+
+/** The seal configuration, or undefined when KMS_MASTER_KEY_SEAL_LIBRARY is unset; a partial one is refused by name. */
+export function sealConfigFromEnv(e: NodeJS.ProcessEnv): SealConfig | undefined {
+  if (!e.KMS_MASTER_KEY_SEAL_LIBRARY) return undefined;
+  const missing = SEAL_VARS.filter((v) => !e[v]);
+  if (missing.length) throw new Error(`A sealed master key needs ${missing.join(', ')} (set with KMS_MASTER_KEY_SEAL_LIBRARY)`);
+  return {
+    library: e.KMS_MASTER_KEY_SEAL_LIBRARY,
+    tokenLabel: e.KMS_MASTER_KEY_SEAL_TOKEN_LABEL!,
+    keyLabel: e.KMS_MASTER_KEY_SEAL_KEY_LABEL!,
+    pinFile: e.KMS_MASTER_KEY_SEAL_PIN_FILE!,
+  };
+}
+
+function positive(e: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = e[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number (got ${raw})`);
+  return n;
+}
+
 /** Environment configuration, read once at start. Every variable is documented in README.md. */
 export interface Env {
   port: number;
@@ -11,6 +42,16 @@ export interface Env {
   redisUrl?: string;
   masterKey?: string;
   masterKeyFile: string;
+  /** A new master key to introduce for the next rotation (KMS_MASTER_KEY_NEXT). */
+  masterKeyNext?: string;
+  /** The PKCS#11 token that seals the master key (KMS_MASTER_KEY_SEAL_*); unset when not sealed. */
+  masterKeySeal?: SealConfig;
+  /** How often this node announces the master-key versions it holds (KMS_NODE_HEARTBEAT_MS). */
+  nodeHeartbeatMs: number;
+  /** A node not heard from for this long is not live (KMS_NODE_STALE_SEC), in ms. */
+  nodeStaleMs: number;
+  /** Values re-encrypted per transaction by a master-key rotation (KMS_MASTER_KEY_ROTATION_BATCH). */
+  masterKeyRotationBatch: number;
   adminPassword: string;
   adminApiKey?: string;
   adminSecretKey?: string;
@@ -59,6 +100,11 @@ export function readEnv(e: NodeJS.ProcessEnv = process.env): Env {
     redisUrl: e.REDIS_URL || undefined,
     masterKey: e.KMS_MASTER_KEY || undefined,
     masterKeyFile: e.KMS_MASTER_KEY_FILE || join(dataDir, 'master.key'),
+    masterKeyNext: e.KMS_MASTER_KEY_NEXT || undefined,
+    masterKeySeal: sealConfigFromEnv(e),
+    nodeHeartbeatMs: positive(e, 'KMS_NODE_HEARTBEAT_MS', 5000),
+    nodeStaleMs: positive(e, 'KMS_NODE_STALE_SEC', 30) * 1000,
+    masterKeyRotationBatch: Math.floor(positive(e, 'KMS_MASTER_KEY_ROTATION_BATCH', 500)),
     adminPassword: e.KMS_ADMIN_PASSWORD || 'password',
     adminApiKey: e.KMS_ADMIN_API_KEY || undefined,
     adminSecretKey: e.KMS_ADMIN_SECRET_KEY || undefined,

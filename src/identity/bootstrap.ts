@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Db } from '../db/knex';
 import type { Env } from '../config/env';
-import type { Directory } from './directory';
+import type { MasterKey } from '../config/master-key';
+import { Directory } from './directory';
 import type { Logger } from '../logger';
 import { withDbLock } from '../db/db-lock';
 import { ensureDefaultHsmProfile } from '../kms/hsm-profiles';
@@ -52,14 +53,14 @@ export async function bootstrapIdentity(db: Db, directory: Directory, env: Env):
 /**
  * Everything a first start sets up, under one deployment-wide lock so that processes started at
  * the same instant on an empty database take turns (waiting at most KMS_STARTUP_LOCK_WAIT_SEC):
- * the master-key check value (`check`), the ROOT domain, admin account and user, the admin's API
+ * the master key (`openKey`: its first version, legacy values upgraded), the ROOT domain, admin account and user, the admin's API
  * keys and the default `database` HSM profile. Each step is idempotent.
  */
 export async function bootstrapDeployment(
-  db: Db, directory: Directory, env: Env, opts: { logger?: Logger; check: () => Promise<void> },
+  db: Db, env: Env, opts: { logger?: Logger; openKey: () => Promise<MasterKey> },
 ): Promise<{ generatedKeys?: { apiKey: string; secretKey: string } }> {
   return withDbLock(db, 'kms.bootstrap', { waitSec: env.startupLockWaitSec, logger: opts.logger, what: 'bootstrap' }, async () => {
-    await opts.check();
+    const directory = new Directory(db, await opts.openKey());
     const out = await bootstrapIdentity(db, directory, env);
     await ensureDefaultHsmProfile(db, directory);
     return out;

@@ -20,7 +20,8 @@ export interface UserRow {
 
 export interface ScopeRequest { listall?: boolean; domainid?: string; account?: string; isrecursive?: boolean }
 
-const secretAad = (userUuid: string) => `user-secret:${userUuid}`;
+/** The authenticated place of a user's secret key under the master key. */
+export const secretAad = (userUuid: string) => `user-secret:${userUuid}`;
 
 /** Domains, accounts and users, and the access rules between them. */
 export class Directory {

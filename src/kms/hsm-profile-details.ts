@@ -10,7 +10,8 @@ export function isSensitiveDetail(name: string): boolean {
 
 export const MASKED = '*****';
 
-const detailAad = (profileUuid: string, name: string) => `hsm-profile-detail:${profileUuid}:${name.toLowerCase()}`;
+/** The authenticated place of a sensitive profile detail under the master key. */
+export const detailAad = (profileUuid: string, name: string) => `hsm-profile-detail:${profileUuid}:${name.toLowerCase()}`;
 
 /** The stored form of a detail value: sensitive ones encrypted under the master key, bound to profile and name. */
 export function storedDetailValue(masterKey: MasterKey, profileUuid: string, name: string, value: string): string {

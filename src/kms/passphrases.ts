@@ -4,7 +4,9 @@ import type { MasterKey } from '../config/master-key';
 import { paramError } from './errors';
 import { SecretBytes } from './secret-bytes';
 
-const aad = (uuid: string) => `passphrase:${uuid}`;
+/** The authenticated place of a legacy passphrase under the master key. */
+export const passphraseAad = (uuid: string) => `passphrase:${uuid}`;
+const aad = passphraseAad;
 
 /**
  * CloudStack's legacy volume passphrases (PassphraseVO): 48 random bytes, base64-encoded into a

@@ -5,6 +5,7 @@ import * as m003 from './003_login_lockout';
 import * as m004 from './004_disk_offerings';
 import * as m005 from './005_wrapped_key_counts';
 import * as m006 from './006_async_job_request_id';
+import * as m007 from './007_master_key_versions';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -19,6 +20,7 @@ const MIGRATIONS: ReadonlyArray<[string, Migration]> = [
   ['004_disk_offerings', m004],
   ['005_wrapped_key_counts', m005],
   ['006_async_job_request_id', m006],
+  ['007_master_key_versions', m007],
 ];
 
 export const migrationSource: Knex.MigrationSource<[string, Migration]> = {
