@@ -13,7 +13,7 @@ export class StartupError extends Error {
  * KMS_MASTER_KEY_FILE is refused instead of growing a directory tree next to the intended one.
  */
 export function checkPaths(env: Env): void {
-  if (env.masterKey || existsSync(env.masterKeyFile)) return;
+  if (env.masterKey || env.masterKeySeal || existsSync(env.masterKeyFile)) return;
   const dir = dirname(resolve(env.masterKeyFile));
   if (dir === resolve(env.dataDir)) return;
   if (!existsSync(dir)) {
