@@ -14,7 +14,7 @@ import { createJobService, type JobService } from './jobs/job-service';
 import { volumeJobHandlers } from './commands/volumes';
 import { migrationJobHandlers } from './commands/kms-migration';
 import { registerRewrapSchedule } from './kms/rewrap-schedule';
-import { ensureDefaultHsmProfile } from './kms/hsm-profiles';
+import { ensureDefaultHsmProfile, recordHealthChange } from './kms/hsm-profiles';
 import { registerKmsKeyJobs } from './kms/kms-key-jobs';
 import { ALL_COMMANDS } from './commands/registry';
 
@@ -57,7 +57,11 @@ export async function createApp(env: Env, opts: { logger?: Logger } = {}): Promi
   const { generatedKeys } = await bootstrapIdentity(db, directory, env);
   await ensureDefaultHsmProfile(db, directory);
   const settings = new Settings(db);
-  const providers = createProviderRegistry({ db, masterKey, logger, policy: () => settings.backendPolicy() });
+  const events = new EventLog(db);
+  const providers = createProviderRegistry({
+    db, masterKey, logger, policy: () => settings.backendPolicy(),
+    circuit: { onChange: (h) => void recordHealthChange(db, events, h).catch((e) => logger.warn('could not record an HSM profile health event', { error: String(e) })) },
+  });
   const backendPrefixes = new Map(ALL_COMMANDS.map((c) => [c.name, c.backendErrorPrefix]));
   const jobs = createJobService({
     db, logger, settings, redisUrl: env.redisUrl, queuePrefix: env.queuePrefix, runWorkers: env.role !== 'api', options: env.jobOptions,
@@ -73,7 +77,7 @@ export async function createApp(env: Env, opts: { logger?: Logger } = {}): Promi
     providers,
     jobs,
     directory,
-    events: new EventLog(db),
+    events,
     sessions: new SessionStore(db, env.sessionTimeoutSec),
     managementServerId: randomUUID(),
     async close() {

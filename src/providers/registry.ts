@@ -4,13 +4,21 @@ import { KmsError } from '../kms/errors';
 import type { Logger } from '../logger';
 import { createDatabaseProvider, type DatabaseProviderOptions } from './database/database-provider';
 import { createPkcs11Provider, type Pkcs11ProviderOptions } from './pkcs11/pkcs11-provider';
+import { ProfileCircuits, type CircuitOptions, type ProfileHealth } from './circuit';
 import { callWithPolicy, type PolicyHooks } from './policy';
-import type { BackendPolicy, KekProvider, ProviderKind } from './provider';
+import type { BackendPolicy, HsmProfileConfig, KekProvider, ProviderKind } from './provider';
 
 /** The providers of one process, each call already under the retry and timeout policy. */
 export interface ProviderRegistry {
   /** The provider of `kind`, created on first use; every backend call goes through callWithPolicy. */
   get(kind: ProviderKind): KekProvider;
+  /**
+   * The health of every HSM profile this process has used: 'Degraded' while its circuit is open
+   * (calls fail fast), else 'Healthy'. Profiles not yet used are absent. For readiness checks.
+   */
+  profileHealth(): ProfileHealth[];
+  /** True while calls to the profile (by uuid) fail fast. */
+  isDegraded(profileId: string): boolean;
   /** Closes every provider created so far (drains HSM sessions, zeroes caches). */
   close(): Promise<void>;
 }
@@ -25,6 +33,8 @@ export interface ProviderRegistryDeps {
   pkcs11?: Omit<Pkcs11ProviderOptions, 'logger'>;
   /** Test seam, passed to callWithPolicy. */
   hooks?: PolicyHooks;
+  /** Circuit thresholds and the listener told of every health change (e.g. to record an event). */
+  circuit?: Omit<CircuitOptions, 'probe'>;
 }
 
 /**
@@ -32,7 +42,9 @@ export interface ProviderRegistryDeps {
  * each retry (kind and message only: messages never carry secrets). validateProfile (pure),
  * invalidateProfile and close are passed through unwrapped.
  */
-export function withPolicy(provider: KekProvider, policy: () => BackendPolicy | Promise<BackendPolicy>, logger: Logger, hooks: PolicyHooks = {}): KekProvider {
+export function withPolicy(
+  provider: KekProvider, policy: () => BackendPolicy | Promise<BackendPolicy>, logger: Logger, hooks: PolicyHooks = {}, circuits?: ProfileCircuits,
+): KekProvider {
   const h: PolicyHooks = {
     ...hooks,
     onRetry: (info) => {
@@ -43,18 +55,21 @@ export function withPolicy(provider: KekProvider, policy: () => BackendPolicy | 
     },
   };
   const run = async <T>(method: string, fn: () => Promise<T>): Promise<T> => callWithPolicy(await policy(), `${provider.kind}.${method}`, fn, h);
+  // The circuit sees one outcome per operation, after the policy's retries and timeout.
+  const guarded = <T>(profile: HsmProfileConfig, method: string, fn: () => Promise<T>): Promise<T> =>
+    circuits ? circuits.guard(profile, () => run(method, fn)) : run(method, fn);
   return {
     kind: provider.kind,
     capabilities: provider.capabilities,
     validateProfile: (details) => provider.validateProfile(details),
     probe: (profile) => run('probe', () => provider.probe(profile)),
-    createKek: (kek, bits) => run('createKek', () => provider.createKek(kek, bits)),
-    destroyKek: (kek) => run('destroyKek', () => provider.destroyKek(kek)),
-    hasKek: (kek) => run('hasKek', () => provider.hasKek(kek)),
-    wrap: (req) => run('wrap', () => provider.wrap(req)),
-    unwrap: (req) => run('unwrap', () => provider.unwrap(req)),
-    generateAndWrap: (req) => run('generateAndWrap', () => provider.generateAndWrap(req)),
-    rewrap: (req) => run('rewrap', () => provider.rewrap(req)),
+    createKek: (kek, bits) => guarded(kek.profile, 'createKek', () => provider.createKek(kek, bits)),
+    destroyKek: (kek) => guarded(kek.profile, 'destroyKek', () => provider.destroyKek(kek)),
+    hasKek: (kek) => guarded(kek.profile, 'hasKek', () => provider.hasKek(kek)),
+    wrap: (req) => guarded(req.kek.profile, 'wrap', () => provider.wrap(req)),
+    unwrap: (req) => guarded(req.kek.profile, 'unwrap', () => provider.unwrap(req)),
+    generateAndWrap: (req) => guarded(req.kek.profile, 'generateAndWrap', () => provider.generateAndWrap(req)),
+    rewrap: (req) => guarded(req.from.kek.profile, 'rewrap', () => provider.rewrap(req)),
     invalidateProfile: (profileId) => provider.invalidateProfile(profileId),
     close: () => provider.close(),
   };
@@ -63,6 +78,25 @@ export function withPolicy(provider: KekProvider, policy: () => BackendPolicy | 
 /** Builds the registry. Nothing connects until a provider's first call. */
 export function createProviderRegistry(deps: ProviderRegistryDeps): ProviderRegistry {
   const created = new Map<ProviderKind, { raw: KekProvider; wrapped: KekProvider }>();
+  const rawOf = (kind: ProviderKind): KekProvider => {
+    let entry = created.get(kind);
+    if (!entry) {
+      const raw = build(kind);
+      entry = { raw, wrapped: withPolicy(raw, deps.policy, deps.logger, deps.hooks, circuits) };
+      created.set(kind, entry);
+    }
+    return entry.raw;
+  };
+  const circuits = new ProfileCircuits({
+    ...deps.circuit,
+    // The probe runs under the policy's timeout, so a hung HSM keeps the profile Degraded.
+    probe: async (profile) => callWithPolicy({ ...(await deps.policy()), retries: 0 }, `${profile.protocol}.probe`, () => rawOf(profile.protocol).probe(profile)),
+    onChange: (health) => {
+      const log = health.health === 'Degraded' ? deps.logger.warn : deps.logger.info;
+      log.call(deps.logger, `HSM profile ${health.name} is ${health.health}`, { profile: health.profileId, reason: health.reason });
+      deps.circuit?.onChange?.(health);
+    },
+  });
   const build = (kind: ProviderKind): KekProvider => {
     switch (kind) {
       case 'database':
@@ -75,15 +109,13 @@ export function createProviderRegistry(deps: ProviderRegistryDeps): ProviderRegi
   };
   return {
     get(kind) {
-      let entry = created.get(kind);
-      if (!entry) {
-        const raw = build(kind);
-        entry = { raw, wrapped: withPolicy(raw, deps.policy, deps.logger, deps.hooks) };
-        created.set(kind, entry);
-      }
-      return entry.wrapped;
+      rawOf(kind);
+      return created.get(kind)!.wrapped;
     },
+    profileHealth: () => circuits.list(),
+    isDegraded: (profileId) => circuits.isDegraded(profileId),
     async close() {
+      circuits.close();
       const all = [...created.values()];
       created.clear();
       const results = await Promise.allSettled(all.map((e) => e.raw.close()));
