@@ -195,6 +195,8 @@ async function underFault(rules: FaultRule[], opts: { holdMs?: number; clearWhen
     expect(secret.status).toBe(200);
   }
   const maxLagMs = lag.max / 1e6;
+  const failedVolumes = volumes.filter((v) => !v.ok);
+  process.stderr.write(`[hsm faults] ${expect.getState().currentTestName}: max event-loop lag ${maxLagMs.toFixed(1)} ms; volumes ${volumes.length - failedVolumes.length} created, ${failedVolumes.length} failed (slowest failure ${Math.max(0, ...failedVolumes.map((v) => v.ms))} ms)\n`);
   expect(maxLagMs).toBeLessThan(100);
   return { volumes, maxLagMs, healthSeen, log: fault.log().slice(logBefore) };
 }

@@ -275,6 +275,31 @@ export class ThreadGate {
   }
 }
 
+const turns: Array<() => void> = [];
+let turning = false;
+
+function nextTurnTick(): void {
+  turns.shift()?.();
+  if (turns.length) setImmediate(nextTurnTick);
+  else turning = false;
+}
+
+/**
+ * Resolves in a turn of the event loop of its own. The synchronous part of an HSM call (session
+ * open, login, object lookup, *Init) is short, but after a re-initialisation SoftHSM and real HSMs
+ * reload their objects on first use; sixteen calls starting in one turn would then hold the loop
+ * for their sum. One start per turn lets timers and sockets run in between.
+ */
+export function ownTurn(): Promise<void> {
+  return new Promise((resolve) => {
+    turns.push(resolve);
+    if (!turning) {
+      turning = true;
+      setImmediate(nextTurnTick);
+    }
+  });
+}
+
 const poolSize = Number(process.env.UV_THREADPOOL_SIZE) > 0 ? Number(process.env.UV_THREADPOOL_SIZE) : 4;
 
 /** The process's one gate for HSM calls on libuv threads. */

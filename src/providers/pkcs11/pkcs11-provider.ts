@@ -28,7 +28,7 @@ import type { Logger } from '../../logger';
 import type { HsmProfileConfig, KekBits, KekProvider, KekRef } from '../provider';
 import { operationSignal } from '../policy';
 import { ckrName, pkcs11Error } from './errors';
-import { enterModule, leaveModule, recoverModule, threadGate } from './module';
+import { enterModule, leaveModule, ownTurn, recoverModule, threadGate } from './module';
 import {
   dekTemplate, HMAC, joinBlob, KWP, kekTemplate, MAC_BYTES, macInput, macKeyTemplate, macLabel, MAX_DEK_BYTES,
   MIN_DEK_BYTES, pinned, splitBlob, sync,
@@ -90,6 +90,7 @@ export function createPkcs11Provider(opts: Pkcs11ProviderOptions): KekProvider {
   const use = async <T>(profile: HsmProfileConfig, fn: (state: ProfileState, session: Buffer) => Promise<T>): Promise<T> => {
     const signal = operationSignal();
     for (;;) {
+      await ownTurn();
       const state = stateFor(profile);
       const generation = await enterModule(state.module, signal);
       try {
