@@ -6,6 +6,7 @@
  * (write a temp file and rename it over the control file). One rule per line:
  *
  *   fail <C_Function|*> <CKR_NAME|0xHEX> [N]   the next N calls (default: all) return that code
+ *                                              (`*`: every function but C_Finalize)
  *   delay <C_Function|*> <ms>                  each call sleeps ms first
  *   hang <C_Function|*>                        calls block until the rule leaves the file
  *   restart <id>                               a new id: every session and object handle becomes
@@ -210,7 +211,8 @@ static CK_RV before(int fn, int uses_session) {
   }
   for (int i = 0; i < nrules && rv == CKR_OK; i++) {
     struct rule *r = &rules[i];
-    if (r->fn != fn && r->fn != -1) continue;
+    /* `*` spares C_Finalize: finalising works locally even when the device is gone. */
+    if (r->fn != fn && (r->fn != -1 || fn == F_Finalize)) continue;
     if (r->kind == DELAY) delay += r->ms;
     if (r->kind == FAIL && r->remaining != 0) {
       if (r->remaining > 0) r->remaining--;
