@@ -5,8 +5,7 @@
  * KEK was destroyed only once empty, and that the event loop never lagged 100 ms.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { getPriority, setPriority } from 'node:os';
-import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { mapLimit } from '../../src/kms/concurrency';
@@ -14,6 +13,7 @@ import { SecretBytes } from '../../src/kms/secret-bytes';
 import { WrappedKeys } from '../../src/kms/wrapped-keys';
 import { adminCall, createPkcs11Profile } from '../support/actors';
 import { createFaultControl, type FaultControl, type FaultRule } from '../support/faultmod';
+import { startLagMonitor } from '../support/loop-lag';
 import { ADMIN_KEYS, startTestServer, type TestServer } from '../support/server';
 import { createSoftHsmToken, type SoftHsmToken } from '../support/softhsm';
 
@@ -25,19 +25,8 @@ let token: SoftHsmToken;
 let fault: FaultControl;
 let zoneId: string;
 let profileId: string;
-let priority: number | undefined;
 
 beforeAll(async () => {
-  // The lag asserted is what the server's own code does to its event loop. On a machine shared with
-  // other test runs the kernel also preempts the loop's thread for 100 ms and more; a higher
-  // priority for this thread (Linux: the process id names the main thread) keeps that out of the
-  // figure when the run may raise it (root, as in CI). The libuv threads keep their priority.
-  try {
-    priority = getPriority(0);
-    setPriority(0, -10);
-  } catch {
-    priority = undefined;
-  }
   token = await createSoftHsmToken();
   fault = await createFaultControl();
   ts = await startTestServer();
@@ -50,7 +39,6 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  if (priority !== undefined) setPriority(0, priority);
   fault?.clear();
   await ts?.close();
   await fault?.cleanup();
@@ -178,11 +166,10 @@ async function underFault(rules: FaultRule[], opts: { holdMs?: number; clearWhen
     }
   })();
   collectGarbage();
-  const lag = monitorEventLoopDelay({ resolution: 10 });
+  const lag = startLagMonitor();
   let gcMax = 0;
   const gcObs = new PerformanceObserver((list) => { for (const e of list.getEntries()) gcMax = Math.max(gcMax, e.duration); });
   gcObs.observe({ entryTypes: ['gc'] });
-  lag.enable();
   const load = volumeLoad(keyUuid);
   await until('the rewrap started', async () => {
     const [{ n }] = await ts.app.db('kms_wrapped_key').where({ kek_version_id: v1 }).whereNull('removed').count({ n: '*' });
@@ -197,7 +184,7 @@ async function underFault(rules: FaultRule[], opts: { holdMs?: number; clearWhen
     return v.status === 'Archived' && v.removed !== null;
   }, 90_000);
   const volumes = await load.stop();
-  lag.disable();
+  const { rawMaxMs, netMaxMs } = lag.stop();
   gcObs.disconnect();
   sampling = false;
   await sampler;
@@ -219,9 +206,11 @@ async function underFault(rules: FaultRule[], opts: { holdMs?: number; clearWhen
     const secret = await ts.client.signed(ADMIN_KEYS, { command: 'getVolumeEncryptionKey', id: v.volumeId! });
     expect(secret.status).toBe(200);
   }
-  const maxLagMs = lag.max / 1e6;
+  // The worst lag the server's code caused: time the loop's thread waited for a CPU on this shared
+  // machine is left out (see loop-lag.ts); the raw figure is printed beside it.
+  const maxLagMs = netMaxMs;
   const failedVolumes = volumes.filter((v) => !v.ok);
-  process.stderr.write(`[hsm faults] ${expect.getState().currentTestName}: max event-loop lag ${maxLagMs.toFixed(1)} ms (longest GC ${gcMax.toFixed(1)} ms, heap ${(process.memoryUsage().heapUsed / 1e6).toFixed(0)} MB); volumes ${volumes.length - failedVolumes.length} created, ${failedVolumes.length} failed (slowest failure ${Math.max(0, ...failedVolumes.map((v) => v.ms))} ms)\n`);
+  process.stderr.write(`[hsm faults] ${expect.getState().currentTestName}: max event-loop lag ${maxLagMs.toFixed(1)} ms (raw ${rawMaxMs.toFixed(1)} ms with CPU waits; longest GC ${gcMax.toFixed(1)} ms, heap ${(process.memoryUsage().heapUsed / 1e6).toFixed(0)} MB); volumes ${volumes.length - failedVolumes.length} created, ${failedVolumes.length} failed (slowest failure ${Math.max(0, ...failedVolumes.map((v) => v.ms))} ms)\n`);
   expect(maxLagMs).toBeLessThan(100);
   return { volumes, maxLagMs, healthSeen, log: fault.log().slice(logBefore) };
 }
