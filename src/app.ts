@@ -16,6 +16,7 @@ import { migrationJobHandlers } from './commands/kms-migration';
 import { identityJobHandlers } from './commands/identity-states';
 import { masterKeyJobHandlers } from './commands/master-key';
 import { registerRewrapSchedule } from './kms/rewrap-schedule';
+import { recordHealthChange } from './kms/hsm-profiles';
 import { registerKmsKeyJobs } from './kms/kms-key-jobs';
 import { ALL_COMMANDS } from './commands/registry';
 import { Metrics } from './ops/metrics';
@@ -102,6 +103,7 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
   const directory = new Directory(db, masterKey);
   const settings = new Settings(db);
   const metrics = new Metrics();
+  const events = new EventLog(db);
   const providers = createProviderRegistry({
     db, masterKey, logger, policy: () => settings.backendPolicy(),
     observer: {
@@ -111,6 +113,7 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
       },
       retry: (labels) => metrics.backendRetries.inc(labels),
     },
+    circuit: { onChange: (h) => void recordHealthChange(db, events, h).catch((e) => logger.warn('could not record an HSM profile health event', { error: String(e) })) },
   });
   const backendPrefixes = new Map(ALL_COMMANDS.map((c) => [c.name, c.backendErrorPrefix]));
   const jobs = createJobService({
@@ -132,7 +135,7 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
     providers,
     jobs,
     directory,
-    events: new EventLog(db),
+    events,
     sessions: new SessionStore(db, env.sessionTimeoutSec),
     managementServerId,
     masterKeys: node,

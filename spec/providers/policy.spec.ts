@@ -3,7 +3,7 @@ import { MasterKey } from '../../src/config/master-key';
 import { KmsError } from '../../src/kms/errors';
 import { SecretBytes } from '../../src/kms/secret-bytes';
 import { silentLogger } from '../../src/logger';
-import { callWithPolicy } from '../../src/providers/policy';
+import { callWithPolicy, operationSignal } from '../../src/providers/policy';
 import type { BackendPolicy } from '../../src/providers/provider';
 import { createProviderRegistry } from '../../src/providers/registry';
 import { createTestDb, type TestDb } from '../support/db';
@@ -132,5 +132,18 @@ describe('createProviderRegistry', () => {
     expect(lines).toHaveLength(2);
     expect(lines[0][1]).toMatchObject({ op: 'database.hasKek', attempt: 1, kind: 'unavailable' });
     await registry.close();
+  });
+});
+
+describe('operationSignal', () => {
+  it('is the signal of the running operation and aborts when the operation times out, so the backend stops waiting', async () => {
+    let seen: AbortSignal | undefined;
+    const err = await callWithPolicy({ timeoutMs: 100, retries: 0, baseDelayMs: 1 }, 'pkcs11.wrap', () => {
+      seen = operationSignal();
+      return new Promise<never>(() => undefined);
+    }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ kind: 'unavailable', message: 'KMS operation pkcs11.wrap timed out after 0.1s' });
+    expect(seen?.aborted).toBe(true);
+    expect(operationSignal()).toBeUndefined();
   });
 });

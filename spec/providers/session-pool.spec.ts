@@ -65,3 +65,35 @@ describe('SessionPool', () => {
     expect((await rejection(pool.withSession(async () => undefined))).kind).toBe('unavailable');
   });
 });
+
+describe('SessionPool when the operation is abandoned (its signal aborts)', () => {
+  it('closes the session of a call that was still running when its operation timed out, instead of reusing it', async () => {
+    const { pool, closed } = fakePool(2);
+    const abort = new AbortController();
+    let finish!: () => void;
+    let used = 0;
+    const hung = pool.withSession((s) => { used = s; return new Promise<void>((r) => { finish = r; }); }, abort.signal);
+    await new Promise((r) => setImmediate(r));
+    abort.abort();
+    finish();
+    await hung;
+    expect(closed.map(([s]) => s)).toEqual([used]);
+    const next = await pool.withSession(async (s) => s);
+    expect(next).not.toBe(used);
+  });
+
+  it('stops waiting for a session when the signal aborts, and the waiter does not take the next free one', async () => {
+    const { pool } = fakePool(1, 60_000);
+    let release!: () => void;
+    const holder = pool.withSession(() => new Promise<void>((r) => { release = r; }));
+    const abort = new AbortController();
+    const waiting = rejection(pool.withSession(async () => 'never', abort.signal));
+    abort.abort();
+    const err = await waiting;
+    expect(err.kind).toBe('unavailable');
+    expect(err.message).toContain('Timed out waiting for an HSM session of test');
+    release();
+    await holder;
+    await expect(pool.withSession(async () => 'served')).resolves.toBe('served');
+  });
+});

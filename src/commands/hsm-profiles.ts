@@ -9,12 +9,14 @@ import type { CommandContext } from './context';
 import { ADMIN_ONLY, ALL_ROLES, defineCommand, ownerListParams, param, type Infer } from './define';
 import { hsmProfileFields, hsmProfileResponse } from './responses/hsm-profile';
 
+const healthOf = (app: App, uuid: string): 'Healthy' | 'Degraded' => (app.providers.isDegraded(uuid) ? 'Degraded' : 'Healthy');
+
 /** The wire form of one profile for this caller (details masked, or left out in the limited view). */
 async function profileObject(app: App, caller: Caller, id: number): Promise<ApiResult> {
   const profiles = new HsmProfiles(app);
   const view = await profiles.view(id);
   const details = showsDetails(caller, view) ? (await profiles.detailsOf([view.id])).get(view.id) ?? [] : undefined;
-  return { kind: 'object', name: 'hsmprofile', value: hsmProfileResponse(view, details) };
+  return { kind: 'object', name: 'hsmprofile', value: hsmProfileResponse(view, details, healthOf(app, view.uuid)) };
 }
 
 const createParams = {
@@ -76,7 +78,7 @@ export const hsmProfileCommands = [
         account: p.account, domainid: p.domainid, isrecursive: p.isrecursive, listall: p.listall,
       }, pageWindow(p));
       const details = await profiles.detailsOf(rows.filter((r) => showsDetails(ctx.caller, r)).map((r) => r.id));
-      const items = rows.map((r) => hsmProfileResponse(r, showsDetails(ctx.caller, r) ? details.get(r.id) ?? [] : undefined));
+      const items = rows.map((r) => hsmProfileResponse(r, showsDetails(ctx.caller, r) ? details.get(r.id) ?? [] : undefined, healthOf(ctx.app, r.uuid)));
       return { kind: 'list', name: 'hsmprofile', items, count };
     },
   }),

@@ -6,6 +6,7 @@ import type { Db } from '../db/knex';
 import { isRootAdmin, type Caller } from '../identity/caller';
 import { applyOwnerScope } from '../identity/access';
 import type { Directory, ScopeRequest } from '../identity/directory';
+import type { ProfileHealth } from '../providers/circuit';
 import { PROVIDER_KINDS, type HsmProfileConfig, type ProviderKind } from '../providers/provider';
 import { isKmsError, KmsError, paramError, permissionError } from './errors';
 import { loadProfileConfig, storedDetailValue } from './hsm-profile-details';
@@ -315,3 +316,18 @@ function probeFailure(name: string, e: unknown): unknown {
 }
 
 const actorOf = (c: Caller) => ({ userId: c.userId, accountId: c.accountId, domainId: c.domainId });
+
+/**
+ * Records a change of a profile's health (the circuit opened or closed) as an HSM.PROFILE.HEALTH
+ * event owned by the profile's account and domain. The reason names the failing call and code only.
+ */
+export async function recordHealthChange(db: Db, events: App['events'], h: ProfileHealth): Promise<void> {
+  const row: Pick<HsmProfileRow, 'account_id' | 'domain_id'> | undefined = await db('kms_hsm_profiles').where({ uuid: h.profileId }).first('account_id', 'domain_id');
+  const description = h.health === 'Degraded'
+    ? `HSM profile ${h.name} is degraded: requests using it fail fast until it answers again (${h.reason ?? 'not answering'})`
+    : `HSM profile ${h.name} answers again and is healthy`;
+  await events.record({
+    type: 'HSM.PROFILE.HEALTH', level: h.health === 'Degraded' ? 'WARN' : 'INFO', description,
+    actor: { accountId: row?.account_id ?? null, domainId: row?.domain_id ?? null }, resourceType: 'HsmProfile', resourceId: h.profileId,
+  });
+}

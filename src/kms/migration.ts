@@ -52,6 +52,10 @@ const migratedEvent = (plan: MigrationPlan, v: LegacyVolume, run: RunContext) =>
   actor: { userId: run.userId, accountId: v.account_id, domainId: v.domain_id }, resourceType: 'Volume', resourceId: v.uuid,
 });
 
+/** Rounds of retries of a batch's transiently failed volumes, and the first wait between them. */
+const TRANSIENT_ROUNDS = 5;
+const TRANSIENT_WAIT_MS = 1000;
+
 /** Volumes per INSERT/UPDATE statement when committing a batch. */
 const COMMIT_CHUNK = 250;
 
@@ -175,16 +179,25 @@ export class Migration {
     const secrets = await this.passphrases.readMany(this.app.db, todo.map((v) => v.passphrase_id!));
     const wrapped: Array<{ v: LegacyVolume; blob: Buffer }> = [];
     try {
-      await mapLimit(todo, 16, async (v) => {
-        const secret = secrets.get(v.passphrase_id!);
-        if (!secret) return outcomes.set(v.id, 'skipped');
-        try {
-          wrapped.push({ v, blob: await this.wrappedKeys.wrap(version, v.uuid, secret, kek) });
-        } catch (err) {
-          this.app.logger.warn('volume migration to KMS failed', { volume: v.uuid, error: isKmsError(err) ? err.message : String(err) });
-          outcomes.set(v.id, 'failed');
-        }
-      });
+      // A transient failure (HSM busy, restarting, degraded) is retried in later rounds, after the
+      // profile answers again; only what still fails, or fails for good, is reported per volume.
+      let pending = todo;
+      for (let round = 0; pending.length; round++) {
+        const transient: LegacyVolume[] = [];
+        await mapLimit(pending, 16, async (v) => {
+          const secret = secrets.get(v.passphrase_id!);
+          if (!secret) return outcomes.set(v.id, 'skipped');
+          try {
+            wrapped.push({ v, blob: await this.wrappedKeys.wrap(version, v.uuid, secret, kek) });
+          } catch (err) {
+            if (isKmsError(err) && err.retryable && round < TRANSIENT_ROUNDS) return transient.push(v);
+            this.app.logger.warn('volume migration to KMS failed', { volume: v.uuid, error: isKmsError(err) ? err.message : String(err) });
+            outcomes.set(v.id, 'failed');
+          }
+        });
+        if (transient.length) await this.untilProfileAnswers(version.profile.uuid, round);
+        pending = transient;
+      }
     } finally {
       for (const s of secrets.values()) s.dispose();
     }
@@ -202,6 +215,14 @@ export class Migration {
       for (const { v } of wrapped) outcomes.set(v.id, await this.migrateOne(plan, v, run));
     }
     return outcomes;
+  }
+
+  /** Waits before the next round of transient retries: back-off, longer while the profile is Degraded. */
+  private async untilProfileAnswers(profileUuid: string, round: number): Promise<void> {
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    const until = Date.now() + TRANSIENT_WAIT_MS * 2 ** round;
+    await sleep(Math.min(TRANSIENT_WAIT_MS * 2 ** round, 1000));
+    while (this.app.providers.isDegraded(profileUuid) && Date.now() < until) await sleep(250);
   }
 
   /**

@@ -22,7 +22,7 @@ export function registerRewrapSchedule(app: App): void {
       const report = await rewrapper.tick({ batchSize, workerId: app.jobs.owner, claimMs, signal: tick.signal });
       if (report.claimed || report.archived.length) {
         app.logger.info('rewrap tick', {
-          claimed: report.claimed, rewrapped: report.rewrapped, skipped: report.skipped, failed: report.failed.length,
+          claimed: report.claimed, rewrapped: report.rewrapped, skipped: report.skipped, paused: report.paused, failed: report.failed.length,
           archived: report.archived.map((a) => `${a.keyUuid}:v${a.version}`),
         });
       }

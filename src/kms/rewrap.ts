@@ -11,6 +11,8 @@ export interface RewrapReport {
   rewrapped: number;
   /** Rows another worker or a volume deletion changed first. */
   skipped: number;
+  /** Rows left for a later tick because their HSM profile is Degraded (not failures: nothing is parked). */
+  paused: number;
   failed: Array<{ wrappedKeyId: string; error: string }>;
   archived: Array<{ keyUuid: string; version: number }>;
 }
@@ -50,7 +52,7 @@ export class Rewrapper {
   }
 
   async tick(opts: RewrapOptions): Promise<RewrapReport> {
-    const report: RewrapReport = { claimed: 0, rewrapped: 0, skipped: 0, failed: [], archived: [] };
+    const report: RewrapReport = { claimed: 0, rewrapped: 0, skipped: 0, paused: 0, failed: [], archived: [] };
     const rows = await this.claim(opts);
     report.claimed = rows.length;
     if (rows.length) await this.rewrapRows(rows, opts, report);
@@ -91,6 +93,10 @@ export class Rewrapper {
         const from = await versionOf(row.kek_version_id);
         const to = await activeOf(row.kms_key_id);
         if (!from || from.versionId === to.versionId) return;
+        if (this.app.providers.isDegraded(from.profile.uuid) || this.app.providers.isDegraded(to.profile.uuid)) {
+          report.paused++;
+          return;
+        }
         const blob = await this.rewrapBlob(row, from, to, refOf);
         done.push({ row, to, blob });
       } catch (err) {

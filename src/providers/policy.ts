@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { KmsError } from '../kms/errors';
 import type { BackendPolicy } from './provider';
 
@@ -22,6 +23,17 @@ export interface BackendObserver {
 /** The jitter adds up to this fraction of each back-off, so callers that failed together spread out. */
 const JITTER = 0.1;
 
+/** The abort signal of the backend operation the current async context belongs to. */
+const operation = new AsyncLocalStorage<AbortSignal>();
+
+/**
+ * The signal of the operation running under callWithPolicy, aborted when it times out: a backend
+ * stops waiting for sessions or threads, and a session whose call is abandoned is never reused.
+ */
+export function operationSignal(): AbortSignal | undefined {
+  return operation.getStore();
+}
+
 const defaultSleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Anything that is not a KmsError is a bug in a backend binding: internal, never retried. */
@@ -43,8 +55,8 @@ function disposeLate(value: unknown): void {
  * (retryable by a later job, not here). A KmsError with `retryable` true is retried up to
  * `policy.retries` times after baseDelayMs * 2^attempt (+ up to 10% jitter); any other failure
  * (wrong PIN, missing library, tampered blob, unknown key) is thrown at once. Non-KmsErrors become
- * 'internal'. The backend call is not cancelled on timeout (an HSM call cannot be); a late result
- * that has dispose() is disposed.
+ * 'internal'. The backend call is not cancelled on timeout (an HSM call cannot be), but its
+ * operationSignal() aborts, so it stops waiting for resources; a late result that has dispose() is disposed.
  */
 export async function callWithPolicy<T>(
   policy: BackendPolicy,
@@ -57,9 +69,11 @@ export async function callWithPolicy<T>(
   const deadline = Date.now() + policy.timeoutMs;
   let timer: NodeJS.Timeout | undefined;
   let timedOut = false;
+  const abort = new AbortController();
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
       timedOut = true;
+      abort.abort();
       const secs = Math.round(policy.timeoutMs / 100) / 10;
       reject(new KmsError('unavailable', `KMS operation ${op} timed out after ${secs}s`));
     }, policy.timeoutMs);
@@ -68,7 +82,7 @@ export async function callWithPolicy<T>(
 
   const attempts = async (): Promise<T> => {
     for (let attempt = 0; ; attempt++) {
-      const pending = fn();
+      const pending = operation.run(abort.signal, fn);
       try {
         const value = await pending;
         if (timedOut) disposeLate(value);

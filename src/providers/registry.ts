@@ -4,6 +4,7 @@ import { KmsError } from '../kms/errors';
 import type { Logger } from '../logger';
 import { createDatabaseProvider, type DatabaseProviderOptions } from './database/database-provider';
 import { createPkcs11Provider, type Pkcs11ProviderOptions } from './pkcs11/pkcs11-provider';
+import { ProfileCircuits, type CircuitOptions, type ProfileHealth } from './circuit';
 import { callWithPolicy, type BackendObserver, type PolicyHooks } from './policy';
 import type { BackendPolicy, HsmProfileConfig, KekProvider, ProviderKind, SessionStats } from './provider';
 
@@ -13,6 +14,13 @@ export interface ProviderRegistry {
   get(kind: ProviderKind): KekProvider;
   /** HSM sessions in use and idle, per profile, of every provider created so far. */
   sessionStats(): SessionStats[];
+  /**
+   * The health of every HSM profile this process has used: 'Degraded' while its circuit is open
+   * (calls fail fast), else 'Healthy'. Profiles not yet used are absent. For readiness checks.
+   */
+  profileHealth(): ProfileHealth[];
+  /** True while calls to the profile (by uuid) fail fast. */
+  isDegraded(profileId: string): boolean;
   /** Closes every provider created so far (drains HSM sessions, zeroes caches). */
   close(): Promise<void>;
 }
@@ -29,6 +37,8 @@ export interface ProviderRegistryDeps {
   hooks?: PolicyHooks;
   /** Hears every operation's outcome and every retry (metrics). */
   observer?: BackendObserver;
+  /** Circuit thresholds and the listener told of every health change (e.g. to record an event). */
+  circuit?: Omit<CircuitOptions, 'probe'>;
 }
 
 /**
@@ -37,7 +47,8 @@ export interface ProviderRegistryDeps {
  * invalidateProfile and close are passed through unwrapped.
  */
 export function withPolicy(
-  provider: KekProvider, policy: () => BackendPolicy | Promise<BackendPolicy>, logger: Logger, hooks: PolicyHooks = {}, observer?: BackendObserver,
+  provider: KekProvider, policy: () => BackendPolicy | Promise<BackendPolicy>, logger: Logger, hooks: PolicyHooks = {},
+  circuits?: ProfileCircuits, observer?: BackendObserver,
 ): KekProvider {
   const run = async <T>(method: string, profile: HsmProfileConfig, fn: () => Promise<T>): Promise<T> => {
     const labels = { profile: profile.name, operation: method };
@@ -62,18 +73,21 @@ export function withPolicy(
       throw e;
     }
   };
+  // The circuit sees one outcome per operation, after the policy's retries and timeout.
+  const guarded = <T>(profile: HsmProfileConfig, method: string, fn: () => Promise<T>): Promise<T> =>
+    circuits ? circuits.guard(profile, () => run(method, profile, fn)) : run(method, profile, fn);
   return {
     kind: provider.kind,
     capabilities: provider.capabilities,
     validateProfile: (details) => provider.validateProfile(details),
     probe: (profile) => run('probe', profile, () => provider.probe(profile)),
-    createKek: (kek, bits) => run('createKek', kek.profile, () => provider.createKek(kek, bits)),
-    destroyKek: (kek) => run('destroyKek', kek.profile, () => provider.destroyKek(kek)),
-    hasKek: (kek) => run('hasKek', kek.profile, () => provider.hasKek(kek)),
-    wrap: (req) => run('wrap', req.kek.profile, () => provider.wrap(req)),
-    unwrap: (req) => run('unwrap', req.kek.profile, () => provider.unwrap(req)),
-    generateAndWrap: (req) => run('generateAndWrap', req.kek.profile, () => provider.generateAndWrap(req)),
-    rewrap: (req) => run('rewrap', req.from.kek.profile, () => provider.rewrap(req)),
+    createKek: (kek, bits) => guarded(kek.profile, 'createKek', () => provider.createKek(kek, bits)),
+    destroyKek: (kek) => guarded(kek.profile, 'destroyKek', () => provider.destroyKek(kek)),
+    hasKek: (kek) => guarded(kek.profile, 'hasKek', () => provider.hasKek(kek)),
+    wrap: (req) => guarded(req.kek.profile, 'wrap', () => provider.wrap(req)),
+    unwrap: (req) => guarded(req.kek.profile, 'unwrap', () => provider.unwrap(req)),
+    generateAndWrap: (req) => guarded(req.kek.profile, 'generateAndWrap', () => provider.generateAndWrap(req)),
+    rewrap: (req) => guarded(req.from.kek.profile, 'rewrap', () => provider.rewrap(req)),
     invalidateProfile: (profileId) => provider.invalidateProfile(profileId),
     sessionStats: provider.sessionStats && (() => provider.sessionStats!()),
     close: () => provider.close(),
@@ -83,6 +97,25 @@ export function withPolicy(
 /** Builds the registry. Nothing connects until a provider's first call. */
 export function createProviderRegistry(deps: ProviderRegistryDeps): ProviderRegistry {
   const created = new Map<ProviderKind, { raw: KekProvider; wrapped: KekProvider }>();
+  const rawOf = (kind: ProviderKind): KekProvider => {
+    let entry = created.get(kind);
+    if (!entry) {
+      const raw = build(kind);
+      entry = { raw, wrapped: withPolicy(raw, deps.policy, deps.logger, deps.hooks, circuits, deps.observer) };
+      created.set(kind, entry);
+    }
+    return entry.raw;
+  };
+  const circuits = new ProfileCircuits({
+    ...deps.circuit,
+    // The probe runs under the policy's timeout, so a hung HSM keeps the profile Degraded.
+    probe: async (profile) => callWithPolicy({ ...(await deps.policy()), retries: 0 }, `${profile.protocol}.probe`, () => rawOf(profile.protocol).probe(profile)),
+    onChange: (health) => {
+      const log = health.health === 'Degraded' ? deps.logger.warn : deps.logger.info;
+      log.call(deps.logger, `HSM profile ${health.name} is ${health.health}`, { profile: health.profileId, reason: health.reason });
+      deps.circuit?.onChange?.(health);
+    },
+  });
   const build = (kind: ProviderKind): KekProvider => {
     switch (kind) {
       case 'database':
@@ -95,18 +128,16 @@ export function createProviderRegistry(deps: ProviderRegistryDeps): ProviderRegi
   };
   return {
     get(kind) {
-      let entry = created.get(kind);
-      if (!entry) {
-        const raw = build(kind);
-        entry = { raw, wrapped: withPolicy(raw, deps.policy, deps.logger, deps.hooks, deps.observer) };
-        created.set(kind, entry);
-      }
-      return entry.wrapped;
+      rawOf(kind);
+      return created.get(kind)!.wrapped;
     },
     sessionStats() {
       return [...created.values()].flatMap((e) => e.raw.sessionStats?.() ?? []);
     },
+    profileHealth: () => circuits.list(),
+    isDegraded: (profileId) => circuits.isDegraded(profileId),
     async close() {
+      circuits.close();
       const all = [...created.values()];
       created.clear();
       const results = await Promise.allSettled(all.map((e) => e.raw.close()));

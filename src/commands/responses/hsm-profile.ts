@@ -22,17 +22,18 @@ export const hsmProfileFields: readonly ResponseField[] = [
   { name: 'ispublic', type: 'boolean', description: 'true if every account may use the profile' },
   { name: 'enabled', type: 'boolean', description: 'true if keys may be created and used with the profile' },
   { name: 'created', type: 'date', description: 'the date the profile was created' },
+  { name: 'health', type: 'string', description: 'Healthy, or Degraded while the backend keeps failing and calls to it fail fast (as seen by the server answering)' },
   { name: 'details', type: 'map', description: 'the protocol settings; PINs, passwords and secrets are shown as *****. Absent in the limited view of a public profile' },
 ];
 
 /** A profile on the wire (sensitive details masked); `details` undefined gives CloudStack's limited view (no details at all). */
-export function hsmProfileResponse(p: HsmProfileView, details: readonly HsmProfileDetailRow[] | undefined) {
+export function hsmProfileResponse(p: HsmProfileView, details: readonly HsmProfileDetailRow[] | undefined, health: 'Healthy' | 'Degraded' = 'Healthy') {
   return {
     id: p.uuid, name: p.name, protocol: p.protocol, vendor: p.vendor_name ?? undefined,
     accountid: p.account_uuid ?? undefined, account: p.account_name ?? undefined,
     domainid: p.domain_uuid ?? undefined, domain: p.domain_name ?? undefined, domainpath: p.domain_path ? prettyPath(p.domain_path) : undefined,
     zoneid: p.zone_uuid ?? undefined, zonename: p.zone_name ?? undefined,
-    ispublic: bool(p.is_public), enabled: bool(p.enabled), created: formatDate(p.created),
+    ispublic: bool(p.is_public), enabled: bool(p.enabled), created: formatDate(p.created), health,
     details: details ? maskedDetails(details) : undefined,
   };
 }

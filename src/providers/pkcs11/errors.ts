@@ -38,14 +38,22 @@ const RULES: Readonly<Record<string, Rule>> = {
   CKR_HOST_MEMORY: { kind: 'unavailable', retryable: true, message: deviceDown },
   CKR_CRYPTOKI_NOT_INITIALIZED: { kind: 'unavailable', retryable: true, message: deviceDown },
   CKR_USER_NOT_LOGGED_IN: { kind: 'unavailable', retryable: true, message: deviceDown },
+  // CloudStack retries WRAP_UNWRAP_FAILED and KEK_OPERATION_FAILED (reference/cloudstack-kms-4.23.md §1.12).
+  CKR_GENERAL_ERROR: { kind: 'unavailable', retryable: true, message: deviceDown },
+  CKR_FUNCTION_FAILED: { kind: 'unavailable', retryable: true, message: deviceDown },
   CKR_KEY_HANDLE_INVALID: { kind: 'provider', retryable: true },
   CKR_OBJECT_HANDLE_INVALID: { kind: 'provider', retryable: true },
   CKR_SIGNATURE_INVALID: { kind: 'integrity', retryable: false, message: tampered },
   CKR_SIGNATURE_LEN_RANGE: { kind: 'integrity', retryable: false, message: tampered },
 };
 
-/** Codes that mean "this blob does not authenticate" when they come from C_UnwrapKey. */
-const UNWRAP_INTEGRITY = new Set(['CKR_WRAPPED_KEY_INVALID', 'CKR_WRAPPED_KEY_LEN_RANGE', 'CKR_GENERAL_ERROR', 'CKR_ENCRYPTED_DATA_INVALID']);
+/**
+ * Codes that mean "this blob does not authenticate" when they come from C_UnwrapKey. Not
+ * CKR_GENERAL_ERROR: the blob's MAC is verified in the HSM before C_UnwrapKey runs, so a general
+ * error there is the device's fault (retryable), and a blob that failed only transiently is never
+ * parked as tampered.
+ */
+const UNWRAP_INTEGRITY = new Set(['CKR_WRAPPED_KEY_INVALID', 'CKR_WRAPPED_KEY_LEN_RANGE', 'CKR_ENCRYPTED_DATA_INVALID']);
 
 const CKR_NAMES: ReadonlyMap<number, string> = new Map(
   Object.entries(pkcs11js)

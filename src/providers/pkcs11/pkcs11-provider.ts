@@ -26,13 +26,17 @@ import { KmsError } from '../../kms/errors';
 import { SecretBytes } from '../../kms/secret-bytes';
 import type { Logger } from '../../logger';
 import type { HsmProfileConfig, KekBits, KekProvider, KekRef } from '../provider';
+import { operationSignal } from '../policy';
 import { ckrName, pkcs11Error } from './errors';
+import { enterModule, leaveModule, ownTurn, recoverModule, threadGate } from './module';
 import {
   dekTemplate, HMAC, joinBlob, KWP, kekTemplate, MAC_BYTES, macInput, macKeyTemplate, macLabel, MAX_DEK_BYTES,
   MIN_DEK_BYTES, pinned, splitBlob, sync,
 } from './mechanisms';
 import { pkcs11ProfileProblems } from './profile';
-import { closeProfileState, findByLabel, fingerprintOf, kekHandles, openProfileState, type KekHandles, type ProfileState } from './profile-state';
+import {
+  closeProfileState, findByLabel, fingerprintOf, isStale, kekHandles, openProfileState, type KekHandles, type ProfileState,
+} from './profile-state';
 
 /** Options of the PKCS#11 provider. */
 export interface Pkcs11ProviderOptions {
@@ -42,6 +46,14 @@ export interface Pkcs11ProviderOptions {
 }
 
 const STALE_HANDLE = new Set(['CKR_KEY_HANDLE_INVALID', 'CKR_OBJECT_HANDLE_INVALID']);
+
+/** Codes after which only C_Finalize and C_Initialize bring the library back (device gone, HSM restarted). */
+const NEEDS_REINIT = new Set(['CKR_DEVICE_REMOVED', 'CKR_TOKEN_NOT_PRESENT', 'CKR_CRYPTOKI_NOT_INITIALIZED']);
+
+const causeCkr = (e: unknown): string => ckrName((e as { cause?: unknown })?.cause) ?? ckrName(e) ?? '';
+
+/** Starts a pkcs11js *Async call once the process's HSM thread budget allows (see ThreadGate). */
+const offThread = <T>(start: () => Promise<T>): Promise<T> => threadGate.run(start, operationSignal());
 
 /**
  * Creates the PKCS#11 provider. KEKs are generated in the token (CKA_TOKEN, CKA_PRIVATE,
@@ -56,7 +68,11 @@ export function createPkcs11Provider(opts: Pkcs11ProviderOptions): KekProvider {
   const stateFor = (profile: HsmProfileConfig): ProfileState => {
     if (closed) throw new KmsError('unavailable', 'The PKCS#11 provider is closed');
     const existing = states.get(profile.id);
-    if (existing && existing.fingerprint === fingerprintOf(profile)) return existing;
+    if (existing && existing.fingerprint === fingerprintOf(profile)) {
+      // While the library is being initialised again the old state is kept: enterModule waits, then
+      // the caller comes back here and the state is rebuilt on the new generation.
+      if (!isStale(existing) || existing.module.recovery) return existing;
+    }
     if (existing) {
       states.delete(profile.id);
       void closeProfileState(existing);
@@ -66,19 +82,49 @@ export function createPkcs11Provider(opts: Pkcs11ProviderOptions): KekProvider {
     return state;
   };
 
+  /**
+   * Runs fn on a pooled session of the profile, on the library's current generation. Waits while the
+   * library is being initialised again; a fault that only C_Finalize/C_Initialize cures starts that
+   * recovery (once per library, see recoverModule) and is thrown as retryable for the policy to retry.
+   */
+  const use = async <T>(profile: HsmProfileConfig, fn: (state: ProfileState, session: Buffer) => Promise<T>): Promise<T> => {
+    const signal = operationSignal();
+    for (;;) {
+      await ownTurn();
+      const state = stateFor(profile);
+      const generation = await enterModule(state.module, signal);
+      try {
+        if (generation !== state.generation || states.get(profile.id) !== state) continue;
+        return await state.pool.withSession((session) => fn(state, session), signal);
+      } catch (e) {
+        if (NEEDS_REINIT.has(causeCkr(e))) startRecovery(state, generation);
+        throw e;
+      } finally {
+        leaveModule(state.module);
+      }
+    }
+  };
+
+  const startRecovery = (state: ProfileState, generation: number): void => {
+    if (state.module.recovery || state.module.generation !== generation) return;
+    opts.logger.warn('HSM library lost its device or sessions; finalising and initialising it again', { library: state.module.path, profile: state.name });
+    void recoverModule(state.module, generation, {
+      onRecovered: (attempts) => opts.logger.info('HSM library initialised again', { library: state.module.path, attempts }),
+      onAttemptFailed: (error, attempt) => opts.logger.warn('HSM library did not initialise yet', { library: state.module.path, attempt, error: error.message }),
+    });
+  };
+
   /** Runs fn on a session of the KEK's profile with its handles; a stale handle drops the cache entry. */
-  const withKek = <T>(kek: KekRef, fn: (lib: pkcs11js.PKCS11, session: Buffer, h: KekHandles) => Promise<T>): Promise<T> => {
-    const state = stateFor(kek.profile);
-    return state.pool.withSession(async (session) => {
+  const withKek = <T>(kek: KekRef, fn: (lib: pkcs11js.PKCS11, session: Buffer, h: KekHandles) => Promise<T>): Promise<T> =>
+    use(kek.profile, async (state, session) => {
       const handles = kekHandles(state, session, kek.label);
       try {
         return await fn(state.module.lib, session, handles);
       } catch (e) {
-        if (STALE_HANDLE.has(ckrName((e as { cause?: unknown })?.cause) ?? '')) state.handles.delete(kek.label);
+        if (STALE_HANDLE.has(causeCkr(e))) state.handles.delete(kek.label);
         throw e;
       }
     });
-  };
 
   const destroyQuietly = (lib: pkcs11js.PKCS11, session: Buffer, handle: Buffer): void => {
     try {
@@ -91,11 +137,11 @@ export function createPkcs11Provider(opts: Pkcs11ProviderOptions): KekProvider {
   /** Wraps DEK object `dek` under the KEK and MACs the result: the blob. */
   const wrapObject = async (lib: pkcs11js.PKCS11, session: Buffer, h: KekHandles, dek: Buffer, aad: Buffer): Promise<Buffer> => {
     const out = Buffer.alloc(MAX_DEK_BYTES + 16);
-    const wrapped = await pinned('C_WrapKey', lib.C_WrapKeyAsync(session, KWP, h.kek, dek, out), KWP, out, dek, h.kek);
+    const wrapped = await pinned('C_WrapKey', offThread(() => lib.C_WrapKeyAsync(session, KWP, h.kek, dek, out)), KWP, out, dek, h.kek);
     const input = macInput(aad, wrapped);
     const macOut = Buffer.alloc(MAC_BYTES);
     sync('C_SignInit', () => lib.C_SignInit(session, HMAC, h.mac));
-    const mac = await pinned('C_Sign', lib.C_SignAsync(session, input, macOut), HMAC, input, macOut, h.mac);
+    const mac = await pinned('C_Sign', offThread(() => lib.C_SignAsync(session, input, macOut)), HMAC, input, macOut, h.mac);
     return joinBlob(wrapped, mac);
   };
 
@@ -104,10 +150,10 @@ export function createPkcs11Provider(opts: Pkcs11ProviderOptions): KekProvider {
     const { wrapped, mac } = splitBlob(blob, label);
     const input = macInput(aad, wrapped);
     sync('C_VerifyInit', () => lib.C_VerifyInit(session, HMAC, h.mac));
-    const ok = await pinned('C_Verify', lib.C_VerifyAsync(session, input, mac), HMAC, input, mac, blob, h.mac);
+    const ok = await pinned('C_Verify', offThread(() => lib.C_VerifyAsync(session, input, mac)), HMAC, input, mac, blob, h.mac);
     if (!ok) throw new KmsError('integrity', `Wrapped key failed authentication under KEK ${label}: pkcs11 C_Verify returned false`, { retryable: false });
     const template = dekTemplate({ readable });
-    return pinned('C_UnwrapKey', lib.C_UnwrapKeyAsync(session, KWP, h.kek, wrapped, template), KWP, wrapped, template, blob, h.kek);
+    return pinned('C_UnwrapKey', offThread(() => lib.C_UnwrapKeyAsync(session, KWP, h.kek, wrapped, template)), KWP, wrapped, template, blob, h.kek);
   };
 
   const wrapBytes = (kek: KekRef, dek: Buffer, aad: Buffer): Promise<Buffer> => {
@@ -147,16 +193,20 @@ export function createPkcs11Provider(opts: Pkcs11ProviderOptions): KekProvider {
     validateProfile: (details) => pkcs11ProfileProblems(details),
 
     async probe(profile) {
-      const state = stateFor(profile);
-      await state.pool.withSession(async (session) => {
+      await use(profile, async (state, session) => {
         findByLabel(state, session, '');
+        const lib = state.module.lib;
+        const digest = { mechanism: pkcs11js.CKM_SHA256 };
+        sync('C_DigestInit', () => lib.C_DigestInit(session, digest));
+        const input = Buffer.from('kms-probe');
+        const out = Buffer.alloc(32);
+        await pinned('C_Digest', offThread(() => lib.C_DigestAsync(session, input, out)), digest, input, out);
       });
     },
 
     async createKek(kek: KekRef, bits: KekBits) {
       if (bits !== 128 && bits !== 192 && bits !== 256) throw new KmsError('param', `KEK size must be 128, 192 or 256 bits (got ${bits})`);
-      const state = stateFor(kek.profile);
-      await state.pool.withSession(async (session) => {
+      await use(kek.profile, async (state, session) => {
         const lib = state.module.lib;
         if (findByLabel(state, session, kek.label).length || findByLabel(state, session, macLabel(kek.label)).length) {
           throw new KmsError('param', `Key already exists: ${kek.label}`);
@@ -164,11 +214,11 @@ export function createPkcs11Provider(opts: Pkcs11ProviderOptions): KekProvider {
         const id = randomBytes(16);
         const aesGen = { mechanism: pkcs11js.CKM_AES_KEY_GEN };
         const kt = kekTemplate(kek.label, id, bits);
-        const handle = await pinned('C_GenerateKey', lib.C_GenerateKeyAsync(session, aesGen, kt), aesGen, kt, id);
+        const handle = await pinned('C_GenerateKey', offThread(() => lib.C_GenerateKeyAsync(session, aesGen, kt)), aesGen, kt, id);
         try {
           const macGen = { mechanism: pkcs11js.CKM_GENERIC_SECRET_KEY_GEN };
           const mt = macKeyTemplate(kek.label, id);
-          await pinned('C_GenerateKey', lib.C_GenerateKeyAsync(session, macGen, mt), macGen, mt, id);
+          await pinned('C_GenerateKey', offThread(() => lib.C_GenerateKeyAsync(session, macGen, mt)), macGen, mt, id);
         } catch (e) {
           destroyQuietly(lib, session, handle);
           throw e;
@@ -178,9 +228,8 @@ export function createPkcs11Provider(opts: Pkcs11ProviderOptions): KekProvider {
     },
 
     async destroyKek(kek) {
-      const state = stateFor(kek.profile);
-      state.handles.delete(kek.label);
-      await state.pool.withSession(async (session) => {
+      await use(kek.profile, async (state, session) => {
+        state.handles.delete(kek.label);
         for (const label of [kek.label, macLabel(kek.label)]) {
           for (const h of findByLabel(state, session, label)) {
             try {
@@ -190,13 +239,12 @@ export function createPkcs11Provider(opts: Pkcs11ProviderOptions): KekProvider {
             }
           }
         }
+        state.handles.delete(kek.label);
       });
-      state.handles.delete(kek.label);
     },
 
     async hasKek(kek) {
-      const state = stateFor(kek.profile);
-      return state.pool.withSession(async (session) =>
+      return use(kek.profile, async (state, session) =>
         findByLabel(state, session, kek.label).length > 0 && findByLabel(state, session, macLabel(kek.label)).length > 0);
     },
 
@@ -211,7 +259,7 @@ export function createPkcs11Provider(opts: Pkcs11ProviderOptions): KekProvider {
       return withKek(kek, async (lib, session, h) => {
         const gen = { mechanism: pkcs11js.CKM_GENERIC_SECRET_KEY_GEN };
         const t = dekTemplate({ readable: false, bytes });
-        const obj = await pinned('C_GenerateKey', lib.C_GenerateKeyAsync(session, gen, t), gen, t);
+        const obj = await pinned('C_GenerateKey', offThread(() => lib.C_GenerateKeyAsync(session, gen, t)), gen, t);
         try {
           return await wrapObject(lib, session, h, obj, aad);
         } finally {
@@ -229,8 +277,7 @@ export function createPkcs11Provider(opts: Pkcs11ProviderOptions): KekProvider {
           dek.dispose();
         }
       }
-      const state = stateFor(from.kek.profile);
-      return state.pool.withSession(async (session) => {
+      return use(from.kek.profile, async (state, session) => {
         const lib = state.module.lib;
         const src = kekHandles(state, session, from.kek.label);
         const dst = kekHandles(state, session, to.kek.label);

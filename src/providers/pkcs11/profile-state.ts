@@ -27,7 +27,12 @@ export interface ProfileState {
   readonly slot: Buffer;
   readonly pool: SessionPool<Buffer>;
   readonly handles: Map<string, KekHandles>;
+  /** The module generation the sessions and handles belong to (see Pkcs11Module.generation). */
+  readonly generation: number;
 }
+
+/** True when the library was initialised again since the state was built: its sessions and handles are dead. */
+export const isStale = (state: ProfileState): boolean => state.generation !== state.module.generation;
 
 /** A digest of the details, used only to notice a change; it is never logged or stored. */
 export function fingerprintOf(profile: HsmProfileConfig): string {
@@ -74,15 +79,21 @@ export function openProfileState(profile: HsmProfileConfig, acquireTimeoutMs: nu
   const p = parsePkcs11Profile(profile.name, profile.details);
   const module = acquireModule(p.library);
   try {
+    const generation = module.generation;
     const slot = resolveSlot(module, p, profile.name);
+    // A session of a dead generation is never passed to the library: after C_Initialize its handle
+    // number may belong to a new session of another caller.
     const pool = new SessionPool<Buffer>(
       `HSM profile ${profile.name}`,
-      { open: () => openLoggedInSession(module, slot, p.pin), close: (s, last) => closeSession(module, slot, s, last) },
+      {
+        open: () => openLoggedInSession(module, slot, p.pin),
+        close: (s, last) => { if (module.generation === generation) closeSession(module, slot, s, last); },
+      },
       p.maxSessions,
       acquireTimeoutMs,
       breaksSession,
     );
-    return { profileId: profile.id, name: profile.name, fingerprint: fingerprintOf(profile), module, slot, pool, handles: new Map() };
+    return { profileId: profile.id, name: profile.name, fingerprint: fingerprintOf(profile), module, slot, pool, handles: new Map(), generation };
   } catch (e) {
     releaseModule(module);
     throw e;

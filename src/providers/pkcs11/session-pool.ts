@@ -27,9 +27,13 @@ export class SessionPool<S> {
     private readonly isBroken: (e: unknown) => boolean = () => true,
   ) {}
 
-  /** Runs fn with an exclusive session; the session is never shared by two calls at once. */
-  async withSession<T>(fn: (session: S) => Promise<T>): Promise<T> {
-    const session = await this.#acquire();
+  /**
+   * Runs fn with an exclusive session; the session is never shared by two calls at once. When
+   * `signal` aborts (the operation timed out), waiting for a session stops, and a session whose call
+   * was still running is closed when the call returns, never reused: its state is unknown.
+   */
+  async withSession<T>(fn: (session: S) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const session = await this.#acquire(signal);
     let broken = false;
     try {
       return await fn(session);
@@ -37,7 +41,7 @@ export class SessionPool<S> {
       broken = this.isBroken(e);
       throw e;
     } finally {
-      this.#release(session, broken);
+      this.#release(session, broken || signal?.aborted === true);
     }
   }
 
@@ -66,7 +70,8 @@ export class SessionPool<S> {
     return new Promise((resolve) => this.#drained.push(resolve));
   }
 
-  #acquire(): Promise<S> {
+  #acquire(signal?: AbortSignal): Promise<S> {
+    if (signal?.aborted) return Promise.reject(new KmsError('unavailable', `Timed out waiting for an HSM session of ${this.name}`));
     if (this.#draining) return Promise.reject(new KmsError('unavailable', `HSM session pool of ${this.name} is closed`));
     const idle = this.#idle.pop();
     if (idle !== undefined) return Promise.resolve(idle);
@@ -80,15 +85,30 @@ export class SessionPool<S> {
       }
     }
     return new Promise<S>((resolve, reject) => {
+      const onAbort = (): void => {
+        const i = this.#waiters.indexOf(waiter);
+        if (i < 0) return;
+        this.#waiters.splice(i, 1);
+        clearTimeout(waiter.timer);
+        reject(new KmsError('unavailable', `Timed out waiting for an HSM session of ${this.name} (max_sessions ${this.max})`));
+      };
       const waiter = {
-        resolve,
-        reject,
+        resolve: (s: S) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(s);
+        },
+        reject: (e: Error) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(e);
+        },
         timer: setTimeout(() => {
           const i = this.#waiters.indexOf(waiter);
           if (i >= 0) this.#waiters.splice(i, 1);
+          signal?.removeEventListener('abort', onAbort);
           reject(new KmsError('unavailable', `No HSM session of ${this.name} became free within ${this.acquireTimeoutMs} ms (max_sessions ${this.max})`));
         }, this.acquireTimeoutMs),
       };
+      signal?.addEventListener('abort', onAbort, { once: true });
       this.#waiters.push(waiter);
     });
   }
