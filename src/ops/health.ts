@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import type { App } from '../app';
-import { isKmsError } from '../kms/errors';
+import { isKmsError, KmsError } from '../kms/errors';
 import { profileConfigFor } from '../kms/hsm-profiles';
 import type { HsmProfileRow } from '../kms/types';
 import type { ProviderKind } from '../providers/provider';
@@ -117,6 +117,8 @@ export class Health {
     let p = this.#probes.get(row.uuid);
     if (!p) {
       p = (async () => {
+        // A profile whose circuit is open is down until the circuit's own probe closes it.
+        if (this.app.providers.isDegraded(row.uuid)) throw new KmsError('unavailable', `HSM profile ${row.name} is Degraded (its circuit is open)`);
         const config = await profileConfigFor(this.app, row.id);
         await this.app.providers.get(row.protocol as ProviderKind).probe(config);
       })().finally(() => this.#probes.delete(row.uuid));
