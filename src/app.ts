@@ -14,6 +14,7 @@ import { createJobService, type JobService } from './jobs/job-service';
 import { volumeJobHandlers } from './commands/volumes';
 import { migrationJobHandlers } from './commands/kms-migration';
 import { identityJobHandlers } from './commands/identity-states';
+import { projectJobHandlers } from './commands/projects';
 import { masterKeyJobHandlers } from './commands/master-key';
 import { registerRewrapSchedule } from './kms/rewrap-schedule';
 import { recordHealthChange } from './kms/hsm-profiles';
@@ -145,7 +146,7 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
       for (const close of closers.reverse()) await close();
     },
   };
-  for (const [kind, make] of Object.entries({ ...volumeJobHandlers, ...migrationJobHandlers, ...identityJobHandlers, ...masterKeyJobHandlers })) jobs.register(kind, make(app));
+  for (const [kind, make] of Object.entries({ ...volumeJobHandlers, ...migrationJobHandlers, ...identityJobHandlers, ...projectJobHandlers, ...masterKeyJobHandlers })) jobs.register(kind, make(app));
   registerKmsKeyJobs(app);
   registerRewrapSchedule(app);
   registerStateMetrics(app);

@@ -157,5 +157,5 @@ export const ownerListParams = {
   domainid: param.uuid({ description: 'List only resources belonging to the domain specified', related: 'listDomains' }),
   isrecursive: param.boolean({ default: false, description: 'Defaults to false, but if true, lists all resources from the parent specified by the domainid till leaves.' }),
   listall: param.boolean({ default: false, description: "If set to false, list only resources belonging to the command's caller; if set to true - list resources that the caller is authorized to see. Default value is false" }),
-  projectid: param.string({ description: 'List objects by project; if projectid=-1 lists all resources from all projects (projects are not supported by this server)' }),
+  projectid: param.string({ description: 'List objects by project; if projectid=-1 lists all resources from all projects the caller may see. Without it no project-owned object is listed', related: 'listProjects' }),
 };

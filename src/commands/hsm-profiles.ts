@@ -4,7 +4,6 @@ import { PROVIDER_KINDS } from '../providers/provider';
 import type { App } from '../app';
 import type { Caller } from '../identity/caller';
 import type { ApiResult } from '../api/envelope';
-import { paramError } from '../kms/errors';
 import type { CommandContext } from './context';
 import { ADMIN_ONLY, ALL_ROLES, defineCommand, ownerListParams, param, type Infer } from './define';
 import { hsmProfileFields, hsmProfileResponse } from './responses/hsm-profile';
@@ -25,7 +24,7 @@ const createParams = {
   zoneid: param.uuid({ description: 'the zone the profile is scoped to; all zones when absent', related: 'listZones' }),
   domainid: param.uuid({ description: 'the domain of the profile; without account it gives a domain-scoped profile usable by the accounts of that domain', related: 'listDomains' }),
   account: param.string({ description: 'the account owning the profile. Must be used with domainId' }),
-  projectid: param.uuid({ description: 'the project owning the profile (projects are not supported by this server)' }),
+  projectid: param.uuid({ description: 'the project owning the profile (its account owns it; a member of the project may use it)', related: 'listProjects' }),
   ispublic: param.boolean({ default: false, description: 'true to make the profile usable by every account (root admin only)' }),
   system: param.boolean({ description: 'the name newer 4.23 UIs send for ispublic (the "System" switch): true makes the profile usable by every account (root admin only)' }),
   vendorname: param.string({ description: 'the HSM vendor name' }),
@@ -37,9 +36,8 @@ const createParams = {
 const createDescription = 'Creates an HSM profile: the connection settings of a KEK backend (a PKCS#11 token or the database), checked against the backend before it is stored';
 
 const createHandler = async (p: Infer<typeof createParams>, ctx: CommandContext): Promise<ApiResult> => {
-  if (p.projectid) throw paramError('Projects are not supported by this server');
   const row = await new HsmProfiles(ctx.app).create(ctx.caller, {
-    name: p.name, protocol: p.protocol, zoneUuid: p.zoneid, domainUuid: p.domainid, account: p.account, isPublic: p.ispublic || p.system === true,
+    name: p.name, protocol: p.protocol, zoneUuid: p.zoneid, domainUuid: p.domainid, account: p.account, projectUuid: p.projectid, isPublic: p.ispublic || p.system === true,
     vendorName: p.vendorname, details: p.details ?? {},
   });
   return profileObject(ctx.app, ctx.caller, row.id);
@@ -75,7 +73,7 @@ export const hsmProfileCommands = [
       const profiles = new HsmProfiles(ctx.app);
       const { rows, count } = await profiles.list(ctx.caller, {
         uuid: p.id, zoneUuid: p.zoneid, protocol: p.protocol, enabled: p.enabled, isPublic: p.ispublic, keyword: p.keyword,
-        account: p.account, domainid: p.domainid, isrecursive: p.isrecursive, listall: p.listall,
+        account: p.account, domainid: p.domainid, isrecursive: p.isrecursive, listall: p.listall, projectid: p.projectid,
       }, pageWindow(p));
       const details = await profiles.detailsOf(rows.filter((r) => showsDetails(ctx.caller, r)).map((r) => r.id));
       const items = rows.map((r) => hsmProfileResponse(r, showsDetails(ctx.caller, r) ? details.get(r.id) ?? [] : undefined, healthOf(ctx.app, r.uuid)));

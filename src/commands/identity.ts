@@ -104,7 +104,8 @@ export const identityCommands = [
       let scope = await directory.listScope(ctx.caller, p);
       // Admins without listall/domainid see the accounts of their own domain, as CloudStack does.
       if (scope.kind === 'accounts' && ctx.caller.role !== 'User' && !p.account) scope = await directory.access.domainScope(ctx.caller, ctx.caller.domainId, false);
-      const q = applyOwnerScope(accountQuery(db), scope, { accountCol: 'a.id', domainCol: 'a.domain_id' }).orderBy('a.id');
+      // A project's own account is no account of a person: CloudStack's listAccounts never shows it.
+      const q = applyOwnerScope(accountQuery(db), scope, { accountCol: 'a.id', domainCol: 'a.domain_id' }).whereNot('a.type', ACCOUNT_TYPES.Project).orderBy('a.id');
       if (p.id) q.where('a.uuid', p.id);
       if (p.name) q.where('a.account_name', p.name);
       if (p.accounttype !== undefined) q.where('a.type', p.accounttype);

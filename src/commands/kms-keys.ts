@@ -2,7 +2,6 @@ import { pageWindow } from '../api/pagination';
 import type { ApiResult } from '../api/envelope';
 import type { App } from '../app';
 import type { Caller } from '../identity/caller';
-import { paramError } from '../kms/errors';
 import { KMS_KEY_JOBS } from '../kms/kms-key-jobs';
 import { KeyRotation } from '../kms/kms-key-rotation';
 import { assertKeyBits, KmsKeys } from '../kms/kms-keys';
@@ -41,13 +40,12 @@ export const kmsKeyCommands = [
       keybits: param.integer({ default: 256, description: `the KEK size in bits: ${KEY_BITS_TEXT}` }),
       account: param.string({ description: 'the account owning the key (domain admin or admin). Must be used with domainid' }),
       domainid: param.uuid({ description: 'the domain of the owning account', related: 'listDomains' }),
-      projectid: param.uuid({ description: 'the project owning the key (projects are not supported by this server)' }),
+      projectid: param.uuid({ description: 'the project owning the key (its account owns it; every member of the project may use it)', related: 'listProjects' }),
     },
     response: kmsKeyFields,
     async handler(p, ctx) {
-      if (p.projectid) throw paramError('Projects are not supported by this server');
       const key = await new KmsKeys(ctx.app).create(ctx.caller, {
-        name: p.name, description: p.description, zoneUuid: p.zoneid, account: p.account, domainUuid: p.domainid,
+        name: p.name, description: p.description, zoneUuid: p.zoneid, account: p.account, domainUuid: p.domainid, projectUuid: p.projectid,
         keyBits: p.keybits, profileUuid: p.hsmprofileid,
       });
       return keyObject(ctx.app, ctx.caller, key.id);
@@ -71,7 +69,7 @@ export const kmsKeyCommands = [
     async handler(p, ctx) {
       const { rows, count } = await new KmsKeys(ctx.app).list(ctx.caller, {
         uuid: p.id, zoneUuid: p.zoneid, profileUuid: p.hsmprofileid, enabled: p.enabled, keyword: p.keyword,
-        account: p.account, domainid: p.domainid, isrecursive: p.isrecursive, listall: p.listall,
+        account: p.account, domainid: p.domainid, isrecursive: p.isrecursive, listall: p.listall, projectid: p.projectid,
       }, pageWindow(p));
       const versions = await kekVersionSummaries(ctx.app.db, rows.map((r) => r.id));
       return { kind: 'list', name: 'kmskey', items: rows.map((r) => kmsKeyResponse(r, ctx.caller, versions.get(r.id))), count };

@@ -15,6 +15,7 @@ import { hsmProfileCommands } from './hsm-profiles';
 import { kmsKeyCommands } from './kms-keys';
 import { asyncJobCommands } from './async-jobs';
 import { masterKeyCommands } from './master-key';
+import { projectCommands } from './projects';
 
 /** Every command the server answers, declared once; listApis and apidocs read only this list. */
 export const ALL_COMMANDS: readonly CommandSpec[] = [
@@ -24,6 +25,7 @@ export const ALL_COMMANDS: readonly CommandSpec[] = [
   ...zoneCommands,
   ...identityCommands,
   ...identityStateCommands,
+  ...projectCommands,
   ...domainCommands,
   ...eventCommands,
   ...configurationCommands,

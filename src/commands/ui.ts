@@ -35,7 +35,7 @@ export const uiCommands = [
           userpublictemplateenabled: false,
           supportELB: 'false',
           projectinviterequired: false,
-          allowusercreateprojects: false,
+          allowusercreateprojects: true,
           customdiskofferingminsize: CUSTOM_DISK_SIZE_GB.min,
           customdiskofferingmaxsize: CUSTOM_DISK_SIZE_GB.max,
           kubernetesserviceenabled: false,
@@ -103,16 +103,6 @@ export const uiCommands = [
     response: [{ name: 'hostname', type: 'string', description: 'name of the host running the ldap server' }],
     async handler() {
       return { kind: 'list', name: 'LdapConfiguration', items: [], count: 0 };
-    },
-  }),
-  defineCommand({
-    name: 'listProjects',
-    description: 'Lists projects; this server has none (the UI dashboard of non-admin users asks)',
-    roles: ALL_ROLES,
-    params: { ...listParams, listall: param.boolean({ description: 'list projects the caller may see' }), id: param.uuid({ description: 'list projects by project ID' }) },
-    response: [{ name: 'id', type: 'string', description: 'the id of the project' }, { name: 'name', type: 'string', description: 'the name of the project' }],
-    async handler() {
-      return { kind: 'list', name: 'project', items: [], count: 0 };
     },
   }),
   defineCommand({

@@ -68,11 +68,12 @@ export const volumeCommands = [
       maxiops: param.long({ description: 'max iops (accepted; this server runs no hypervisor, so it is not used)' }),
       account: param.string({ description: 'the account associated with the disk volume. Must be used with the domainId parameter.' }),
       domainid: param.uuid({ description: 'the domain ID associated with the disk volume. If used with the account parameter returns the disk volume associated with the account for the specified domain.', related: 'listDomains' }),
+      projectid: param.uuid({ description: 'the project associated with the volume. Mutually exclusive with account parameter', related: 'listProjects' }),
     },
     response: volumeFields,
     async handler(p, ctx) {
       const volume = await new Volumes(ctx.app).create(ctx.caller, {
-        name: p.name, zoneUuid: p.zoneid, diskOfferingUuid: p.diskofferingid, encrypt: p.encrypt, kmsKeyUuid: p.kmskeyid, account: p.account, domainUuid: p.domainid, sizeGb: p.size,
+        name: p.name, zoneUuid: p.zoneid, diskOfferingUuid: p.diskofferingid, encrypt: p.encrypt, kmsKeyUuid: p.kmskeyid, account: p.account, domainUuid: p.domainid, projectUuid: p.projectid, sizeGb: p.size,
       });
       return submitAsync(ctx, p, { kind: 'volume.create', args: {}, instanceType: 'Volume', instanceId: volume.uuid }, volume.uuid);
     },

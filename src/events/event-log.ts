@@ -10,7 +10,8 @@ export type EventType =
   | 'HSM.PROFILE.CREATE' | 'HSM.PROFILE.UPDATE' | 'HSM.PROFILE.DELETE' | 'HSM.PROFILE.HEALTH'
   | 'KMS.KEY.CREATE' | 'KMS.KEY.UPDATE' | 'KMS.KEY.ROTATE' | 'KMS.KEY.DELETE' | 'KMS.KEY.WRAP' | 'KMS.KEY.UNWRAP'
   | 'VOLUME.CREATE' | 'VOLUME.DELETE' | 'VOLUME.MIGRATE.TO.KMS'
-  | 'DISK.OFFERING.CREATE' | 'DISK.OFFERING.EDIT' | 'DISK.OFFERING.DELETE';
+  | 'DISK.OFFERING.CREATE' | 'DISK.OFFERING.EDIT' | 'DISK.OFFERING.DELETE'
+  | 'PROJECT.CREATE' | 'PROJECT.UPDATE' | 'PROJECT.DELETE' | 'PROJECT.ACCOUNT.ADD' | 'PROJECT.ACCOUNT.REMOVE';
 
 /** Who the event is recorded for: the acting user and the owner account/domain. */
 export interface EventActor { userId?: number | null; accountId?: number | null; domainId?: number | null }

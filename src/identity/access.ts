@@ -13,6 +13,9 @@ import { ACCOUNT_TYPES, type Caller } from './caller';
  *   account lives (CloudStack's role-type rule: a caller never acts on a more privileged account).
  *   Another domain admin account of its subtree is reachable, as in CloudStack (same role type).
  * - A user reaches what its own account owns.
+ * - Every caller also reaches the account of each project it is a member of (CloudStack: a
+ *   project's resources are owned by its own account, type 5 PROJECT, and its members act on
+ *   them). A domain admin reaches the project accounts of its subtree anyway, as accounts there.
  *
  * A single read and a list both derive from `reach`: a list narrows it (its filters), a single
  * check tests membership of the same set, so the two cannot disagree.
@@ -26,10 +29,17 @@ export interface Owner {
 
 /** A set of owners: what a caller reaches, or what a list may show. */
 export type OwnerScope =
-  | { readonly kind: 'all' }
+  /** Every owner, except the listed accounts (project accounts, for a list without projectid). */
+  | { readonly kind: 'all'; readonly exceptAccountIds?: readonly number[] }
   | { readonly kind: 'accounts'; readonly accountIds: readonly number[] }
-  /** Owners in these domains, except the listed accounts (root-admin accounts, for a domain admin). */
-  | { readonly kind: 'domains'; readonly domainIds: readonly number[]; readonly exceptAccountIds: readonly number[] };
+  /**
+   * Owners in these domains, except the listed accounts (root-admin accounts, for a domain admin),
+   * plus `alsoAccountIds` wherever they live (the projects a domain admin is a member of).
+   */
+  | {
+    readonly kind: 'domains'; readonly domainIds: readonly number[]; readonly exceptAccountIds: readonly number[];
+    readonly alsoAccountIds?: readonly number[];
+  };
 
 /** Columns of an owned table, qualified as the query names them. */
 export interface OwnerColumns {
@@ -41,10 +51,11 @@ export interface OwnerColumns {
 export function scopeContains(scope: OwnerScope, owner: Owner): boolean {
   switch (scope.kind) {
     case 'all':
-      return true;
+      return owner.accountId === null || !(scope.exceptAccountIds ?? []).includes(owner.accountId);
     case 'accounts':
       return owner.accountId !== null && scope.accountIds.includes(owner.accountId);
     case 'domains':
+      if (owner.accountId !== null && (scope.alsoAccountIds ?? []).includes(owner.accountId)) return true;
       return owner.domainId !== null && scope.domainIds.includes(owner.domainId) &&
         (owner.accountId === null || !scope.exceptAccountIds.includes(owner.accountId));
   }
@@ -54,15 +65,22 @@ export function scopeContains(scope: OwnerScope, owner: Owner): boolean {
 export function applyOwnerScope(q: Knex.QueryBuilder, scope: OwnerScope, cols: OwnerColumns): Knex.QueryBuilder {
   switch (scope.kind) {
     case 'all':
+      if (scope.exceptAccountIds?.length) {
+        q.where((b) => b.whereNull(cols.accountCol).orWhereNotIn(cols.accountCol, [...scope.exceptAccountIds!]));
+      }
       return q;
     case 'accounts':
       return q.whereIn(cols.accountCol, [...scope.accountIds]);
     case 'domains':
-      q.whereIn(cols.domainCol, [...scope.domainIds]);
-      if (scope.exceptAccountIds.length) {
-        q.where((b) => b.whereNull(cols.accountCol).orWhereNotIn(cols.accountCol, [...scope.exceptAccountIds]));
-      }
-      return q;
+      return q.where((outer) => {
+        outer.where((inDomains) => {
+          inDomains.whereIn(cols.domainCol, [...scope.domainIds]);
+          if (scope.exceptAccountIds.length) {
+            inDomains.where((b) => b.whereNull(cols.accountCol).orWhereNotIn(cols.accountCol, [...scope.exceptAccountIds]));
+          }
+        });
+        if (scope.alsoAccountIds?.length) outer.orWhereIn(cols.accountCol, [...scope.alsoAccountIds]);
+      });
   }
 }
 
@@ -72,8 +90,28 @@ export class Access {
   /** Everything the caller may see and act on. */
   async reach(caller: Caller): Promise<OwnerScope> {
     if (caller.accountType === ACCOUNT_TYPES.Admin) return { kind: 'all' };
-    if (caller.accountType === ACCOUNT_TYPES.DomainAdmin) return this.domainScope(caller, caller.domainId, true);
-    return { kind: 'accounts', accountIds: [caller.accountId] };
+    const projects = await this.memberProjectAccountIds(caller.accountId);
+    if (caller.accountType === ACCOUNT_TYPES.DomainAdmin) {
+      const scope = await this.domainScope(caller, caller.domainId, true);
+      if (scope.kind !== 'domains' || !projects.length) return scope;
+      return { ...scope, alsoAccountIds: projects };
+    }
+    return { kind: 'accounts', accountIds: [caller.accountId, ...projects] };
+  }
+
+  /** The accounts of the live projects an account is a member of (any role). */
+  async memberProjectAccountIds(accountId: number): Promise<number[]> {
+    const rows: Array<{ id: number }> = await this.db('project_account as m').join('projects as p', 'p.id', 'm.project_id')
+      .where('m.account_id', accountId).whereNull('p.removed').select('p.project_account_id as id');
+    return rows.map((r) => Number(r.id));
+  }
+
+  /** The project accounts (type 5) in these domains (all domains when absent). */
+  async projectAccountIds(domainIds?: readonly number[]): Promise<number[]> {
+    const q = this.db('account').where('type', ACCOUNT_TYPES.Project).select('id');
+    if (domainIds) q.whereIn('domain_id', [...domainIds]);
+    const rows: Array<{ id: number }> = await q;
+    return rows.map((r) => Number(r.id));
   }
 
   /** Whether the caller reaches an owner (a single read or an action on one object). */

@@ -8,7 +8,7 @@ export interface Caller {
   readonly accountId: number;
   readonly accountUuid: string;
   readonly accountName: string;
-  /** CloudStack Account.Type ordinal: 0 user, 1 root admin, 2 domain admin */
+  /** CloudStack Account.Type ordinal: 0 user, 1 root admin, 2 domain admin (5, a project's account, never calls) */
   readonly accountType: number;
   readonly domainId: number;
   readonly domainUuid: string;
@@ -17,7 +17,7 @@ export interface Caller {
   readonly role: Role;
 }
 
-export const ACCOUNT_TYPES = { User: 0, Admin: 1, DomainAdmin: 2 } as const;
+export const ACCOUNT_TYPES = { User: 0, Admin: 1, DomainAdmin: 2, Project: 5 } as const;
 
 export const roleOf = (accountType: number): Role =>
   accountType === 1 ? 'Admin' : accountType === 2 ? 'DomainAdmin' : 'User';

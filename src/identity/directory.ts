@@ -3,7 +3,8 @@ import type { Knex } from 'knex';
 import type { Db } from '../db/knex';
 import type { MasterKey } from '../config/master-key';
 import { paramError, permissionError } from '../kms/errors';
-import { Access, type OwnerScope } from './access';
+import { Access, scopeContains, type OwnerScope } from './access';
+import { isUuid } from '../commands/define';
 import { ACCOUNT_TYPES, roleOf, type Caller } from './caller';
 import { generateKey, hashPassword } from './password';
 
@@ -18,7 +19,9 @@ export interface UserRow {
   login_attempts: number;
 }
 
-export interface ScopeRequest { listall?: boolean; domainid?: string; account?: string; isrecursive?: boolean }
+export interface ScopeRequest { listall?: boolean; domainid?: string; account?: string; isrecursive?: boolean; projectid?: string }
+
+export interface ProjectRow { id: number; uuid: string; name: string; display_text: string | null; domain_id: number; project_account_id: number; state: string; created: number }
 
 /** The authenticated place of a user's secret key under the master key. */
 export const secretAad = (userUuid: string) => `user-secret:${userUuid}`;
@@ -272,7 +275,14 @@ export class Directory {
   }
 
   /** The account named by `account`+`domainid` (or the caller's own), checked for the caller's access. */
-  async resolveOwner(caller: Caller, req: { account?: string; domainid?: string }): Promise<AccountRow> {
+  async resolveOwner(caller: Caller, req: { account?: string; domainid?: string; projectid?: string }): Promise<AccountRow> {
+    if (req.projectid) {
+      if (req.account) throw paramError('Account and projectId can\'t be specified together');
+      const project = await this.requireProjectAccess(caller, req.projectid);
+      const account = await this.accountById(project.project_account_id);
+      if (!account) throw paramError(`Unable to find the account of project ${req.projectid}`);
+      return account;
+    }
     if (req.domainid && !req.account) throw paramError('Account name must be provided with domain ID');
     if (!req.account) {
       const own = await this.accountById(caller.accountId);
@@ -306,6 +316,58 @@ export class Directory {
    * or `listall`); `listall` everything reached; otherwise the caller's own account.
    */
   async listScope(caller: Caller, req: ScopeRequest): Promise<OwnerScope> {
+    if (req.projectid !== undefined) return this.projectListScope(caller, req.projectid);
+    return this.withoutProjects(await this.ownerListScope(caller, req));
+  }
+
+  /**
+   * `projectid=-1`: the accounts of every project the caller reaches; a project id: that project's
+   * account, if the caller reaches it (a member, a domain admin above it, root), else 531.
+   */
+  private async projectListScope(caller: Caller, projectid: string): Promise<OwnerScope> {
+    if (projectid === '-1') {
+      const reach = await this.access.reach(caller);
+      const projects: Array<{ accountId: number; domainId: number }> = await this.db('projects').whereNull('removed')
+        .select('project_account_id as accountId', 'domain_id as domainId');
+      const reached = projects.map((p) => ({ accountId: Number(p.accountId), domainId: Number(p.domainId) })).filter((o) => scopeContains(reach, o));
+      return { kind: 'accounts', accountIds: reached.map((o) => o.accountId) };
+    }
+    if (!isUuid(projectid)) throw paramError(`Unable to execute API command due to invalid value. Invalid parameter projectid value=${projectid} due to incorrect long value format, or entity does not exist or due to incorrect parameter annotation for the field in api cmd class.`);
+    const project = await this.requireProjectAccess(caller, projectid.toLowerCase());
+    return { kind: 'accounts', accountIds: [project.project_account_id] };
+  }
+
+  /** A list without projectid shows no project-owned object, as CloudStack (SkipProjectResources). */
+  private async withoutProjects(scope: OwnerScope): Promise<OwnerScope> {
+    switch (scope.kind) {
+      case 'accounts': {
+        const projects = await this.access.projectAccountIds();
+        return { kind: 'accounts', accountIds: scope.accountIds.filter((id) => !projects.includes(id)) };
+      }
+      case 'all':
+        return { kind: 'all', exceptAccountIds: await this.access.projectAccountIds() };
+      case 'domains':
+        return { kind: 'domains', domainIds: scope.domainIds, exceptAccountIds: [...scope.exceptAccountIds, ...(await this.access.projectAccountIds(scope.domainIds))] };
+    }
+  }
+
+  // ---- projects -------------------------------------------------------------------------------
+
+  async projectByUuid(uuid: string): Promise<ProjectRow | undefined> {
+    return this.db('projects').where({ uuid }).whereNull('removed').first();
+  }
+
+  /** A live project whose account the caller reaches: 431 when there is none, 531 when out of reach. */
+  async requireProjectAccess(caller: Caller, uuid: string): Promise<ProjectRow> {
+    const project = await this.projectByUuid(uuid);
+    if (!project) throw paramError(`Unable to find project by id ${uuid}`);
+    if (!(await this.access.allows(caller, { accountId: project.project_account_id, domainId: project.domain_id }))) {
+      throw permissionError(`Account ${caller.accountName} can't access project id=${uuid}`);
+    }
+    return project;
+  }
+
+  private async ownerListScope(caller: Caller, req: ScopeRequest): Promise<OwnerScope> {
     if (req.account) {
       if (caller.role !== 'User' && !req.domainid) throw paramError('Account name must be used together with domainid');
       const account = await this.resolveOwner(caller, req);

@@ -34,6 +34,8 @@ export interface CreateHsmProfileInput {
   zoneUuid?: string;
   domainUuid?: string;
   account?: string;
+  /** The project owning the profile (its account); not with account. */
+  projectUuid?: string;
   isPublic: boolean;
   vendorName?: string;
   details: Record<string, string>;
@@ -142,8 +144,8 @@ export class HsmProfiles {
     if (input.isPublic && !isRootAdmin(caller)) throw permissionError('Only root admins can create system HSM profiles');
     const zone = input.zoneUuid ? await this.requireZone(input.zoneUuid) : undefined;
     let owner: { accountId: number | null; domainId: number };
-    if (input.account) {
-      const account = await directory.resolveOwner(caller, { account: input.account, domainid: input.domainUuid });
+    if (input.account || input.projectUuid) {
+      const account = await directory.resolveOwner(caller, { account: input.account, domainid: input.domainUuid, projectid: input.projectUuid });
       owner = { accountId: account.id, domainId: account.domain_id };
     } else if (input.domainUuid) {
       owner = { accountId: null, domainId: (await directory.requireDomain(caller, input.domainUuid)).id };
@@ -192,8 +194,9 @@ export class HsmProfiles {
     const { db, directory } = this.deps;
     const scope = await directory.listScope(caller, f);
     const q = viewQuery(db).orderBy('p.id');
-    if (scope.kind !== 'all') {
-      const ownerFilter = !!(f.account || f.domainid);
+    if (scope.kind === 'all') applyOwnerScope(q, scope, { accountCol: 'p.account_id', domainCol: 'p.domain_id' });
+    else {
+      const ownerFilter = !!(f.account || f.domainid || f.projectid);
       q.where((b) => {
         b.where((s) => { applyOwnerScope(s, scope, { accountCol: 'p.account_id', domainCol: 'p.domain_id' }); });
         if (!ownerFilter) {

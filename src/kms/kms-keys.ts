@@ -32,6 +32,8 @@ export interface KmsKeyView extends KmsKeyRow {
 /** createKMSKey input, in domain terms. */
 export interface CreateKmsKeyInput {
   name: string;
+  /** The project owning the key (its account); not with account. */
+  projectUuid?: string;
   description?: string;
   zoneUuid: string;
   account?: string;
@@ -142,7 +144,7 @@ export class KmsKeys {
   async create(caller: Caller, input: CreateKmsKeyInput): Promise<KmsKeyRow> {
     const { db, directory } = this.deps;
     assertKeyBits(input.keyBits);
-    const owner = await directory.resolveOwner(caller, { account: input.account, domainid: input.domainUuid });
+    const owner = await directory.resolveOwner(caller, { account: input.account, domainid: input.domainUuid, projectid: input.projectUuid });
     const zone = await db('data_center').where({ uuid: input.zoneUuid }).whereNull('removed').first('id');
     if (!zone) throw paramError(`Unable to find zone by id ${input.zoneUuid}`);
     const profile = await this.profiles.requireForKey(caller, input.profileUuid, { accountId: owner.id, domainId: owner.domain_id }, zone.id);

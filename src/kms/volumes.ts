@@ -27,6 +27,8 @@ export interface CreateVolumeInput {
   kmsKeyUuid?: string;
   account?: string;
   domainUuid?: string;
+  /** The project owning the volume (its account); not with account. */
+  projectUuid?: string;
   sizeGb?: number;
 }
 
@@ -80,7 +82,7 @@ export class Volumes {
 
   async create(caller: Caller, input: CreateVolumeInput): Promise<VolumeRow> {
     const { db, directory, settings } = this.app;
-    const owner = await directory.resolveOwner(caller, { account: input.account, domainid: input.domainUuid });
+    const owner = await directory.resolveOwner(caller, { account: input.account, domainid: input.domainUuid, projectid: input.projectUuid });
     const zone = await db('data_center').where({ uuid: input.zoneUuid }).whereNull('removed').first('id', 'uuid');
     if (!zone) throw paramError(`Unable to find zone by id ${input.zoneUuid}`);
     const offering = input.diskOfferingUuid ? await new DiskOfferings(this.app).forNewVolume(caller, input.diskOfferingUuid, zone.id, owner.domain_id) : undefined;

@@ -6,6 +6,7 @@ import * as m004 from './004_disk_offerings';
 import * as m005 from './005_wrapped_key_counts';
 import * as m006 from './006_async_job_request_id';
 import * as m007 from './007_master_key_versions';
+import * as m008 from './008_projects';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -21,6 +22,7 @@ const MIGRATIONS: ReadonlyArray<[string, Migration]> = [
   ['005_wrapped_key_counts', m005],
   ['006_async_job_request_id', m006],
   ['007_master_key_versions', m007],
+  ['008_projects', m008],
 ];
 
 export const migrationSource: Knex.MigrationSource<[string, Migration]> = {
