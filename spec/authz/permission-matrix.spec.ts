@@ -40,6 +40,13 @@ const DOMAIN_REACH: Record<CallerName, 'all' | readonly DomainName[]> = {
 const OFFERING_SIGHT: Record<CallerName, 'all' | readonly DomainName[]> = {
   root: 'all', R: 'all', DA1: ['ROOT', '%', '%/sub'], DA2: ['ROOT', 'a_b'], DA3: ['ROOT', '_x'], A: ['ROOT', '%'], B: ['ROOT', '%'],
 };
+/**
+ * Project P lives in `%`: A made it (its Admin member), B is a Regular member. Who reaches its
+ * account (and so its keys and volumes): its members, the domain admin above it, root admins.
+ * Who manages it (membership, update, delete): its Admin member, the domain admin above it, root admins.
+ */
+const PROJECT_SIGHT: readonly CallerName[] = ['root', 'R', 'DA1', 'A', 'B'];
+const PROJECT_MANAGE: readonly CallerName[] = ['root', 'R', 'DA1', 'A'];
 const seesOffering = (c: CallerName, d: DomainName): boolean => OFFERING_SIGHT[c] === 'all' || (OFFERING_SIGHT[c] as readonly DomainName[]).includes(d);
 const reaches = (c: CallerName, o: OwnerName): boolean => REACH[c] === 'all' || (REACH[c] as readonly OwnerName[]).includes(o);
 const reachesDomain = (c: CallerName, d: DomainName): boolean => DOMAIN_REACH[c] === 'all' || (DOMAIN_REACH[c] as readonly DomainName[]).includes(d);
@@ -57,6 +64,8 @@ const domainIds = {} as Record<DomainName, string>;
 /** A disk offering limited to each domain (made by root). */
 const offeringIds = {} as Record<DomainName, string>;
 let zoneId = '';
+/** Project P, its key and volume (owned by its account), and an account of `%` that is no member (joins and leaves). */
+const project = { id: '', keyId: '', volumeId: '', spare: '', profileId: '' };
 let cells = 0;
 const unexpected: string[] = [];
 
@@ -114,7 +123,7 @@ async function insertRootAdminAccount(accountName: string, domainUuid: string): 
 beforeAll(async () => {
   ts = await startTestServer();
   zoneId = (await root({ command: 'createZone', name: `zone-${suffix()}` })).zone.id;
-  await enableDefaultProfile(ts.client);
+  project.profileId = await enableDefaultProfile(ts.client);
   domainIds.ROOT = (await root({ command: 'listDomains', name: 'ROOT' })).domain[0].id;
   await makeDomain('%', '%');
   await makeDomain('%/sub', 'sub', '%');
@@ -127,6 +136,16 @@ beforeAll(async () => {
   for (const d of Object.keys(domainIds) as DomainName[]) {
     offeringIds[d] = (await root({ command: 'createDiskOffering', name: `off-${suffix()}`, disksize: 1, domainid: domainIds[d] })).diskoffering.id;
   }
+  const made = await ok(ts.client, party.A.keys, { command: 'createProject', name: `proj-${suffix()}` });
+  expect((await finishedJob(ts, party.A.keys, made.jobid)).jobstatus).toBe(1);
+  project.id = made.id;
+  const joined = await ok(ts.client, party.A.keys, { command: 'addAccountToProject', projectid: project.id, account: party.B.accountName });
+  expect((await finishedJob(ts, party.A.keys, joined.jobid)).jobstatus).toBe(1);
+  project.keyId = (await ok(ts.client, party.B.keys, { command: 'createKMSKey', name: `pk-${suffix()}`, zoneid: zoneId, hsmprofileid: project.profileId, projectid: project.id })).kmskey.id;
+  const vol = await ok(ts.client, party.A.keys, { command: 'createVolume', name: `pv-${suffix()}`, zoneid: zoneId, kmskeyid: project.keyId, projectid: project.id });
+  expect((await finishedJob(ts, party.A.keys, vol.jobid)).jobstatus).toBe(1);
+  project.volumeId = vol.id;
+  project.spare = (await createActor(ts.client, { name: `spare-${suffix()}`, domainId: domainIds['%'] })).account;
 }, 300_000);
 
 afterAll(async () => {
@@ -145,9 +164,12 @@ interface Case {
   who: Who;
   /**
    * none: one cell per caller, no owner; owner: access follows REACH; domain: access follows DOMAIN_REACH;
-   * session: login/logout, answered to every caller by its own credentials.
+   * session: login/logout, answered to every caller by its own credentials; project: project P, access
+   * follows PROJECT_SIGHT (or PROJECT_MANAGE with `manage`).
    */
-  target: 'none' | 'owner' | 'domain' | 'session';
+  target: 'none' | 'owner' | 'domain' | 'session' | 'project';
+  /** For target project: the call manages the project (PROJECT_MANAGE), not only uses it. */
+  manage?: boolean;
   /** The status when the caller may act (200 unless the call is refused later for another reason). */
   allowed?: number | ((c: CallerName, o: OwnerName) => number);
   /** The status when the caller may not act on the owner's object (531 unless said otherwise). */
@@ -186,12 +208,33 @@ const CASES: Record<string, Case> = {
   listOauthProvider: { who: 'all', target: 'none', run: (c) => status(call(c, { command: 'listOauthProvider' })) },
   forgotPassword: { who: 'all', target: 'none', run: (c) => status(call(c, { command: 'forgotPassword', username: party[c].username, domain: domainPathOf(c) })) },
   listLdapConfigurations: { who: 'all', target: 'none', run: (c) => status(call(c, { command: 'listLdapConfigurations' })) },
-  listProjects: { who: 'all', target: 'none', run: (c) => status(call(c, { command: 'listProjects' })) },
   cloudianIsEnabled: { who: 'all', target: 'none', run: (c) => status(call(c, { command: 'cloudianIsEnabled' })) },
   listZones: { who: 'all', target: 'none', run: (c) => status(call(c, { command: 'listZones' })) },
   createZone: { who: 'root', target: 'none', run: (c) => status(call(c, { command: 'createZone', name: uniq() })) },
   listConfigurations: { who: 'root', target: 'none', run: (c) => status(call(c, { command: 'listConfigurations' })) },
   updateConfiguration: { who: 'root', target: 'none', run: (c) => status(call(c, { command: 'updateConfiguration', name: 'kms.retry.count', value: '3' })) },
+
+  // Projects: P is seen by its members, the domain admin above it and root; managed by its Admin member too.
+  createProject: { who: 'all', target: 'none', run: (c) => job(call(c, { command: 'createProject', name: uniq() })) },
+  listProjects: { who: 'all', target: 'project', read: true, run: (c) => listed(call(c, { command: 'listProjects', listall: true, pagesize: -1 }), 'project', project.id) },
+  listProjectAccounts: { who: 'all', target: 'project', run: (c) => status(call(c, { command: 'listProjectAccounts', projectid: project.id })) },
+  updateProject: { who: 'all', target: 'project', manage: true, run: (c) => job(call(c, { command: 'updateProject', id: project.id, displaytext: `by ${c}` })) },
+  // P owns a key and a volume: an allowed caller is refused for that reason (431), nothing is deleted.
+  deleteProject: { who: 'all', target: 'project', manage: true, allowed: 431, run: (c) => status(call(c, { command: 'deleteProject', id: project.id })) },
+  addAccountToProject: {
+    who: 'all', target: 'project', manage: true,
+    run: (c) => job(call(c, { command: 'addAccountToProject', projectid: project.id, account: project.spare })),
+    restore: async () => { await finishedJob(ts, ADMIN_KEYS, (await root({ command: 'deleteAccountFromProject', projectid: project.id, account: project.spare })).jobid); },
+  },
+  deleteAccountFromProject: {
+    who: 'all', target: 'project', manage: true,
+    run: async (c) => {
+      await finishedJob(ts, ADMIN_KEYS, (await root({ command: 'addAccountToProject', projectid: project.id, account: project.spare })).jobid);
+      const res = await job(call(c, { command: 'deleteAccountFromProject', projectid: project.id, account: project.spare }));
+      if ('status' in res && res.status !== 200) await finishedJob(ts, ADMIN_KEYS, (await root({ command: 'deleteAccountFromProject', projectid: project.id, account: project.spare })).jobid);
+      return res;
+    },
+  },
 
   // Domains and accounts: access follows the domain.
   listDomains: { who: 'all', target: 'domain', read: true, run: (c, o) => listed(call(c, { command: 'listDomains', id: domainIds[HOME[o]], listall: true }), 'domain', domainIds[HOME[o]]) },
@@ -306,6 +349,12 @@ function ownerParams(o: OwnerName): Params {
 /** The expected answer of one cell, from the hand-written tables above. */
 function expected(name: string, k: Case, c: CallerName, o: OwnerName | undefined): Seen {
   if (!WHO_ROLES[k.who].includes(ROLE[c])) return { status: 432 };
+  if (k.target === 'project') {
+    const mayProject = (k.manage ? PROJECT_MANAGE : PROJECT_SIGHT).includes(c);
+    if (k.read) return { visible: mayProject };
+    if (!mayProject) return { status: 531 };
+    return { status: typeof k.allowed === 'number' ? k.allowed : 200 };
+  }
   const may = o === undefined || (k.may ? k.may(c, o) : k.target === 'domain' ? reachesDomain(c, HOME[o]) : k.target === 'owner' ? reaches(c, o) : true);
   if (k.read && o !== undefined) return { visible: may };
   if (!may) return { status: typeof k.denied === 'function' ? k.denied(c, o!) : k.denied ?? 531 };
@@ -382,6 +431,39 @@ describe('permission matrix', () => {
       }
     }
     expect(unexpected).toEqual([]);
+  }, 300_000);
+
+  it('project P: its members, the domain admin above it and root act on its objects with projectid; others get 531 and see nothing', async () => {
+    const bad: string[] = [];
+    const check = (what: string, got: unknown, want: unknown) => {
+      cells++;
+      if (JSON.stringify(got) !== JSON.stringify(want)) bad.push(`${what}: expected ${JSON.stringify(want)}, got ${JSON.stringify(got)}`);
+    };
+    for (const c of CALLERS) {
+      const sees = PROJECT_SIGHT.includes(c);
+      const idsOf = async (params: Params, name: string, field = 'id') => {
+        const r = await call(c, { ...params, pagesize: -1 });
+        return r.status === 200 ? ((r.body[name] ?? []) as Array<Record<string, string>>).map((x) => x[field]) : r.status;
+      };
+      const has = async (params: Params, name: string, id: string, field = 'id') => {
+        const got = await idsOf(params, name, field);
+        return typeof got === 'number' ? got : got.includes(id);
+      };
+      check(`listKMSKeys projectid=P by ${c}`, await has({ command: 'listKMSKeys', projectid: project.id }, 'kmskey', project.keyId), sees ? true : 531);
+      check(`listVolumes projectid=P by ${c}`, await has({ command: 'listVolumes', projectid: project.id }, 'volume', project.volumeId), sees ? true : 531);
+      check(`listVolumesMetrics projectid=-1 by ${c}`, await has({ command: 'listVolumesMetrics', projectid: '-1' }, 'volume', project.volumeId), sees);
+      check(`listKMSKeys projectid=-1 by ${c}`, await has({ command: 'listKMSKeys', projectid: '-1' }, 'kmskey', project.keyId), sees);
+      check(`listEvents projectid=P by ${c}`, await has({ command: 'listEvents', projectid: project.id, type: 'KMS.KEY.CREATE' }, 'event', project.keyId, 'resourceid'), sees ? true : 531);
+      check(`listHSMProfiles projectid=P by ${c}`, (await call(c, { command: 'listHSMProfiles', projectid: project.id })).status, sees ? 200 : 531);
+      check(`listAsyncJobs projectid=P by ${c}`, (await call(c, { command: 'listAsyncJobs', projectid: project.id })).status, sees ? 200 : 531);
+      // Without projectid no list shows a project's objects, even with listall.
+      check(`listKMSKeys listall by ${c}`, await has({ command: 'listKMSKeys', listall: true }, 'kmskey', project.keyId), false);
+      check(`listVolumes listall by ${c}`, await has({ command: 'listVolumes', listall: true }, 'volume', project.volumeId), false);
+      check(`updateKMSKey on P's key by ${c}`, (await call(c, { command: 'updateKMSKey', id: project.keyId, description: `by ${c}` })).status, sees ? 200 : 531);
+      check(`createKMSKey projectid=P by ${c}`, (await call(c, { command: 'createKMSKey', name: uniq(), zoneid: zoneId, hsmprofileid: project.profileId, projectid: project.id })).status, sees ? 200 : 531);
+      check(`createVolume projectid=P by ${c}`, (await job(call(c, { command: 'createVolume', name: uniq(), zoneid: zoneId, kmskeyid: project.keyId, projectid: project.id }))), { status: sees ? 200 : 531 });
+    }
+    expect(bad).toEqual([]);
   }, 300_000);
 
   afterAll(() => {
