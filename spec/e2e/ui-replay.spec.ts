@@ -6,10 +6,11 @@
  *   - ui/src/config/section/kms.js (HSM profile and KMS key pages and actions),
  *   - ui/src/config/section/offering.js + views/offering/AddDiskOffering.vue + components/offering/DiskOfferingForm.vue,
  *   - ui/src/config/section/storage.js + views/storage/CreateVolume.vue (Volumes page, create form),
- *   - ui/src/config/section/domain.js + components/view/TreeView.vue (Domains page).
+ *   - ui/src/config/section/domain.js + components/view/TreeView.vue (Domains page),
+ *   - components/header/ProjectMenu.vue + views/project/CreateProject.vue (project selector and form);
+ *     with a project chosen, every request carries its projectid.
  * GETs for list/query commands, form POSTs for the rest, always to /client/api/ with the
- * sessionkey parameter and cookies, as ui/src/api/index.js does. Not replayed: the project-owned
- * key (projects belong to the authorization rework and are not served yet).
+ * sessionkey parameter and cookies, as ui/src/api/index.js does.
  */
 import { createSoftHsmTokens, type SoftHsmToken } from '../support/softhsm';
 import { startTestServer, ADMIN_KEYS, type TestServer } from '../support/server';
@@ -257,6 +258,31 @@ describe('the CloudStack UI, request for request', () => {
     // The events tab of the key.
     const events = ok(await ui.get({ command: 'listEvents', resourceid: keyId, resourcetype: 'KmsKey', listall: true }));
     expect(events.event.map((e: any) => e.type)).toEqual(expect.arrayContaining(['KMS.KEY.CREATE', 'KMS.KEY.ROTATE', 'VOLUME.MIGRATE.TO.KMS']));
+  });
+
+  it('works in a project: the selector, the Create Project form, a project-owned key and volume', async () => {
+    // ProjectMenu at login: every project the caller may see, one page of 500 (none yet).
+    expect(ok(await ui.get({ command: 'listProjects', listAll: true, details: 'min', page: 1, pageSize: 500 }))).toEqual({});
+    const submitted = ok(await ui.post({ command: 'createProject', name: 'kms-team', displaytext: 'KMS team' }));
+    const job = await pollJob(submitted.jobid);
+    expect(job).toMatchObject({ jobstatus: 1, jobresultcode: 0 });
+    const projectId = job.jobresult.project.id;
+    const projects = ok(await ui.get({ command: 'listProjects', listAll: true, details: 'min', page: 1, pageSize: 500 })).project;
+    // The selector shows displaytext (or name); the project dashboard reads owner, domain, state.
+    expect(projects).toHaveLength(1);
+    expectFields(projects[0], ['id', 'name', 'displaytext', 'domain', 'domainid', 'state', 'owner', 'created']);
+    expect(projects[0]).toMatchObject({ id: projectId, displaytext: 'KMS team', state: 'Active', owner: [{ account: 'admin' }] });
+    // With the project chosen, the KMS pages and the Create Volume form send its projectid.
+    const key = ok(await ui.post({ command: 'createKMSKey', zoneid: zoneId, name: 'team-disks', hsmprofileid: profileId, keybits: 256, projectid: projectId })).kmskey;
+    const keys = ok(await ui.get({ command: 'listKMSKeys', listall: true, page: 1, pagesize: 20, projectid: projectId })).kmskey;
+    expect(keys.map((k: any) => k.id)).toEqual([key.id]);
+    const volume = ok(await ui.post({ command: 'createVolume', name: 'team-disk', zoneid: zoneId, diskofferingid: offeringId, kmskeyid: key.id, projectid: projectId }));
+    expect((await pollJob(volume.jobid)).jobresult.volume).toMatchObject({ name: 'team-disk', kmskeyid: key.id });
+    const volumes = ok(await ui.get({ command: 'listVolumesMetrics', listall: true, page: 1, pagesize: 20, projectid: projectId })).volume;
+    expect(volumes.map((v: any) => v.name)).toEqual(['team-disk']);
+    // Back in the Default View the project's objects are not listed.
+    const plain = ok(await ui.get({ command: 'listVolumesMetrics', listall: true, page: 1, pagesize: 20 })).volume;
+    expect(plain.map((v: any) => v.name).sort()).toEqual(['db-disk', 'old-disk']);
   });
 
   it('logs out', async () => {
