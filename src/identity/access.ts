@@ -106,10 +106,12 @@ export class Access {
     return rows.map((r) => Number(r.id));
   }
 
-  /** The project accounts (type 5) in these domains (all domains when absent). */
-  async projectAccountIds(domainIds?: readonly number[]): Promise<number[]> {
+  /** The project accounts (type 5) in these domains (all domains when absent), among `amongIds` when given. */
+  async projectAccountIds(domainIds?: readonly number[], amongIds?: readonly number[]): Promise<number[]> {
+    if (amongIds && !amongIds.length) return [];
     const q = this.db('account').where('type', ACCOUNT_TYPES.Project).select('id');
     if (domainIds) q.whereIn('domain_id', [...domainIds]);
+    if (amongIds) q.whereIn('id', [...amongIds]);
     const rows: Array<{ id: number }> = await q;
     return rows.map((r) => Number(r.id));
   }

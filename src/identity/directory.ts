@@ -341,7 +341,7 @@ export class Directory {
   private async withoutProjects(scope: OwnerScope): Promise<OwnerScope> {
     switch (scope.kind) {
       case 'accounts': {
-        const projects = await this.access.projectAccountIds();
+        const projects = await this.access.projectAccountIds(undefined, scope.accountIds);
         return { kind: 'accounts', accountIds: scope.accountIds.filter((id) => !projects.includes(id)) };
       }
       case 'all':

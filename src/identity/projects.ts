@@ -117,7 +117,6 @@ export class Projects {
       throw paramError(`Account ${accountName} is already assigned to the project id=${uuid}`);
     }
     await this.db('project_account').insert({ project_id: project.id, account_id: account.id, account_role: role, created: Date.now() });
-    this.directory.forgetCredentials();
     await this.record(caller, project, 'PROJECT.ACCOUNT.ADD', `Added account ${accountName} to project ${project.name} as ${role}`);
   }
 
@@ -132,7 +131,6 @@ export class Projects {
       if (Number(admins[0]?.n ?? 0) <= 1) throw paramError(`Account ${accountName} is the last admin of project id=${uuid} and can't be removed`);
     }
     await this.db('project_account').where({ id: member.id }).delete();
-    this.directory.forgetCredentials();
     await this.record(caller, project, 'PROJECT.ACCOUNT.REMOVE', `Removed account ${accountName} from project ${project.name}`);
   }
 
