@@ -79,6 +79,13 @@ describe('projects', () => {
     expect(done.jobstatus).toBe(1);
     volumeId = done.jobresult.volume.id;
     expect(done.jobresult.volume.account).toMatch(/^PrjAcct-/);
+    // Root makes a profile for the project; members list it with projectid, beside the public ones.
+    const projectProfile = (await ok(ts.client, ADMIN_KEYS, { command: 'createHSMProfile', name: `pp-${suffix()}`, protocol: 'database', projectid: projectId })).hsmprofile.id;
+    const profiles = ids((await ok(ts.client, w.b.keys, { command: 'listHSMProfiles', projectid: projectId, listall: true })).hsmprofile);
+    expect(profiles).toEqual(expect.arrayContaining([projectProfile, profileId]));
+    expect(ids((await ok(ts.client, w.b.keys, { command: 'listHSMProfiles', listall: true })).hsmprofile)).not.toContain(projectProfile);
+    expect((await call(w.c.keys, { command: 'listHSMProfiles', projectid: projectId })).status).toBe(531);
+    expect((await call(ADMIN_KEYS, { command: 'deleteHSMProfile', id: projectProfile })).status).toBe(200);
     // A member may also act on the project's key by id.
     expect((await call(w.a.keys, { command: 'updateKMSKey', id: keyId, description: 'the team key' })).status).toBe(200);
   });

@@ -196,7 +196,8 @@ export class HsmProfiles {
     const q = viewQuery(db).orderBy('p.id');
     if (scope.kind === 'all') applyOwnerScope(q, scope, { accountCol: 'p.account_id', domainCol: 'p.domain_id' });
     else {
-      const ownerFilter = !!(f.account || f.domainid || f.projectid);
+      // With projectid the project's profiles replace the caller's own; the usable shared ones stay.
+      const ownerFilter = !!(f.account || f.domainid);
       q.where((b) => {
         b.where((s) => { applyOwnerScope(s, scope, { accountCol: 'p.account_id', domainCol: 'p.domain_id' }); });
         if (!ownerFilter) {
