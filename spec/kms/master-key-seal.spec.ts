@@ -123,7 +123,11 @@ describe('a master key sealed by a PKCS#11 token (SoftHSM2)', () => {
       proc.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
       const code = await new Promise<number | null>((resolve) => proc.once('exit', resolve));
       expect(code).toBe(1);
-      expect(stderr).toBe(`failed to start: The master key is sealed by an HSM, but no token labelled 'absent-token' (KMS_MASTER_KEY_SEAL_TOKEN_LABEL) is present in ${token.library}\n`);
+      // One JSON line on stderr, as every refused start (spec/ops/startup-failures.spec.ts).
+      expect(stderr.trim().split('\n')).toHaveLength(1);
+      expect(JSON.parse(stderr)).toMatchObject({
+        level: 'error', msg: `cannot start: The master key is sealed by an HSM, but no token labelled 'absent-token' (KMS_MASTER_KEY_SEAL_TOKEN_LABEL) is present in ${token.library}`,
+      });
     } finally {
       await s.close();
     }

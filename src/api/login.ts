@@ -1,4 +1,5 @@
 import type { App } from '../app';
+import { prettyPath } from '../commands/responses/identity';
 import { ACCOUNT_TYPES } from '../identity/caller';
 import type { AccountRow, UserRow } from '../identity/directory';
 import { verifyPassword } from '../identity/password';
@@ -38,7 +39,6 @@ const normaliseDomainPath = (d: string): string => {
   return p;
 };
 
-const prettyDomain = (path: string): string => (path === '/' ? 'ROOT' : `ROOT${path.replace(/\/$/, '')}`);
 
 const DUMMY_HASH = 'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAA';
 
@@ -54,7 +54,7 @@ async function disableWhenExhausted(app: App, user: UserRow, account: AccountRow
     app.logger.warn('user disabled after failed logins', { user: user.uuid, attempts: allowed });
     await app.events.record({
       type: 'USER.DISABLE', level: 'WARN', resourceType: 'User', resourceId: user.uuid,
-      description: `User ${user.username} in domain ${prettyDomain(domainPath)} has been disabled due to multiple failed login attempts. Please contact admin.`,
+      description: `User ${user.username} in domain ${prettyPath(domainPath)} has been disabled due to multiple failed login attempts. Please contact admin.`,
       actor: { userId: user.id, accountId: account.id, domainId: account.domain_id },
     });
   } catch (e) {
@@ -76,7 +76,10 @@ export async function login(app: App, params: ApiParams, oldSessionCookie: strin
     ? /^\d+$/.test(domainId) ? await app.directory.domainById(Number(domainId)) : await app.directory.domainByUuid(domainId)
     : await app.directory.domainByPath(normaliseDomainPath(params.lower.get('domain') || '/'));
   const failure = () => new ApiError(531, `Failed to authenticate user ${username} in domain ${domain?.id ?? domainId ?? params.lower.get('domain') ?? 1}; please provide valid credentials`);
-  if (!domain) throw failure();
+  if (!domain) {
+    await verifyPassword(password, DUMMY_HASH); // as long as a known domain takes: timing does not reveal which domains exist
+    throw failure();
+  }
   const user = await app.directory.findUserForLogin(username, domain.id);
   const account = user && (await app.directory.accountById(user.account_id));
   // incorrect.login.attempts.allowed: an attempt is reserved before the password is checked, so no
@@ -99,7 +102,7 @@ export async function login(app: App, params: ApiParams, oldSessionCookie: strin
   }
   const caller = await app.directory.loadCaller(user.id);
   if (!caller) {
-    throw new ApiError(531, `User ${user.username} (or their account) in domain ${prettyDomain(domain.path)} is disabled/locked. Please contact the administrator.`);
+    throw new ApiError(531, `User ${user.username} (or their account) in domain ${prettyPath(domain.path)} is disabled/locked. Please contact the administrator.`);
   }
   await app.directory.resetLoginAttempts(user.id);
 

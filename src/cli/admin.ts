@@ -82,7 +82,13 @@ async function seal(db: Db, env: Env, print: Print): Promise<void> {
   const fromFile = !env.masterKey;
   if (fromFile && !existsSync(env.masterKeyFile)) throw new Error(`No master key to seal: set KMS_MASTER_KEY or KMS_MASTER_KEY_FILE (${env.masterKeyFile} does not exist)`);
   const { keys } = readMasterKeyMaterial({ fromEnv: env.masterKey, file: env.masterKeyFile, next: env.masterKeyNext });
-  const hsm = MasterKeySeal.open(env.masterKeySeal);
+  let hsm: MasterKeySeal;
+  try {
+    hsm = MasterKeySeal.open(env.masterKeySeal);
+  } catch (e) {
+    for (const k of keys) k.fill(0);
+    throw e;
+  }
   try {
     if (hsm.ensureKek()) print(`created the key '${hsm.keyLabel}' in the token`);
     for (const r of live) {

@@ -259,7 +259,14 @@ export function writeMasterKeyFile(file: string, keys: readonly Buffer[]): void 
 function splitKeys(text: string, source: string): Buffer[] {
   const parts = text.split(/[\s,]+/).filter(Boolean);
   if (!parts.length) throw new Error(`${source} must hold 32 bytes encoded in base64 (openssl rand -base64 32)`);
-  return parts.map((p) => decodeKey(p, source));
+  const keys: Buffer[] = [];
+  try {
+    for (const p of parts) keys.push(decodeKey(p, source));
+  } catch (e) {
+    for (const k of keys) k.fill(0); // the keys decoded before the bad one
+    throw e;
+  }
+  return keys;
 }
 
 function decodeKey(text: string, source: string): Buffer {

@@ -34,6 +34,7 @@ export class Directory {
   /** Credentials of recent requests, so a signed request costs no lookup; see `forRequest`. */
   readonly #callers = new Map<number, { caller: Caller | undefined; at: number }>();
   readonly #apiKeys = new Map<string, { holder: { userId: number; secretKey: string }; at: number }>();
+  #generation = 0;
 
   /**
    * @param credentialTtlMs how long a request may rely on a credential read from the database. A
@@ -48,8 +49,10 @@ export class Directory {
   async callerForRequest(userId: number): Promise<Caller | undefined> {
     const hit = this.#callers.get(userId);
     if (hit && Date.now() - hit.at < this.credentialTtlMs) return hit.caller;
+    const generation = this.#generation;
     const caller = await this.loadCaller(userId);
-    this.remember(this.#callers, userId, { caller, at: Date.now() });
+    // A read that raced a change (forgetCredentials ran meanwhile) is used once, never cached.
+    if (generation === this.#generation) this.remember(this.#callers, userId, { caller, at: Date.now() });
     return caller;
   }
 
@@ -57,13 +60,15 @@ export class Directory {
   async holderOfApiKey(apiKey: string): Promise<{ userId: number; secretKey: string } | undefined> {
     const hit = this.#apiKeys.get(apiKey);
     if (hit && Date.now() - hit.at < this.credentialTtlMs) return hit.holder;
+    const generation = this.#generation;
     const holder = await this.findByApiKey(apiKey);
-    if (holder) this.remember(this.#apiKeys, apiKey, { holder, at: Date.now() });
+    if (holder && generation === this.#generation) this.remember(this.#apiKeys, apiKey, { holder, at: Date.now() });
     return holder;
   }
 
   /** Drops every cached credential: called by each change of a state or of keys. */
   forgetCredentials(): void {
+    this.#generation++;
     this.#callers.clear();
     this.#apiKeys.clear();
   }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { App } from '../app';
 import type { Caller } from '../identity/caller';
+import { isMysql } from '../db/knex';
 import { bool } from '../db/paging';
 import { KmsError, paramError, permissionError } from './errors';
 import { CUSTOM_DISK_SIZE_GB, DiskOfferings, isCustomized, isEncrypting, type DiskOfferingRow } from './disk-offerings';
@@ -147,9 +148,14 @@ export class Volumes {
   async delete(caller: Caller, uuid: string): Promise<void> {
     const v = await this.require(caller, uuid);
     await this.app.db.transaction(async (trx) => {
+      // The secret to destroy is read again under a row lock: a migration that committed since
+      // `require` may have swapped the passphrase for a wrapped key, which must be shredded too.
+      const q = trx('volumes').where({ id: v.id }).whereNull('removed').first('kms_wrapped_key_id', 'passphrase_id');
+      const now: Pick<VolumeRow, 'kms_wrapped_key_id' | 'passphrase_id'> | undefined = await (isMysql(this.app.db) ? q.forUpdate() : q);
+      if (!now) return;
       await trx('volumes').where({ id: v.id }).update({ state: 'Expunged', removed: Date.now(), kms_wrapped_key_id: null, passphrase_id: null });
-      if (v.kms_wrapped_key_id) await this.wrappedKeys.destroy(trx, v.kms_wrapped_key_id);
-      if (v.passphrase_id) await this.passphrases.delete(trx, v.passphrase_id);
+      if (now.kms_wrapped_key_id) await this.wrappedKeys.destroy(trx, now.kms_wrapped_key_id);
+      if (now.passphrase_id) await this.passphrases.delete(trx, now.passphrase_id);
     });
     await this.app.events.record({ type: 'VOLUME.DELETE', description: `Deleted volume ${v.name} and destroyed its encryption secret`, actor: { userId: caller.userId, accountId: v.account_id, domainId: v.domain_id }, resourceType: 'Volume', resourceId: v.uuid });
   }

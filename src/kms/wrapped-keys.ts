@@ -144,9 +144,13 @@ export class WrappedKeys {
 
   /** Crypto-shreds a wrapped key: the blob is overwritten and the row marked removed. */
   async destroy(trx: Knex, wrappedKeyId: number): Promise<void> {
-    const row: { kek_version_id: number } | undefined = await trx('kms_wrapped_key').where({ id: wrappedKeyId }).whereNull('removed').first('kek_version_id');
+    // Locked and conditional on the version read, so a rewrap moving the row meanwhile cannot make
+    // the count of the wrong version drop.
+    const q = trx('kms_wrapped_key').where({ id: wrappedKeyId }).whereNull('removed').first('kek_version_id');
+    const row: { kek_version_id: number } | undefined = await (isMysql(this.app.db) ? q.forUpdate() : q);
     if (!row) return;
-    const n = await trx('kms_wrapped_key').where({ id: wrappedKeyId }).whereNull('removed').update({ wrapped_blob: Buffer.alloc(0), removed: Date.now() });
+    const n = await trx('kms_wrapped_key').where({ id: wrappedKeyId, kek_version_id: row.kek_version_id }).whereNull('removed')
+      .update({ wrapped_blob: Buffer.alloc(0), removed: Date.now() });
     await adjustWrappedKeyCount(trx, row.kek_version_id, -n);
   }
 

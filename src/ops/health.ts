@@ -35,9 +35,14 @@ function within<T>(ms: number, p: Promise<T>): Promise<T> {
  * be opened: the provider's probe), each within `timeoutMs`. A probe still running from an earlier
  * call is awaited again rather than started twice. Status changes are logged with their cause.
  */
+/** How long one measured readiness answers /readyz. */
+const READINESS_REUSE_MS = 1000;
+
 export class Health {
   #redis?: Redis;
   #draining = false;
+  #lastReadiness: { value: Readiness; at: number } | undefined;
+  #pendingReadiness: Promise<Readiness> | undefined;
   readonly #probes = new Map<string, Promise<void>>();
   readonly #last = new Map<string, string>();
 
@@ -52,7 +57,22 @@ export class Health {
     return this.#draining;
   }
 
+  /**
+   * The readiness of this process. Answers are reused for a second (and one check runs at a time),
+   * so a flood of unauthenticated /readyz requests costs the database and the HSMs one probe a second.
+   */
   async readiness(): Promise<Readiness> {
+    const fresh = this.#lastReadiness && Date.now() - this.#lastReadiness.at < READINESS_REUSE_MS;
+    if (fresh && !this.#draining) return this.#lastReadiness!.value;
+    this.#pendingReadiness ??= this.#measure().then((value) => {
+      this.#lastReadiness = { value, at: Date.now() };
+      return value;
+    }).finally(() => { this.#pendingReadiness = undefined; });
+    const value = await this.#pendingReadiness;
+    return this.#draining ? { ...value, status: 'shutting down' } : value;
+  }
+
+  async #measure(): Promise<Readiness> {
     const checks = await Promise.all([
       this.#check('database', async () => { await this.app.db.raw('SELECT 1'); }),
       this.#check('migrations', async () => {

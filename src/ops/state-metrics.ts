@@ -21,16 +21,17 @@ export function registerStateMetrics(app: App): void {
       { labels: { profile: s.profile, state: 'in_use' }, value: s.inUse },
       { labels: { profile: s.profile, state: 'idle' }, value: s.idle },
     ]));
+  // From the per-version counts kept with every change of wrapped keys: a scrape never scans
+  // kms_wrapped_key, however many DEKs the fleet has.
   const wrapped = async () => {
-    const rows: Array<{ kms_key: string; kek_state: string; n: number | string }> = await app.db('kms_wrapped_key as w')
-      .join('kms_kek_versions as v', 'v.id', 'w.kek_version_id')
-      .join('kms_keys as k', 'k.id', 'w.kms_key_id')
-      .whereNull('w.removed')
+    const rows: Array<{ kms_key: string; kek_state: string; n: number | string | null }> = await app.db('kms_kek_versions as v')
+      .join('kms_keys as k', 'k.id', 'v.kms_key_id')
       .whereNull('k.removed')
+      .where('v.wrapped_keys', '>', 0)
       .groupBy('k.uuid', 'v.status')
       .select({ kms_key: 'k.uuid', kek_state: 'v.status' })
-      .count({ n: '*' });
-    return rows.map((r) => ({ kmsKey: r.kms_key, kekState: r.kek_state, n: Number(r.n) }));
+      .sum({ n: 'v.wrapped_keys' });
+    return rows.map((r) => ({ kmsKey: r.kms_key, kekState: r.kek_state, n: Number(r.n ?? 0) }));
   };
   m.gauge('kms_wrapped_keys', 'Wrapped DEKs, per KMS key and state of the KEK version that wraps them', ['kms_key', 'kek_state'], async () =>
     (await wrapped()).map((r) => ({ labels: { kms_key: r.kmsKey, kek_state: r.kekState }, value: r.n })));

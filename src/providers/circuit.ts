@@ -86,6 +86,17 @@ export class ProfileCircuits {
     return [...this.#circuits.values()].map(view);
   }
 
+  /**
+   * Forgets a profile (disabled, deleted or changed): its probe stops and its decrypted
+   * configuration is dropped; its next use starts Healthy with the current configuration.
+   */
+  forget(profileId: string): void {
+    const c = this.#circuits.get(profileId);
+    if (!c) return;
+    clearTimeout(c.timer);
+    this.#circuits.delete(profileId);
+  }
+
   /** Stops the probes. */
   close(): void {
     this.#closed = true;
@@ -124,11 +135,15 @@ export class ProfileCircuits {
       await this.opts.probe(c.profile);
     } catch (e) {
       c.reason = e instanceof KmsError ? e.message : 'probe failed';
+      // A refused PIN or another failure that a retry cannot mend stops the probes: repeated
+      // wrong-PIN logins would lock the PIN on a real HSM. The profile stays Degraded until an
+      // admin changes it (which forgets this circuit).
+      if (e instanceof KmsError && !e.retryable) return;
       c.probeDelayMs = Math.min(this.#maxProbeDelayMs, c.probeDelayMs * 2);
       this.#scheduleProbe(c);
       return;
     }
-    if (this.#closed) return;
+    if (this.#closed || this.#circuits.get(c.profile.id) !== c) return;
     c.health = 'Healthy';
     c.since = Date.now();
     c.failures = 0;

@@ -88,7 +88,10 @@ export function withPolicy(
     unwrap: (req) => guarded(req.kek.profile, 'unwrap', () => provider.unwrap(req)),
     generateAndWrap: (req) => guarded(req.kek.profile, 'generateAndWrap', () => provider.generateAndWrap(req)),
     rewrap: (req) => guarded(req.from.kek.profile, 'rewrap', () => provider.rewrap(req)),
-    invalidateProfile: (profileId) => provider.invalidateProfile(profileId),
+    invalidateProfile: (profileId) => {
+      circuits?.forget(profileId);
+      return provider.invalidateProfile(profileId);
+    },
     sessionStats: provider.sessionStats && (() => provider.sessionStats!()),
     close: () => provider.close(),
   };
