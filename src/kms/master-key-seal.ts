@@ -1,32 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as pkcs11js from 'pkcs11js';
-import { KWP } from '../providers/pkcs11/mechanisms';
+import { kekTemplate, KWP } from '../providers/pkcs11/mechanisms';
 import type { SealConfig } from '../config/env';
 import { acquireModule, closeSession, openLoggedInSession, releaseModule, type Pkcs11Module } from '../providers/pkcs11/module';
 
 /** A failure to reach the seal: one sentence saying what is missing, never the PIN. */
 export class SealError extends Error {}
-
-/** The KEK that seals the master key: AES-256, token object, sensitive, never extractable, wrap/unwrap only. */
-function sealKekTemplate(label: string): pkcs11js.Template {
-  return [
-    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-    { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
-    { type: pkcs11js.CKA_TOKEN, value: true },
-    { type: pkcs11js.CKA_PRIVATE, value: true },
-    { type: pkcs11js.CKA_SENSITIVE, value: true },
-    { type: pkcs11js.CKA_EXTRACTABLE, value: false },
-    { type: pkcs11js.CKA_MODIFIABLE, value: false },
-    { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
-    { type: pkcs11js.CKA_LABEL, value: label },
-    { type: pkcs11js.CKA_ID, value: randomBytes(16) },
-    { type: pkcs11js.CKA_WRAP, value: true },
-    { type: pkcs11js.CKA_UNWRAP, value: true },
-    { type: pkcs11js.CKA_ENCRYPT, value: false },
-    { type: pkcs11js.CKA_DECRYPT, value: false },
-  ];
-}
 
 /** The master key as a session object for the time of one wrap or unwrap (read back only on unwrap). */
 const masterKeyObject = (value?: Buffer): pkcs11js.Template => [
@@ -81,7 +61,8 @@ export class MasterKeySeal {
   ensureKek(): boolean {
     return this.session((s) => {
       if (this.findKek(s, false)) return false;
-      this.module.lib.C_GenerateKey(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, sealKekTemplate(this.cfg.keyLabel));
+      // The same template as every KEK: AES-256 token object, sensitive, never extractable, wrap/unwrap only.
+      this.module.lib.C_GenerateKey(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, kekTemplate(this.cfg.keyLabel, randomBytes(16), 256));
       return true;
     });
   }
