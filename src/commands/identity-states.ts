@@ -40,6 +40,11 @@ async function requireAccountTarget(app: App, caller: Caller, p: { id?: string; 
   return requireReachableAccount(app, caller, account);
 }
 
+/** The bootstrap `admin` user of ROOT's `admin` account: never disabled or locked, so the cloud keeps an administrator. */
+async function isDefaultAdminUser(app: App, user: UserRow, account: AccountRow): Promise<boolean> {
+  return user.username === 'admin' && isDefaultAdmin(app, account);
+}
+
 /** The bootstrap `admin` account of ROOT: never disabled or locked, as CloudStack's default admin. */
 async function isDefaultAdmin(app: App, account: AccountRow): Promise<boolean> {
   const root = await app.directory.domainByPath('/');
@@ -118,7 +123,7 @@ export const identityStateCommands = [
     response: userFields,
     async handler(p, ctx) {
       const { user, account } = await requireUserTarget(ctx.app, ctx.caller, p.id, `Unable to find active user by id ${p.id}`);
-      if (await isDefaultAdmin(ctx.app, account) && user.username === 'admin') {
+      if (await isDefaultAdminUser(ctx.app, user, account)) {
         throw paramError(`User: ${user.username} is the default admin user, disabling is not allowed`);
       }
       return submitAsync(ctx, p, { kind: IDENTITY_JOBS.disableUser, args: {}, instanceType: 'User', instanceId: user.uuid });
@@ -148,7 +153,7 @@ export const identityStateCommands = [
     response: userFields,
     async handler(p, ctx) {
       const { user, account } = await requireUserTarget(ctx.app, ctx.caller, p.id, 'Unable to find user by id');
-      if (await isDefaultAdmin(ctx.app, account) && user.username === 'admin') {
+      if (await isDefaultAdminUser(ctx.app, user, account)) {
         throw permissionError(`user: ${user.username} is the default admin user, locking is not allowed`);
       }
       if (user.state === 'disabled') throw new KmsError('internal', `Unable to lock user ${user.uuid}`);
