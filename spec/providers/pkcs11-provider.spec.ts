@@ -56,7 +56,7 @@ kekProviderContract('pkcs11 (SoftHSM2)', async () => {
 describe('pkcs11 provider', () => {
   let provider: KekProvider;
   beforeAll(() => {
-    provider = createPkcs11Provider({ logger: silentLogger, acquireTimeoutMs: 2000 });
+    provider = createPkcs11Provider({ logger: silentLogger });
   });
   afterAll(async () => {
     await provider.close();

@@ -59,15 +59,21 @@ export class ProfileCircuits {
     this.#maxProbeDelayMs = opts.maxProbeDelayMs ?? 10_000;
   }
 
-  /** Runs `fn` unless the profile is Degraded (then throws 'unavailable' at once), and counts its outcome. */
-  async guard<T>(profile: HsmProfileConfig, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` unless the profile is Degraded (then throws 'unavailable' at once), and counts its
+   * outcome. `failureOf` names a value that still counts as a failure: a batch whose every item
+   * failed as 'unavailable' says the backend is down as clearly as a thrown error.
+   */
+  async guard<T>(profile: HsmProfileConfig, fn: () => Promise<T>, failureOf?: (value: T) => KmsError | undefined): Promise<T> {
     const c = this.#circuit(profile);
     if (c.health === 'Degraded') {
       throw new KmsError('unavailable', `HSM profile ${profile.name} is degraded (${c.reason ?? 'not answering'}); failing fast until it answers again`);
     }
     try {
       const value = await fn();
-      c.failures = 0;
+      const failed = failureOf?.(value);
+      if (failed?.kind === 'unavailable') this.#failed(c, failed);
+      else c.failures = 0;
       return value;
     } catch (e) {
       if (e instanceof KmsError && e.kind === 'unavailable') this.#failed(c, e);

@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { KmsError } from '../kms/errors';
-import type { BackendPolicy } from './provider';
+import type { BackendPolicy, ItemResult } from './provider';
 
 /** Test seams for callWithPolicy; production code passes none. */
 export interface PolicyHooks {
@@ -23,15 +23,39 @@ export interface BackendObserver {
 /** The jitter adds up to this fraction of each back-off, so callers that failed together spread out. */
 const JITTER = 0.1;
 
-/** The abort signal of the backend operation the current async context belongs to. */
-const operation = new AsyncLocalStorage<AbortSignal>();
+/** The backend operation the current async context belongs to. */
+interface OperationContext {
+  readonly signal: AbortSignal;
+  /** How long the backend may make no progress at all before the operation counts as hung. */
+  readonly stallMs: number;
+}
+const operation = new AsyncLocalStorage<OperationContext>();
 
 /**
  * The signal of the operation running under callWithPolicy, aborted when it times out: a backend
  * stops waiting for sessions or threads, and a session whose call is abandoned is never reused.
  */
 export function operationSignal(): AbortSignal | undefined {
-  return operation.getStore();
+  return operation.getStore()?.signal;
+}
+
+/**
+ * How long the backend may go without finishing any call before the running operation counts as
+ * hung: the policy's operation timeout (also for a batch, whose overall timeout is scaled by its
+ * size, so a hung HSM fails a batch as fast as a single call). Undefined outside callWithPolicy.
+ */
+export function operationStallMs(): number | undefined {
+  return operation.getStore()?.stallMs;
+}
+
+/**
+ * A backend that made no progress for the operation timeout (a call hung in the HSM). Retryable by
+ * a later job, but a batch does not retry it within the same call: that would wait as long again.
+ */
+export class StalledError extends KmsError {
+  constructor(message: string) {
+    super('unavailable', message, { retryable: true });
+  }
 }
 
 const defaultSleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -42,8 +66,12 @@ function asKmsError(e: unknown, op: string): KmsError {
   return new KmsError('internal', `KMS operation ${op} failed unexpectedly`, { retryable: false, cause: e });
 }
 
-/** Objects with a dispose() (SecretBytes) that arrive after a timeout are zeroed, not leaked. */
+/** Objects with a dispose() (SecretBytes), alone or as batch results, that arrive after a timeout are zeroed, not leaked. */
 function disposeLate(value: unknown): void {
+  if (Array.isArray(value)) {
+    for (const item of value) if (item && (item as ItemResult<unknown>).ok) disposeLate((item as { value: unknown }).value);
+    return;
+  }
   if (value && typeof (value as { dispose?: unknown }).dispose === 'function') {
     (value as { dispose(): void }).dispose();
   }
@@ -63,6 +91,7 @@ export async function callWithPolicy<T>(
   op: string,
   fn: () => Promise<T>,
   hooks: PolicyHooks = {},
+  stallMs: number = policy.timeoutMs,
 ): Promise<T> {
   const sleep = hooks.sleep ?? defaultSleep;
   const random = hooks.random ?? Math.random;
@@ -82,7 +111,7 @@ export async function callWithPolicy<T>(
 
   const attempts = async (): Promise<T> => {
     for (let attempt = 0; ; attempt++) {
-      const pending = operation.run(abort.signal, fn);
+      const pending = operation.run({ signal: abort.signal, stallMs }, fn);
       try {
         const value = await pending;
         if (timedOut) disposeLate(value);
@@ -105,5 +134,59 @@ export async function callWithPolicy<T>(
     return await Promise.race([run, timeout]);
   } finally {
     clearTimeout(timer);
+  }
+}
+
+/** Items of a batch that one policy timeout covers; a larger batch gets one more timeout per this many. */
+export const BATCH_ITEMS_PER_TIMEOUT = 100;
+
+/** The overall timeout of a batch of `n` items: one operation timeout per BATCH_ITEMS_PER_TIMEOUT items begun. */
+export const batchTimeoutMs = (timeoutMs: number, n: number): number => timeoutMs * Math.max(1, Math.ceil(n / BATCH_ITEMS_PER_TIMEOUT));
+
+/**
+ * Runs a batch under the policy. The whole batch is bounded by batchTimeoutMs, while the backend may
+ * go no longer than the policy timeout without progress (see operationStallMs), so a hung HSM fails a
+ * batch as fast as a single call. The first attempt runs every item; when it rejects as a whole with a
+ * retryable error (not a stall) it is retried like a single call, else that error is thrown. Once
+ * results are in, items that failed retryably are retried alone after the same back-off, up to
+ * `policy.retries` attempts in all, within the batch's timeout; a retry that fails as a whole leaves
+ * those items with their last error. Resolves with one result per item, in order.
+ */
+export async function callBatchWithPolicy<R, T>(
+  policy: BackendPolicy,
+  op: string,
+  items: readonly R[],
+  fn: (items: readonly R[]) => Promise<ItemResult<T>[]>,
+  hooks: PolicyHooks = {},
+): Promise<ItemResult<T>[]> {
+  if (items.length === 0) return [];
+  const sleep = hooks.sleep ?? defaultSleep;
+  const random = hooks.random ?? Math.random;
+  const deadline = Date.now() + batchTimeoutMs(policy.timeoutMs, items.length);
+  const once = (part: readonly R[]): Promise<ItemResult<T>[]> =>
+    callWithPolicy({ ...policy, timeoutMs: Math.max(1, deadline - Date.now()), retries: 0 }, op, () => fn(part), hooks, policy.timeoutMs);
+  let results: ItemResult<T>[] | undefined;
+  let pending = items.map((_, i) => i);
+  for (let attempt = 0; ; attempt++) {
+    let cause: KmsError;
+    try {
+      const got = await once(pending.map((i) => items[i]));
+      if (!results) results = got;
+      else pending.forEach((i, j) => { results![i] = got[j]; });
+      pending = results.flatMap((r, i) => (!r.ok && r.error.retryable ? [i] : []));
+      if (pending.length === 0) return results;
+      cause = (results[pending[0]] as { error: KmsError }).error;
+    } catch (e) {
+      cause = e as KmsError;
+      if (results) return results;
+      if (!cause.retryable || cause instanceof StalledError) throw cause;
+    }
+    const delayMs = Math.round(policy.baseDelayMs * 2 ** attempt * (1 + JITTER * random()));
+    if (attempt >= policy.retries || Date.now() + delayMs >= deadline) {
+      if (results) return results;
+      throw cause;
+    }
+    hooks.onRetry?.({ op, attempt: attempt + 1, delayMs, error: cause });
+    await sleep(delayMs);
   }
 }

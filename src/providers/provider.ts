@@ -1,3 +1,4 @@
+import type { KmsError } from '../kms/errors';
 import type { SecretBytes } from '../kms/secret-bytes';
 
 /** Backend protocols, as CloudStack names them (`kms_hsm_profiles.protocol`). */
@@ -19,6 +20,17 @@ export interface KekRef {
   readonly profile: HsmProfileConfig;
   readonly label: string;
 }
+
+export interface WrapRequest { readonly kek: KekRef; readonly dek: SecretBytes; readonly aad: Buffer }
+export interface UnwrapRequest { readonly kek: KekRef; readonly blob: Buffer; readonly aad: Buffer }
+export interface GenerateRequest { readonly kek: KekRef; readonly bytes: number; readonly aad: Buffer }
+export interface RewrapRequest {
+  readonly from: { readonly kek: KekRef; readonly blob: Buffer; readonly aad: Buffer };
+  readonly to: { readonly kek: KekRef; readonly aad: Buffer };
+}
+
+/** One item's outcome in a batch: its value, or the KmsError of that item alone. */
+export type ItemResult<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: KmsError };
 
 /** Optional capabilities, asked as predicates instead of `if (kind === 'pkcs11')`. */
 export interface ProviderCapabilities {
@@ -45,13 +57,30 @@ export interface KekProvider {
   /** False only when the backend answered that the KEK is absent; a down backend throws. */
   hasKek(kek: KekRef): Promise<boolean>;
   /** The caller keeps ownership of `dek` and disposes it. */
-  wrap(req: { kek: KekRef; dek: SecretBytes; aad: Buffer }): Promise<Buffer>;
+  wrap(req: WrapRequest): Promise<Buffer>;
   /** The caller owns the result and must dispose() it. */
-  unwrap(req: { kek: KekRef; blob: Buffer; aad: Buffer }): Promise<SecretBytes>;
+  unwrap(req: UnwrapRequest): Promise<SecretBytes>;
   /** A fresh random DEK of `bytes` length, returned only wrapped. */
-  generateAndWrap(req: { kek: KekRef; bytes: number; aad: Buffer }): Promise<Buffer>;
+  generateAndWrap(req: GenerateRequest): Promise<Buffer>;
   /** Rewraps from one KEK version to another (possibly on another profile of the same kind). */
-  rewrap(req: { from: { kek: KekRef; blob: Buffer; aad: Buffer }; to: { kek: KekRef; aad: Buffer } }): Promise<Buffer>;
+  rewrap(req: RewrapRequest): Promise<Buffer>;
+  /**
+   * Batches: the same operations for many DEKs at once (one HSM round trip for the PKCS#11 provider).
+   * Every item of a batch names the same profile (rewrapMany: every `from` the same profile, every
+   * `to` the same profile); KEK labels and aads may differ per item. Resolves with one ItemResult per
+   * request, same order: an item's error ('integrity' for a tampered or swapped blob, 'param' for a
+   * missing KEK or a bad size) is its own and never hides the others' results. After a retryable
+   * failure (device, session) the backend stops working on the batch: the items not attempted fail
+   * with a retryable error saying so, for the policy to retry. Rejects only when the batch could not
+   * run at all: items of different profiles ('param'), a profile that cannot be connected (its
+   * details, library, token, PIN, device), a closed provider, and under withPolicy a timeout or an
+   * open circuit. An empty batch resolves to []. Ownership as in the single-item methods.
+   */
+  wrapMany(reqs: readonly WrapRequest[]): Promise<ItemResult<Buffer>[]>;
+  /** Every successful result is the caller's to dispose(). */
+  unwrapMany(reqs: readonly UnwrapRequest[]): Promise<ItemResult<SecretBytes>[]>;
+  generateAndWrapMany(reqs: readonly GenerateRequest[]): Promise<ItemResult<Buffer>[]>;
+  rewrapMany(reqs: readonly RewrapRequest[]): Promise<ItemResult<Buffer>[]>;
   /** Drops pooled sessions and caches of a profile (after update or delete). */
   invalidateProfile(profileId: string): Promise<void>;
   /** Pooled sessions per connected profile, for backends that pool them (metrics). */

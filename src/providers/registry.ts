@@ -5,8 +5,8 @@ import type { Logger } from '../logger';
 import { createDatabaseProvider, type DatabaseProviderOptions } from './database/database-provider';
 import { createPkcs11Provider, type Pkcs11ProviderOptions } from './pkcs11/pkcs11-provider';
 import { ProfileCircuits, type CircuitOptions, type ProfileHealth } from './circuit';
-import { callWithPolicy, type BackendObserver, type PolicyHooks } from './policy';
-import type { BackendPolicy, HsmProfileConfig, KekProvider, ProviderKind, SessionStats } from './provider';
+import { callBatchWithPolicy, callWithPolicy, type BackendObserver, type PolicyHooks } from './policy';
+import type { BackendPolicy, HsmProfileConfig, ItemResult, KekProvider, ProviderKind, SessionStats } from './provider';
 
 /** The providers of one process, each call already under the retry and timeout policy. */
 export interface ProviderRegistry {
@@ -42,26 +42,27 @@ export interface ProviderRegistryDeps {
 }
 
 /**
- * Wraps every backend call of `provider` in callWithPolicy(policy(), '<kind>.<method>', …) and logs
- * each retry (kind and message only: messages never carry secrets). validateProfile (pure),
- * invalidateProfile and close are passed through unwrapped.
+ * Wraps every backend call of `provider` in callWithPolicy(policy(), '<kind>.<method>', …) (batches
+ * in callBatchWithPolicy) and logs each retry (kind and message only: messages never carry secrets).
+ * validateProfile (pure), invalidateProfile and close are passed through unwrapped.
  */
 export function withPolicy(
   provider: KekProvider, policy: () => BackendPolicy | Promise<BackendPolicy>, logger: Logger, hooks: PolicyHooks = {},
   circuits?: ProfileCircuits, observer?: BackendObserver,
 ): KekProvider {
+  const hooksFor = (labels: { profile: string; operation: string }): PolicyHooks => ({
+    ...hooks,
+    onRetry: (info) => {
+      logger.warn('KMS backend call failed; retrying', {
+        op: info.op, attempt: info.attempt, delayMs: info.delayMs, kind: info.error.kind, error: info.error.message,
+      });
+      observer?.retry(labels);
+      hooks.onRetry?.(info);
+    },
+  });
   const run = async <T>(method: string, profile: HsmProfileConfig, fn: () => Promise<T>): Promise<T> => {
     const labels = { profile: profile.name, operation: method };
-    const h: PolicyHooks = {
-      ...hooks,
-      onRetry: (info) => {
-        logger.warn('KMS backend call failed; retrying', {
-          op: info.op, attempt: info.attempt, delayMs: info.delayMs, kind: info.error.kind, error: info.error.message,
-        });
-        observer?.retry(labels);
-        hooks.onRetry?.(info);
-      },
-    };
+    const h = hooksFor(labels);
     const started = process.hrtime.bigint();
     const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
     try {
@@ -73,9 +74,35 @@ export function withPolicy(
       throw e;
     }
   };
+  /**
+   * A batch under callBatchWithPolicy (timeout scaled by its size, retryable items retried). The
+   * observer hears one outcome per item, each with the batch's time shared out evenly, so counters
+   * count DEKs and the duration histogram shows the cost of one.
+   */
+  const runBatch = async <R, T>(method: string, profile: HsmProfileConfig, items: readonly R[], fn: (items: readonly R[]) => Promise<ItemResult<T>[]>): Promise<ItemResult<T>[]> => {
+    const labels = { profile: profile.name, operation: method };
+    const started = process.hrtime.bigint();
+    const each = (): number => Number(process.hrtime.bigint() - started) / 1e9 / Math.max(1, items.length);
+    try {
+      const results = await callBatchWithPolicy(await policy(), `${provider.kind}.${method}`, items, fn, hooksFor(labels));
+      const seconds = each();
+      for (const r of results) observer?.operation({ ...labels, outcome: r.ok ? 'ok' : r.error.kind, seconds });
+      return results;
+    } catch (e) {
+      const seconds = each();
+      const outcome = e instanceof KmsError ? e.kind : 'internal';
+      for (let i = 0; i < items.length; i++) observer?.operation({ ...labels, outcome, seconds });
+      throw e;
+    }
+  };
   // The circuit sees one outcome per operation, after the policy's retries and timeout.
   const guarded = <T>(profile: HsmProfileConfig, method: string, fn: () => Promise<T>): Promise<T> =>
     circuits ? circuits.guard(profile, () => run(method, profile, fn)) : run(method, profile, fn);
+  // One outcome per batch too: a batch whose every item failed as 'unavailable' counts as one failure.
+  const guardedBatch = <R, T>(profile: HsmProfileConfig | undefined, method: string, items: readonly R[], fn: (items: readonly R[]) => Promise<ItemResult<T>[]>): Promise<ItemResult<T>[]> => {
+    if (!profile) return Promise.resolve([]);
+    return circuits ? circuits.guard(profile, () => runBatch(method, profile, items, fn), allUnavailable) : runBatch(method, profile, items, fn);
+  };
   return {
     kind: provider.kind,
     capabilities: provider.capabilities,
@@ -88,6 +115,10 @@ export function withPolicy(
     unwrap: (req) => guarded(req.kek.profile, 'unwrap', () => provider.unwrap(req)),
     generateAndWrap: (req) => guarded(req.kek.profile, 'generateAndWrap', () => provider.generateAndWrap(req)),
     rewrap: (req) => guarded(req.from.kek.profile, 'rewrap', () => provider.rewrap(req)),
+    wrapMany: (reqs) => guardedBatch(reqs[0]?.kek.profile, 'wrapMany', reqs, (part) => provider.wrapMany(part)),
+    unwrapMany: (reqs) => guardedBatch(reqs[0]?.kek.profile, 'unwrapMany', reqs, (part) => provider.unwrapMany(part)),
+    generateAndWrapMany: (reqs) => guardedBatch(reqs[0]?.kek.profile, 'generateAndWrapMany', reqs, (part) => provider.generateAndWrapMany(part)),
+    rewrapMany: (reqs) => guardedBatch(reqs[0]?.from.kek.profile, 'rewrapMany', reqs, (part) => provider.rewrapMany(part)),
     invalidateProfile: (profileId) => {
       circuits?.forget(profileId);
       return provider.invalidateProfile(profileId);
@@ -95,6 +126,12 @@ export function withPolicy(
     sessionStats: provider.sessionStats && (() => provider.sessionStats!()),
     close: () => provider.close(),
   };
+}
+
+/** The error of a batch whose every item failed as 'unavailable' (the backend is down), else undefined. */
+function allUnavailable(results: ItemResult<unknown>[]): KmsError | undefined {
+  if (results.length === 0 || !results.every((r) => !r.ok && r.error.kind === 'unavailable')) return undefined;
+  return (results[0] as { error: KmsError }).error;
 }
 
 /** Builds the registry. Nothing connects until a provider's first call. */

@@ -4,7 +4,8 @@ import type { Db } from '../../db/knex';
 import { KmsError } from '../../kms/errors';
 import { SecretBytes } from '../../kms/secret-bytes';
 import type { Logger } from '../../logger';
-import type { HsmProfileConfig, KekBits, KekProvider, KekRef } from '../provider';
+import { batchProfile, eachItem } from '../batch';
+import type { GenerateRequest, HsmProfileConfig, KekBits, KekProvider, KekRef, RewrapRequest } from '../provider';
 import { gcmOpen, gcmSeal } from './gcm';
 import { KekCache } from './kek-cache';
 
@@ -79,6 +80,25 @@ export function createDatabaseProvider(opts: DatabaseProviderOptions): KekProvid
   const unwrapBytes = (kek: KekRef, blob: Buffer, aad: Buffer): Promise<SecretBytes> =>
     withKek(kek, 'unwrap', (key) => SecretBytes.adopt(gcmOpen(key, blob, aad, kek.label)));
 
+  async function generateAndWrap({ kek, bytes, aad }: GenerateRequest): Promise<Buffer> {
+    if (!Number.isInteger(bytes) || bytes < 16 || bytes > 512) throw new KmsError('param', `DEK length must be 16 to 512 bytes (got ${bytes})`);
+    const dek = SecretBytes.random(bytes);
+    try {
+      return await wrapBytes(kek, dek.reveal(), aad);
+    } finally {
+      dek.dispose();
+    }
+  }
+
+  async function rewrap({ from, to }: RewrapRequest): Promise<Buffer> {
+    const dek = await unwrapBytes(from.kek, from.blob, from.aad);
+    try {
+      return await wrapBytes(to.kek, dek.reveal(), to.aad);
+    } finally {
+      dek.dispose();
+    }
+  }
+
   return {
     kind: 'database',
     capabilities: { inBackendRewrap: false },
@@ -131,23 +151,30 @@ export function createDatabaseProvider(opts: DatabaseProviderOptions): KekProvid
 
     unwrap: ({ kek, blob, aad }) => unwrapBytes(kek, blob, aad),
 
-    async generateAndWrap({ kek, bytes, aad }) {
-      if (!Number.isInteger(bytes) || bytes < 16 || bytes > 512) throw new KmsError('param', `DEK length must be 16 to 512 bytes (got ${bytes})`);
-      const dek = SecretBytes.random(bytes);
-      try {
-        return await wrapBytes(kek, dek.reveal(), aad);
-      } finally {
-        dek.dispose();
-      }
+    generateAndWrap,
+
+    rewrap,
+
+    // Batches are plain loops here: every item is in-process AES-GCM under a cached KEK.
+    async wrapMany(reqs) {
+      batchProfile(reqs, (r) => r.kek.profile);
+      return eachItem(reqs, ({ kek, dek, aad }) => wrapBytes(kek, dek.reveal(), aad));
     },
 
-    async rewrap({ from, to }) {
-      const dek = await unwrapBytes(from.kek, from.blob, from.aad);
-      try {
-        return await wrapBytes(to.kek, dek.reveal(), to.aad);
-      } finally {
-        dek.dispose();
-      }
+    async unwrapMany(reqs) {
+      batchProfile(reqs, (r) => r.kek.profile);
+      return eachItem(reqs, ({ kek, blob, aad }) => unwrapBytes(kek, blob, aad));
+    },
+
+    async generateAndWrapMany(reqs) {
+      batchProfile(reqs, (r) => r.kek.profile);
+      return eachItem(reqs, generateAndWrap);
+    },
+
+    async rewrapMany(reqs) {
+      batchProfile(reqs, (r) => r.from.kek.profile, 'source KEK');
+      batchProfile(reqs, (r) => r.to.kek.profile, 'target KEK');
+      return eachItem(reqs, rewrap);
     },
 
     async invalidateProfile(profileId) {

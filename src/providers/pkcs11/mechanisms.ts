@@ -102,21 +102,6 @@ export function joinBlob(wrapped: Buffer, mac: Buffer): Buffer {
   return blob;
 }
 
-/**
- * Awaits a pkcs11js *Async call while holding `refs` (input and output Buffers, templates, mechanism
- * params): the native worker reads them after the JS call returns, and pkcs11js does not pin them
- * (pkcs11js issue #121). Failures become KmsErrors naming `call`.
- */
-export async function pinned<T>(call: string, promise: Promise<T>, ...refs: unknown[]): Promise<T> {
-  try {
-    return await promise;
-  } catch (e) {
-    throw pkcs11Error(call, e);
-  } finally {
-    refs.length = 0;
-  }
-}
-
 /** Runs a synchronous pkcs11js call, turning failures into KmsErrors naming `call`. */
 export function sync<T>(call: string, fn: () => T): T {
   try {

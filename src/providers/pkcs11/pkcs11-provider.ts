@@ -17,174 +17,158 @@
  *    wrap and unwrap, a bad MAC gives CKR_SIGNATURE_INVALID, a tampered wrap CKR_GENERAL_ERROR.
  *  - The MAC is verified before C_UnwrapKey, so a tampered or swapped blob never reaches the
  *    unwrap (no padding oracle), and the failure is 'integrity', never retried.
- * Crypto runs through the pkcs11js *Async calls (libuv threads); only µs-scale object management
- * (find, create, destroy, *Init, attribute reads) is synchronous, because pkcs11js has no async form.
+ * Every PKCS#11 call runs on the library's own thread (library-thread.ts, thread/): each operation,
+ * or each batch of them, is one message there and one reply, and runs whole and synchronously in the
+ * thread (session, login, lookup, crypto, clean-up). The event loop makes no PKCS#11 call at all, and
+ * a call that hangs in the HSM is abandoned with its thread, which is replaced.
  */
-import { randomBytes } from 'node:crypto';
-import * as pkcs11js from 'pkcs11js';
 import { KmsError } from '../../kms/errors';
 import { SecretBytes } from '../../kms/secret-bytes';
 import type { Logger } from '../../logger';
-import type { HsmProfileConfig, KekBits, KekProvider, KekRef } from '../provider';
-import { operationSignal } from '../policy';
-import { ckrName, pkcs11Error } from './errors';
-import { enterModule, leaveModule, ownTurn, recoverModule, threadGate } from './module';
-import {
-  dekTemplate, HMAC, joinBlob, KWP, kekTemplate, MAC_BYTES, macInput, macKeyTemplate, macLabel, MAX_DEK_BYTES,
-  MIN_DEK_BYTES, pinned, splitBlob, sync,
-} from './mechanisms';
-import { pkcs11ProfileProblems } from './profile';
-import {
-  closeProfileState, findByLabel, fingerprintOf, isStale, kekHandles, openProfileState, type KekHandles, type ProfileState,
-} from './profile-state';
+import { batchProfile } from '../batch';
+import { operationSignal, operationStallMs } from '../policy';
+import type {
+  GenerateRequest, HsmProfileConfig, ItemResult, KekBits, KekProvider, KekRef, RewrapRequest, UnwrapRequest, WrapRequest,
+} from '../provider';
+import { acquireLibraryThread, releaseLibraryThread, type LibraryThread, type OkReply } from './library-thread';
+import { fingerprintOf, parsePkcs11Profile, pkcs11ProfileProblems } from './profile';
+import { pack, unpack, zero } from './thread/packing';
+import { fromWire, type Operation, type ProfileConnect } from './thread/protocol';
 
 /** Options of the PKCS#11 provider. */
 export interface Pkcs11ProviderOptions {
   logger: Logger;
-  /** How long a call waits for a free session before failing as 'unavailable'. @defaultValue 5000 */
-  acquireTimeoutMs?: number;
+  /**
+   * How long the library thread may make no progress, while an operation waits on it, before it
+   * counts as hung and is replaced. Calls under the registry's policy use the operation timeout
+   * instead. @defaultValue undefined: direct calls wait as long as the HSM takes.
+   */
+  stallMs?: number;
 }
 
-const STALE_HANDLE = new Set(['CKR_KEY_HANDLE_INVALID', 'CKR_OBJECT_HANDLE_INVALID']);
+/** What the provider keeps per connected profile: the parsed details (with the PIN) and the library thread. */
+interface ProfileState {
+  readonly key: string;
+  readonly name: string;
+  readonly fingerprint: string;
+  readonly connect: ProfileConnect;
+  readonly thread: LibraryThread;
+}
 
-/** Codes after which only C_Finalize and C_Initialize bring the library back (device gone, HSM restarted). */
-const NEEDS_REINIT = new Set(['CKR_DEVICE_REMOVED', 'CKR_TOKEN_NOT_PRESENT', 'CKR_CRYPTOKI_NOT_INITIALIZED']);
+/** Keeps profiles of two providers in one process apart in the shared library thread. */
+let providers = 0;
 
-const causeCkr = (e: unknown): string => ckrName((e as { cause?: unknown })?.cause) ?? ckrName(e) ?? '';
+/** Per-item results of a batch reply: `value(i, part)` builds item i's value from its part of the reply. */
+function itemsOf<T>(reply: OkReply, parts: Buffer[], value: (part: Buffer) => T): ItemResult<T>[] {
+  return (reply.errors ?? []).map((e, i) => (e ? { ok: false as const, error: fromWire(e) } : { ok: true as const, value: value(parts[i]) }));
+}
 
-/** Starts a pkcs11js *Async call once the process's HSM thread budget allows (see ThreadGate). */
-const offThread = <T>(start: () => Promise<T>): Promise<T> => threadGate.run(start, operationSignal());
+const single = <T>([r]: ItemResult<T>[]): T => {
+  if (!r) throw new KmsError('internal', 'The HSM thread returned no result');
+  if (!r.ok) throw r.error;
+  return r.value;
+};
 
 /**
  * Creates the PKCS#11 provider. KEKs are generated in the token (CKA_TOKEN, CKA_PRIVATE,
- * CKA_SENSITIVE, not extractable) and never leave it. Safe to call concurrently: each call holds one
- * pooled session of its profile for its whole duration. Does not retry; the registry's policy does.
+ * CKA_SENSITIVE, not extractable) and never leave it. Safe to call concurrently: operations queue
+ * for the library thread, which runs them one at a time. Does not retry; the registry's policy does.
  */
 export function createPkcs11Provider(opts: Pkcs11ProviderOptions): KekProvider {
-  const acquireTimeoutMs = opts.acquireTimeoutMs ?? 5000;
+  const id = `pkcs11-${++providers}`;
   const states = new Map<string, ProfileState>();
   let closed = false;
 
+  const drop = async (state: ProfileState): Promise<void> => {
+    await state.thread.forget(state.key);
+    await releaseLibraryThread(state.thread);
+  };
+
+  /** The profile's state, (re)built when its details changed. Throws 'param' for invalid details. */
   const stateFor = (profile: HsmProfileConfig): ProfileState => {
     if (closed) throw new KmsError('unavailable', 'The PKCS#11 provider is closed');
+    const fingerprint = fingerprintOf(profile);
     const existing = states.get(profile.id);
-    if (existing && existing.fingerprint === fingerprintOf(profile)) {
-      // While the library is being initialised again the old state is kept: enterModule waits, then
-      // the caller comes back here and the state is rebuilt on the new generation.
-      if (!isStale(existing) || existing.module.recovery) return existing;
-    }
+    if (existing?.fingerprint === fingerprint) return existing;
+    const parsed = parsePkcs11Profile(profile.name, profile.details);
     if (existing) {
       states.delete(profile.id);
-      void closeProfileState(existing);
+      void drop(existing);
     }
-    const state = openProfileState(profile, acquireTimeoutMs);
+    const state: ProfileState = {
+      key: `${id}/${profile.id}`, name: profile.name, fingerprint,
+      connect: { name: profile.name, fingerprint, profile: parsed },
+      thread: acquireLibraryThread(parsed.library, opts.logger),
+    };
     states.set(profile.id, state);
     return state;
   };
 
-  /**
-   * Runs fn on a pooled session of the profile, on the library's current generation. Waits while the
-   * library is being initialised again; a fault that only C_Finalize/C_Initialize cures starts that
-   * recovery (once per library, see recoverModule) and is thrown as retryable for the policy to retry.
-   */
-  const use = async <T>(profile: HsmProfileConfig, fn: (state: ProfileState, session: Buffer) => Promise<T>): Promise<T> => {
-    const signal = operationSignal();
-    for (;;) {
-      await ownTurn();
-      const state = stateFor(profile);
-      const generation = await enterModule(state.module, signal);
-      try {
-        if (generation !== state.generation || states.get(profile.id) !== state) continue;
-        return await state.pool.withSession((session) => fn(state, session), signal);
-      } catch (e) {
-        if (NEEDS_REINIT.has(causeCkr(e))) startRecovery(state, generation);
-        throw e;
-      } finally {
-        leaveModule(state.module);
-      }
-    }
-  };
-
-  const startRecovery = (state: ProfileState, generation: number): void => {
-    if (state.module.recovery || state.module.generation !== generation) return;
-    opts.logger.warn('HSM library lost its device or sessions; finalising and initialising it again', { library: state.module.path, profile: state.name });
-    void recoverModule(state.module, generation, {
-      onRecovered: (attempts) => opts.logger.info('HSM library initialised again', { library: state.module.path, attempts }),
-      onAttemptFailed: (error, attempt) => opts.logger.warn('HSM library did not initialise yet', { library: state.module.path, attempt, error: error.message }),
-    });
-  };
-
-  /** Runs fn on a session of the KEK's profile with its handles; a stale handle drops the cache entry. */
-  const withKek = <T>(kek: KekRef, fn: (lib: pkcs11js.PKCS11, session: Buffer, h: KekHandles) => Promise<T>): Promise<T> =>
-    use(kek.profile, async (state, session) => {
-      const handles = kekHandles(state, session, kek.label);
-      try {
-        return await fn(state.module.lib, session, handles);
-      } catch (e) {
-        if (STALE_HANDLE.has(causeCkr(e))) state.handles.delete(kek.label);
-        throw e;
-      }
-    });
-
-  const destroyQuietly = (lib: pkcs11js.PKCS11, session: Buffer, handle: Buffer): void => {
+  /** One hop to the library thread: the operation runs there whole. */
+  const call = async (profile: HsmProfileConfig, op: Operation): Promise<OkReply> => {
+    let state: ProfileState;
     try {
-      lib.C_DestroyObject(session, handle);
-    } catch {
-      // Session objects also vanish when the session closes; the original outcome is what matters.
+      state = stateFor(profile);
+    } catch (e) {
+      if (op.kind === 'wrap') zero(op.secret);
+      throw e;
+    }
+    const stallMs = operationStallMs() ?? opts.stallMs;
+    return state.thread.call(state.key, () => state.connect, state.fingerprint, op, { signal: operationSignal(), stallMs });
+  };
+
+  const wrapMany = async (reqs: readonly WrapRequest[]): Promise<ItemResult<Buffer>[]> => {
+    const profile = batchProfile(reqs, (r) => r.kek.profile);
+    if (!profile) return [];
+    // The DEKs cross to the thread in one fresh buffer that is moved (not copied) there and zeroed after use.
+    const secret = pack(reqs.map((r) => r.dek.reveal()));
+    const reply = await call(profile, { kind: 'wrap', labels: reqs.map((r) => r.kek.label), data: pack(reqs.map((r) => r.aad)), secret });
+    return itemsOf(reply, unpack(reply.data!), (blob) => Buffer.from(blob));
+  };
+
+  const unwrapMany = async (reqs: readonly UnwrapRequest[]): Promise<ItemResult<SecretBytes>[]> => {
+    const profile = batchProfile(reqs, (r) => r.kek.profile);
+    if (!profile) return [];
+    const reply = await call(profile, { kind: 'unwrap', labels: reqs.map((r) => r.kek.label), data: pack(reqs.flatMap((r) => [r.blob, r.aad])) });
+    try {
+      return itemsOf(reply, unpack(reply.secret!), (plain) => SecretBytes.copyOf(plain));
+    } finally {
+      zero(reply.secret);
     }
   };
 
-  /** Wraps DEK object `dek` under the KEK and MACs the result: the blob. */
-  const wrapObject = async (lib: pkcs11js.PKCS11, session: Buffer, h: KekHandles, dek: Buffer, aad: Buffer): Promise<Buffer> => {
-    const out = Buffer.alloc(MAX_DEK_BYTES + 16);
-    const wrapped = await pinned('C_WrapKey', offThread(() => lib.C_WrapKeyAsync(session, KWP, h.kek, dek, out)), KWP, out, dek, h.kek);
-    const input = macInput(aad, wrapped);
-    const macOut = Buffer.alloc(MAC_BYTES);
-    sync('C_SignInit', () => lib.C_SignInit(session, HMAC, h.mac));
-    const mac = await pinned('C_Sign', offThread(() => lib.C_SignAsync(session, input, macOut)), HMAC, input, macOut, h.mac);
-    return joinBlob(wrapped, mac);
+  const generateAndWrapMany = async (reqs: readonly GenerateRequest[]): Promise<ItemResult<Buffer>[]> => {
+    const profile = batchProfile(reqs, (r) => r.kek.profile);
+    if (!profile) return [];
+    const reply = await call(profile, { kind: 'generate', labels: reqs.map((r) => r.kek.label), sizes: reqs.map((r) => r.bytes), data: pack(reqs.map((r) => r.aad)) });
+    return itemsOf(reply, unpack(reply.data!), (blob) => Buffer.from(blob));
   };
 
-  /** Verifies the blob's MAC under the KEK's HMAC key, then unwraps it to a session object (caller destroys). */
-  const unwrapObject = async (lib: pkcs11js.PKCS11, session: Buffer, h: KekHandles, label: string, blob: Buffer, aad: Buffer, readable: boolean): Promise<Buffer> => {
-    const { wrapped, mac } = splitBlob(blob, label);
-    const input = macInput(aad, wrapped);
-    sync('C_VerifyInit', () => lib.C_VerifyInit(session, HMAC, h.mac));
-    const ok = await pinned('C_Verify', offThread(() => lib.C_VerifyAsync(session, input, mac)), HMAC, input, mac, blob, h.mac);
-    if (!ok) throw new KmsError('integrity', `Wrapped key failed authentication under KEK ${label}: pkcs11 C_Verify returned false`, { retryable: false });
-    const template = dekTemplate({ readable });
-    return pinned('C_UnwrapKey', offThread(() => lib.C_UnwrapKeyAsync(session, KWP, h.kek, wrapped, template)), KWP, wrapped, template, blob, h.kek);
-  };
-
-  const wrapBytes = (kek: KekRef, dek: Buffer, aad: Buffer): Promise<Buffer> => {
-    if (dek.length < MIN_DEK_BYTES || dek.length > MAX_DEK_BYTES) {
-      return Promise.reject(new KmsError('param', `DEK length must be ${MIN_DEK_BYTES} to ${MAX_DEK_BYTES} bytes (got ${dek.length})`));
+  /**
+   * Within one profile the DEK never leaves the HSM. Across profiles (another token or library) it
+   * must: unwrapped on the source, wrapped on the target, the plaintexts zeroed right after.
+   */
+  const rewrapMany = async (reqs: readonly RewrapRequest[]): Promise<ItemResult<Buffer>[]> => {
+    const from = batchProfile(reqs, (r) => r.from.kek.profile, 'source KEK');
+    const to = batchProfile(reqs, (r) => r.to.kek.profile, 'target KEK');
+    if (!from || !to) return [];
+    if (from.id === to.id) {
+      const reply = await call(from, {
+        kind: 'rewrap', fromLabels: reqs.map((r) => r.from.kek.label), toLabels: reqs.map((r) => r.to.kek.label),
+        data: pack(reqs.flatMap((r) => [r.from.blob, r.from.aad, r.to.aad])),
+      });
+      return itemsOf(reply, unpack(reply.data!), (blob) => Buffer.from(blob));
     }
-    return withKek(kek, async (lib, session, h) => {
-      const obj = sync('C_CreateObject', () => lib.C_CreateObject(session, dekTemplate({ readable: false, value: dek })));
-      try {
-        return await wrapObject(lib, session, h, obj, aad);
-      } finally {
-        destroyQuietly(lib, session, obj);
-      }
-    });
+    const plain = await unwrapMany(reqs.map((r) => r.from));
+    try {
+      const ok = plain.flatMap((p, i) => (p.ok ? [i] : []));
+      const wrapped = ok.length ? await wrapMany(ok.map((i) => ({ kek: reqs[i].to.kek, dek: (plain[i] as { value: SecretBytes }).value, aad: reqs[i].to.aad }))) : [];
+      const byItem = new Map(ok.map((i, j) => [i, wrapped[j]]));
+      return plain.map((p, i) => (p.ok ? byItem.get(i)! : p));
+    } finally {
+      for (const p of plain) if (p.ok) p.value.dispose();
+    }
   };
-
-  const unwrapBytes = (kek: KekRef, blob: Buffer, aad: Buffer): Promise<SecretBytes> =>
-    withKek(kek, async (lib, session, h) => {
-      const obj = await unwrapObject(lib, session, h, kek.label, blob, aad, true);
-      try {
-        const [attr] = sync('C_GetAttributeValue', () => lib.C_GetAttributeValue(session, obj, [{ type: pkcs11js.CKA_VALUE }]));
-        const value = attr.value as Buffer;
-        try {
-          return SecretBytes.copyOf(value);
-        } finally {
-          value.fill(0);
-        }
-      } finally {
-        destroyQuietly(lib, session, obj);
-      }
-    });
 
   return {
     kind: 'pkcs11',
@@ -193,119 +177,52 @@ export function createPkcs11Provider(opts: Pkcs11ProviderOptions): KekProvider {
     validateProfile: (details) => pkcs11ProfileProblems(details),
 
     async probe(profile) {
-      await use(profile, async (state, session) => {
-        findByLabel(state, session, '');
-        const lib = state.module.lib;
-        const digest = { mechanism: pkcs11js.CKM_SHA256 };
-        sync('C_DigestInit', () => lib.C_DigestInit(session, digest));
-        const input = Buffer.from('kms-probe');
-        const out = Buffer.alloc(32);
-        await pinned('C_Digest', offThread(() => lib.C_DigestAsync(session, input, out)), digest, input, out);
-      });
+      await call(profile, { kind: 'probe' });
     },
 
     async createKek(kek: KekRef, bits: KekBits) {
       if (bits !== 128 && bits !== 192 && bits !== 256) throw new KmsError('param', `KEK size must be 128, 192 or 256 bits (got ${bits})`);
-      await use(kek.profile, async (state, session) => {
-        const lib = state.module.lib;
-        if (findByLabel(state, session, kek.label).length || findByLabel(state, session, macLabel(kek.label)).length) {
-          throw new KmsError('param', `Key already exists: ${kek.label}`);
-        }
-        const id = randomBytes(16);
-        const aesGen = { mechanism: pkcs11js.CKM_AES_KEY_GEN };
-        const kt = kekTemplate(kek.label, id, bits);
-        const handle = await pinned('C_GenerateKey', offThread(() => lib.C_GenerateKeyAsync(session, aesGen, kt)), aesGen, kt, id);
-        try {
-          const macGen = { mechanism: pkcs11js.CKM_GENERIC_SECRET_KEY_GEN };
-          const mt = macKeyTemplate(kek.label, id);
-          await pinned('C_GenerateKey', offThread(() => lib.C_GenerateKeyAsync(session, macGen, mt)), macGen, mt, id);
-        } catch (e) {
-          destroyQuietly(lib, session, handle);
-          throw e;
-        }
-      });
+      await call(kek.profile, { kind: 'createKek', label: kek.label, bits });
       opts.logger.info('PKCS#11 KEK created', { label: kek.label, bits, profile: kek.profile.id });
     },
 
     async destroyKek(kek) {
-      await use(kek.profile, async (state, session) => {
-        state.handles.delete(kek.label);
-        for (const label of [kek.label, macLabel(kek.label)]) {
-          for (const h of findByLabel(state, session, label)) {
-            try {
-              state.module.lib.C_DestroyObject(session, h);
-            } catch (e) {
-              if (!STALE_HANDLE.has(ckrName(e) ?? '')) throw pkcs11Error('C_DestroyObject', e);
-            }
-          }
-        }
-        state.handles.delete(kek.label);
-      });
+      await call(kek.profile, { kind: 'destroyKek', label: kek.label });
     },
 
     async hasKek(kek) {
-      return use(kek.profile, async (state, session) =>
-        findByLabel(state, session, kek.label).length > 0 && findByLabel(state, session, macLabel(kek.label)).length > 0);
+      return (await call(kek.profile, { kind: 'hasKek', label: kek.label })).value === true;
     },
 
-    wrap: ({ kek, dek, aad }) => wrapBytes(kek, dek.reveal(), aad),
+    wrap: async (req) => single(await wrapMany([req])),
+    unwrap: async (req) => single(await unwrapMany([req])),
+    generateAndWrap: async (req) => single(await generateAndWrapMany([req])),
+    rewrap: async (req) => single(await rewrapMany([req])),
 
-    unwrap: ({ kek, blob, aad }) => unwrapBytes(kek, blob, aad),
-
-    async generateAndWrap({ kek, bytes, aad }) {
-      if (!Number.isInteger(bytes) || bytes < MIN_DEK_BYTES || bytes > MAX_DEK_BYTES) {
-        throw new KmsError('param', `DEK length must be ${MIN_DEK_BYTES} to ${MAX_DEK_BYTES} bytes (got ${bytes})`);
-      }
-      return withKek(kek, async (lib, session, h) => {
-        const gen = { mechanism: pkcs11js.CKM_GENERIC_SECRET_KEY_GEN };
-        const t = dekTemplate({ readable: false, bytes });
-        const obj = await pinned('C_GenerateKey', offThread(() => lib.C_GenerateKeyAsync(session, gen, t)), gen, t);
-        try {
-          return await wrapObject(lib, session, h, obj, aad);
-        } finally {
-          destroyQuietly(lib, session, obj);
-        }
-      });
-    },
-
-    async rewrap({ from, to }) {
-      if (from.kek.profile.id !== to.kek.profile.id) {
-        const dek = await unwrapBytes(from.kek, from.blob, from.aad);
-        try {
-          return await wrapBytes(to.kek, dek.reveal(), to.aad);
-        } finally {
-          dek.dispose();
-        }
-      }
-      return use(from.kek.profile, async (state, session) => {
-        const lib = state.module.lib;
-        const src = kekHandles(state, session, from.kek.label);
-        const dst = kekHandles(state, session, to.kek.label);
-        const obj = await unwrapObject(lib, session, src, from.kek.label, from.blob, from.aad, false);
-        try {
-          return await wrapObject(lib, session, dst, obj, to.aad);
-        } finally {
-          destroyQuietly(lib, session, obj);
-        }
-      });
-    },
+    wrapMany,
+    unwrapMany,
+    generateAndWrapMany,
+    rewrapMany,
 
     async invalidateProfile(profileId) {
       const state = states.get(profileId);
       if (!state) return;
       states.delete(profileId);
-      await closeProfileState(state);
+      await drop(state);
     },
 
     sessionStats() {
-      return [...states.values()].map((s) => ({ profile: s.name, inUse: s.pool.size - s.pool.idle, idle: s.pool.idle }));
+      return [...states.values()].map((s) => {
+        const st = s.thread.stats(s.key) ?? { open: 0, idle: 0 };
+        return { profile: s.name, inUse: st.open - st.idle, idle: st.idle };
+      });
     },
 
     async close() {
       closed = true;
       const all = [...states.values()];
       states.clear();
-      await Promise.all(all.map((s) => closeProfileState(s)));
+      await Promise.all(all.map(drop));
     },
   };
 }

@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { KmsError } from '../../kms/errors';
+import type { HsmProfileConfig } from '../provider';
 
 /** The detail keys a PKCS#11 profile accepts; anything else is reported as a problem. */
 export const PKCS11_DETAIL_KEYS = ['library', 'slot', 'slot_list_index', 'token_label', 'pin', 'max_sessions'] as const;
@@ -60,4 +62,10 @@ export function parsePkcs11Profile(profileName: string, details: Readonly<Record
     pin: details.pin,
     maxSessions: num(details.max_sessions) ?? DEFAULT_MAX_SESSIONS,
   };
+}
+
+/** A digest of the details, used only to notice a change; it is never logged or stored. */
+export function fingerprintOf(profile: HsmProfileConfig): string {
+  const sorted = Object.keys(profile.details).sort().map((k) => [k, profile.details[k]]);
+  return createHash('sha256').update(JSON.stringify(sorted)).digest('hex');
 }

@@ -1,0 +1,274 @@
+/**
+ * The main thread's handle on a PKCS#11 library thread: one worker thread per library path in this
+ * process, shared by every provider and profile that names the path. SoftHSM (and most modules)
+ * serialise calls on one mutex, so a second thread in one process would not add throughput; one
+ * thread per library keeps the event loop free of every PKCS#11 call, including open, login and
+ * find, and makes a hung call abandonable: the thread is terminated and replaced.
+ *
+ * Requests are answered in order (the thread runs one at a time). A watchdog runs while any request
+ * is outstanding: when the thread has made no progress (its heartbeat, bumped after every
+ * operation and batch item, did not move) for the stall bound of an outstanding request - the
+ * policy's operation timeout - the thread is declared hung: every outstanding request fails as
+ * 'unavailable' (retryable), the thread is terminated (it ends once the hung call returns, if it
+ * ever does) and a new one is started for the next request.
+ */
+import { extname, join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { KmsError } from '../../kms/errors';
+import type { Logger } from '../../logger';
+import { StalledError } from '../policy';
+import { enterLibrary, leaveLibrary } from './library-users';
+import { zero } from './thread/packing';
+import { fromWire, type Notice, type Operation, type ProfileConnect, type Reply, type Request, type ThreadData, type ThreadStats } from './thread/protocol';
+
+/** A successful reply. */
+export type OkReply = Extract<Reply, { ok: true }>;
+
+/** Per-call options: the operation's abort signal and how long the thread may go without progress. */
+export interface CallOptions {
+  signal?: AbortSignal;
+  stallMs?: number;
+}
+
+interface Pending {
+  resolve(r: OkReply): void;
+  reject(e: Error): void;
+  stallMs?: number;
+  /** The caller stopped waiting (its operation timed out); a late reply is discarded and its secrets zeroed. */
+  abandoned: boolean;
+}
+
+const ENTRY = join(__dirname, 'thread', `hsm-thread${extname(__filename)}`);
+const WATCH_MS = 100;
+const CLOSE_WAIT_MS = 5000;
+
+/** Starts the thread; from TypeScript sources (tests, tsx) the thread registers tsx's loader first. */
+function startWorker(data: ThreadData): Worker {
+  if (ENTRY.endsWith('.ts')) {
+    const boot = `require(${JSON.stringify(require.resolve('tsx/cjs'))}); require(${JSON.stringify(ENTRY)});`;
+    return new Worker(boot, { eval: true, workerData: data });
+  }
+  return new Worker(ENTRY, { workerData: data });
+}
+
+export class LibraryThread {
+  #worker?: Worker;
+  #nextId = 1;
+  readonly #pending = new Map<number, Pending>();
+  /** Profiles (by key) whose configuration the current worker has, with its fingerprint. */
+  readonly #known = new Map<string, string>();
+  #heartbeat = new Int32Array(new SharedArrayBuffer(4));
+  #lastBeat = 0;
+  #lastBeatAt = 0;
+  #watch?: NodeJS.Timeout;
+  #pins: Record<string, string> = {};
+  #stats: ThreadStats = {};
+  #closed = false;
+
+  constructor(readonly path: string, private readonly logger: Logger) {}
+
+  /** Open and idle sessions of a profile, as of the thread's last reply. */
+  stats(key: string): { open: number; idle: number } | undefined {
+    return this.#stats[key];
+  }
+
+  /**
+   * Runs one operation (or batch) of profile `key` on the thread. `connect` is sent only when the
+   * thread does not hold the profile with this fingerprint yet (once per profile and thread: it
+   * carries the PIN). Rejects with the thread's KmsError, as 'unavailable' when `signal` aborts.
+   */
+  call(key: string, connect: () => ProfileConnect, fingerprint: string, op: Operation, opts: CallOptions = {}): Promise<OkReply> {
+    const transfer: ArrayBuffer[] = [];
+    if ('data' in op) transfer.push(op.data.data);
+    if (op.kind === 'wrap') transfer.push(op.secret.data);
+    const fresh = this.#known.get(key) !== fingerprint || !this.#worker;
+    return this.#send((id) => ({ id, type: 'op', key, connect: fresh ? connect() : undefined, op }), transfer, opts, () => {
+      if (op.kind === 'wrap') zero(op.secret);
+    }, () => this.#known.set(key, fingerprint));
+  }
+
+  /** Closes the profile's sessions in the thread (logging out with the last) and forgets its configuration. */
+  async forget(key: string): Promise<void> {
+    delete this.#stats[key];
+    if (!this.#known.delete(key) || !this.#worker) return;
+    await this.#send((id) => ({ id, type: 'forget', key }), [], {}, () => undefined, () => undefined).catch(() => undefined);
+  }
+
+  /** Closes every profile and ends the thread; C_Finalize's when `finalize`. A hung thread is terminated. */
+  async close(finalize: boolean): Promise<void> {
+    this.#closed = true;
+    const worker = this.#worker;
+    if (!worker) return;
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    const id = this.#nextId++;
+    const reply = new Promise<void>((resolve) => this.#pending.set(id, { resolve: () => resolve(), reject: () => resolve(), abandoned: false }));
+    worker.ref();
+    worker.postMessage({ id, type: 'close', finalize } satisfies Request);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => { timer = setTimeout(() => resolve('late'), CLOSE_WAIT_MS); });
+    const outcome = await Promise.race([reply.then(() => exited), exited, late]);
+    clearTimeout(timer);
+    if (outcome === 'late') {
+      this.logger.warn('HSM library thread did not close in time; terminating it', { library: this.path });
+      worker.unref();
+      void worker.terminate();
+    }
+    this.#worker = undefined;
+    this.#stopWatch();
+    for (const p of this.#pending.values()) p.reject(new KmsError('unavailable', `The HSM library thread of ${this.path} was closed`));
+    this.#pending.clear();
+  }
+
+  #send(
+    build: (id: number) => Request, transfer: ArrayBuffer[], opts: CallOptions, onUnsent: () => void, onSent: () => void,
+  ): Promise<OkReply> {
+    if (this.#closed) {
+      onUnsent();
+      return Promise.reject(new KmsError('unavailable', `The HSM library thread of ${this.path} is closed`));
+    }
+    if (opts.signal?.aborted) {
+      onUnsent();
+      return Promise.reject(new KmsError('unavailable', 'The operation timed out while waiting for the HSM'));
+    }
+    const worker = this.#worker ?? this.#spawn();
+    const id = this.#nextId++;
+    const msg = build(id);
+    return new Promise<OkReply>((resolve, reject) => {
+      const entry: Pending = { resolve, reject, stallMs: opts.stallMs, abandoned: false };
+      const onAbort = (): void => {
+        entry.abandoned = true;
+        reject(new KmsError('unavailable', 'The operation timed out while waiting for the HSM'));
+      };
+      entry.resolve = (r) => { opts.signal?.removeEventListener('abort', onAbort); resolve(r); };
+      entry.reject = (e) => { opts.signal?.removeEventListener('abort', onAbort); reject(e); };
+      try {
+        worker.postMessage(msg, transfer);
+      } catch (e) {
+        onUnsent();
+        reject(new KmsError('internal', `Cannot send to the HSM library thread: ${(e as Error).message}`));
+        return;
+      }
+      onSent();
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      if (this.#pending.size === 0) {
+        worker.ref(); // an operation in flight keeps the process alive; an idle thread does not
+        this.#lastBeatAt = Date.now();
+      }
+      this.#pending.set(id, entry);
+      if (entry.stallMs !== undefined) this.#startWatch();
+    });
+  }
+
+  #spawn(): Worker {
+    this.#heartbeat = new Int32Array(new SharedArrayBuffer(4));
+    this.#lastBeat = 0;
+    this.#known.clear();
+    this.#stats = {};
+    const worker = startWorker({ library: this.path, heartbeat: this.#heartbeat.buffer as SharedArrayBuffer, pins: this.#pins });
+    worker.unref();
+    worker.on('message', (m: Reply | Notice) => this.#onMessage(worker, m));
+    worker.on('error', (e) => this.#lost(worker, new KmsError('internal', `HSM library thread of ${this.path} failed: ${e.message}`)));
+    worker.on('exit', () => this.#lost(worker, new KmsError('unavailable', `HSM library thread of ${this.path} stopped`)));
+    this.#worker = worker;
+    return worker;
+  }
+
+  #onMessage(worker: Worker, m: Reply | Notice): void {
+    if (m.id === undefined) {
+      if (m.type === 'log') this.logger[m.level](m.msg, m.fields);
+      else if (worker === this.#worker) this.#lost(worker, fromWire(m.error));
+      return;
+    }
+    const entry = this.#pending.get(m.id);
+    if (worker === this.#worker) {
+      this.#stats = m.stats;
+      if (m.pins) this.#pins = m.pins;
+    }
+    if (!entry) {
+      if (m.ok) zero(m.secret);
+      return;
+    }
+    this.#pending.delete(m.id);
+    if (this.#pending.size === 0) {
+      worker.unref();
+      this.#stopWatch();
+    }
+    if (entry.abandoned) {
+      if (m.ok) zero(m.secret);
+      return;
+    }
+    if (m.ok) entry.resolve(m);
+    else entry.reject(fromWire(m.error));
+  }
+
+  /** The worker ended, crashed or could not load the library: its outstanding requests fail; the next call starts a new one. */
+  #lost(worker: Worker, error: KmsError): void {
+    if (worker !== this.#worker) return;
+    this.#worker = undefined;
+    this.#known.clear();
+    this.#stopWatch();
+    worker.unref();
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const p of pending) p.reject(error);
+  }
+
+  #startWatch(): void {
+    if (this.#watch) return;
+    this.#watch = setInterval(() => this.#check(), WATCH_MS);
+    this.#watch.unref();
+  }
+
+  #stopWatch(): void {
+    clearInterval(this.#watch);
+    this.#watch = undefined;
+  }
+
+  /** Declares the thread hung when it made no progress for the smallest stall bound of the outstanding requests. */
+  #check(): void {
+    const now = Date.now();
+    const beat = Atomics.load(this.#heartbeat, 0);
+    if (beat !== this.#lastBeat) {
+      this.#lastBeat = beat;
+      this.#lastBeatAt = now;
+      return;
+    }
+    let bound = Infinity;
+    for (const p of this.#pending.values()) if (p.stallMs !== undefined) bound = Math.min(bound, p.stallMs);
+    if (bound === Infinity) {
+      this.#stopWatch();
+      return;
+    }
+    if (now - this.#lastBeatAt < bound) return;
+    const worker = this.#worker;
+    if (!worker) return;
+    const secs = Math.round(bound / 100) / 10;
+    this.logger.warn('HSM library thread made no progress; a call hung in the library. Terminating and replacing the thread', { library: this.path, seconds: secs });
+    this.#lost(worker, new StalledError(`HSM call timed out: library ${this.path} made no progress for ${secs}s; its thread is replaced`));
+    void worker.terminate().catch(() => undefined);
+  }
+}
+
+const threads = new Map<string, { thread: LibraryThread; refs: number }>();
+
+/** The process's thread for `path`, started on first use. Pair with releaseLibraryThread. */
+export function acquireLibraryThread(path: string, logger: Logger): LibraryThread {
+  const hit = threads.get(path);
+  if (hit) {
+    hit.refs++;
+    return hit.thread;
+  }
+  const thread = new LibraryThread(path, logger);
+  enterLibrary(path);
+  threads.set(path, { thread, refs: 1 });
+  return thread;
+}
+
+/** Drops one reference; the last one closes the thread (C_Finalize when no other user of the library is left). */
+export async function releaseLibraryThread(thread: LibraryThread): Promise<void> {
+  const entry = threads.get(thread.path);
+  if (!entry || entry.thread !== thread) return;
+  if (--entry.refs > 0) return;
+  threads.delete(thread.path);
+  await thread.close(leaveLibrary(thread.path));
+}
