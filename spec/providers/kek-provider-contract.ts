@@ -222,6 +222,156 @@ export function kekProviderContract(name: string, makeFixture: () => Promise<Con
       }
     });
 
+    describe('batches', () => {
+      const n = 50;
+      const aads = (tag: string, version = 1): Buffer[] => Array.from({ length: n }, (_, i) => aadFor(`${tag}-${i}`, version));
+      const values = <T>(results: Array<{ ok: boolean; value?: T; error?: KmsError }>): T[] => results.map((r, i) => {
+        if (!r.ok) throw new Error(`item ${i} failed: ${r.error?.kind} ${r.error?.message}`);
+        return r.value as T;
+      });
+
+      it('resolves an empty batch to [] without calling the backend', async () => {
+        const before = counted.calls.get('wrapMany') ?? 0;
+        expect(await guarded.wrapMany([])).toEqual([]);
+        expect(await guarded.unwrapMany([])).toEqual([]);
+        expect(await guarded.generateAndWrapMany([])).toEqual([]);
+        expect(await guarded.rewrapMany([])).toEqual([]);
+        expect(counted.calls.get('wrapMany') ?? 0).toBe(before);
+      });
+
+      it('wrapMany and unwrapMany round-trip DEKs of mixed sizes under KEKs of mixed sizes, in order', async () => {
+        const kekOf = (i: number): KekRef => keks.get(([128, 192, 256] as const)[i % 3])!;
+        const deks = Array.from({ length: n }, (_, i) => SecretBytes.random([16, 24, 32, 64][i % 4]));
+        const a = aads('batch-wrap');
+        try {
+          const blobs = values(await guarded.wrapMany(deks.map((dek, i) => ({ kek: kekOf(i), dek, aad: a[i] }))));
+          expect(blobs).toHaveLength(n);
+          const backs = values(await guarded.unwrapMany(blobs.map((blob, i) => ({ kek: kekOf(i), blob, aad: a[i] }))));
+          backs.forEach((b, i) => {
+            expect(b.reveal().equals(deks[i].reveal())).toBe(true);
+            b.dispose();
+          });
+          // A batch blob is an ordinary blob, and the other way round.
+          const one = await guarded.unwrap({ kek: kekOf(7), blob: blobs[7], aad: a[7] });
+          expect(one.reveal().equals(deks[7].reveal())).toBe(true);
+          one.dispose();
+          const single = await guarded.wrap({ kek: kekOf(3), dek: deks[3], aad: a[3] });
+          const [back] = values(await guarded.unwrapMany([{ kek: kekOf(3), blob: single, aad: a[3] }]));
+          expect(back.reveal().equals(deks[3].reveal())).toBe(true);
+          back.dispose();
+        } finally {
+          deks.forEach((d) => d.dispose());
+        }
+      });
+
+      it('generateAndWrapMany returns blobs of fresh, distinct DEKs of the requested sizes', async () => {
+        const kek = keks.get(256)!;
+        const a = aads('batch-gen');
+        const blobs = values(await guarded.generateAndWrapMany(a.map((aad, i) => ({ kek, bytes: i % 2 ? 32 : 64, aad }))));
+        const backs = values(await guarded.unwrapMany(blobs.map((blob, i) => ({ kek, blob, aad: a[i] }))));
+        expect(backs.map((b) => b.length)).toEqual(a.map((_, i) => (i % 2 ? 32 : 64)));
+        expect(new Set(backs.map((b) => b.reveal().toString('hex'))).size).toBe(n);
+        backs.forEach((b) => b.dispose());
+      });
+
+      describe('with one tampered blob in a batch of 50', () => {
+        const kek = (): KekRef => keks.get(256)!;
+        const a = aads('batch-tamper');
+        const a2 = aads('batch-tamper', 2);
+        let deks: SecretBytes[];
+        let blobs: Buffer[];
+        beforeAll(async () => {
+          deks = Array.from({ length: n }, () => SecretBytes.random(32));
+          blobs = values(await guarded.wrapMany(deks.map((dek, i) => ({ kek: kek(), dek, aad: a[i] }))));
+          blobs[17] = Buffer.from(blobs[17]);
+          blobs[17][blobs[17].length >> 1] ^= 0x01;
+        });
+        afterAll(() => deks.forEach((d) => d.dispose()));
+
+        it('unwrapMany fails that item as integrity, once, and returns the other 49 DEKs', async () => {
+          const before = counted.calls.get('unwrapMany') ?? 0;
+          const results = await guarded.unwrapMany(blobs.map((blob, i) => ({ kek: kek(), blob, aad: a[i] })));
+          expect(counted.calls.get('unwrapMany')! - before).toBe(1);
+          expect(results).toHaveLength(n);
+          results.forEach((r, i) => {
+            if (i === 17) {
+              expect(r.ok).toBe(false);
+              if (!r.ok) {
+                expect(r.error.kind).toBe('integrity');
+                expect(r.error.retryable).toBe(false);
+              }
+              return;
+            }
+            expect(r.ok).toBe(true);
+            if (r.ok) {
+              expect(r.value.reveal().equals(deks[i].reveal())).toBe(true);
+              r.value.dispose();
+            }
+          });
+        });
+
+        it.each(['the same profile', 'another profile'])('rewrapMany on %s fails that item as integrity and rewraps the other 49', async (where) => {
+          const v2 = ref(label('batch-v2'), where === 'the same profile' ? fx.profile : fx.otherProfile);
+          await guarded.createKek(v2, 256);
+          const results = await guarded.rewrapMany(blobs.map((blob, i) => ({ from: { kek: kek(), blob, aad: a[i] }, to: { kek: v2, aad: a2[i] } })));
+          expect(results).toHaveLength(n);
+          const bad = results[17];
+          expect(bad.ok).toBe(false);
+          if (!bad.ok) expect(bad.error.kind).toBe('integrity');
+          const good = results.flatMap((r, i) => (r.ok ? [{ i, blob: r.value }] : []));
+          expect(good.map((g) => g.i)).toEqual(Array.from({ length: n }, (_, i) => i).filter((i) => i !== 17));
+          const backs = values(await guarded.unwrapMany(good.map((g) => ({ kek: v2, blob: g.blob, aad: a2[g.i] }))));
+          backs.forEach((b, j) => {
+            expect(b.reveal().equals(deks[good[j].i].reveal())).toBe(true);
+            b.dispose();
+          });
+        });
+      });
+
+      it('fails only the items whose KEK is missing, as param', async () => {
+        const kek = keks.get(128)!;
+        const missing = ref(label('batch-missing'));
+        const a = aads('batch-missing');
+        const results = await guarded.generateAndWrapMany(a.map((aad, i) => ({ kek: i % 10 === 3 ? missing : kek, bytes: 32, aad })));
+        results.forEach((r, i) => {
+          expect(r.ok).toBe(i % 10 !== 3);
+          if (!r.ok) {
+            expect(r.error.kind).toBe('param');
+            expect(r.error.message).toBe(`KEK not found: ${missing.label}`);
+          }
+        });
+      });
+
+      it('fails only the items with a bad DEK size, as param', async () => {
+        const kek = keks.get(128)!;
+        const results = await guarded.generateAndWrapMany([{ kek, bytes: 32, aad: aadFor('s', 1) }, { kek, bytes: 8, aad: aadFor('s', 1) }, { kek, bytes: 16, aad: aadFor('s', 1) }]);
+        expect(results.map((r) => (r.ok ? 'ok' : r.error.kind))).toEqual(['ok', 'param', 'ok']);
+      });
+
+      it('refuses a batch whose items name different profiles as param', async () => {
+        const kek = keks.get(128)!;
+        const other = ref(kek.label, fx.otherProfile);
+        const err = await rejection(guarded.generateAndWrapMany([{ kek, bytes: 32, aad: aadFor('p', 1) }, { kek: other, bytes: 32, aad: aadFor('p', 1) }]));
+        expect(err.kind).toBe('param');
+      });
+
+      it('keeps 20 concurrent batches of 50 correct', async () => {
+        const kek = keks.get(192)!;
+        const batches = Array.from({ length: 20 }, (_, b) => aads(`conc-${b}`));
+        const deks = batches.map((a) => a.map(() => SecretBytes.random(32)));
+        try {
+          const blobs = await Promise.all(batches.map(async (a, b) => values(await guarded.wrapMany(a.map((aad, i) => ({ kek, dek: deks[b][i], aad }))))));
+          const backs = await Promise.all(blobs.map(async (bs, b) => values(await guarded.unwrapMany(bs.map((blob, i) => ({ kek, blob, aad: batches[b][i] }))))));
+          backs.forEach((bs, b) => bs.forEach((x, i) => {
+            expect(x.reveal().equals(deks[b][i].reveal())).toBe(true);
+            x.dispose();
+          }));
+        } finally {
+          deks.flat().forEach((d) => d.dispose());
+        }
+      });
+    });
+
     it('prints no key bytes through SecretBytes results', async () => {
       const kek = keks.get(128)!;
       const aad = aadFor('vol-h', 1);

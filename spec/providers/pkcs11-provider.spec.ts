@@ -85,6 +85,41 @@ describe('pkcs11 provider', () => {
     }
   });
 
+  it('writes and reads blobs byte-compatible with the format written so far (KWP wrap ‖ HMAC over format, aad length, aad, wrapped)', async () => {
+    const p = profile('compat', tokens[0].details());
+    const kek = { profile: p, label: `kek-compat-${randomBytes(4).toString('hex')}` };
+    await provider.createKek(kek, 256);
+    const dek = SecretBytes.random(32);
+    const aad = Buffer.from('volume|key-1|v1|vol-compat');
+    const mine = await provider.wrap({ kek, dek, aad });
+    // The format spelled out with raw pkcs11js calls in another process, independently of the provider's code.
+    const theirs = inFreshProcess(tokens[0], `
+      const find = (l) => { lib.C_FindObjectsInit(session, [{ type: p.CKA_LABEL, value: l }]); const h = lib.C_FindObjects(session, 2); lib.C_FindObjectsFinal(session); return h[0]; };
+      const kek = find(${JSON.stringify(kek.label)}), mac = find(${JSON.stringify(`${kek.label}.mac`)});
+      const KWP = { mechanism: p.CKM_AES_KEY_WRAP_PAD }, HMAC = { mechanism: p.CKM_SHA256_HMAC };
+      const macInput = (aad, w) => { const b = Buffer.alloc(5 + aad.length + w.length); b[0] = 0x11; b.writeUInt32BE(aad.length, 1); aad.copy(b, 5); w.copy(b, 5 + aad.length); return b; };
+      const aad = Buffer.from(${JSON.stringify(aad.toString())});
+      const dekObject = (extra) => [{ type: p.CKA_CLASS, value: p.CKO_SECRET_KEY }, { type: p.CKA_KEY_TYPE, value: p.CKK_GENERIC_SECRET },
+        { type: p.CKA_TOKEN, value: false }, { type: p.CKA_EXTRACTABLE, value: true }, ...extra];
+      const obj = lib.C_CreateObject(session, dekObject([{ type: p.CKA_SENSITIVE, value: true }, { type: p.CKA_VALUE, value: Buffer.from(${JSON.stringify(dek.reveal().toString('hex'))}, 'hex') }]));
+      const w = lib.C_WrapKey(session, KWP, kek, obj, Buffer.alloc(600));
+      lib.C_SignInit(session, HMAC, mac);
+      const m = lib.C_Sign(session, macInput(aad, w), Buffer.alloc(32));
+      const blob = Buffer.concat([Buffer.from([0x11]), w, m]);
+      const pb = Buffer.from(${JSON.stringify(mine.toString('hex'))}, 'hex');
+      const pw = pb.subarray(1, pb.length - 32);
+      lib.C_VerifyInit(session, HMAC, mac);
+      const verified = lib.C_Verify(session, macInput(aad, pw), pb.subarray(pb.length - 32));
+      const h = lib.C_UnwrapKey(session, KWP, kek, pw, dekObject([{ type: p.CKA_SENSITIVE, value: false }]));
+      const value = lib.C_GetAttributeValue(session, h, [{ type: p.CKA_VALUE }])[0].value;
+      return { blob: blob.toString('hex'), verified, value: value.toString('hex'), length: pb.length, format: pb[0] };`);
+    expect(theirs).toMatchObject({ verified: true, value: dek.reveal().toString('hex'), length: 1 + 40 + 32, format: 0x11 });
+    const back = await provider.unwrap({ kek, blob: Buffer.from(theirs.blob, 'hex'), aad });
+    expect(back.reveal().equals(dek.reveal())).toBe(true);
+    back.dispose();
+    dek.dispose();
+  });
+
   it('rejects a wrong PIN as auth after exactly one attempt, without the PIN in the message', async () => {
     const pin = `wrong-${randomBytes(4).toString('hex')}`;
     const own = createPkcs11Provider({ logger: silentLogger });

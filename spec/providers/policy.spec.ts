@@ -3,8 +3,11 @@ import { MasterKey } from '../../src/config/master-key';
 import { KmsError } from '../../src/kms/errors';
 import { SecretBytes } from '../../src/kms/secret-bytes';
 import { silentLogger } from '../../src/logger';
-import { callWithPolicy, operationSignal } from '../../src/providers/policy';
-import type { BackendPolicy } from '../../src/providers/provider';
+import { ProfileCircuits } from '../../src/providers/circuit';
+import { batchTimeoutMs, callBatchWithPolicy, callWithPolicy, operationSignal, operationStallMs, StalledError } from '../../src/providers/policy';
+import type { ItemResult } from '../../src/providers/provider';
+import { withPolicy } from '../../src/providers/registry';
+import type { BackendPolicy, KekProvider } from '../../src/providers/provider';
 import { createProviderRegistry } from '../../src/providers/registry';
 import { createTestDb, type TestDb } from '../support/db';
 import { rejection } from './kek-provider-contract';
@@ -146,4 +149,108 @@ describe('operationSignal', () => {
     expect(seen?.aborted).toBe(true);
     expect(operationSignal()).toBeUndefined();
   });
+});
+
+describe('callBatchWithPolicy', () => {
+  const sleeps: number[] = [];
+  const hooks = { sleep: async (ms: number) => { sleeps.push(ms); }, random: () => 0.5 };
+  beforeEach(() => { sleeps.length = 0; });
+  const okItem = (v: string): ItemResult<string> => ({ ok: true, value: v });
+  const failItem = (e: KmsError): ItemResult<string> => ({ ok: false, error: e });
+  const integrity = (): KmsError => new KmsError('integrity', 'Wrapped key failed authentication', { retryable: false });
+
+  it('retries only the items that failed retryably, alone, and merges their results in order', async () => {
+    const seen: string[][] = [];
+    let attempt = 0;
+    const results = await callBatchWithPolicy(policy(), 'pkcs11.rewrapMany', ['a', 'b', 'c', 'd'], async (items) => {
+      seen.push([...items]);
+      attempt++;
+      return items.map((x) => (x === 'b' ? failItem(integrity()) : attempt === 1 && x !== 'a' ? failItem(transient()) : okItem(x.toUpperCase())));
+    }, hooks);
+    expect(seen).toEqual([['a', 'b', 'c', 'd'], ['c', 'd']]);
+    expect(results.map((r) => (r.ok ? r.value : r.error.kind))).toEqual(['A', 'integrity', 'C', 'D']);
+    expect(sleeps).toEqual([105]);
+  });
+
+  it('keeps the last error of items still failing after `retries` retries', async () => {
+    let calls = 0;
+    const results = await callBatchWithPolicy(policy({ retries: 2 }), 'op', ['a', 'b'], async (items) => {
+      calls++;
+      return items.map((x) => (x === 'b' ? failItem(transient()) : okItem(x)));
+    }, hooks);
+    expect(calls).toBe(3);
+    expect(results.map((r) => (r.ok ? r.value : r.error.kind))).toEqual(['a', 'unavailable']);
+  });
+
+  it('retries a batch that failed as a whole with a retryable error, but never one that stalled or failed for good', async () => {
+    const whole = flaky(2, transient);
+    await expect(callBatchWithPolicy(policy(), 'op', ['a'], async (items) => { await whole.fn(); return items.map(okItem); }, hooks)).resolves.toEqual([okItem('a')]);
+    expect(whole.calls).toBe(3);
+    for (const error of [() => new StalledError('HSM call timed out: no progress'), () => new KmsError('auth', 'HSM login failed: wrong PIN')]) {
+      const b = flaky(10, error);
+      const err = await rejection(callBatchWithPolicy(policy(), 'op', ['a'], async (items) => { await b.fn(); return items.map(okItem); }, hooks));
+      expect(err.message).toBe(error().message);
+      expect(b.calls).toBe(1);
+    }
+  });
+
+  it('scales the timeout by the batch size but bounds the backend\'s silence by the operation timeout', async () => {
+    expect(batchTimeoutMs(2000, 1)).toBe(2000);
+    expect(batchTimeoutMs(2000, 100)).toBe(2000);
+    expect(batchTimeoutMs(2000, 101)).toBe(4000);
+    expect(batchTimeoutMs(2000, 500)).toBe(10_000);
+    let stall: number | undefined;
+    const err = await rejection(callBatchWithPolicy(policy({ timeoutMs: 100 }), 'pkcs11.wrapMany', Array.from({ length: 150 }, (_, i) => i), () => {
+      stall = operationStallMs();
+      return new Promise<never>(() => undefined);
+    }, hooks));
+    expect(stall).toBe(100);
+    expect(err.message).toMatch(/^KMS operation pkcs11.wrapMany timed out after 0\.[12]s$/);
+  });
+
+  it('disposes plaintext results of a batch that arrives after the timeout', async () => {
+    const late = [SecretBytes.random(32), SecretBytes.random(32)];
+    let arrive!: (r: ItemResult<SecretBytes>[]) => void;
+    await rejection(callBatchWithPolicy(policy({ timeoutMs: 50 }), 'op', [1, 2], () => new Promise<ItemResult<SecretBytes>[]>((r) => { arrive = r; })));
+    arrive(late.map((value) => ({ ok: true, value })));
+    await new Promise((r) => setImmediate(r));
+    expect(late.every((s) => s.disposed)).toBe(true);
+  });
+});
+
+describe('withPolicy on batches', () => {
+  const profileA = { id: 'pa', name: 'hsm-a', protocol: 'pkcs11' as const, details: {} };
+  const kek = { profile: profileA, label: 'k' };
+  const down = (): KmsError => new KmsError('unavailable', 'HSM unavailable: pkcs11 C_UnwrapKey failed: CKR_DEVICE_ERROR');
+  /** A provider double whose rewrapMany answers every item with `outcome()`. */
+  const backend = (outcome: () => ItemResult<Buffer>): KekProvider => ({ kind: 'pkcs11', rewrapMany: async (reqs: readonly unknown[]) => reqs.map(outcome) }) as unknown as KekProvider;
+  const reqs = Array.from({ length: 3 }, () => ({ from: { kek, blob: Buffer.alloc(1), aad: Buffer.alloc(0) }, to: { kek, aad: Buffer.alloc(0) } }));
+
+  it('reports one outcome per item to the observer and counts a batch whose every item is unavailable as one circuit failure', async () => {
+    const ops: Array<{ operation: string; outcome: string }> = [];
+    const observer = { operation: (i: { operation: string; outcome: string }) => ops.push({ operation: i.operation, outcome: i.outcome }), retry: () => undefined };
+    const circuits = new ProfileCircuits({ threshold: 2, probeDelayMs: 60_000, probe: async () => undefined });
+    const p = withPolicy(backend(() => ({ ok: false, error: down() })), () => policy({ retries: 0 }), silentLogger, hooks(), circuits, observer);
+    const first = await p.rewrapMany(reqs);
+    expect(first.map((r) => (r.ok ? 'ok' : r.error.kind))).toEqual(['unavailable', 'unavailable', 'unavailable']);
+    expect(ops).toEqual(Array.from({ length: 3 }, () => ({ operation: 'rewrapMany', outcome: 'unavailable' })));
+    expect(circuits.isDegraded('pa')).toBe(false);
+    await p.rewrapMany(reqs);
+    expect(circuits.isDegraded('pa')).toBe(true);
+    expect((await rejection(p.rewrapMany(reqs))).message).toMatch(/HSM profile hsm-a is degraded/);
+    circuits.close();
+  });
+
+  it('does not count a batch with any answered item against the circuit', async () => {
+    const circuits = new ProfileCircuits({ threshold: 1, probeDelayMs: 60_000, probe: async () => undefined });
+    let i = 0;
+    const p = withPolicy(backend(() => (i++ % 3 ? { ok: false, error: down() } : { ok: false, error: new KmsError('integrity', 'tampered', { retryable: false }) })), () => policy({ retries: 0 }), silentLogger, hooks(), circuits);
+    await p.rewrapMany(reqs);
+    expect(circuits.isDegraded('pa')).toBe(false);
+    circuits.close();
+  });
+
+  function hooks() {
+    return { sleep: async () => undefined, random: () => 0 };
+  }
 });

@@ -138,6 +138,9 @@ export class LibraryThread {
       const onAbort = (): void => {
         entry.abandoned = true;
         reject(new KmsError('unavailable', 'The operation timed out while waiting for the HSM'));
+        // Its timeout is about its stall bound: if the thread is stuck, replace it now, before the
+        // caller's next request queues behind the hung call.
+        this.#check(WATCH_MS);
       };
       entry.resolve = (r) => { opts.signal?.removeEventListener('abort', onAbort); resolve(r); };
       entry.reject = (e) => { opts.signal?.removeEventListener('abort', onAbort); reject(e); };
@@ -201,8 +204,12 @@ export class LibraryThread {
     else entry.reject(fromWire(m.error));
   }
 
-  /** The worker ended, crashed or could not load the library: its outstanding requests fail; the next call starts a new one. */
-  #lost(worker: Worker, error: KmsError): void {
+  /**
+   * The worker ended, crashed, hung or could not load the library: its outstanding requests fail;
+   * the next call starts a new one. `queued` (when given) is the error of the requests behind the
+   * first: they never ran, so they are safe to retry.
+   */
+  #lost(worker: Worker, error: KmsError, queued: KmsError = error): void {
     if (worker !== this.#worker) return;
     this.#worker = undefined;
     this.#known.clear();
@@ -210,7 +217,7 @@ export class LibraryThread {
     worker.unref();
     const pending = [...this.#pending.values()];
     this.#pending.clear();
-    for (const p of pending) p.reject(error);
+    pending.forEach((p, i) => p.reject(i === 0 ? error : queued));
   }
 
   #startWatch(): void {
@@ -224,8 +231,12 @@ export class LibraryThread {
     this.#watch = undefined;
   }
 
-  /** Declares the thread hung when it made no progress for the smallest stall bound of the outstanding requests. */
-  #check(): void {
+  /**
+   * Declares the thread hung when it made no progress for the smallest stall bound of the
+   * outstanding requests (less `slackMs`: progress is only sampled every WATCH_MS). The request it
+   * is running (the oldest: requests run in order) fails as stalled; those queued behind it as not run.
+   */
+  #check(slackMs = 0): void {
     const now = Date.now();
     const beat = Atomics.load(this.#heartbeat, 0);
     if (beat !== this.#lastBeat) {
@@ -239,12 +250,13 @@ export class LibraryThread {
       this.#stopWatch();
       return;
     }
-    if (now - this.#lastBeatAt < bound) return;
+    if (now - this.#lastBeatAt < bound - slackMs) return;
     const worker = this.#worker;
     if (!worker) return;
     const secs = Math.round(bound / 100) / 10;
     this.logger.warn('HSM library thread made no progress; a call hung in the library. Terminating and replacing the thread', { library: this.path, seconds: secs });
-    this.#lost(worker, new StalledError(`HSM call timed out: library ${this.path} made no progress for ${secs}s; its thread is replaced`));
+    this.#lost(worker, new StalledError(`HSM call timed out: library ${this.path} made no progress for ${secs}s; its thread is replaced`),
+      new KmsError('unavailable', `HSM library thread of ${this.path} was replaced (an earlier call hung); this operation did not run`));
     void worker.terminate().catch(() => undefined);
   }
 }

@@ -133,6 +133,10 @@ export class Token {
     if (state && --state.sessions <= 0) {
       this.#slots.delete(key);
       this.pinsChanged = true;
+      // With its last session the token logs out, and the library may renumber private objects
+      // (SoftHSM does): cached KEK handles of that token are not to be trusted any more.
+      for (const other of this.profiles.values()) if (other.slot?.toString('hex') === key) other.handles.clear();
+      p.handles.clear();
     }
   }
 
