@@ -1,53 +1,74 @@
 /**
  * KEK backend throughput: wrap, unwrap and rewrap per second through each provider (via the
- * registry, so the retry/timeout policy wrapper is included), next to raw SoftHSM (pkcs11js direct,
- * same mechanisms, one session, sync and async) and raw Node crypto (aes-256-gcm), measured in the
- * same run. Creates its own temp SoftHSM token and temp SQLite database.
+ * registry, so the retry/timeout policy wrapper is included), single calls and batches, next to raw
+ * SoftHSM (pkcs11js direct, same mechanisms, one session, sync and async) and raw Node crypto
+ * (aes-256-gcm), measured in the same run. Creates its own temp SoftHSM token and temp SQLite database.
+ * Per row: DEKs per second, CPU per DEK (every thread of the process, so the PKCS#11 library thread's
+ * work is included), the event loop's worst and p99 delay (monitorEventLoopDelay), and for PKCS#11
+ * rows the ratio to the ceiling of the same operation.
  *
  *   npx tsx bench/providers.ts            (or npm run bench:providers)
- *   BENCH_SECONDS=2 BENCH_CONCURRENCY=16  (defaults)
+ *   BENCH_SECONDS=2 BENCH_CONCURRENCY=16 BENCH_BATCHES=100,500 BENCH_BATCH_CONCURRENCY=2  (defaults)
  */
 import { execFileSync } from 'node:child_process';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import * as pkcs11js from 'pkcs11js';
 import { MasterKey } from '../src/config/master-key';
 import { openDb } from '../src/db/knex';
 import { SecretBytes } from '../src/kms/secret-bytes';
 import { silentLogger } from '../src/logger';
 import { dekTemplate, HMAC, KWP, kekTemplate, macInput, macKeyTemplate } from '../src/providers/pkcs11/mechanisms';
-import type { HsmProfileConfig, KekProvider, KekRef } from '../src/providers/provider';
+import type { HsmProfileConfig, ItemResult, KekProvider, KekRef } from '../src/providers/provider';
 import { createProviderRegistry } from '../src/providers/registry';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
 const LIBRARY = process.env.SOFTHSM2_LIB ?? '/usr/lib/softhsm/libsofthsm2.so';
+const BATCHES = (process.env.BENCH_BATCHES ?? '100,500').split(',').map(Number);
+const BATCH_CONCURRENCY = Number(process.env.BENCH_BATCH_CONCURRENCY ?? 2);
 
-interface Result { name: string; opsPerSec: number; maxLagMs: number; cpuUsPerOp: number }
+interface Result { name: string; opsPerSec: number; maxLagMs: number; p99LagMs: number; cpuUsPerOp: number }
 
-/** Runs `op` with `concurrency` in flight for SECONDS; reports ops/s and the worst event-loop lag. */
-async function measure(name: string, concurrency: number, op: () => Promise<unknown> | unknown): Promise<Result> {
-  let maxLag = 0;
-  let last = performance.now();
-  const tick = setInterval(() => { const now = performance.now(); maxLag = Math.max(maxLag, now - last - 10); last = now; }, 10);
+/**
+ * Runs `op` with `concurrency` in flight for SECONDS; a batch `op` returns how many DEKs it handled
+ * (a number), anything else counts as one. Reports DEKs/s, CPU µs per DEK and the event loop's worst and p99 delay.
+ */
+async function measure(name: string, concurrency: number, op: () => unknown): Promise<Result> {
+  const delay = monitorEventLoopDelay({ resolution: 10 });
   const end = performance.now() + SECONDS * 1000;
   let done = 0;
+  let calls = 0;
   const worker = async (): Promise<void> => {
     while (performance.now() < end) {
-      await op();
-      done++;
-      if (concurrency === 1 && done % 256 === 0) await new Promise((r) => setImmediate(r));
+      const n = await op();
+      done += typeof n === 'number' ? n : 1;
+      calls++;
+      if (concurrency === 1 && calls % 256 === 0) await new Promise((r) => setImmediate(r));
     }
   };
+  delay.enable();
   const start = performance.now();
   const cpu0 = process.cpuUsage();
   await Promise.all(Array.from({ length: concurrency }, worker));
   const cpu = process.cpuUsage(cpu0);
   const secs = (performance.now() - start) / 1000;
-  clearInterval(tick);
-  return { name, opsPerSec: done / secs, maxLagMs: Math.max(0, maxLag), cpuUsPerOp: (cpu.user + cpu.system) / Math.max(done, 1) };
+  delay.disable();
+  // The histogram records each turn's delay past the 10 ms resolution timer, in ns.
+  const lag = (ns: number): number => Math.max(0, ns / 1e6 - 10);
+  return { name, opsPerSec: done / secs, maxLagMs: lag(delay.max), p99LagMs: lag(delay.percentile(99)), cpuUsPerOp: (cpu.user + cpu.system) / Math.max(done, 1) };
+}
+
+/** The number of items of a batch that succeeded; throws on the first failure (a benchmark must not count failures). */
+function succeeded<T>(results: ItemResult<T>[], dispose?: (v: T) => void): number {
+  for (const r of results) {
+    if (!r.ok) throw r.error;
+    dispose?.(r.value);
+  }
+  return results.length;
 }
 
 /** Provider-level wrap / unwrap / rewrap, through the registry. */
@@ -62,6 +83,19 @@ async function benchProvider(label: string, p: KekProvider, v1: KekRef, v2: KekR
     await measure(`${label} rewrap`, CONCURRENCY, () => p.rewrap({ from: { kek: v1, blob, aad }, to: { kek: v2, aad: aad2 } })),
     await measure(`${label} generateAndWrap`, CONCURRENCY, () => p.generateAndWrap({ kek: v1, bytes: 32, aad })),
   ];
+  for (const n of BATCHES) {
+    const items = Array.from({ length: n }, () => ({ kek: v1, dek, aad }));
+    const blobs = Array.from({ length: n }, () => ({ kek: v1, blob, aad }));
+    const rewraps = Array.from({ length: n }, () => ({ from: { kek: v1, blob, aad }, to: { kek: v2, aad: aad2 } }));
+    const gens = Array.from({ length: n }, () => ({ kek: v1, bytes: 32, aad }));
+    const c = BATCH_CONCURRENCY;
+    out.push(
+      await measure(`${label} wrapMany ×${n}`, c, async () => succeeded(await p.wrapMany(items))),
+      await measure(`${label} unwrapMany ×${n}`, c, async () => succeeded(await p.unwrapMany(blobs), (s) => s.dispose())),
+      await measure(`${label} rewrapMany ×${n}`, c, async () => succeeded(await p.rewrapMany(rewraps))),
+      await measure(`${label} generateAndWrapMany ×${n}`, c, async () => succeeded(await p.generateAndWrapMany(gens))),
+    );
+  }
   dek.dispose();
   return out;
 }
@@ -207,18 +241,19 @@ function print(results: Result[]): void {
   const node = rate('raw Node aes-256-gcm seal');
   // Each provider row against the ceiling of the same operation: its exact call sequence, sync, one session.
   const ceilingOf = (name: string): number => {
-    const op = ['generateAndWrap', 'rewrap', 'unwrap', 'wrap'].find((o) => name.endsWith(` ${o}`) || name.includes(` ${o} (`));
+    const op = name.match(/ (wrap|unwrap|rewrap|generateAndWrap)(Many)?( |$)/)?.[1];
     return op ? rate(`ceiling ${op} (sync, 1 session)`) : NaN;
   };
   const w = Math.max(...results.map((r) => r.name.length));
-  process.stdout.write(`\nKEK backends: ${SECONDS}s per row, providers with ${CONCURRENCY} calls in flight (UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? 4})\n\n`);
-  process.stdout.write(`${'operation'.padEnd(w)}  ${'ops/s'.padStart(9)}  ${'CPU µs/op'.padStart(9)}  ${'max loop lag'.padStart(12)}  ${'÷ Node GCM'.padStart(10)}  ${'÷ ceiling'.padStart(9)}\n`);
-  process.stdout.write(`${'-'.repeat(w)}  ${'-'.repeat(9)}  ${'-'.repeat(9)}  ${'-'.repeat(12)}  ${'-'.repeat(10)}  ${'-'.repeat(9)}\n`);
+  process.stdout.write(`\nKEK backends: ${SECONDS}s per row; single calls with ${CONCURRENCY} in flight, batches (×n DEKs) with ${BATCH_CONCURRENCY} in flight; figures per DEK\n\n`);
+  process.stdout.write(`${'operation'.padEnd(w)}  ${'DEKs/s'.padStart(9)}  ${'CPU µs/op'.padStart(9)}  ${'max loop lag'.padStart(12)}  ${'p99 lag'.padStart(8)}  ${'÷ Node GCM'.padStart(10)}  ${'÷ ceiling'.padStart(9)}\n`);
+  process.stdout.write(`${'-'.repeat(w)}  ${'-'.repeat(9)}  ${'-'.repeat(9)}  ${'-'.repeat(12)}  ${'-'.repeat(8)}  ${'-'.repeat(10)}  ${'-'.repeat(9)}\n`);
   for (const r of results) {
     const ceiling = r.name.startsWith('pkcs11 provider') ? (r.opsPerSec / ceilingOf(r.name)).toFixed(2) : '';
-    process.stdout.write(`${r.name.padEnd(w)}  ${Math.round(r.opsPerSec).toLocaleString('en-US').padStart(9)}  ${r.cpuUsPerOp.toFixed(0).padStart(9)}  ${`${r.maxLagMs.toFixed(1)} ms`.padStart(12)}  ${(r.opsPerSec / node).toFixed(3).padStart(10)}  ${ceiling.padStart(9)}\n`);
+    process.stdout.write(`${r.name.padEnd(w)}  ${Math.round(r.opsPerSec).toLocaleString('en-US').padStart(9)}  ${r.cpuUsPerOp.toFixed(0).padStart(9)}  ${`${r.maxLagMs.toFixed(1)} ms`.padStart(12)}  ${`${r.p99LagMs.toFixed(1)} ms`.padStart(8)}  ${(r.opsPerSec / node).toFixed(3).padStart(10)}  ${ceiling.padStart(9)}\n`);
   }
   process.stdout.write('\nCeiling rows run the provider\'s exact PKCS#11 call sequence synchronously in one tight loop on one session, nothing around it; they block the event loop (see their lag).\n');
+  process.stdout.write('Lag is the event loop\'s delay past a 10 ms timer (monitorEventLoopDelay); CPU counts every thread of the process, the PKCS#11 library thread included.\n');
 }
 
 main().catch((e) => {

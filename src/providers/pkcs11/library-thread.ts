@@ -64,6 +64,8 @@ export class LibraryThread {
   #pins: Record<string, string> = {};
   #stats: ThreadStats = {};
   #closed = false;
+  readonly #outbox: Request[] = [];
+  readonly #outTransfer: ArrayBuffer[] = [];
 
   constructor(readonly path: string, private readonly logger: Logger) {}
 
@@ -103,7 +105,7 @@ export class LibraryThread {
     const id = this.#nextId++;
     const reply = new Promise<void>((resolve) => this.#pending.set(id, { resolve: () => resolve(), reject: () => resolve(), abandoned: false }));
     worker.ref();
-    worker.postMessage({ id, type: 'close', finalize } satisfies Request);
+    this.#post(worker, { id, type: 'close', finalize }, []);
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<'late'>((resolve) => { timer = setTimeout(() => resolve('late'), CLOSE_WAIT_MS); });
     const outcome = await Promise.race([reply.then(() => exited), exited, late]);
@@ -144,13 +146,7 @@ export class LibraryThread {
       };
       entry.resolve = (r) => { opts.signal?.removeEventListener('abort', onAbort); resolve(r); };
       entry.reject = (e) => { opts.signal?.removeEventListener('abort', onAbort); reject(e); };
-      try {
-        worker.postMessage(msg, transfer);
-      } catch (e) {
-        onUnsent();
-        reject(new KmsError('internal', `Cannot send to the HSM library thread: ${(e as Error).message}`));
-        return;
-      }
+      this.#post(worker, msg, transfer);
       onSent();
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       if (this.#pending.size === 0) {
@@ -162,6 +158,39 @@ export class LibraryThread {
     });
   }
 
+  /**
+   * Queues a request; the requests of one turn of the event loop go in one message, sent once every
+   * promise continuation of the turn has run (process.nextTick runs after the microtask queue drains).
+   */
+  #post(worker: Worker, req: Request, transfer: ArrayBuffer[]): void {
+    this.#outbox.push(req);
+    this.#outTransfer.push(...transfer);
+    if (this.#outbox.length > 1) return;
+    process.nextTick(() => {
+      const requests = this.#outbox.splice(0);
+      const moved = this.#outTransfer.splice(0);
+      if (worker !== this.#worker && !this.#closed) {
+        this.#notSent(requests);
+        return;
+      }
+      try {
+        worker.postMessage(requests, moved);
+      } catch (e) {
+        this.#notSent(requests, new KmsError('internal', `Cannot send to the HSM library thread: ${(e as Error).message}`));
+      }
+    });
+  }
+
+  /** Requests whose worker went away before they were sent: zero their secrets and fail them (retryable). */
+  #notSent(requests: Request[], error = new KmsError('unavailable', `HSM library thread of ${this.path} was replaced before this operation was sent`)): void {
+    for (const r of requests) {
+      if (r.type === 'op' && r.op.kind === 'wrap') zero(r.op.secret);
+      const p = this.#pending.get(r.id);
+      this.#pending.delete(r.id);
+      p?.reject(error);
+    }
+  }
+
   #spawn(): Worker {
     this.#heartbeat = new Int32Array(new SharedArrayBuffer(4));
     this.#lastBeat = 0;
@@ -169,39 +198,42 @@ export class LibraryThread {
     this.#stats = {};
     const worker = startWorker({ library: this.path, heartbeat: this.#heartbeat.buffer as SharedArrayBuffer, pins: this.#pins });
     worker.unref();
-    worker.on('message', (m: Reply | Notice) => this.#onMessage(worker, m));
+    worker.on('message', (m: Notice) => this.#onMessage(worker, m));
     worker.on('error', (e) => this.#lost(worker, new KmsError('internal', `HSM library thread of ${this.path} failed: ${e.message}`)));
     worker.on('exit', () => this.#lost(worker, new KmsError('unavailable', `HSM library thread of ${this.path} stopped`)));
     this.#worker = worker;
     return worker;
   }
 
-  #onMessage(worker: Worker, m: Reply | Notice): void {
-    if (m.id === undefined) {
-      if (m.type === 'log') this.logger[m.level](m.msg, m.fields);
-      else if (worker === this.#worker) this.#lost(worker, fromWire(m.error));
+  #onMessage(worker: Worker, m: Notice): void {
+    if (m.type === 'log') {
+      this.logger[m.level](m.msg, m.fields);
       return;
     }
-    const entry = this.#pending.get(m.id);
+    if (m.type === 'fatal') {
+      if (worker === this.#worker) this.#lost(worker, fromWire(m.error));
+      return;
+    }
     if (worker === this.#worker) {
       this.#stats = m.stats;
       if (m.pins) this.#pins = m.pins;
     }
-    if (!entry) {
-      if (m.ok) zero(m.secret);
-      return;
-    }
-    this.#pending.delete(m.id);
-    if (this.#pending.size === 0) {
+    for (const r of m.replies) this.#onReply(r);
+    if (this.#pending.size === 0 && worker === this.#worker) {
       worker.unref();
       this.#stopWatch();
     }
-    if (entry.abandoned) {
-      if (m.ok) zero(m.secret);
+  }
+
+  #onReply(r: Reply): void {
+    const entry = this.#pending.get(r.id);
+    this.#pending.delete(r.id);
+    if (!entry || entry.abandoned) {
+      if (r.ok) zero(r.secret); // nobody is left to read it
       return;
     }
-    if (m.ok) entry.resolve(m);
-    else entry.reject(fromWire(m.error));
+    if (r.ok) entry.resolve(r);
+    else entry.reject(fromWire(r.error));
   }
 
   /**

@@ -77,6 +77,8 @@ const single = <T>([r]: ItemResult<T>[]): T => {
 export function createPkcs11Provider(opts: Pkcs11ProviderOptions): KekProvider {
   const id = `pkcs11-${++providers}`;
   const states = new Map<string, ProfileState>();
+  // A digest per details object: callers usually pass the same profile object again and again.
+  const fingerprints = new WeakMap<object, string>();
   let closed = false;
 
   const drop = async (state: ProfileState): Promise<void> => {
@@ -87,7 +89,11 @@ export function createPkcs11Provider(opts: Pkcs11ProviderOptions): KekProvider {
   /** The profile's state, (re)built when its details changed. Throws 'param' for invalid details. */
   const stateFor = (profile: HsmProfileConfig): ProfileState => {
     if (closed) throw new KmsError('unavailable', 'The PKCS#11 provider is closed');
-    const fingerprint = fingerprintOf(profile);
+    let fingerprint = fingerprints.get(profile.details);
+    if (fingerprint === undefined) {
+      fingerprint = fingerprintOf(profile);
+      fingerprints.set(profile.details, fingerprint);
+    }
     const existing = states.get(profile.id);
     if (existing?.fingerprint === fingerprint) return existing;
     const parsed = parsePkcs11Profile(profile.name, profile.details);

@@ -1,8 +1,10 @@
 /**
  * Messages between the main thread and a PKCS#11 library thread. Every HSM operation (a whole
- * wrap, unwrap, rewrap, ... or a whole batch of them) is one request and one reply. Secrets (DEK
- * plaintexts) travel only in the `secret` buffers, which are transferred, never cloned, and zeroed
- * by whichever side reads them.
+ * wrap, unwrap, rewrap, ... or a whole batch of them) is one request and one reply. Requests issued
+ * in the same turn of the event loop travel in one message (an array), and the thread answers the
+ * requests it finds waiting in one message too: under load, one wake-up of each thread serves many
+ * operations. Secrets (DEK plaintexts) travel only in the `secret` buffers, which are transferred,
+ * never cloned, and zeroed by whichever side reads them.
  */
 import { KmsError, type ErrorKind } from '../../../kms/errors';
 import type { Pkcs11Profile } from '../profile';
@@ -59,17 +61,22 @@ export type Reply =
     data?: Packed;
     /** DEK plaintexts per item (unwrap only). */
     secret?: Packed;
+  }
+  | { id: number; ok: false; error: WireError };
+
+/** Messages from the thread. */
+export type Notice =
+  /** Replies, in request order, with the thread's session counts after them. */
+  | {
+    type: 'replies';
+    replies: Reply[];
     stats: ThreadStats;
     /** Logged-in PIN hashes per slot, sent when they change, so a replacement thread keeps refusing other PINs. */
     pins?: Record<string, string>;
   }
-  | { id: number; ok: false; error: WireError; stats: ThreadStats; pins?: Record<string, string> };
-
-/** Unrequested messages from the thread. */
-export type Notice =
-  | { id?: undefined; type: 'log'; level: 'info' | 'warn'; msg: string; fields: Record<string, unknown> }
+  | { type: 'log'; level: 'info' | 'warn'; msg: string; fields: Record<string, unknown> }
   /** The library could not be loaded or initialised; the thread exits after this. */
-  | { id?: undefined; type: 'fatal'; error: WireError };
+  | { type: 'fatal'; error: WireError };
 
 /** What the thread is started with. */
 export interface ThreadData {
