@@ -41,6 +41,11 @@ interface Pending {
 const ENTRY = join(__dirname, 'thread', `hsm-thread${extname(__filename)}`);
 const WATCH_MS = 100;
 const CLOSE_WAIT_MS = 5000;
+/**
+ * Replaced threads still stuck in a call, per library, beyond which no new thread is started: a
+ * library that hangs every call (even C_Initialize) must not cost a thread per request.
+ */
+const MAX_HUNG_THREADS = 3;
 
 /** Starts the thread; from TypeScript sources (tests, tsx) the thread registers tsx's loader first. */
 function startWorker(data: ThreadData): Worker {
@@ -65,6 +70,8 @@ export class LibraryThread {
   #stats: ThreadStats = {};
   #closed = false;
   readonly #outbox: Request[] = [];
+  /** Threads given up as hung that have not ended yet. */
+  #hung = 0;
   readonly #outTransfer: ArrayBuffer[] = [];
 
   constructor(readonly path: string, private readonly logger: Logger) {}
@@ -131,6 +138,10 @@ export class LibraryThread {
     if (opts.signal?.aborted) {
       onUnsent();
       return Promise.reject(new KmsError('unavailable', 'The operation timed out while waiting for the HSM'));
+    }
+    if (!this.#worker && this.#hung >= MAX_HUNG_THREADS) {
+      onUnsent();
+      return Promise.reject(new KmsError('unavailable', `HSM library ${this.path}: ${this.#hung} calls are still hung in it; not starting another thread for it`));
     }
     const worker = this.#worker ?? this.#spawn();
     const id = this.#nextId++;
@@ -289,6 +300,8 @@ export class LibraryThread {
     this.logger.warn('HSM library thread made no progress; a call hung in the library. Terminating and replacing the thread', { library: this.path, seconds: secs });
     this.#lost(worker, new StalledError(`HSM call timed out: library ${this.path} made no progress for ${secs}s; its thread is replaced`),
       new KmsError('unavailable', `HSM library thread of ${this.path} was replaced (an earlier call hung); this operation did not run`));
+    this.#hung++;
+    worker.once('exit', () => { this.#hung--; });
     void worker.terminate().catch(() => undefined);
   }
 }

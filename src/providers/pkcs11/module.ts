@@ -5,7 +5,8 @@ import { ckrName, libraryLoadError, pkcs11Error } from './errors';
 import { enterLibrary, leaveLibrary } from './library-users';
 
 /**
- * One loaded PKCS#11 library, shared by every profile of this process that names the same path.
+ * One PKCS#11 library loaded on the main thread (the master-key seal and tools; the KEK provider's
+ * calls run on a library thread instead), shared by every main-thread user of the same path.
  * PKCS#11 login state belongs to the (application, token) pair, not to a session, so the module also
  * tracks, per slot, how many sessions are open and which PIN logged in (as a SHA-256, compared in
  * constant time): a second profile with another PIN for the same token must fail as 'auth', not
