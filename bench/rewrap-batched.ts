@@ -4,16 +4,19 @@
  * drained. The batched loop reads up to BENCH_BATCH rows on Previous versions, makes one
  * rewrapMany per (source, target) version pair and commits with the Rewrapper's conditional UPDATE
  * and count adjustment. It skips claims (one worker here) and the archive step, so it shows what
- * the backend and the database allow, for src/kms/rewrap.ts to adopt. Keys/s are comparable with
- * the "ceiling rewrap" row of bench:providers.
+ * the backend and the database allow, for src/kms/rewrap.ts to adopt. Each run is preceded by the
+ * ceiling rewrap on the same token and KEKs (pkcs11 backend): the provider's rewrap call sequence,
+ * synchronously in one tight loop on one session of this thread, nothing around it.
  *
  *   npx tsx bench/rewrap-batched.ts
  *   BENCH_N=20000 BENCH_BACKEND=pkcs11 BENCH_BATCH=500 BENCH_INFLIGHT=2   (defaults)
  */
 import { randomUUID } from 'node:crypto';
+import * as pkcs11js from 'pkcs11js';
 import { mapLimit } from '../src/kms/concurrency';
 import { Rewrapper } from '../src/kms/rewrap';
 import { adjustWrappedKeyCount, WrappedKeys, type KekVersionContext } from '../src/kms/wrapped-keys';
+import { dekTemplate, HMAC, KWP, macInput } from '../src/providers/pkcs11/mechanisms';
 import type { KekRef } from '../src/providers/provider';
 import { call, rate, startBenchWorld, waitJob, type BenchWorld } from './world';
 
@@ -98,12 +101,67 @@ async function batchedRate(w: BenchWorld): Promise<number> {
   return rate(n, Date.now() - start);
 }
 
+/**
+ * The ceiling: rewrap of one blob from v1's KEK to v2's, the provider's exact call sequence (verify,
+ * unwrap to a non-readable object, wrap, MAC, destroy), synchronously on one session for 2 s.
+ */
+function ceilingRewrap(fromKek: KekRef, toKek: KekRef, blob: Buffer, fromAad: Buffer, toAad: Buffer): number {
+  const d = fromKek.profile.details;
+  const lib = new pkcs11js.PKCS11();
+  lib.load(d.library);
+  try { lib.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK }); } catch { /* the provider's thread initialised it */ }
+  const slot = lib.C_GetSlotList(true).find((x) => lib.C_GetTokenInfo(x).label.trim() === d.token_label)!;
+  const s = lib.C_OpenSession(slot, pkcs11js.CKF_RW_SESSION | pkcs11js.CKF_SERIAL_SESSION);
+  try {
+    try { lib.C_Login(s, pkcs11js.CKU_USER, d.pin); } catch { /* logged in by the provider */ }
+    const find = (label: string): Buffer => {
+      lib.C_FindObjectsInit(s, [{ type: pkcs11js.CKA_LABEL, value: label }]);
+      const [h] = lib.C_FindObjects(s, 1);
+      lib.C_FindObjectsFinal(s);
+      return h;
+    };
+    const [k1, m1, k2, m2] = [find(fromKek.label), find(`${fromKek.label}.mac`), find(toKek.label), find(`${toKek.label}.mac`)];
+    const wrapped = blob.subarray(1, blob.length - 32);
+    const mac = blob.subarray(blob.length - 32);
+    let n = 0;
+    const end = performance.now() + 2000;
+    const start = performance.now();
+    while (performance.now() < end) {
+      lib.C_VerifyInit(s, HMAC, m1);
+      lib.C_Verify(s, macInput(fromAad, wrapped), mac);
+      const h = lib.C_UnwrapKey(s, KWP, k1, wrapped, dekTemplate({ readable: false }));
+      const w = lib.C_WrapKey(s, KWP, k2, h, Buffer.alloc(528));
+      lib.C_SignInit(s, HMAC, m2);
+      lib.C_Sign(s, macInput(toAad, w), Buffer.alloc(32));
+      lib.C_DestroyObject(s, h);
+      n++;
+    }
+    return rate(n, performance.now() - start);
+  } finally {
+    lib.C_CloseSession(s);
+    lib.close(); // no C_Finalize: the provider's thread still uses the library
+  }
+}
+
+/** A ceiling measured on the world's token: v1 (Previous) to v2 (Active). */
+async function ceilingOf(w: BenchWorld): Promise<number> {
+  const wk = new WrappedKeys(w.app);
+  const versions = await w.app.db('kms_kek_versions').where({ kms_key_id: w.keyId }).orderBy('version_number').pluck('id');
+  const from = (await wk.versionById(versions[0]))!;
+  const to = (await wk.versionById(versions[versions.length - 1]))!;
+  const [fromKek, toKek] = [await wk.kekRef(from), await wk.kekRef(to)];
+  const owner = randomUUID();
+  const blob = await w.app.providers.get('pkcs11').generateAndWrap({ kek: fromKek, bytes: 32, aad: wk.aad(from, owner) });
+  return ceilingRewrap(fromKek, toKek, blob, wk.aad(from, owner), wk.aad(to, owner));
+}
+
 async function run(label: string, measure: (w: BenchWorld) => Promise<number>): Promise<void> {
   const w = await startBenchWorld(BACKEND);
   try {
     await seedAndRotate(w, N);
+    const ceiling = BACKEND === 'pkcs11' ? await ceilingOf(w) : NaN; // before the drain destroys v1
     const kps = await measure(w);
-    console.log(`${label.padEnd(44)} ${String(kps).padStart(7)} keys/s`);
+    console.log(`${label.padEnd(46)} ${String(kps).padStart(7)} keys/s   ceiling rewrap ${String(ceiling).padStart(6)}/s   ratio ${(kps / ceiling).toFixed(2)}`);
   } finally {
     await w.close();
   }
