@@ -243,13 +243,16 @@ function handle(req: Request): void {
   if (reinit) recover();
 }
 
-/** How long the thread keeps taking requests that arrived meanwhile before it sends the replies so far. */
-const GATHER_MS = 2;
+/** How long the thread keeps taking requests that arrived meanwhile before its event loop turns again. */
+const GATHER_MS = 5;
+/** Replies sent together at most: the main thread starts on them while this thread goes on. */
+const REPLIES_PER_MESSAGE = 8;
 
 /**
  * Runs the requests of a message, then those that arrived while they ran (read directly off the
- * port), for up to GATHER_MS, and answers them all in one message: each message costs both
- * threads a wake-up, which under load costs more than the operation itself.
+ * port), and answers them a few at a time: each message costs both threads a wake-up, which under
+ * load costs more than an operation, while answering everything at the end would leave this
+ * thread idle as the main thread works through the answers and sends the next requests.
  */
 port.on('message', (first: Request[]) => {
   const until = performance.now() + GATHER_MS;
@@ -258,6 +261,7 @@ port.on('message', (first: Request[]) => {
     for (const req of batch) {
       if (closed) return;
       handle(req);
+      if (outbox.length >= REPLIES_PER_MESSAGE) flush();
     }
     batch = performance.now() < until ? (receiveMessageOnPort(port)?.message as Request[] | undefined) : undefined;
   }
