@@ -9,7 +9,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { MIGRATION_BATCH_SIZE } from '../src/commands/kms-migration';
 import { Migration } from '../src/kms/migration';
-import { SecretBytes } from '../src/kms/secret-bytes';
+import { SecretBytes } from '../src/core/secret-bytes';
 import { WrappedKeys } from '../src/kms/wrapped-keys';
 import { mb, memorySampler, rate, startBenchWorld, type BenchWorld } from './world';
 

@@ -7,8 +7,8 @@ import { Settings } from './config/settings';
 import { openDb, type Db } from './db/knex';
 import { EventLog } from './events/event-log';
 import { Directory } from './identity/directory';
-import { SessionStore } from './api/session-store';
-import { createLogger, type Logger } from './logger';
+import { SessionStore } from './identity/sessions';
+import { createLogger, type Logger } from './core/logger';
 import { createProviderRegistry, type ProviderRegistry } from './providers/registry';
 import { createJobService, type JobService } from './jobs/job-service';
 import { volumeJobHandlers } from './commands/volumes';
@@ -24,7 +24,7 @@ import { Metrics } from './ops/metrics';
 import { checkPaths } from './ops/preflight';
 import { Health } from './ops/health';
 import { registerStateMetrics } from './ops/state-metrics';
-import { bootstrapDeployment } from './identity/bootstrap';
+import { bootstrapDeployment } from './kms/bootstrap';
 
 /** The application's services, built once per process and shared by the API and the workers. */
 export interface App {

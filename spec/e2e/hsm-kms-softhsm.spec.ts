@@ -3,7 +3,7 @@
  * cmk sends it: a PKCS#11 profile checked against the token, a key whose KEK appears in the token,
  * a rotation polled with queryAsyncJobResult, and the PIN in no response, log line or column.
  */
-import type { Logger } from '../../src/logger';
+import type { Logger } from '../../src/core/logger';
 import { profileConfigFor } from '../../src/kms/hsm-profiles';
 import { getKeyByUuid, versionsOf } from '../../src/kms/kms-keys';
 import type { ApiAnswer, Params } from '../support/client';

@@ -9,7 +9,7 @@ import { PerformanceObserver } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { mapLimit } from '../../src/kms/concurrency';
-import { SecretBytes } from '../../src/kms/secret-bytes';
+import { SecretBytes } from '../../src/core/secret-bytes';
 import { WrappedKeys } from '../../src/kms/wrapped-keys';
 import { adminCall, createPkcs11Profile } from '../support/actors';
 import { createFaultControl, type FaultControl, type FaultRule } from '../support/faultmod';

@@ -1,7 +1,7 @@
 import { createJobService, type JobService, type JobServiceDeps } from '../../src/jobs/job-service';
 import { JobRepository } from '../../src/db/repositories/jobs';
 import { Settings } from '../../src/config/settings';
-import type { Logger } from '../../src/logger';
+import type { Logger } from '../../src/core/logger';
 import type { Caller } from '../../src/identity/caller';
 import { createTestDb, type TestDb } from '../support/db';
 import { dropPrefix, keysUnder, randomQueuePrefix, SHARED_REDIS_URL } from '../support/redis';

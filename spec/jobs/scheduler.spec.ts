@@ -1,7 +1,7 @@
 import { Scheduler } from '../../src/jobs/scheduler';
 import { LockRepository } from '../../src/db/repositories/locks';
 import { Settings } from '../../src/config/settings';
-import { silentLogger } from '../../src/logger';
+import { silentLogger } from '../../src/core/logger';
 import { createTestDb, type TestDb } from '../support/db';
 import { waitFor } from '../support/wait';
 

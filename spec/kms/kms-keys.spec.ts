@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { kekLabel } from '../../src/kms/aad';
-import { KmsError } from '../../src/kms/errors';
+import { KmsError } from '../../src/core/errors';
 import { profileConfigFor } from '../../src/kms/hsm-profiles';
 import { assertKeyBits, getKeyByUuid, versionsOf } from '../../src/kms/kms-keys';
 import { KEY_BITS } from '../../src/kms/types';

@@ -8,7 +8,7 @@ import { runAdmin } from '../../src/cli/admin';
 import type { Db } from '../../src/db/knex';
 import { MasterKeySeal } from '../../src/kms/master-key-seal';
 import { Volumes } from '../../src/kms/volumes';
-import { silentLogger } from '../../src/logger';
+import { silentLogger } from '../../src/core/logger';
 import { adminCall, createActor, enableDefaultProfile, waitForJob } from '../support/actors';
 import { createTestDb, type TestDb } from '../support/db';
 import { ADMIN_KEYS, startTestServer } from '../support/server';

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { MasterKey } from '../../src/config/master-key';
-import { SecretBytes } from '../../src/kms/secret-bytes';
-import { silentLogger } from '../../src/logger';
+import { SecretBytes } from '../../src/core/secret-bytes';
+import { silentLogger } from '../../src/core/logger';
 import { createDatabaseProvider } from '../../src/providers/database/database-provider';
 import type { HsmProfileConfig } from '../../src/providers/provider';
 import { createTestDb, type TestDb } from '../support/db';

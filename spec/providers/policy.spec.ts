@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { MasterKey } from '../../src/config/master-key';
-import { KmsError } from '../../src/kms/errors';
-import { SecretBytes } from '../../src/kms/secret-bytes';
-import { silentLogger } from '../../src/logger';
+import { KmsError } from '../../src/core/errors';
+import { SecretBytes } from '../../src/core/secret-bytes';
+import { silentLogger } from '../../src/core/logger';
 import { callWithPolicy, operationSignal } from '../../src/providers/policy';
 import type { BackendPolicy } from '../../src/providers/provider';
 import { createProviderRegistry } from '../../src/providers/registry';

@@ -1,4 +1,4 @@
-import { KmsError } from '../../src/kms/errors';
+import { KmsError } from '../../src/core/errors';
 import { SessionPool } from '../../src/providers/pkcs11/session-pool';
 import { rejection } from './kek-provider-contract';
 

@@ -3,9 +3,9 @@ import { prettyPath } from '../commands/responses/identity';
 import { ACCOUNT_TYPES } from '../identity/caller';
 import type { AccountRow, UserRow } from '../identity/directory';
 import { verifyPassword } from '../identity/password';
-import { ApiError } from './errors';
+import { ApiError } from '../core/errors';
 import type { ApiParams } from './request';
-import { cookieValueFor } from './session-store';
+import { cookieValueFor } from '../identity/sessions';
 
 export interface LoginOutcome {
   body: Record<string, unknown>;

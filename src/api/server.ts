@@ -7,12 +7,12 @@ import type { Caller } from '../identity/caller';
 import { authenticate } from './authenticate';
 import { parseParams } from './dispatch';
 import { errorBody, responseName, resultBody, toJson, toXml } from './envelope';
-import { ApiError, BAD_CREDENTIALS_TEXT, toApiError } from './errors';
+import { ApiError, BAD_CREDENTIALS_TEXT, toApiError } from '../core/errors';
 import { login, logout } from './login';
-import { isKmsError } from '../kms/errors';
-import { withLogContext } from '../logger';
-import { recordApiRequest, type ApiRequestRecord } from '../ops/access-log';
-import { opsRouter, type RequestTracker } from '../ops/http';
+import { isKmsError } from '../core/errors';
+import { withLogContext } from '../core/logger';
+import { recordApiRequest, type ApiRequestRecord } from './access-log';
+import { opsRouter, type RequestTracker } from './ops-routes';
 import { assertNoControlCharacters, mergeParams, parseCookies, type ApiParams } from './request';
 
 /** Stand-in caller for the few commands the UI calls before login; they never read it. */

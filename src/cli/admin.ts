@@ -3,7 +3,7 @@ import { createApp } from '../app';
 import { readEnv, type Env } from '../config/env';
 import { readMasterKeyMaterial, writeMasterKeyFile } from '../config/master-key';
 import { openDb, type Db } from '../db/knex';
-import { silentLogger } from '../logger';
+import { silentLogger } from '../core/logger';
 import { ROTATION_JOB, beginRotation, countNotOn } from '../kms/master-key-rotation';
 import { MasterKeySeal } from '../kms/master-key-seal';
 import { heldBy, isKeyOf, listVersions, liveNodes } from '../kms/master-key-versions';

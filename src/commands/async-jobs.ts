@@ -1,9 +1,9 @@
-import { parseListDate } from '../api/dates';
-import type { ApiResult } from '../api/envelope';
-import { pageWindow } from '../api/pagination';
+import { parseListDate } from './dates';
+import type { ApiResult } from './result';
+import { pageWindow } from './pagination';
 import { pagedRows } from '../db/paging';
 import { applyOwnerScope } from '../identity/access';
-import { paramError, permissionError } from '../kms/errors';
+import { paramError, permissionError } from '../core/errors';
 import type { JobSubmission } from '../jobs/types';
 import type { CommandContext } from './context';
 import { ALL_ROLES, defineCommand, ownerListParams, param } from './define';

@@ -1,4 +1,4 @@
-import { pageWindow } from '../api/pagination';
+import { pageWindow } from './pagination';
 import type { SettingSpec } from '../config/settings';
 import { ADMIN_ONLY, defineCommand, listParams, param, type ResponseField } from './define';
 

@@ -1,7 +1,7 @@
-import { pageWindow } from '../api/pagination';
-import type { ApiResult } from '../api/envelope';
+import { pageWindow } from './pagination';
+import type { ApiResult } from './result';
 import type { App } from '../app';
-import { paramError } from '../kms/errors';
+import { paramError } from '../core/errors';
 import { DISK_OFFERING_STATES, DiskOfferings, MAX_DISK_SIZE_GB, type DiskOfferingRow, type DiskOfferingState } from '../kms/disk-offerings';
 import { defineCommand, isUuid, listParams, param, type Role } from './define';
 import { diskOfferingFields, diskOfferingResponse } from './responses/disk-offering';

@@ -1,4 +1,4 @@
-import { pageWindow } from '../api/pagination';
+import { pageWindow } from './pagination';
 import { pagedRows } from '../db/paging';
 import { defineCommand, listParams, param } from './define';
 import { domainFields, domainQuery, domainResponse, type DomainView } from './responses/identity';

@@ -1,6 +1,6 @@
-import { parseListDate } from '../api/dates';
-import { formatDate } from '../api/envelope';
-import { pageWindow } from '../api/pagination';
+import { parseListDate } from './dates';
+import { formatDate } from '../core/dates';
+import { pageWindow } from './pagination';
 import { pagedRows } from '../db/paging';
 import { applyOwnerScope } from '../identity/access';
 import { ALL_ROLES, defineCommand, ownerListParams, param } from './define';

@@ -1,9 +1,9 @@
-import { pageWindow } from '../api/pagination';
+import { pageWindow } from './pagination';
 import { HsmProfiles, showsDetails } from '../kms/hsm-profiles';
 import { PROVIDER_KINDS } from '../providers/provider';
 import type { App } from '../app';
 import type { Caller } from '../identity/caller';
-import type { ApiResult } from '../api/envelope';
+import type { ApiResult } from './result';
 import type { CommandContext } from './context';
 import { ADMIN_ONLY, ALL_ROLES, defineCommand, ownerListParams, param, type Infer } from './define';
 import { hsmProfileFields, hsmProfileResponse } from './responses/hsm-profile';

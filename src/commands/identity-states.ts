@@ -2,7 +2,7 @@ import type { App } from '../app';
 import { ACCOUNT_TYPES, type Caller } from '../identity/caller';
 import type { AccountRow, UserRow } from '../identity/directory';
 import type { JobHandler, RunningJob } from '../jobs/types';
-import { KmsError, paramError, permissionError } from '../kms/errors';
+import { KmsError, paramError, permissionError } from '../core/errors';
 import { asyncParams, submitAsync } from './async-jobs';
 import { defineCommand, param, type Role } from './define';
 import { accountFields, accountQuery, accountResponse, userFields, userQuery, userResponse, type AccountView, type UserView } from './responses/identity';

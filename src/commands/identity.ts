@@ -1,9 +1,9 @@
-import { pageWindow } from '../api/pagination';
+import { pageWindow } from './pagination';
 import { pagedRows } from '../db/paging';
 import { ACCOUNT_TYPES, isRootAdmin, type Caller } from '../identity/caller';
 import { applyOwnerScope } from '../identity/access';
 import type { UserRow } from '../identity/directory';
-import { paramError, permissionError } from '../kms/errors';
+import { paramError, permissionError } from '../core/errors';
 import type { App } from '../app';
 import { ALL_ROLES, defineCommand, listParams, ownerListParams, param } from './define';
 import {

@@ -1,5 +1,5 @@
-import { pageWindow } from '../api/pagination';
-import type { ApiResult } from '../api/envelope';
+import { pageWindow } from './pagination';
+import type { ApiResult } from './result';
 import type { App } from '../app';
 import type { Caller } from '../identity/caller';
 import { KMS_KEY_JOBS } from '../kms/kms-key-jobs';

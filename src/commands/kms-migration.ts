@@ -1,6 +1,6 @@
 import type { App } from '../app';
 import type { JobHandler } from '../jobs/types';
-import { KmsError, paramError } from '../kms/errors';
+import { KmsError, paramError } from '../core/errors';
 import { Migration, type MigrationScope } from '../kms/migration';
 import { getKeyByUuid } from '../kms/kms-keys';
 import { asyncParams, submitAsync } from './async-jobs';

@@ -1,6 +1,6 @@
 import type { App } from '../app';
 import type { JobHandler } from '../jobs/types';
-import { KmsError } from '../kms/errors';
+import { KmsError } from '../core/errors';
 import { ROTATION_JOB, beginRotation, runRotation } from '../kms/master-key-rotation';
 import { asyncParams, submitAsync } from './async-jobs';
 import { ADMIN_ONLY, defineCommand } from './define';

@@ -1,7 +1,7 @@
 import type { App } from '../app';
-import { formatDate } from '../api/envelope';
-import { pageWindow } from '../api/pagination';
-import { permissionError, paramError } from '../kms/errors';
+import { formatDate } from '../core/dates';
+import { pageWindow } from './pagination';
+import { permissionError, paramError } from '../core/errors';
 import type { JobHandler, RunningJob } from '../jobs/types';
 import type { Caller } from '../identity/caller';
 import { PROJECT_ROLES, Projects, type MemberView, type ProjectRole, type ProjectView } from '../identity/projects';

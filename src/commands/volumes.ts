@@ -1,9 +1,9 @@
 import type { App } from '../app';
-import { pageWindow } from '../api/pagination';
+import { pageWindow } from './pagination';
 import { applyOwnerScope } from '../identity/access';
 import { pagedRows } from '../db/paging';
 import type { JobHandler } from '../jobs/types';
-import { paramError } from '../kms/errors';
+import { paramError } from '../core/errors';
 import { Volumes } from '../kms/volumes';
 import { asyncParams, submitAsync } from './async-jobs';
 import type { CommandContext } from './context';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { pageWindow } from '../api/pagination';
+import { pageWindow } from './pagination';
 import { pagedRows } from '../db/paging';
-import { paramError } from '../kms/errors';
+import { paramError } from '../core/errors';
 import { ADMIN_ONLY, ALL_ROLES, defineCommand, listParams, param, type ResponseField } from './define';
 
 interface ZoneRow { id: number; uuid: string; name: string; description: string | null; networktype: string; allocation_state: string; dns1: string | null; internal_dns1: string | null }

@@ -1,5 +1,5 @@
 import type { Db } from '../db/knex';
-import { paramError } from '../kms/errors';
+import { paramError } from '../core/errors';
 
 /** One global setting, declared once: its default, validation and help come from here only. */
 export interface SettingSpec {

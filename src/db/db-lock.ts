@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import type { Logger } from '../logger';
+import type { Logger } from '../core/logger';
 import type { Db } from './knex';
 
 /** Why a start could not take a deployment-wide lock in time; main prints it as one line. */

@@ -2,9 +2,9 @@ import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import type { Db } from '../db/knex';
 import type { MasterKey } from '../config/master-key';
-import { paramError, permissionError } from '../kms/errors';
+import { paramError, permissionError } from '../core/errors';
 import { Access, scopeContains, type OwnerScope } from './access';
-import { isUuid } from '../commands/define';
+import { isUuid } from '../core/ids';
 import { ACCOUNT_TYPES, roleOf, type Caller } from './caller';
 import { generateKey, hashPassword } from './password';
 

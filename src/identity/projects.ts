@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Db } from '../db/knex';
 import type { EventLog, EventType } from '../events/event-log';
-import { paramError, permissionError } from '../kms/errors';
+import { paramError, permissionError } from '../core/errors';
 import { scopeContains } from './access';
 import { ACCOUNT_TYPES, type Caller } from './caller';
 import type { AccountRow, Directory, ProjectRow } from './directory';

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { App } from '../app';
 import { isRootAdmin, type Caller } from '../identity/caller';
 import { bool } from '../db/paging';
-import { paramError, permissionError } from './errors';
+import { paramError, permissionError } from '../core/errors';
 
 /** CloudStack's DiskOffering.State. */
 export const DISK_OFFERING_STATES = ['Active', 'Inactive'] as const;

@@ -8,7 +8,7 @@ import { applyOwnerScope } from '../identity/access';
 import type { Directory, ScopeRequest } from '../identity/directory';
 import type { ProfileHealth } from '../providers/circuit';
 import { PROVIDER_KINDS, type HsmProfileConfig, type ProviderKind } from '../providers/provider';
-import { isKmsError, KmsError, paramError, permissionError } from './errors';
+import { isKmsError, KmsError, paramError, permissionError } from '../core/errors';
 import { loadProfileConfig, storedDetailValue } from './hsm-profile-details';
 import type { HsmProfileDetailRow, HsmProfileRow } from './types';
 

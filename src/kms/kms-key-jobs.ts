@@ -1,7 +1,7 @@
 import type { App } from '../app';
 import type { Caller } from '../identity/caller';
 import type { RunningJob } from '../jobs/types';
-import { permissionError } from './errors';
+import { permissionError } from '../core/errors';
 import { KeyRotation, type RotateJobArgs } from './kms-key-rotation';
 import { KmsKeys } from './kms-keys';
 

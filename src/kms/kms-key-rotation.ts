@@ -3,7 +3,7 @@ import { bool } from '../db/paging';
 import type { Caller } from '../identity/caller';
 import type { KekBits } from '../providers/provider';
 import { kekLabel } from './aad';
-import { paramError } from './errors';
+import { paramError } from '../core/errors';
 import { assertKeyBits, backendCall, KmsKeys, versionsOf, type KmsKeyDeps } from './kms-keys';
 import type { HsmProfileRow, KekVersionRow, KmsKeyRow } from './types';
 

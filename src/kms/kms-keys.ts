@@ -8,7 +8,7 @@ import { applyOwnerScope } from '../identity/access';
 import type { ScopeRequest } from '../identity/directory';
 import type { KekBits, KekProvider, KekRef, ProviderKind } from '../providers/provider';
 import { kekLabel } from './aad';
-import { isKmsError, KmsError, paramError, permissionError } from './errors';
+import { isKmsError, KmsError, paramError, permissionError } from '../core/errors';
 import { HsmProfiles, profileConfigFor, type HsmProfileDeps } from './hsm-profiles';
 import { KEY_ALGORITHM, KEY_BITS, KEY_PURPOSE, type KekVersionRow, type KeyBits, type KmsKeyRow } from './types';
 

@@ -4,7 +4,7 @@ import type { Knex } from 'knex';
 import type { Env } from '../config/env';
 import { MasterKey, fingerprintOf, readMasterKeyMaterial } from '../config/master-key';
 import type { Db } from '../db/knex';
-import type { Logger } from '../logger';
+import type { Logger } from '../core/logger';
 import { MasterKeySeal } from './master-key-seal';
 
 /**

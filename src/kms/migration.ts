@@ -2,10 +2,10 @@ import type { Knex } from 'knex';
 import type { App } from '../app';
 import type { Caller } from '../identity/caller';
 import { bool } from '../db/paging';
-import { KmsError, isKmsError, paramError } from './errors';
+import { KmsError, isKmsError, paramError } from '../core/errors';
 import { getKeyByUuid } from './kms-keys';
 import { Passphrases } from './passphrases';
-import { using } from './secret-bytes';
+import { using } from '../core/secret-bytes';
 import { VersionArchivedError, WrappedKeys, type KekVersionContext } from './wrapped-keys';
 import { mapLimit } from './concurrency';
 

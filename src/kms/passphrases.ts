@@ -1,8 +1,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import type { MasterKey } from '../config/master-key';
-import { paramError } from './errors';
-import { SecretBytes } from './secret-bytes';
+import { paramError } from '../core/errors';
+import { SecretBytes } from '../core/secret-bytes';
 
 /** The authenticated place of a legacy passphrase under the master key. */
 export const passphraseAad = (uuid: string) => `passphrase:${uuid}`;

@@ -1,5 +1,5 @@
 import type { App } from '../app';
-import { resolveWorkerOptions } from '../jobs/options';
+import { resolveWorkerOptions } from '../config/worker-options';
 import { Rewrapper } from './rewrap';
 
 /** The schedule name of the background rewrap (one runner deployment-wide). */

@@ -2,7 +2,7 @@ import type { App } from '../app';
 import { isMysql } from '../db/knex';
 import type { KekRef } from '../providers/provider';
 import { mapLimit } from './concurrency';
-import { isKmsError } from './errors';
+import { isKmsError } from '../core/errors';
 import { adjustWrappedKeyCount, WrappedKeys, type KekVersionContext } from './wrapped-keys';
 
 /** What one rewrap tick did; failures are listed per wrapped key and retried at the next tick. */

@@ -3,11 +3,11 @@ import type { App } from '../app';
 import type { Caller } from '../identity/caller';
 import { isMysql } from '../db/knex';
 import { bool } from '../db/paging';
-import { KmsError, paramError, permissionError } from './errors';
+import { KmsError, paramError, permissionError } from '../core/errors';
 import { CUSTOM_DISK_SIZE_GB, DiskOfferings, isCustomized, isEncrypting, type DiskOfferingRow } from './disk-offerings';
 import { Passphrases } from './passphrases';
 import { getKeyByUuid } from './kms-keys';
-import { using } from './secret-bytes';
+import { using } from '../core/secret-bytes';
 import type { KmsKeyRow } from './types';
 import { VersionArchivedError, WrappedKeys, type KekVersionContext } from './wrapped-keys';
 

@@ -3,9 +3,9 @@ import type { Knex } from 'knex';
 import type { App } from '../app';
 import type { HsmProfileConfig, KekRef } from '../providers/provider';
 import { dekAad } from './aad';
-import { KmsError, paramError } from './errors';
+import { KmsError, paramError } from '../core/errors';
 import { loadProfileConfig, type ProfileRow } from './hsm-profile-details';
-import type { SecretBytes } from './secret-bytes';
+import type { SecretBytes } from '../core/secret-bytes';
 import { bool } from '../db/paging';
 import { isMysql } from '../db/knex';
 

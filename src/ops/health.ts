@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import type { App } from '../app';
-import { isKmsError, KmsError } from '../kms/errors';
+import { isKmsError, KmsError } from '../core/errors';
 import { profileConfigFor } from '../kms/hsm-profiles';
 import type { HsmProfileRow } from '../kms/types';
 import type { ProviderKind } from '../providers/provider';

@@ -1,4 +1,4 @@
-import type { SecretBytes } from '../kms/secret-bytes';
+import type { SecretBytes } from '../core/secret-bytes';
 
 /** Backend protocols, as CloudStack names them (`kms_hsm_profiles.protocol`). */
 export type ProviderKind = 'database' | 'pkcs11';

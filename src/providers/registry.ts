@@ -1,7 +1,7 @@
 import type { MasterKey } from '../config/master-key';
 import type { Db } from '../db/knex';
-import { KmsError } from '../kms/errors';
-import type { Logger } from '../logger';
+import { KmsError } from '../core/errors';
+import type { Logger } from '../core/logger';
 import { createDatabaseProvider, type DatabaseProviderOptions } from './database/database-provider';
 import { createPkcs11Provider, type Pkcs11ProviderOptions } from './pkcs11/pkcs11-provider';
 import { ProfileCircuits, type CircuitOptions, type ProfileHealth } from './circuit';

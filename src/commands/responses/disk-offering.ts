@@ -1,4 +1,4 @@
-import { formatDate } from '../../api/envelope';
+import { formatDate } from '../../core/dates';
 import { bool } from '../../db/paging';
 import type { DiskOfferingView } from '../../kms/disk-offerings';
 import type { ResponseField } from '../define';

@@ -1,4 +1,4 @@
-import { formatDate } from '../../api/envelope';
+import { formatDate } from '../../core/dates';
 import { bool } from '../../db/paging';
 import { maskedDetails } from '../../kms/hsm-profile-details';
 import type { HsmProfileView } from '../../kms/hsm-profiles';

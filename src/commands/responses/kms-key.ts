@@ -1,4 +1,4 @@
-import { formatDate } from '../../api/envelope';
+import { formatDate } from '../../core/dates';
 import { bool } from '../../db/paging';
 import { isRootAdmin, type Caller } from '../../identity/caller';
 import type { KmsKeyView } from '../../kms/kms-keys';

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { formatDate } from '../../api/envelope';
+import { formatDate } from '../../core/dates';
 import type { ResponseField } from '../define';
 import { prettyPath } from './identity';
 

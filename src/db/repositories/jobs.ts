@@ -1,5 +1,5 @@
 import type { Db } from '../knex';
-import { paramError } from '../../kms/errors';
+import { paramError } from '../../core/errors';
 
 /** One `async_job` row: the single truth of a job (owner, command, state, progress, result, lease). */
 export interface AsyncJobRow {

@@ -1,9 +1,9 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { MasterKey } from '../../config/master-key';
 import type { Db } from '../../db/knex';
-import { KmsError } from '../../kms/errors';
-import { SecretBytes } from '../../kms/secret-bytes';
-import type { Logger } from '../../logger';
+import { KmsError } from '../../core/errors';
+import { SecretBytes } from '../../core/secret-bytes';
+import type { Logger } from '../../core/logger';
 import type { HsmProfileConfig, KekBits, KekProvider, KekRef } from '../provider';
 import { gcmOpen, gcmSeal } from './gcm';
 import { KekCache } from './kek-cache';

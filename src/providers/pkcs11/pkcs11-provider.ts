@@ -22,9 +22,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import * as pkcs11js from 'pkcs11js';
-import { KmsError } from '../../kms/errors';
-import { SecretBytes } from '../../kms/secret-bytes';
-import type { Logger } from '../../logger';
+import { KmsError } from '../../core/errors';
+import { SecretBytes } from '../../core/secret-bytes';
+import type { Logger } from '../../core/logger';
 import type { HsmProfileConfig, KekBits, KekProvider, KekRef } from '../provider';
 import { operationSignal } from '../policy';
 import { ckrName, pkcs11Error } from './errors';

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import * as pkcs11js from 'pkcs11js';
-import { KmsError } from '../../kms/errors';
+import { KmsError } from '../../core/errors';
 import type { HsmProfileConfig } from '../provider';
 import { breaksSession } from './errors';
 import { macLabel, sync } from './mechanisms';

@@ -1,4 +1,4 @@
-import { KmsError } from '../../kms/errors';
+import { KmsError } from '../../core/errors';
 
 /** The detail keys a PKCS#11 profile accepts; anything else is reported as a problem. */
 export const PKCS11_DETAIL_KEYS = ['library', 'slot', 'slot_list_index', 'token_label', 'pin', 'max_sessions'] as const;

@@ -1,4 +1,4 @@
-import { KmsError } from '../../kms/errors';
+import { KmsError } from '../../core/errors';
 
 /** How a pool opens and closes its resources (PKCS#11 sessions in production, fakes in tests). */
 export interface PoolResources<S> {

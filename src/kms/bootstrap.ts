@@ -2,12 +2,12 @@ import { randomUUID } from 'node:crypto';
 import type { Db } from '../db/knex';
 import type { Env } from '../config/env';
 import type { MasterKey } from '../config/master-key';
-import { Directory } from './directory';
-import type { Logger } from '../logger';
+import { Directory } from '../identity/directory';
+import type { Logger } from '../core/logger';
 import { withDbLock } from '../db/db-lock';
-import { ensureDefaultHsmProfile } from '../kms/hsm-profiles';
-import { ACCOUNT_TYPES } from './caller';
-import { generateKey, hashPassword } from './password';
+import { ensureDefaultHsmProfile } from './hsm-profiles';
+import { ACCOUNT_TYPES } from '../identity/caller';
+import { generateKey, hashPassword } from '../identity/password';
 
 /**
  * First-start setup, idempotent: ROOT domain, `admin` root-admin account and user `admin`, and the
