@@ -20,6 +20,11 @@ import { registerRewrapSchedule } from './kms/rewrap-schedule';
 import { recordHealthChange } from './kms/hsm-profiles';
 import { registerKmsKeyJobs } from './kms/kms-key-jobs';
 import { ALL_COMMANDS } from './commands/registry';
+import { registerDeclaredJobs } from './commands/jobs';
+import type { Services } from './commands/context';
+import { createRepositories, type Repositories } from './db/repositories';
+import { systemClock, type Clock } from './core/clock';
+import { createKmsServices, type KmsDeps, type KmsServices } from './kms';
 import { Metrics } from './ops/metrics';
 import { checkPaths } from './ops/preflight';
 import { Health } from './ops/health';
@@ -27,10 +32,13 @@ import { registerStateMetrics } from './ops/state-metrics';
 import { bootstrapDeployment } from './kms/bootstrap';
 
 /** The application's services, built once per process and shared by the API and the workers. */
-export interface App {
+export interface App extends Services, KmsDeps {
   readonly env: Env;
   readonly db: Db;
   readonly logger: Logger;
+  readonly repos: Repositories;
+  readonly clock: Clock;
+  readonly kms: KmsServices;
   /** The master-key versions this process holds; new values use the active one. */
   readonly masterKey: MasterKey;
   /** This process as a node holding master keys: heartbeat, version changes, the seal. */
@@ -127,9 +135,15 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
   });
   const health = new Health({ db, env, logger, providers, masterKey }, env.readyTimeoutMs);
   const closers: Array<() => Promise<void>> = [() => db.destroy(), () => node.stop(), () => providers.close(), () => health.close(), () => jobs.close()];
+  const repos = createRepositories(db);
+  const sessions = new SessionStore(db, env.sessionTimeoutSec);
+  const kmsDeps: KmsDeps = { repos, db, providers, settings, events, directory, masterKey, clock: systemClock, logger };
   const app: App = {
     env,
     db,
+    repos,
+    clock: systemClock,
+    kms: createKmsServices(kmsDeps),
     logger,
     masterKey,
     settings,
@@ -137,7 +151,7 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
     jobs,
     directory,
     events,
-    sessions: new SessionStore(db, env.sessionTimeoutSec),
+    sessions,
     managementServerId,
     masterKeys: node,
     metrics,
@@ -147,6 +161,7 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
     },
   };
   for (const [kind, make] of Object.entries({ ...volumeJobHandlers, ...migrationJobHandlers, ...identityJobHandlers, ...projectJobHandlers, ...masterKeyJobHandlers })) jobs.register(kind, make(app));
+  registerDeclaredJobs(jobs, app, ALL_COMMANDS);
   registerKmsKeyJobs(app);
   registerRewrapSchedule(app);
   registerStateMetrics(app);

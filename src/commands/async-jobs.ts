@@ -2,7 +2,7 @@ import { parseListDate } from './dates';
 import type { ApiResult } from './result';
 import { pageWindow } from './pagination';
 import { pagedRows } from '../db/paging';
-import { applyOwnerScope } from '../identity/access';
+import { applyOwnerScope } from '../db/owner-scope';
 import { paramError, permissionError } from '../core/errors';
 import type { JobSubmission } from '../jobs/types';
 import type { CommandContext } from './context';

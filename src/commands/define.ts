@@ -1,5 +1,6 @@
 import type { ApiResult } from './result';
 import type { CommandContext } from './context';
+import type { JobSpec } from './jobs';
 import type { Role } from '../identity/caller';
 import { isUuid } from '../core/ids';
 
@@ -137,6 +138,8 @@ export interface CommandSpec<P extends Params = Params> {
   readonly responseName?: string;
   /** Prefix of backend errors ("Failed to rotate KMS key: "), reference/cloudstack-kms-4.23.md §1.12. */
   readonly backendErrorPrefix?: string;
+  /** The async half of an async command: its job kind, argument shape and handler (src/commands/jobs.ts). */
+  readonly job?: JobSpec<never>;
   readonly handler: (p: Infer<P>, ctx: CommandContext) => Promise<ApiResult>;
 }
 

@@ -2,7 +2,7 @@ import { parseListDate } from './dates';
 import { formatDate } from '../core/dates';
 import { pageWindow } from './pagination';
 import { pagedRows } from '../db/paging';
-import { applyOwnerScope } from '../identity/access';
+import { applyOwnerScope } from '../db/owner-scope';
 import { ALL_ROLES, defineCommand, ownerListParams, param } from './define';
 
 interface EventView { uuid: string; type: string; level: string; state: string; description: string; created: number; resource_type: string | null; resource_id: string | null; username: string | null; account_name: string | null; account_uuid: string | null; domain_uuid: string | null; domain_name: string | null }

@@ -1,7 +1,7 @@
 import { pageWindow } from './pagination';
 import { pagedRows } from '../db/paging';
 import { ACCOUNT_TYPES, isRootAdmin, type Caller } from '../identity/caller';
-import { applyOwnerScope } from '../identity/access';
+import { applyOwnerScope } from '../db/owner-scope';
 import type { UserRow } from '../identity/directory';
 import { paramError, permissionError } from '../core/errors';
 import type { App } from '../app';

@@ -1,6 +1,6 @@
 import type { App } from '../app';
 import { pageWindow } from './pagination';
-import { applyOwnerScope } from '../identity/access';
+import { applyOwnerScope } from '../db/owner-scope';
 import { pagedRows } from '../db/paging';
 import type { JobHandler } from '../jobs/types';
 import { paramError } from '../core/errors';

@@ -1,6 +1,8 @@
-import type { Knex } from 'knex';
 import type { Db } from '../db/knex';
 import { ACCOUNT_TYPES, type Caller } from './caller';
+import { scopeContains, type Owner, type OwnerScope } from '../core/owner-scope';
+
+export { scopeContains, type Owner, type OwnerScope } from '../core/owner-scope';
 
 /**
  * The one authorization rule. Every command, list and job asks it; nothing else decides whether a
@@ -20,69 +22,6 @@ import { ACCOUNT_TYPES, type Caller } from './caller';
  * A single read and a list both derive from `reach`: a list narrows it (its filters), a single
  * check tests membership of the same set, so the two cannot disagree.
  */
-
-/** Who owns something: an account (and its domain), or a domain alone (accountId null). */
-export interface Owner {
-  readonly accountId: number | null;
-  readonly domainId: number | null;
-}
-
-/** A set of owners: what a caller reaches, or what a list may show. */
-export type OwnerScope =
-  /** Every owner, except the listed accounts (project accounts, for a list without projectid). */
-  | { readonly kind: 'all'; readonly exceptAccountIds?: readonly number[] }
-  | { readonly kind: 'accounts'; readonly accountIds: readonly number[] }
-  /**
-   * Owners in these domains, except the listed accounts (root-admin accounts, for a domain admin),
-   * plus `alsoAccountIds` wherever they live (the projects a domain admin is a member of).
-   */
-  | {
-    readonly kind: 'domains'; readonly domainIds: readonly number[]; readonly exceptAccountIds: readonly number[];
-    readonly alsoAccountIds?: readonly number[];
-  };
-
-/** Columns of an owned table, qualified as the query names them. */
-export interface OwnerColumns {
-  readonly accountCol: string;
-  readonly domainCol: string;
-}
-
-/** Whether an owner is in a scope. */
-export function scopeContains(scope: OwnerScope, owner: Owner): boolean {
-  switch (scope.kind) {
-    case 'all':
-      return owner.accountId === null || !(scope.exceptAccountIds ?? []).includes(owner.accountId);
-    case 'accounts':
-      return owner.accountId !== null && scope.accountIds.includes(owner.accountId);
-    case 'domains':
-      if (owner.accountId !== null && (scope.alsoAccountIds ?? []).includes(owner.accountId)) return true;
-      return owner.domainId !== null && scope.domainIds.includes(owner.domainId) &&
-        (owner.accountId === null || !scope.exceptAccountIds.includes(owner.accountId));
-  }
-}
-
-/** Restricts a query on an owned table to a scope: the SQL twin of `scopeContains`. */
-export function applyOwnerScope(q: Knex.QueryBuilder, scope: OwnerScope, cols: OwnerColumns): Knex.QueryBuilder {
-  switch (scope.kind) {
-    case 'all':
-      if (scope.exceptAccountIds?.length) {
-        q.where((b) => b.whereNull(cols.accountCol).orWhereNotIn(cols.accountCol, [...scope.exceptAccountIds!]));
-      }
-      return q;
-    case 'accounts':
-      return q.whereIn(cols.accountCol, [...scope.accountIds]);
-    case 'domains':
-      return q.where((outer) => {
-        outer.where((inDomains) => {
-          inDomains.whereIn(cols.domainCol, [...scope.domainIds]);
-          if (scope.exceptAccountIds.length) {
-            inDomains.where((b) => b.whereNull(cols.accountCol).orWhereNotIn(cols.accountCol, [...scope.exceptAccountIds]));
-          }
-        });
-        if (scope.alsoAccountIds?.length) outer.orWhereIn(cols.accountCol, [...scope.alsoAccountIds]);
-      });
-  }
-}
 
 export class Access {
   constructor(private readonly db: Db) {}

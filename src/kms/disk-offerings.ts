@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { App } from '../app';
+import type { KmsDeps } from './deps';
 import { isRootAdmin, type Caller } from '../identity/caller';
 import { bool } from '../db/paging';
 import { paramError, permissionError } from '../core/errors';
@@ -73,7 +73,7 @@ const csvOf = (list: readonly number[] | null): string | null => (list && list.l
  * CloudStack does: volumes keep it, new volumes cannot use it.
  */
 export class DiskOfferings {
-  constructor(private readonly app: App) {}
+  constructor(private readonly app: KmsDeps) {}
 
   async create(caller: Caller, input: CreateDiskOfferingInput): Promise<DiskOfferingRow> {
     if (input.customized && input.diskSizeGb !== undefined) throw paramError('Disksize must not be given for a customized disk offering; leave it out or set customized=false');

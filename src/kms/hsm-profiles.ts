@@ -1,10 +1,10 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
-import type { App } from '../app';
+import type { KmsDeps } from './deps';
 import { bool, pagedRows } from '../db/paging';
 import type { Db } from '../db/knex';
 import { isRootAdmin, type Caller } from '../identity/caller';
-import { applyOwnerScope } from '../identity/access';
+import { applyOwnerScope } from '../db/owner-scope';
 import type { Directory, ScopeRequest } from '../identity/directory';
 import type { ProfileHealth } from '../providers/circuit';
 import { PROVIDER_KINDS, type HsmProfileConfig, type ProviderKind } from '../providers/provider';
@@ -13,7 +13,7 @@ import { loadProfileConfig, storedDetailValue } from './hsm-profile-details';
 import type { HsmProfileDetailRow, HsmProfileRow } from './types';
 
 /** What the profile service uses of the application. */
-export type HsmProfileDeps = Pick<App, 'db' | 'masterKey' | 'providers' | 'events' | 'directory'>;
+export type HsmProfileDeps = Pick<KmsDeps, 'db' | 'masterKey' | 'providers' | 'events' | 'directory'>;
 
 /** A profile row with the names responses show. */
 export interface HsmProfileView extends HsmProfileRow {
@@ -84,7 +84,7 @@ export async function ensureDefaultHsmProfile(db: Db, directory: Directory): Pro
 }
 
 /** A profile as a provider needs it (sensitive details decrypted): never log or return it. */
-export async function profileConfigFor(app: Pick<App, 'db' | 'masterKey'>, profileId: number): Promise<HsmProfileConfig> {
+export async function profileConfigFor(app: Pick<KmsDeps, 'db' | 'masterKey'>, profileId: number): Promise<HsmProfileConfig> {
   const row: HsmProfileRow | undefined = await app.db('kms_hsm_profiles').where({ id: profileId }).first();
   if (!row) throw paramError(`HSM profile not found: ${profileId}`);
   return loadProfileConfig(app.db, app.masterKey, row);
@@ -325,7 +325,7 @@ const actorOf = (c: Caller) => ({ userId: c.userId, accountId: c.accountId, doma
  * Records a change of a profile's health (the circuit opened or closed) as an HSM.PROFILE.HEALTH
  * event owned by the profile's account and domain. The reason names the failing call and code only.
  */
-export async function recordHealthChange(db: Db, events: App['events'], h: ProfileHealth): Promise<void> {
+export async function recordHealthChange(db: Db, events: KmsDeps['events'], h: ProfileHealth): Promise<void> {
   const row: Pick<HsmProfileRow, 'account_id' | 'domain_id'> | undefined = await db('kms_hsm_profiles').where({ uuid: h.profileId }).first('account_id', 'domain_id');
   const description = h.health === 'Degraded'
     ? `HSM profile ${h.name} is degraded: requests using it fail fast until it answers again (${h.reason ?? 'not answering'})`

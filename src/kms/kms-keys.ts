@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import { isMysql } from '../db/knex';
-import type { App } from '../app';
+import type { KmsDeps } from './deps';
 import { bool, pagedRows } from '../db/paging';
 import type { Caller } from '../identity/caller';
-import { applyOwnerScope } from '../identity/access';
+import { applyOwnerScope } from '../db/owner-scope';
 import type { ScopeRequest } from '../identity/directory';
 import type { KekBits, KekProvider, KekRef, ProviderKind } from '../providers/provider';
 import { kekLabel } from './aad';
@@ -13,7 +13,7 @@ import { HsmProfiles, profileConfigFor, type HsmProfileDeps } from './hsm-profil
 import { KEY_ALGORITHM, KEY_BITS, KEY_PURPOSE, type KekVersionRow, type KeyBits, type KmsKeyRow } from './types';
 
 /** What the key service uses of the application. */
-export type KmsKeyDeps = HsmProfileDeps & Pick<App, 'logger'>;
+export type KmsKeyDeps = HsmProfileDeps & Pick<KmsDeps, 'logger'>;
 
 /** A key row with the names and the Active version number that responses show. */
 export interface KmsKeyView extends KmsKeyRow {

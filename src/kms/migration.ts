@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import type { App } from '../app';
+import type { KmsDeps } from './deps';
 import type { Caller } from '../identity/caller';
 import { bool } from '../db/paging';
 import { KmsError, isKmsError, paramError } from '../core/errors';
@@ -70,7 +70,7 @@ export class Migration {
   private readonly wrappedKeys: WrappedKeys;
   private readonly passphrases: Passphrases;
 
-  constructor(private readonly app: App) {
+  constructor(private readonly app: KmsDeps) {
     this.wrappedKeys = new WrappedKeys(app);
     this.passphrases = new Passphrases(app.masterKey);
   }

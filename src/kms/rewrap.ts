@@ -1,4 +1,4 @@
-import type { App } from '../app';
+import type { KmsDeps } from './deps';
 import { isMysql } from '../db/knex';
 import type { KekRef } from '../providers/provider';
 import { mapLimit } from './concurrency';
@@ -47,7 +47,7 @@ interface ClaimedRow { id: number; uuid: string; kms_key_id: number; kek_version
 export class Rewrapper {
   private readonly wrappedKeys: WrappedKeys;
 
-  constructor(private readonly app: App) {
+  constructor(private readonly app: KmsDeps) {
     this.wrappedKeys = new WrappedKeys(app);
   }
 

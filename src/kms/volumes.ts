@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { App } from '../app';
+import type { KmsDeps } from './deps';
 import type { Caller } from '../identity/caller';
 import { isMysql } from '../db/knex';
 import { bool } from '../db/paging';
@@ -58,7 +58,7 @@ export class Volumes {
   readonly wrappedKeys: WrappedKeys;
   readonly passphrases: Passphrases;
 
-  constructor(private readonly app: App) {
+  constructor(private readonly app: KmsDeps) {
     this.wrappedKeys = new WrappedKeys(app);
     this.passphrases = new Passphrases(app.masterKey);
   }

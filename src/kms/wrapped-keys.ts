@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
-import type { App } from '../app';
+import type { KmsDeps } from './deps';
 import type { HsmProfileConfig, KekRef } from '../providers/provider';
 import { dekAad } from './aad';
 import { KmsError, paramError } from '../core/errors';
@@ -55,7 +55,7 @@ export class VersionArchivedError extends KmsError {
  * destruction. Every blob is bound to (KMS key, KEK version, owning volume) through its AAD.
  */
 export class WrappedKeys {
-  constructor(private readonly app: App) {}
+  constructor(private readonly app: KmsDeps) {}
 
   /** The Active version of a key, ready to wrap with; 431 when the profile is disabled. */
   async activeVersion(keyId: number, trx: Knex = this.app.db): Promise<KekVersionContext> {

@@ -1,0 +1,52 @@
+import type { Knex } from 'knex';
+import { JobRepository } from './jobs';
+import { LockRepository } from './locks';
+
+/**
+ * Every table of the server is reached through one of these repositories (docs/architecture.md):
+ * they hold the SQL, and they return domain types (booleans are booleans, times are numbers of
+ * epoch ms or Dates as each type says, never raw 0/1 columns). No file outside src/db imports knex.
+ *
+ * A repository is bound to a connection or to a transaction; `transaction(fn)` runs `fn` with
+ * every repository bound to one transaction, committed when `fn` resolves.
+ */
+export interface Repositories {
+  // ── jobs and locks ─────────────────────────────────────────────
+  readonly jobs: JobRepository;
+  readonly locks: LockRepository;
+
+  // ── identity: domains, accounts, users, projects, sessions ─────
+
+  // ── KMS keys: keys, KEK versions, HSM profiles, wrapped keys ───
+
+  // ── volumes, disk offerings, zones, events, settings, master key ──
+
+  /** Runs `fn` in one transaction; every repository it is given is bound to that transaction. */
+  transaction<T>(fn: (tx: Repositories) => Promise<T>): Promise<T>;
+  /** True on MariaDB/MySQL, false on SQLite (for the few statements that differ). */
+  readonly isMysql: boolean;
+}
+
+/** The repositories over a connection (or a transaction already open). */
+export function createRepositories(db: Knex | Knex.Transaction): Repositories {
+  const isMysql = db.client.config.client === 'mysql2';
+  const lazy = <T>(make: () => T): (() => T) => {
+    let v: T | undefined;
+    return () => (v ??= make());
+  };
+  const jobs = lazy(() => new JobRepository(db));
+  const locks = lazy(() => new LockRepository(db));
+  return {
+    get jobs() { return jobs(); },
+    get locks() { return locks(); },
+
+    // identity
+
+    // KMS keys
+
+    // volumes and the rest
+
+    transaction: (fn) => ('isTransaction' in db && db.isTransaction ? fn(createRepositories(db)) : db.transaction((trx) => fn(createRepositories(trx)))),
+    isMysql,
+  };
+}
