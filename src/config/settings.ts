@@ -1,5 +1,6 @@
 import type { Db } from '../db/knex';
 import { paramError } from '../core/errors';
+import { KEY_BITS } from '../core/key-bits';
 
 /** One global setting, declared once: its default, validation and help come from here only. */
 export interface SettingSpec {
@@ -18,7 +19,7 @@ const intIn = (min: number, max: number) => (v: string) =>
 const oneOf = (options: readonly string[]) => (v: string) =>
   options.includes(v) ? undefined : `must be one of ${options.join(', ')}`;
 
-const DEK_SIZES = ['128', '192', '256'] as const;
+const DEK_SIZES = KEY_BITS.map(String);
 const SESSION_KEY_LOCATIONS = ['CookieOrParameter', 'ParameterOnly', 'CookieAndParameter'] as const;
 
 export const SETTINGS: readonly SettingSpec[] = [

@@ -6,10 +6,7 @@
 /** KEK version states with CloudStack's spelling: exactly one Active per key. */
 export type KekStatus = 'Active' | 'Previous' | 'Archived';
 
-/** KEK sizes CloudStack accepts for a KMS key ("Key bits must be 128, 192, or 256"). */
-export const KEY_BITS = [128, 192, 256] as const;
-/** One of KEY_BITS. */
-export type KeyBits = (typeof KEY_BITS)[number];
+export { KEY_BITS, type KeyBits } from '../core/key-bits';
 
 /** The only purpose 4.23 creates (KeyPurpose.VOLUME_ENCRYPTION). */
 export const KEY_PURPOSE = 'volume';

@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { isKeyBits, KEY_BITS_TEXT } from '../../core/key-bits';
 import type { MasterKey } from '../../config/master-key';
 import type { Db } from '../../db/knex';
 import { KmsError } from '../../core/errors';
@@ -96,7 +97,7 @@ export function createDatabaseProvider(opts: DatabaseProviderOptions): KekProvid
     },
 
     async createKek(kek: KekRef, bits: KekBits) {
-      if (bits !== 128 && bits !== 192 && bits !== 256) throw new KmsError('param', `KEK size must be 128, 192 or 256 bits (got ${bits})`);
+      if (!isKeyBits(bits)) throw new KmsError('param', `KEK size must be ${KEY_BITS_TEXT} bits (got ${bits})`);
       const key = randomBytes(bits / 8);
       try {
         const material = masterKey.encrypt(key, kek.label);

@@ -21,6 +21,7 @@
  * (find, create, destroy, *Init, attribute reads) is synchronous, because pkcs11js has no async form.
  */
 import { randomBytes } from 'node:crypto';
+import { isKeyBits, KEY_BITS_TEXT } from '../../core/key-bits';
 import * as pkcs11js from 'pkcs11js';
 import { KmsError } from '../../core/errors';
 import { SecretBytes } from '../../core/secret-bytes';
@@ -205,7 +206,7 @@ export function createPkcs11Provider(opts: Pkcs11ProviderOptions): KekProvider {
     },
 
     async createKek(kek: KekRef, bits: KekBits) {
-      if (bits !== 128 && bits !== 192 && bits !== 256) throw new KmsError('param', `KEK size must be 128, 192 or 256 bits (got ${bits})`);
+      if (!isKeyBits(bits)) throw new KmsError('param', `KEK size must be ${KEY_BITS_TEXT} bits (got ${bits})`);
       await use(kek.profile, async (state, session) => {
         const lib = state.module.lib;
         if (findByLabel(state, session, kek.label).length || findByLabel(state, session, macLabel(kek.label)).length) {
