@@ -6,6 +6,7 @@ import { KmsKeys } from './kms-keys';
 import { Migration } from './migration';
 import { Rewrapper } from './rewrap';
 import { Volumes } from './volumes';
+import { WrappedKeys } from './wrapped-keys';
 
 export type { KmsDeps } from './deps';
 
@@ -16,6 +17,7 @@ export interface KmsServices {
   readonly profiles: HsmProfiles;
   readonly rotation: KeyRotation;
   readonly rewrap: Rewrapper;
+  readonly wrappedKeys: WrappedKeys;
 
   // ── volumes and the rest ──
   readonly volumes: Volumes;
@@ -31,6 +33,7 @@ export function createKmsServices(deps: KmsDeps): KmsServices {
     profiles: new HsmProfiles(deps),
     rotation: new KeyRotation(deps),
     rewrap: new Rewrapper(deps),
+    wrappedKeys: new WrappedKeys(deps),
 
     // volumes and the rest
     volumes: new Volumes(deps),
