@@ -1,5 +1,5 @@
 /**
- * Errors are data: a kind decides retryability and, through src/api/errors.ts, the wire code.
+ * Errors are data: a kind decides retryability and, through the WIRE table below, the wire code.
  * Messages say what to fix and never carry a PIN, a key or a plaintext.
  */
 export type ErrorKind =
