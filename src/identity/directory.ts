@@ -8,7 +8,7 @@ import type { Account, IdentityState } from '../db/repositories/accounts';
 import type { Domain } from '../db/repositories/domains';
 import type { Project } from '../db/repositories/projects';
 import type { User } from '../db/repositories/users';
-import { EventLog } from '../events/event-log';
+import type { EventLog } from '../events/event-log';
 import { Access, scopeContains, type OwnerScope } from './access';
 import { ACCOUNT_TYPES, roleOf, type Caller } from './caller';
 import { generateKey, hashPassword } from './password';
@@ -42,10 +42,9 @@ export const secretAad = (userUuid: string) => `user-secret:${userUuid}`;
 export class Directory {
   /** The authorization rule (src/identity/access.ts); the access methods below only apply it. */
   readonly access: Access;
-  /** Projects, their memberships and their commands' rules (src/identity/projects.ts). */
-  readonly projects: Projects;
-
   private readonly repos: Repositories;
+  private readonly events: EventLog | undefined;
+  #projects: Projects | undefined;
   private readonly masterKey: MasterKey;
   private readonly clock: Clock;
   private readonly credentialTtlMs: number;
@@ -59,15 +58,22 @@ export class Directory {
   /** @deprecated shim for src/kms/bootstrap.ts: `new Directory({ repos, masterKey, events })`. */
   constructor(db: Parameters<typeof createRepositories>[0], masterKey: MasterKey, credentialTtlMs?: number);
   constructor(depsOrDb: IdentityDeps | Parameters<typeof createRepositories>[0], masterKey?: MasterKey, credentialTtlMs?: number) {
-    const deps: IdentityDeps = typeof depsOrDb === 'function'
-      ? { repos: createRepositories(depsOrDb), masterKey: masterKey!, events: new EventLog(depsOrDb), credentialTtlMs }
+    // The bootstrap's directory (the deprecated form) records no event: it has no event log.
+    const deps: Omit<IdentityDeps, 'events'> & { events?: EventLog } = typeof depsOrDb === 'function'
+      ? { repos: createRepositories(depsOrDb), masterKey: masterKey!, credentialTtlMs }
       : depsOrDb;
     this.repos = deps.repos;
+    this.events = deps.events;
     this.masterKey = deps.masterKey;
     this.clock = deps.clock ?? systemClock;
     this.credentialTtlMs = deps.credentialTtlMs ?? 1000;
     this.access = new Access(deps.repos);
-    this.projects = new Projects({ repos: deps.repos, events: deps.events, clock: this.clock }, this);
+  }
+
+  /** Projects, their memberships and their commands' rules (src/identity/projects.ts). */
+  get projects(): Projects {
+    if (!this.events) throw new Error('this directory was built without an event log: it has no project service');
+    return (this.#projects ??= new Projects({ repos: this.repos, events: this.events, clock: this.clock }, this));
   }
 
   /** The caller of an API request: `loadCaller`, cached for `credentialTtlMs`. */

@@ -3,11 +3,12 @@ import type { Clock } from '../core/clock';
 import { paramError, permissionError } from '../core/errors';
 import type { Repositories } from '../db/repositories';
 import type { Account } from '../db/repositories/accounts';
+import type { Domain } from '../db/repositories/domains';
 import type { PageWindow, Page } from '../db/paging';
 import type { Project, ProjectMember, ProjectRole, ProjectView } from '../db/repositories/projects';
 import type { EventLog, EventType } from '../events/event-log';
+import type { Access } from './access';
 import { ACCOUNT_TYPES, type Caller } from './caller';
-import type { Directory } from './directory';
 
 export type { ProjectMember, ProjectRole, ProjectView } from '../db/repositories/projects';
 export const PROJECT_ROLES: readonly ProjectRole[] = ['Admin', 'Regular'];
@@ -17,6 +18,14 @@ export interface ProjectDeps {
   readonly repos: Repositories;
   readonly events: EventLog;
   readonly clock: Clock;
+}
+
+/** What projects ask of the directory (src/identity/directory.ts builds the project service with itself). */
+export interface ProjectDirectory {
+  readonly access: Access;
+  owningAccount(caller: Caller, req: { account?: string; domainid?: string }): Promise<Account>;
+  accessibleDomain(caller: Caller, uuid: string): Promise<Domain>;
+  accessibleProject(caller: Caller, uuid: string): Promise<Project>;
 }
 
 /** What listProjects asks for. */
@@ -30,7 +39,7 @@ export interface ProjectListRequest {
  * its Admin members, the domain admins above it and root admins manage it.
  */
 export class Projects {
-  constructor(private readonly deps: ProjectDeps, private readonly directory: Directory) {}
+  constructor(private readonly deps: ProjectDeps, private readonly directory: ProjectDirectory) {}
 
   private get repos(): Repositories {
     return this.deps.repos;
@@ -58,7 +67,7 @@ export class Projects {
       await tx.projects.addMember(p.id, owner.id, 'Admin', now);
       return p;
     });
-    // TODO(lead): record inside the transaction once the event log is reachable as `tx.events` (area C).
+    // TODO(lead, at merge): record in the transaction (`events.record(e, tx)`) once EventLog.record takes Repositories (area C's branch).
     await this.deps.events.record({
       type: 'PROJECT.CREATE', description: `Created project ${name}`, actor: { userId: caller.userId, accountId: project.accountId, domainId: owner.domainId },
       resourceType: 'Project', resourceId: project.uuid,
