@@ -13,8 +13,6 @@ import { createProviderRegistry, type ProviderRegistry } from './providers/regis
 import { createJobService, type JobService } from './jobs/job-service';
 import { volumeJobHandlers } from './commands/volumes';
 import { migrationJobHandlers } from './commands/kms-migration';
-import { identityJobHandlers } from './commands/identity-states';
-import { projectJobHandlers } from './commands/projects';
 import { masterKeyJobHandlers } from './commands/master-key';
 import { registerRewrapSchedule } from './kms/rewrap-schedule';
 import { recordHealthChange } from './kms/hsm-profiles';
@@ -109,7 +107,6 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
   }
   const node = masterKeys!;
   const masterKey = node.key;
-  const directory = new Directory(db, masterKey);
   const settings = new Settings(db);
   const metrics = new Metrics();
   const events = new EventLog(db);
@@ -136,7 +133,8 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
   const health = new Health({ db, env, logger, providers, masterKey }, env.readyTimeoutMs);
   const closers: Array<() => Promise<void>> = [() => db.destroy(), () => node.stop(), () => providers.close(), () => health.close(), () => jobs.close()];
   const repos = createRepositories(db);
-  const sessions = new SessionStore(db, env.sessionTimeoutSec);
+  const directory = new Directory({ repos, masterKey, events, clock: systemClock });
+  const sessions = new SessionStore(repos, env.sessionTimeoutSec, systemClock);
   const kmsDeps: KmsDeps = { repos, db, providers, settings, events, directory, masterKey, clock: systemClock, logger };
   const app: App = {
     env,
@@ -160,7 +158,7 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
       for (const close of closers.reverse()) await close();
     },
   };
-  for (const [kind, make] of Object.entries({ ...volumeJobHandlers, ...migrationJobHandlers, ...identityJobHandlers, ...projectJobHandlers, ...masterKeyJobHandlers })) jobs.register(kind, make(app));
+  for (const [kind, make] of Object.entries({ ...volumeJobHandlers, ...migrationJobHandlers, ...masterKeyJobHandlers })) jobs.register(kind, make(app));
   registerDeclaredJobs(jobs, app, ALL_COMMANDS);
   registerKmsKeyJobs(app);
   registerRewrapSchedule(app);

@@ -1,4 +1,4 @@
-import type { Db } from '../db/knex';
+import type { Repositories } from '../db/repositories';
 import { ACCOUNT_TYPES, type Caller } from './caller';
 import { scopeContains, type Owner, type OwnerScope } from '../core/owner-scope';
 
@@ -24,7 +24,7 @@ export { scopeContains, type Owner, type OwnerScope } from '../core/owner-scope'
  */
 
 export class Access {
-  constructor(private readonly db: Db) {}
+  constructor(private readonly repos: Repositories) {}
 
   /** Everything the caller may see and act on. */
   async reach(caller: Caller): Promise<OwnerScope> {
@@ -40,19 +40,12 @@ export class Access {
 
   /** The accounts of the live projects an account is a member of (any role). */
   async memberProjectAccountIds(accountId: number): Promise<number[]> {
-    const rows: Array<{ id: number }> = await this.db('project_account as m').join('projects as p', 'p.id', 'm.project_id')
-      .where('m.account_id', accountId).whereNull('p.removed').select('p.project_account_id as id');
-    return rows.map((r) => Number(r.id));
+    return this.repos.projects.memberProjectAccountIds(accountId);
   }
 
   /** The project accounts (type 5) in these domains (all domains when absent), among `amongIds` when given. */
   async projectAccountIds(domainIds?: readonly number[], amongIds?: readonly number[]): Promise<number[]> {
-    if (amongIds && !amongIds.length) return [];
-    const q = this.db('account').where('type', ACCOUNT_TYPES.Project).select('id');
-    if (domainIds) q.whereIn('domain_id', [...domainIds]);
-    if (amongIds) q.whereIn('id', [...amongIds]);
-    const rows: Array<{ id: number }> = await q;
-    return rows.map((r) => Number(r.id));
+    return this.repos.accounts.projectAccountIds(domainIds, amongIds);
   }
 
   /** Whether the caller reaches an owner (a single read or an action on one object). */
@@ -73,7 +66,7 @@ export class Access {
    */
   async domainScope(caller: Caller, domainId: number, recursive: boolean): Promise<OwnerScope> {
     const domainIds = recursive ? await this.subtreeIds(domainId) : [domainId];
-    const exceptAccountIds = caller.accountType === ACCOUNT_TYPES.Admin ? [] : await this.rootAdminAccountsIn(domainIds);
+    const exceptAccountIds = caller.accountType === ACCOUNT_TYPES.Admin ? [] : await this.repos.accounts.rootAdminIdsIn(domainIds);
     return { kind: 'domains', domainIds, exceptAccountIds };
   }
 
@@ -82,8 +75,7 @@ export class Access {
     const all = [domainId];
     let frontier = [domainId];
     while (frontier.length) {
-      const rows: Array<{ id: number }> = await this.db('domain').whereIn('parent_id', frontier).whereNull('removed').select('id');
-      frontier = rows.map((r) => Number(r.id)).filter((id) => !all.includes(id));
+      frontier = (await this.repos.domains.childIds(frontier)).filter((id) => !all.includes(id));
       all.push(...frontier);
     }
     return all;
@@ -94,16 +86,11 @@ export class Access {
     const out: number[] = [];
     let id: number | null = domainId;
     while (id !== null && !out.includes(id)) {
-      const row: { id: number; parent_id: number | null } | undefined = await this.db('domain').where({ id }).whereNull('removed').first('id', 'parent_id');
+      const row = await this.repos.domains.parentOf(id);
       if (!row) break;
-      out.push(Number(row.id));
-      id = row.parent_id === null ? null : Number(row.parent_id);
+      out.push(id);
+      id = row.parentId;
     }
     return out;
-  }
-
-  private async rootAdminAccountsIn(domainIds: readonly number[]): Promise<number[]> {
-    const rows: Array<{ id: number }> = await this.db('account').where('type', ACCOUNT_TYPES.Admin).whereIn('domain_id', [...domainIds]).select('id');
-    return rows.map((r) => Number(r.id));
   }
 }

@@ -1,6 +1,11 @@
 import type { Knex } from 'knex';
 import { JobRepository } from './jobs';
 import { LockRepository } from './locks';
+import { AccountRepository } from './accounts';
+import { DomainRepository } from './domains';
+import { ProjectRepository } from './projects';
+import { SessionRepository } from './sessions';
+import { UserRepository } from './users';
 
 /**
  * Every table of the server is reached through one of these repositories (docs/architecture.md):
@@ -16,6 +21,13 @@ export interface Repositories {
   readonly locks: LockRepository;
 
   // ── identity: domains, accounts, users, projects, sessions ─────
+  readonly domains: DomainRepository;
+  readonly accounts: AccountRepository;
+  /** Users and their login attempts. */
+  readonly users: UserRepository;
+  /** Projects and their memberships. */
+  readonly projects: ProjectRepository;
+  readonly sessions: SessionRepository;
 
   // ── KMS keys: keys, KEK versions, HSM profiles, wrapped keys ───
 
@@ -36,11 +48,22 @@ export function createRepositories(db: Knex | Knex.Transaction): Repositories {
   };
   const jobs = lazy(() => new JobRepository(db));
   const locks = lazy(() => new LockRepository(db));
+
+  const domains = lazy(() => new DomainRepository(db));
+  const accounts = lazy(() => new AccountRepository(db));
+  const users = lazy(() => new UserRepository(db));
+  const projects = lazy(() => new ProjectRepository(db, isMysql));
+  const sessions = lazy(() => new SessionRepository(db));
   return {
     get jobs() { return jobs(); },
     get locks() { return locks(); },
 
     // identity
+    get domains() { return domains(); },
+    get accounts() { return accounts(); },
+    get users() { return users(); },
+    get projects() { return projects(); },
+    get sessions() { return sessions(); },
 
     // KMS keys
 
