@@ -1,6 +1,11 @@
 import type { Knex } from 'knex';
 import { JobRepository } from './jobs';
 import { LockRepository } from './locks';
+import { HsmProfileRepository } from './hsm-profiles';
+import { KekVersionRepository } from './kek-versions';
+import { KmsKeyRepository } from './kms-keys';
+import { OpsStateRepository } from './ops-state';
+import { WrappedKeyRepository } from './wrapped-keys';
 
 /**
  * Every table of the server is reached through one of these repositories (docs/architecture.md):
@@ -18,6 +23,12 @@ export interface Repositories {
   // ── identity: domains, accounts, users, projects, sessions ─────
 
   // ── KMS keys: keys, KEK versions, HSM profiles, wrapped keys ───
+  readonly kmsKeys: KmsKeyRepository;
+  readonly kekVersions: KekVersionRepository;
+  readonly hsmProfiles: HsmProfileRepository;
+  readonly wrappedKeys: WrappedKeyRepository;
+  /** Readiness and state gauges: the database itself, the job queue depth. */
+  readonly opsState: OpsStateRepository;
 
   // ── volumes, disk offerings, zones, events, settings, master key ──
 
@@ -36,6 +47,14 @@ export function createRepositories(db: Knex | Knex.Transaction): Repositories {
   };
   const jobs = lazy(() => new JobRepository(db));
   const locks = lazy(() => new LockRepository(db));
+
+  // KMS keys
+  const kmsKeys = lazy(() => new KmsKeyRepository(db));
+  const kekVersions = lazy(() => new KekVersionRepository(db));
+  const hsmProfiles = lazy(() => new HsmProfileRepository(db));
+  const wrappedKeys = lazy(() => new WrappedKeyRepository(db));
+  const opsState = lazy(() => new OpsStateRepository(db));
+
   return {
     get jobs() { return jobs(); },
     get locks() { return locks(); },
@@ -43,6 +62,11 @@ export function createRepositories(db: Knex | Knex.Transaction): Repositories {
     // identity
 
     // KMS keys
+    get kmsKeys() { return kmsKeys(); },
+    get kekVersions() { return kekVersions(); },
+    get hsmProfiles() { return hsmProfiles(); },
+    get wrappedKeys() { return wrappedKeys(); },
+    get opsState() { return opsState(); },
 
     // volumes and the rest
 
