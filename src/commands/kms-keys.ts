@@ -1,12 +1,18 @@
 import type { ApiResult } from './result';
 import type { CommandContext } from './context';
-import { KEY_BITS_TEXT } from '../core/key-bits';
+import { KEY_BITS } from '../core/key-bits';
 import { assertKeyBits } from '../kms/kms-keys';
 import { asyncParams } from './async-jobs';
 import { defineJob, submitJob } from './jobs';
 import { listOwned } from './list';
 import { ALL_ROLES, defineCommand, ownerListParams, param, type ResponseField } from './define';
 import { kmsKeyFields, kmsKeyResponse } from './responses/kms-key';
+
+/**
+ * The sizes as these parameters' descriptions have always listed them (listApis and apidocs/ are
+ * wire text): without the serial comma of KEY_BITS_TEXT, which is the error messages' form.
+ */
+const KEY_BITS_DESCRIBED = `${KEY_BITS.slice(0, -1).join(', ')} or ${KEY_BITS[KEY_BITS.length - 1]}`;
 
 /** listApis fields of an async command's immediate answer. */
 const jobFields: readonly ResponseField[] = [
@@ -59,7 +65,7 @@ export const kmsKeyCommands = [
       description: param.string({ length: 1024, description: 'the description of the key' }),
       zoneid: param.uuid({ required: true, description: 'the zone of the key; keys are zone-scoped', related: 'listZones' }),
       hsmprofileid: param.uuid({ required: true, description: 'the HSM profile whose backend holds the KEK', related: 'listHSMProfiles' }),
-      keybits: param.integer({ default: 256, description: `the KEK size in bits: ${KEY_BITS_TEXT}` }),
+      keybits: param.integer({ default: 256, description: `the KEK size in bits: ${KEY_BITS_DESCRIBED}` }),
       account: param.string({ description: 'the account owning the key (domain admin or admin). Must be used with domainid' }),
       domainid: param.uuid({ description: 'the domain of the owning account', related: 'listDomains' }),
       projectid: param.uuid({ description: 'the project owning the key (its account owns it; every member of the project may use it)', related: 'listProjects' }),
@@ -140,7 +146,7 @@ export const kmsKeyCommands = [
     params: {
       ...asyncParams,
       id: param.uuid({ required: true, description: 'the ID of the KMS key', related: 'listKMSKeys' }),
-      keybits: param.integer({ description: `the size of the new KEK version in bits: ${KEY_BITS_TEXT}; the key's current size when absent` }),
+      keybits: param.integer({ description: `the size of the new KEK version in bits: ${KEY_BITS_DESCRIBED}; the key's current size when absent` }),
       hsmprofileid: param.uuid({ description: 'the HSM profile for the new KEK version (moves the key to another backend); the current one when absent', related: 'listHSMProfiles' }),
     },
     response: jobFields,
