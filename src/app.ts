@@ -14,9 +14,9 @@ import { createJobService, type JobService } from './jobs/job-service';
 import { volumeJobHandlers } from './commands/volumes';
 import { migrationJobHandlers } from './commands/kms-migration';
 import { masterKeyJobHandlers } from './commands/master-key';
-import { registerRewrapSchedule } from './kms/rewrap-schedule';
+import { REWRAP_INTERVAL_SETTING, REWRAP_SCHEDULE, runRewrapTick } from './kms/rewrap-schedule';
 import { recordHealthChange } from './kms/hsm-profiles';
-import { registerKmsKeyJobs } from './kms/kms-key-jobs';
+import { resolveWorkerOptions } from './config/worker-options';
 import { ALL_COMMANDS } from './commands/registry';
 import { registerDeclaredJobs } from './commands/jobs';
 import type { Services } from './commands/context';
@@ -110,6 +110,7 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
   const settings = new Settings(db);
   const metrics = new Metrics();
   const events = new EventLog(db);
+  const repos = createRepositories(db);
   const providers = createProviderRegistry({
     db, masterKey, logger, policy: () => settings.backendPolicy(),
     observer: {
@@ -119,7 +120,7 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
       },
       retry: (labels) => metrics.backendRetries.inc(labels),
     },
-    circuit: { onChange: (h) => void recordHealthChange(db, events, h).catch((e) => logger.warn('could not record an HSM profile health event', { error: String(e) })) },
+    circuit: { onChange: (h) => void recordHealthChange({ repos, events }, h).catch((e) => logger.warn('could not record an HSM profile health event', { error: String(e) })) },
   });
   const backendPrefixes = new Map(ALL_COMMANDS.map((c) => [c.name, c.backendErrorPrefix]));
   const jobs = createJobService({
@@ -130,18 +131,18 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
       metrics.jobDuration.observe({ kind }, seconds);
     },
   });
-  const health = new Health({ db, env, logger, providers, masterKey }, env.readyTimeoutMs);
-  const closers: Array<() => Promise<void>> = [() => db.destroy(), () => node.stop(), () => providers.close(), () => health.close(), () => jobs.close()];
-  const repos = createRepositories(db);
   const directory = new Directory({ repos, masterKey, events, clock: systemClock });
   const sessions = new SessionStore(repos, env.sessionTimeoutSec, systemClock);
   const kmsDeps: KmsDeps = { repos, db, providers, settings, events, directory, masterKey, clock: systemClock, logger };
+  const kms = createKmsServices(kmsDeps);
+  const health = new Health({ repos, providers, profiles: kms.profiles, redisUrl: env.redisUrl, logger }, env.readyTimeoutMs);
+  const closers: Array<() => Promise<void>> = [() => db.destroy(), () => node.stop(), () => providers.close(), () => health.close(), () => jobs.close()];
   const app: App = {
     env,
     db,
     repos,
     clock: systemClock,
-    kms: createKmsServices(kmsDeps),
+    kms,
     logger,
     masterKey,
     settings,
@@ -160,8 +161,12 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
   };
   for (const [kind, make] of Object.entries({ ...volumeJobHandlers, ...migrationJobHandlers, ...masterKeyJobHandlers })) jobs.register(kind, make(app));
   registerDeclaredJobs(jobs, app, ALL_COMMANDS);
-  registerKmsKeyJobs(app);
-  registerRewrapSchedule(app);
-  registerStateMetrics(app);
+  // Row claims last as long as the schedule lock (see RewrapTick.claimMs).
+  const rewrapClaimMs = resolveWorkerOptions(env.jobOptions).leaseMs;
+  jobs.schedule(REWRAP_SCHEDULE, {
+    intervalSetting: REWRAP_INTERVAL_SETTING,
+    run: (tick) => runRewrapTick(kms.rewrap, { settings, logger }, { workerId: jobs.owner, claimMs: rewrapClaimMs, signal: tick.signal }),
+  });
+  registerStateMetrics({ metrics, repos, providers });
   return { app, generatedKeys, masterKeyGenerated };
 }

@@ -48,3 +48,38 @@ describe('background rewrap with a tampered wrapped key', () => {
     expect(key.rewrapremaining).toBe(1);
   });
 });
+
+/** A KEK gone from its backend is the backend's failure (530), named by key and version; other refusals keep their kind. */
+describe('wrapped keys whose KEK is gone from its backend', () => {
+  let s: TestServer;
+  let keyId: string;
+  let volumeId: string;
+
+  beforeAll(async () => {
+    s = await startTestServer();
+    const zone = (await adminCall(s.client, { command: 'createZone', name: 'z' })).zone.id;
+    const alice = await createActor(s.client, { name: 'alice' });
+    const profileId = await enableDefaultProfile(s.client);
+    keyId = (await s.client.signed(alice.keys, { command: 'createKMSKey', name: 'k', zoneid: zone, hsmprofileid: profileId })).body.kmskey.id;
+    const owner = (await s.app.directory.loadCaller((await s.app.db('user').where({ uuid: alice.userId }).first()).id))!;
+    volumeId = (await s.app.kms.volumes.create(owner, { name: 'v', zoneUuid: zone, encrypt: true, kmsKeyUuid: keyId })).uuid;
+  });
+  afterAll(async () => { await s.close(); });
+
+  it('keeps a refusal of the request as it is while the KEK exists', async () => {
+    const key = (await s.app.kms.keys.byUuid(keyId))!;
+    const v = await s.app.kms.wrappedKeys.activeVersion(key.id);
+    await expect(s.app.kms.wrappedKeys.generate(v, volumeId, 1)).rejects.toMatchObject({ kind: 'param', message: 'DEK length must be 16 to 512 bytes (got 1)' });
+  });
+
+  it('answers an unwrap under a destroyed KEK as a provider failure naming the key and version', async () => {
+    const admin = (await s.app.directory.loadCaller(1))!;
+    const key = (await s.app.kms.keys.byUuid(keyId))!;
+    const v = await s.app.kms.wrappedKeys.activeVersion(key.id);
+    const kek = await s.app.kms.wrappedKeys.kekRef(v);
+    await s.app.providers.get('database').destroyKek(kek);
+    await expect(s.app.kms.volumes.secretOf(admin, volumeId)).rejects.toMatchObject({
+      kind: 'provider', retryable: false, message: `The KEK of KMS key ${keyId} version v1 is missing from its backend`,
+    });
+  });
+});

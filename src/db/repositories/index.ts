@@ -6,6 +6,11 @@ import { DomainRepository } from './domains';
 import { ProjectRepository } from './projects';
 import { SessionRepository } from './sessions';
 import { UserRepository } from './users';
+import { HsmProfileRepository } from './hsm-profiles';
+import { KekVersionRepository } from './kek-versions';
+import { KmsKeyRepository } from './kms-keys';
+import { OpsStateRepository } from './ops-state';
+import { WrappedKeyRepository } from './wrapped-keys';
 
 /**
  * Every table of the server is reached through one of these repositories (docs/architecture.md):
@@ -30,6 +35,12 @@ export interface Repositories {
   readonly sessions: SessionRepository;
 
   // ── KMS keys: keys, KEK versions, HSM profiles, wrapped keys ───
+  readonly kmsKeys: KmsKeyRepository;
+  readonly kekVersions: KekVersionRepository;
+  readonly hsmProfiles: HsmProfileRepository;
+  readonly wrappedKeys: WrappedKeyRepository;
+  /** Readiness and state gauges: the database itself, the job queue depth. */
+  readonly opsState: OpsStateRepository;
 
   // ── volumes, disk offerings, zones, events, settings, master key ──
 
@@ -54,6 +65,14 @@ export function createRepositories(db: Knex | Knex.Transaction): Repositories {
   const users = lazy(() => new UserRepository(db));
   const projects = lazy(() => new ProjectRepository(db, isMysql));
   const sessions = lazy(() => new SessionRepository(db));
+
+  // KMS keys
+  const kmsKeys = lazy(() => new KmsKeyRepository(db));
+  const kekVersions = lazy(() => new KekVersionRepository(db));
+  const hsmProfiles = lazy(() => new HsmProfileRepository(db));
+  const wrappedKeys = lazy(() => new WrappedKeyRepository(db));
+  const opsState = lazy(() => new OpsStateRepository(db));
+
   return {
     get jobs() { return jobs(); },
     get locks() { return locks(); },
@@ -66,6 +85,11 @@ export function createRepositories(db: Knex | Knex.Transaction): Repositories {
     get sessions() { return sessions(); },
 
     // KMS keys
+    get kmsKeys() { return kmsKeys(); },
+    get kekVersions() { return kekVersions(); },
+    get hsmProfiles() { return hsmProfiles(); },
+    get wrappedKeys() { return wrappedKeys(); },
+    get opsState() { return opsState(); },
 
     // volumes and the rest
 
