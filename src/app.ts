@@ -11,11 +11,8 @@ import { SessionStore } from './identity/sessions';
 import { createLogger, type Logger } from './core/logger';
 import { createProviderRegistry, type ProviderRegistry } from './providers/registry';
 import { createJobService, type JobService } from './jobs/job-service';
-import { volumeJobHandlers } from './commands/volumes';
-import { migrationJobHandlers } from './commands/kms-migration';
 import { identityJobHandlers } from './commands/identity-states';
 import { projectJobHandlers } from './commands/projects';
-import { masterKeyJobHandlers } from './commands/master-key';
 import { registerRewrapSchedule } from './kms/rewrap-schedule';
 import { recordHealthChange } from './kms/hsm-profiles';
 import { registerKmsKeyJobs } from './kms/kms-key-jobs';
@@ -81,6 +78,7 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
   // The database first: a wrong password or an unreachable server is refused before any file is written.
   const db = await openDb({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, lockWaitSec: env.startupLockWaitSec, logger });
   const managementServerId = randomUUID();
+  const repos = createRepositories(db);
   let masterKeys: MasterKeyNode | undefined;
   let masterKeyGenerated = false;
   let generatedKeys: StartedApp['generatedKeys'];
@@ -90,14 +88,14 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
     ({ generatedKeys } = await bootstrapDeployment(db, env, {
       logger,
       openKey: async () => {
-        const opened = await openMasterKey(db, env);
+        const opened = await openMasterKey(repos, env);
         for (const w of opened.warnings) logger.warn(w);
         masterKeyGenerated = opened.generated;
-        masterKeys = new MasterKeyNode(db, opened.key, {
+        masterKeys = new MasterKeyNode(repos, opened.key, {
           identity: opts.announce === false ? undefined : { id: managementServerId, role: env.role },
-          seal: opened.seal, spare: opened.spare, heartbeatMs: env.nodeHeartbeatMs, staleMs: env.nodeStaleMs, logger,
+          seal: opened.seal, spare: opened.spare, heartbeatMs: env.nodeHeartbeatMs, staleMs: env.nodeStaleMs, logger, rotationBatch: env.masterKeyRotationBatch,
         });
-        await upgradeLegacyValues(db, masterKeys.key, logger);
+        await upgradeLegacyValues(repos, masterKeys.key, logger);
         return masterKeys.key;
       },
     }));
@@ -110,11 +108,11 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
   const node = masterKeys!;
   const masterKey = node.key;
   const directory = new Directory(db, masterKey);
-  const settings = new Settings(db);
+  const settings = new Settings(repos.configuration);
   const metrics = new Metrics();
-  const events = new EventLog(db);
+  const events = new EventLog(repos);
   const providers = createProviderRegistry({
-    db, masterKey, logger, policy: () => settings.backendPolicy(),
+    databaseKeks: repos.databaseKeks, masterKey, logger, policy: () => settings.backendPolicy(),
     observer: {
       operation: ({ profile, operation, outcome, seconds }) => {
         metrics.backendOperations.inc({ profile, operation, outcome });
@@ -135,7 +133,6 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
   });
   const health = new Health({ db, env, logger, providers, masterKey }, env.readyTimeoutMs);
   const closers: Array<() => Promise<void>> = [() => db.destroy(), () => node.stop(), () => providers.close(), () => health.close(), () => jobs.close()];
-  const repos = createRepositories(db);
   const sessions = new SessionStore(db, env.sessionTimeoutSec);
   const kmsDeps: KmsDeps = { repos, db, providers, settings, events, directory, masterKey, clock: systemClock, logger };
   const app: App = {
@@ -160,7 +157,7 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
       for (const close of closers.reverse()) await close();
     },
   };
-  for (const [kind, make] of Object.entries({ ...volumeJobHandlers, ...migrationJobHandlers, ...identityJobHandlers, ...projectJobHandlers, ...masterKeyJobHandlers })) jobs.register(kind, make(app));
+  for (const [kind, make] of Object.entries({ ...identityJobHandlers, ...projectJobHandlers })) jobs.register(kind, make(app));
   registerDeclaredJobs(jobs, app, ALL_COMMANDS);
   registerKmsKeyJobs(app);
   registerRewrapSchedule(app);
