@@ -14,7 +14,7 @@ import { createJobService, type JobService } from './jobs/job-service';
 import { identityJobHandlers } from './commands/identity-states';
 import { projectJobHandlers } from './commands/projects';
 import { registerRewrapSchedule } from './kms/rewrap-schedule';
-import { recordHealthChange } from './kms/hsm-profiles';
+import { ensureDefaultHsmProfile, recordHealthChange } from './kms/hsm-profiles';
 import { registerKmsKeyJobs } from './kms/kms-key-jobs';
 import { ALL_COMMANDS } from './commands/registry';
 import { registerDeclaredJobs } from './commands/jobs';
@@ -85,8 +85,10 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
   try {
     // The master key and the first-start setup run under the deployment-wide bootstrap lock, so
     // processes started at the same instant make one version 1, one ROOT and one admin.
-    ({ generatedKeys } = await bootstrapDeployment(db, env, {
+    ({ generatedKeys } = await bootstrapDeployment(repos, env, {
       logger,
+      directory: (key) => new Directory(db, key),
+      ensureDefaultProfile: (directory) => ensureDefaultHsmProfile(db, directory),
       openKey: async () => {
         const opened = await openMasterKey(repos, env);
         for (const w of opened.warnings) logger.warn(w);

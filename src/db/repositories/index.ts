@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { JobRepository } from './jobs';
 import { LockRepository } from './locks';
+import { BootstrapRepository } from './bootstrap';
 import { ConfigurationRepository } from './configuration';
 import { DatabaseKekRepository } from './database-keks';
 import { DiskOfferingRepository } from './disk-offerings';
@@ -42,6 +43,8 @@ export interface Repositories {
   readonly protectedValues: ProtectedValueRepository;
   /** The database provider's KEKs. */
   readonly databaseKeks: DatabaseKekRepository;
+  /** The first start's lock and rows. */
+  readonly bootstrap: BootstrapRepository;
   /**
    * @deprecated the knex handle these repositories are bound to, only to hand to the WrappedKeys
    * methods (src/kms/wrapped-keys.ts) that still take a knex transaction; removed at merge.
@@ -74,6 +77,7 @@ export function createRepositories(db: Knex | Knex.Transaction): Repositories {
   const nodes = lazy(() => new NodeRepository(db));
   const protectedValues = lazy(() => new ProtectedValueRepository(db));
   const databaseKeks = lazy(() => new DatabaseKekRepository(db));
+  const bootstrap = lazy(() => new BootstrapRepository(db));
   return {
     get jobs() { return jobs(); },
     get locks() { return locks(); },
@@ -93,6 +97,7 @@ export function createRepositories(db: Knex | Knex.Transaction): Repositories {
     get nodes() { return nodes(); },
     get protectedValues() { return protectedValues(); },
     get databaseKeks() { return databaseKeks(); },
+    get bootstrap() { return bootstrap(); },
     wrappedKeysTrx: db,
 
     transaction: (fn) => ('isTransaction' in db && db.isTransaction ? fn(createRepositories(db)) : db.transaction((trx) => fn(createRepositories(trx)))),
