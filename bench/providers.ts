@@ -7,6 +7,7 @@
  *   npx tsx bench/providers.ts            (or npm run bench:providers)
  *   BENCH_SECONDS=2 BENCH_CONCURRENCY=16  (defaults)
  */
+import { DatabaseKekRepository } from '../src/db/repositories/database-keks';
 import { execFileSync } from 'node:child_process';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -172,7 +173,7 @@ async function main(): Promise<void> {
   execFileSync('softhsm2-util', ['--init-token', '--free', '--label', tokenLabel, '--so-pin', randomBytes(6).toString('hex'), '--pin', pin], { stdio: 'ignore' });
   const db = await openDb({ dataDir: join(dir, 'db') });
   const registry = createProviderRegistry({
-    db, masterKey: new MasterKey(randomBytes(32)), logger: silentLogger,
+    databaseKeks: new DatabaseKekRepository(db), masterKey: new MasterKey(randomBytes(32)), logger: silentLogger,
     policy: () => ({ timeoutMs: 30_000, retries: 3, baseDelayMs: 1000 }),
   });
   try {

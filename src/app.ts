@@ -11,11 +11,8 @@ import { SessionStore } from './identity/sessions';
 import { createLogger, type Logger } from './core/logger';
 import { createProviderRegistry, type ProviderRegistry } from './providers/registry';
 import { createJobService, type JobService } from './jobs/job-service';
-import { volumeJobHandlers } from './commands/volumes';
-import { migrationJobHandlers } from './commands/kms-migration';
-import { masterKeyJobHandlers } from './commands/master-key';
 import { REWRAP_INTERVAL_SETTING, REWRAP_SCHEDULE, runRewrapTick } from './kms/rewrap-schedule';
-import { recordHealthChange } from './kms/hsm-profiles';
+import { ensureDefaultHsmProfile, recordHealthChange } from './kms/hsm-profiles';
 import { resolveWorkerOptions } from './config/worker-options';
 import { ALL_COMMANDS } from './commands/registry';
 import { registerDeclaredJobs } from './commands/jobs';
@@ -79,23 +76,26 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
   // The database first: a wrong password or an unreachable server is refused before any file is written.
   const db = await openDb({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, lockWaitSec: env.startupLockWaitSec, logger });
   const managementServerId = randomUUID();
+  const repos = createRepositories(db);
   let masterKeys: MasterKeyNode | undefined;
   let masterKeyGenerated = false;
   let generatedKeys: StartedApp['generatedKeys'];
   try {
     // The master key and the first-start setup run under the deployment-wide bootstrap lock, so
     // processes started at the same instant make one version 1, one ROOT and one admin.
-    ({ generatedKeys } = await bootstrapDeployment(db, env, {
+    ({ generatedKeys } = await bootstrapDeployment(repos, env, {
       logger,
+      directory: (key) => new Directory(db, key),
+      ensureDefaultProfile: (directory) => ensureDefaultHsmProfile(db, directory),
       openKey: async () => {
-        const opened = await openMasterKey(db, env);
+        const opened = await openMasterKey(repos, env);
         for (const w of opened.warnings) logger.warn(w);
         masterKeyGenerated = opened.generated;
-        masterKeys = new MasterKeyNode(db, opened.key, {
+        masterKeys = new MasterKeyNode(repos, opened.key, {
           identity: opts.announce === false ? undefined : { id: managementServerId, role: env.role },
-          seal: opened.seal, spare: opened.spare, heartbeatMs: env.nodeHeartbeatMs, staleMs: env.nodeStaleMs, logger,
+          seal: opened.seal, spare: opened.spare, heartbeatMs: env.nodeHeartbeatMs, staleMs: env.nodeStaleMs, logger, rotationBatch: env.masterKeyRotationBatch,
         });
-        await upgradeLegacyValues(db, masterKeys.key, logger);
+        await upgradeLegacyValues(repos, masterKeys.key, logger);
         return masterKeys.key;
       },
     }));
@@ -107,12 +107,11 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
   }
   const node = masterKeys!;
   const masterKey = node.key;
-  const settings = new Settings(db);
+  const settings = new Settings(repos.configuration);
   const metrics = new Metrics();
-  const events = new EventLog(db);
-  const repos = createRepositories(db);
+  const events = new EventLog(repos);
   const providers = createProviderRegistry({
-    db, masterKey, logger, policy: () => settings.backendPolicy(),
+    databaseKeks: repos.databaseKeks, masterKey, logger, policy: () => settings.backendPolicy(),
     observer: {
       operation: ({ profile, operation, outcome, seconds }) => {
         metrics.backendOperations.inc({ profile, operation, outcome });
@@ -159,7 +158,6 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
       for (const close of closers.reverse()) await close();
     },
   };
-  for (const [kind, make] of Object.entries({ ...volumeJobHandlers, ...migrationJobHandlers, ...masterKeyJobHandlers })) jobs.register(kind, make(app));
   registerDeclaredJobs(jobs, app, ALL_COMMANDS);
   // Row claims last as long as the schedule lock (see RewrapTick.claimMs).
   const rewrapClaimMs = resolveWorkerOptions(env.jobOptions).leaseMs;

@@ -147,7 +147,7 @@ describe('master key rotation over 20,000 values under SIGKILL of its worker', (
     expect(Number((await s.app.db('async_job').where({ uuid: jobId }).first('attempts')).attempts)).toBeGreaterThan(KILLS);
 
     // No row left on the old version, in any format.
-    expect(Object.values(await countNotOn(s.app.db, 2))).toEqual([0, 0, 0, 0]);
+    expect(Object.values(await countNotOn(s.app.repos, 2))).toEqual([0, 0, 0, 0]);
     expect(await onVersion(1)).toBe(0);
     expect(await onVersion(2)).toBe(total);
     expect(await s.app.db('kms_master_key_versions').orderBy('version').pluck('state')).toEqual(['Retired', 'Active']);

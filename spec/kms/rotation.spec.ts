@@ -73,7 +73,7 @@ describe.each(['database', 'pkcs11'] as const)('rotation with background rewrap 
     // A volume created while the rewrap is pending is wrapped by the new version at once.
     const owner = (await s.app.directory.loadCaller((await s.app.db('user').where({ uuid: alice.userId }).first()).id))!;
     const fresh = await s.app.kms.volumes.create(owner, { name: 'during', zoneUuid: zone, encrypt: true, kmsKeyUuid: keyId });
-    expect((await s.app.db('kms_wrapped_key').where({ id: fresh.kms_wrapped_key_id }).first()).kek_version_id).toBe(v2!.id);
+    expect((await s.app.db('kms_wrapped_key').where({ id: fresh.wrappedKeyId }).first()).kek_version_id).toBe(v2!.id);
     secrets.set(fresh.uuid, (await s.app.kms.volumes.secretOf(caller, fresh.uuid)).secretBase64);
 
     const kek1 = await s.app.kms.wrappedKeys.kekRef((await s.app.kms.wrappedKeys.versionById(v1!.id))!);

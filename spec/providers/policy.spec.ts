@@ -6,6 +6,7 @@ import { silentLogger } from '../../src/core/logger';
 import { callWithPolicy, operationSignal } from '../../src/providers/policy';
 import type { BackendPolicy } from '../../src/providers/provider';
 import { createProviderRegistry } from '../../src/providers/registry';
+import { DatabaseKekRepository } from '../../src/db/repositories/database-keks';
 import { createTestDb, type TestDb } from '../support/db';
 import { rejection } from './kek-provider-contract';
 
@@ -107,7 +108,7 @@ describe('createProviderRegistry', () => {
     let current = policy({ timeoutMs: 5000 });
     const reads: BackendPolicy[] = [];
     const registry = createProviderRegistry({
-      db: t.db, masterKey: new MasterKey(randomBytes(32)), logger: silentLogger,
+      databaseKeks: new DatabaseKekRepository(t.db), masterKey: new MasterKey(randomBytes(32)), logger: silentLogger,
       policy: () => { reads.push(current); return current; },
     });
     const db = registry.get('database');
@@ -124,7 +125,7 @@ describe('createProviderRegistry', () => {
     const lines: Array<[string, Record<string, unknown> | undefined]> = [];
     const logger = { ...silentLogger, warn: (m: string, f?: Record<string, unknown>) => { lines.push([m, f]); } };
     const t2 = await createTestDb();
-    const registry = createProviderRegistry({ db: t2.db, masterKey: new MasterKey(randomBytes(32)), logger, policy: () => policy({ retries: 2, baseDelayMs: 1 }) });
+    const registry = createProviderRegistry({ databaseKeks: new DatabaseKekRepository(t2.db), masterKey: new MasterKey(randomBytes(32)), logger, policy: () => policy({ retries: 2, baseDelayMs: 1 }) });
     const db = registry.get('database');
     await t2.drop();
     const err = await rejection(db.hasKek({ profile: { id: 'p', name: 'db', protocol: 'database', details: {} }, label: 'k' }));

@@ -1,11 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import type { Db } from '../db/knex';
+import type { Repositories } from '../db/repositories';
 import type { Env } from '../config/env';
 import type { MasterKey } from '../config/master-key';
-import { Directory } from '../identity/directory';
+import type { Directory } from '../identity/directory';
 import type { Logger } from '../core/logger';
-import { withDbLock } from '../db/db-lock';
-import { ensureDefaultHsmProfile } from './hsm-profiles';
 import { ACCOUNT_TYPES } from '../identity/caller';
 import { generateKey, hashPassword } from '../identity/password';
 
@@ -13,27 +11,22 @@ import { generateKey, hashPassword } from '../identity/password';
  * First-start setup, idempotent: ROOT domain, `admin` root-admin account and user `admin`, and the
  * admin's API keys (from the environment, or generated once and returned so main can print them).
  */
-export async function bootstrapIdentity(db: Db, directory: Directory, env: Env): Promise<{ generatedKeys?: { apiKey: string; secretKey: string } }> {
-  let root = await directory.domainByPath('/');
-  if (!root) {
-    const row = { uuid: randomUUID(), name: 'ROOT', path: '/', parent_id: null, level: 0, network_domain: null, created: Date.now() };
-    const [id] = await db('domain').insert(row);
-    root = { ...row, id: Number(id) };
-  }
-  let admin = await directory.findUserForLogin('admin', root.id);
+export async function bootstrapIdentity(repos: Pick<Repositories, 'bootstrap'>, directory: Directory, env: Env): Promise<{ generatedKeys?: { apiKey: string; secretKey: string } }> {
+  const rootId = (await directory.domainByPath('/'))?.id ?? (await repos.bootstrap.insertRootDomain({ uuid: randomUUID(), created: new Date() }));
+  let admin = await directory.findUserForLogin('admin', rootId);
   if (!admin) {
-    let account = await directory.accountByName(root.id, 'admin');
-    if (!account) {
-      const row = { uuid: randomUUID(), account_name: 'admin', type: ACCOUNT_TYPES.Admin, domain_id: root.id, state: 'enabled', created: Date.now() };
-      const [id] = await db('account').insert(row);
-      account = { ...row, id: Number(id) };
-    }
+    const accountId = (await directory.accountByName(rootId, 'admin'))?.id ?? (await repos.bootstrap.insertAccount({
+      uuid: randomUUID(), name: 'admin', type: ACCOUNT_TYPES.Admin, domainId: rootId, state: 'enabled', created: new Date(),
+    }));
     const user = {
-      uuid: randomUUID(), username: 'admin', password: await hashPassword(env.adminPassword), account_id: account.id,
+      uuid: randomUUID(), username: 'admin', password: await hashPassword(env.adminPassword), account_id: accountId,
       firstname: 'Admin', lastname: 'User', email: null, state: 'enabled', api_key: null, secret_key: null, timezone: null, created: Date.now(), login_attempts: 0,
     };
-    const [id] = await db('user').insert(user);
-    admin = { ...user, id: Number(id) };
+    const id = await repos.bootstrap.insertUser({
+      uuid: user.uuid, username: user.username, passwordHash: user.password, accountId, firstname: user.firstname, lastname: user.lastname,
+      state: user.state, created: new Date(user.created),
+    });
+    admin = { ...user, id };
   }
   if (env.adminApiKey && env.adminSecretKey) {
     const current = directory.getUserKeys(admin);
@@ -57,12 +50,20 @@ export async function bootstrapIdentity(db: Db, directory: Directory, env: Env):
  * keys and the default `database` HSM profile. Each step is idempotent.
  */
 export async function bootstrapDeployment(
-  db: Db, env: Env, opts: { logger?: Logger; openKey: () => Promise<MasterKey> },
+  repos: Pick<Repositories, 'bootstrap'>, env: Env,
+  opts: {
+    logger?: Logger;
+    openKey: () => Promise<MasterKey>;
+    /** The identity directory over the opened master key (app.ts builds it). */
+    directory: (key: MasterKey) => Directory;
+    /** Makes the default `database` HSM profile once (ensureDefaultHsmProfile, src/kms/hsm-profiles.ts). */
+    ensureDefaultProfile: (directory: Directory) => Promise<void>;
+  },
 ): Promise<{ generatedKeys?: { apiKey: string; secretKey: string } }> {
-  return withDbLock(db, 'kms.bootstrap', { waitSec: env.startupLockWaitSec, logger: opts.logger, what: 'bootstrap' }, async () => {
-    const directory = new Directory(db, await opts.openKey());
-    const out = await bootstrapIdentity(db, directory, env);
-    await ensureDefaultHsmProfile(db, directory);
+  return repos.bootstrap.withLock('kms.bootstrap', { waitSec: env.startupLockWaitSec, logger: opts.logger, what: 'bootstrap' }, async () => {
+    const directory = opts.directory(await opts.openKey());
+    const out = await bootstrapIdentity(repos, directory, env);
+    await opts.ensureDefaultProfile(directory);
     return out;
   });
 }

@@ -1,5 +1,5 @@
 import type { MasterKey } from '../config/master-key';
-import type { Db } from '../db/knex';
+import type { DatabaseKekRepository } from '../db/repositories/database-keks';
 import { KmsError } from '../core/errors';
 import type { Logger } from '../core/logger';
 import { createDatabaseProvider, type DatabaseProviderOptions } from './database/database-provider';
@@ -27,11 +27,12 @@ export interface ProviderRegistry {
 
 /** What the registry needs; `policy` is read at every call, so a settings change applies at once. */
 export interface ProviderRegistryDeps {
-  db: Db;
+  /** The database provider's KEK table. */
+  databaseKeks: DatabaseKekRepository;
   masterKey: MasterKey;
   policy: () => BackendPolicy | Promise<BackendPolicy>;
   logger: Logger;
-  database?: Omit<DatabaseProviderOptions, 'db' | 'masterKey' | 'logger'>;
+  database?: Omit<DatabaseProviderOptions, 'keks' | 'masterKey' | 'logger'>;
   pkcs11?: Omit<Pkcs11ProviderOptions, 'logger'>;
   /** Test seam, passed to callWithPolicy. */
   hooks?: PolicyHooks;
@@ -122,7 +123,7 @@ export function createProviderRegistry(deps: ProviderRegistryDeps): ProviderRegi
   const build = (kind: ProviderKind): KekProvider => {
     switch (kind) {
       case 'database':
-        return createDatabaseProvider({ ...deps.database, db: deps.db, masterKey: deps.masterKey, logger: deps.logger });
+        return createDatabaseProvider({ ...deps.database, keks: deps.databaseKeks, masterKey: deps.masterKey, logger: deps.logger });
       case 'pkcs11':
         return createPkcs11Provider({ ...deps.pkcs11, logger: deps.logger });
       default:
