@@ -6,6 +6,7 @@
  *   npx tsx bench/master-key-rotation.ts      (or npm run bench:master-key)
  *   BENCH_N=20000 BENCH_BATCH=100,500  DATABASE_URL=mysql://root@127.0.0.1:3306/kms_bench (an empty database; SQLite in a temp dir without it)
  */
+import { createRepositories } from '../src/db/repositories';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -67,9 +68,9 @@ async function main(): Promise<void> {
     for (const batch of BATCHES) {
       const to = from === 1 ? 2 : 1;
       const start = Date.now();
-      const n = await reencryptAll(db, key, to, { batchSize: batch });
+      const n = await reencryptAll(createRepositories(db), key, to, { batchSize: batch });
       const ms = Date.now() - start;
-      const left = Object.values(await countNotOn(db, to)).reduce((a, b) => a + b, 0);
+      const left = Object.values(await countNotOn(createRepositories(db), to)).reduce((a, b) => a + b, 0);
       console.log(`  batch ${batch}: ${n} values in ${ms} ms = ${Math.round((n * 1000) / ms)} values/s (left on older versions: ${left})`);
       from = to;
     }

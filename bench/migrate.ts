@@ -8,9 +8,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { MIGRATION_BATCH_SIZE } from '../src/commands/kms-migration';
-import { Migration } from '../src/kms/migration';
-import { SecretBytes } from '../src/kms/secret-bytes';
-import { WrappedKeys } from '../src/kms/wrapped-keys';
+import { SecretBytes } from '../src/core/secret-bytes';
 import { mb, memorySampler, rate, startBenchWorld, type BenchWorld } from './world';
 
 const SIZES = (process.env.BENCH_N ?? '10000,100000').split(',').map(Number);
@@ -38,7 +36,7 @@ async function seed(w: BenchWorld, n: number): Promise<void> {
 }
 
 async function rawWrapRate(w: BenchWorld, ms: number): Promise<number> {
-  const wk = new WrappedKeys(w.app);
+  const wk = w.app.kms.wrappedKeys;
   const v = await wk.activeVersion(w.keyId);
   const kek = await wk.kekRef(v);
   const provider = w.app.providers.get(kek.profile.protocol);
@@ -68,7 +66,7 @@ async function run(backend: 'database' | 'pkcs11', n: number): Promise<string> {
     const mem = memorySampler();
     const rssBefore = process.memoryUsage().rss;
     const start = Date.now();
-    const migration = new Migration(w.app);
+    const migration = w.app.kms.migration;
     const plan = await migration.plan(admin, w.keyUuid, { zoneUuid });
     const report = await migration.run(plan, { batchSize: MIGRATION_BATCH_SIZE, userId: 1, progress: async () => undefined });
     const ms = Date.now() - start;

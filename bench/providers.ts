@@ -10,6 +10,7 @@
  *   npx tsx bench/providers.ts            (or npm run bench:providers)
  *   BENCH_SECONDS=2 BENCH_CONCURRENCY=16 BENCH_BATCHES=100,500 BENCH_BATCH_CONCURRENCY=2  (defaults)
  */
+import { DatabaseKekRepository } from '../src/db/repositories/database-keks';
 import { execFileSync } from 'node:child_process';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,8 +20,8 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import * as pkcs11js from 'pkcs11js';
 import { MasterKey } from '../src/config/master-key';
 import { openDb } from '../src/db/knex';
-import { SecretBytes } from '../src/kms/secret-bytes';
-import { silentLogger } from '../src/logger';
+import { SecretBytes } from '../src/core/secret-bytes';
+import { silentLogger } from '../src/core/logger';
 import { dekTemplate, HMAC, KWP, kekTemplate, macInput, macKeyTemplate } from '../src/providers/pkcs11/mechanisms';
 import type { HsmProfileConfig, ItemResult, KekProvider, KekRef } from '../src/providers/provider';
 import { createProviderRegistry } from '../src/providers/registry';
@@ -246,7 +247,7 @@ async function main(): Promise<void> {
   execFileSync('softhsm2-util', ['--init-token', '--free', '--label', tokenLabel, '--so-pin', randomBytes(6).toString('hex'), '--pin', pin], { stdio: 'ignore' });
   const db = await openDb({ dataDir: join(dir, 'db') });
   const registry = createProviderRegistry({
-    db, masterKey: new MasterKey(randomBytes(32)), logger: silentLogger,
+    databaseKeks: new DatabaseKekRepository(db), masterKey: new MasterKey(randomBytes(32)), logger: silentLogger,
     policy: () => ({ timeoutMs: 30_000, retries: 3, baseDelayMs: 1000 }),
   });
   try {

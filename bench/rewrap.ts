@@ -8,8 +8,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import { mapLimit } from '../src/kms/concurrency';
-import { Rewrapper } from '../src/kms/rewrap';
-import { WrappedKeys } from '../src/kms/wrapped-keys';
 import { call, mb, memorySampler, rate, startBenchWorld, waitJob, type BenchWorld } from './world';
 
 const SIZES = (process.env.BENCH_N ?? '10000,100000').split(',').map(Number);
@@ -18,7 +16,7 @@ const BATCH = Number(process.env.BENCH_BATCH ?? 5000);
 
 /** Inserts n volumes with DEKs generated and wrapped by the key's Active version. */
 async function seed(w: BenchWorld, n: number): Promise<void> {
-  const wk = new WrappedKeys(w.app);
+  const wk = w.app.kms.wrappedKeys;
   const v = await wk.activeVersion(w.keyId);
   for (let done = 0; done < n; done += 2000) {
     const owners = Array.from({ length: Math.min(2000, n - done) }, () => randomUUID());
@@ -40,7 +38,7 @@ async function seed(w: BenchWorld, n: number): Promise<void> {
 
 /** provider.rewrap alone (no database), same concurrency as the ticks, for `ms` milliseconds. */
 async function rawRewrapRate(w: BenchWorld, ms: number): Promise<number> {
-  const wk = new WrappedKeys(w.app);
+  const wk = w.app.kms.wrappedKeys;
   const versions = await w.app.db('kms_kek_versions').where({ kms_key_id: w.keyId }).orderBy('version_number');
   const from = (await wk.versionById(versions[0].id))!;
   const to = (await wk.versionById(versions[versions.length - 1].id))!;
@@ -72,7 +70,7 @@ async function run(backend: 'database' | 'pkcs11', n: number): Promise<string> {
     global.gc?.();
     const mem = memorySampler();
     const rssBefore = process.memoryUsage().rss;
-    const rewrapper = new Rewrapper(w.app);
+    const rewrapper = w.app.kms.rewrap;
     const start = Date.now();
     let rewrapped = 0;
     for (;;) {

@@ -12,7 +12,7 @@ import { createApp, type App } from '../src/app';
 import { createServer } from '../src/api/server';
 import { registry } from '../src/commands/registry';
 import { readEnv } from '../src/config/env';
-import { silentLogger } from '../src/logger';
+import { silentLogger } from '../src/core/logger';
 import { ApiClient } from '../spec/support/client';
 import { detailParams } from '../spec/support/actors';
 import { createSoftHsmToken, type SoftHsmToken } from '../spec/support/softhsm';

@@ -7,30 +7,33 @@ import { Settings } from './config/settings';
 import { openDb, type Db } from './db/knex';
 import { EventLog } from './events/event-log';
 import { Directory } from './identity/directory';
-import { SessionStore } from './api/session-store';
-import { createLogger, type Logger } from './logger';
+import { SessionStore } from './identity/sessions';
+import { createLogger, type Logger } from './core/logger';
 import { createProviderRegistry, type ProviderRegistry } from './providers/registry';
 import { createJobService, type JobService } from './jobs/job-service';
-import { volumeJobHandlers } from './commands/volumes';
-import { migrationJobHandlers } from './commands/kms-migration';
-import { identityJobHandlers } from './commands/identity-states';
-import { projectJobHandlers } from './commands/projects';
-import { masterKeyJobHandlers } from './commands/master-key';
-import { registerRewrapSchedule } from './kms/rewrap-schedule';
-import { recordHealthChange } from './kms/hsm-profiles';
-import { registerKmsKeyJobs } from './kms/kms-key-jobs';
+import { REWRAP_INTERVAL_SETTING, REWRAP_SCHEDULE, runRewrapTick } from './kms/rewrap-schedule';
+import { ensureDefaultHsmProfile, recordHealthChange } from './kms/hsm-profiles';
+import { resolveWorkerOptions } from './config/worker-options';
 import { ALL_COMMANDS } from './commands/registry';
+import { registerDeclaredJobs } from './commands/jobs';
+import type { Services } from './commands/context';
+import { createRepositories, type Repositories } from './db/repositories';
+import { systemClock, type Clock } from './core/clock';
+import { createKmsServices, type KmsDeps, type KmsServices } from './kms';
 import { Metrics } from './ops/metrics';
 import { checkPaths } from './ops/preflight';
 import { Health } from './ops/health';
 import { registerStateMetrics } from './ops/state-metrics';
-import { bootstrapDeployment } from './identity/bootstrap';
+import { bootstrapDeployment } from './kms/bootstrap';
 
 /** The application's services, built once per process and shared by the API and the workers. */
-export interface App {
+export interface App extends Services, KmsDeps {
   readonly env: Env;
   readonly db: Db;
   readonly logger: Logger;
+  readonly repos: Repositories;
+  readonly clock: Clock;
+  readonly kms: KmsServices;
   /** The master-key versions this process holds; new values use the active one. */
   readonly masterKey: MasterKey;
   /** This process as a node holding master keys: heartbeat, version changes, the seal. */
@@ -73,23 +76,26 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
   // The database first: a wrong password or an unreachable server is refused before any file is written.
   const db = await openDb({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, lockWaitSec: env.startupLockWaitSec, logger });
   const managementServerId = randomUUID();
+  const repos = createRepositories(db);
   let masterKeys: MasterKeyNode | undefined;
   let masterKeyGenerated = false;
   let generatedKeys: StartedApp['generatedKeys'];
   try {
     // The master key and the first-start setup run under the deployment-wide bootstrap lock, so
     // processes started at the same instant make one version 1, one ROOT and one admin.
-    ({ generatedKeys } = await bootstrapDeployment(db, env, {
+    ({ generatedKeys } = await bootstrapDeployment(repos, env, {
       logger,
+      directory: (key) => new Directory(db, key),
+      ensureDefaultProfile: (directory) => ensureDefaultHsmProfile(db, directory),
       openKey: async () => {
-        const opened = await openMasterKey(db, env);
+        const opened = await openMasterKey(repos, env);
         for (const w of opened.warnings) logger.warn(w);
         masterKeyGenerated = opened.generated;
-        masterKeys = new MasterKeyNode(db, opened.key, {
+        masterKeys = new MasterKeyNode(repos, opened.key, {
           identity: opts.announce === false ? undefined : { id: managementServerId, role: env.role },
-          seal: opened.seal, spare: opened.spare, heartbeatMs: env.nodeHeartbeatMs, staleMs: env.nodeStaleMs, logger,
+          seal: opened.seal, spare: opened.spare, heartbeatMs: env.nodeHeartbeatMs, staleMs: env.nodeStaleMs, logger, rotationBatch: env.masterKeyRotationBatch,
         });
-        await upgradeLegacyValues(db, masterKeys.key, logger);
+        await upgradeLegacyValues(repos, masterKeys.key, logger);
         return masterKeys.key;
       },
     }));
@@ -101,12 +107,11 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
   }
   const node = masterKeys!;
   const masterKey = node.key;
-  const directory = new Directory(db, masterKey);
-  const settings = new Settings(db);
+  const settings = new Settings(repos.configuration);
   const metrics = new Metrics();
-  const events = new EventLog(db);
+  const events = new EventLog(repos);
   const providers = createProviderRegistry({
-    db, masterKey, logger, policy: () => settings.backendPolicy(),
+    databaseKeks: repos.databaseKeks, masterKey, logger, policy: () => settings.backendPolicy(),
     observer: {
       operation: ({ profile, operation, outcome, seconds }) => {
         metrics.backendOperations.inc({ profile, operation, outcome });
@@ -114,7 +119,7 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
       },
       retry: (labels) => metrics.backendRetries.inc(labels),
     },
-    circuit: { onChange: (h) => void recordHealthChange(db, events, h).catch((e) => logger.warn('could not record an HSM profile health event', { error: String(e) })) },
+    circuit: { onChange: (h) => void recordHealthChange({ repos, events }, h).catch((e) => logger.warn('could not record an HSM profile health event', { error: String(e) })) },
   });
   const backendPrefixes = new Map(ALL_COMMANDS.map((c) => [c.name, c.backendErrorPrefix]));
   const jobs = createJobService({
@@ -125,11 +130,18 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
       metrics.jobDuration.observe({ kind }, seconds);
     },
   });
-  const health = new Health({ db, env, logger, providers, masterKey }, env.readyTimeoutMs);
+  const directory = new Directory({ repos, masterKey, events, clock: systemClock });
+  const sessions = new SessionStore(repos, env.sessionTimeoutSec, systemClock);
+  const kmsDeps: KmsDeps = { repos, db, providers, settings, events, directory, masterKey, clock: systemClock, logger };
+  const kms = createKmsServices(kmsDeps);
+  const health = new Health({ repos, providers, profiles: kms.profiles, redisUrl: env.redisUrl, logger }, env.readyTimeoutMs);
   const closers: Array<() => Promise<void>> = [() => db.destroy(), () => node.stop(), () => providers.close(), () => health.close(), () => jobs.close()];
   const app: App = {
     env,
     db,
+    repos,
+    clock: systemClock,
+    kms,
     logger,
     masterKey,
     settings,
@@ -137,7 +149,7 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
     jobs,
     directory,
     events,
-    sessions: new SessionStore(db, env.sessionTimeoutSec),
+    sessions,
     managementServerId,
     masterKeys: node,
     metrics,
@@ -146,9 +158,13 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
       for (const close of closers.reverse()) await close();
     },
   };
-  for (const [kind, make] of Object.entries({ ...volumeJobHandlers, ...migrationJobHandlers, ...identityJobHandlers, ...projectJobHandlers, ...masterKeyJobHandlers })) jobs.register(kind, make(app));
-  registerKmsKeyJobs(app);
-  registerRewrapSchedule(app);
-  registerStateMetrics(app);
+  registerDeclaredJobs(jobs, app, ALL_COMMANDS);
+  // Row claims last as long as the schedule lock (see RewrapTick.claimMs).
+  const rewrapClaimMs = resolveWorkerOptions(env.jobOptions).leaseMs;
+  jobs.schedule(REWRAP_SCHEDULE, {
+    intervalSetting: REWRAP_INTERVAL_SETTING,
+    run: (tick) => runRewrapTick(kms.rewrap, { settings, logger }, { workerId: jobs.owner, claimMs: rewrapClaimMs, signal: tick.signal }),
+  });
+  registerStateMetrics({ metrics, repos, providers });
   return { app, generatedKeys, masterKeyGenerated };
 }

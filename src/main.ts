@@ -1,4 +1,4 @@
-import { runNodeProcess } from './ops/node-process';
+import { runNodeProcess } from './process/node-process';
 
 /**
  * The server: the API (unless KMS_ROLE=worker) and the job workers (unless KMS_ROLE=api).

@@ -1,7 +1,7 @@
 import { createApp, type App } from './app';
 import type { Env } from './config/env';
-import type { Logger } from './logger';
-import { runNodeProcess } from './ops/node-process';
+import type { Logger } from './core/logger';
+import { runNodeProcess } from './process/node-process';
 
 /** Options of a worker process. */
 export interface WorkerProcessOptions {

@@ -1,5 +1,6 @@
 import { vectors } from '../support/vectors';
-import { canonicalString, javaUrlEncode, parseExpires, sign, verifySignature } from '../../src/api/signature';
+import { canonicalString, javaUrlEncode, sign, verifySignature } from '../../src/api/signature';
+import { parseExpires } from '../../src/core/dates';
 
 const params = (p: Record<string, string>) => new Map(Object.entries(p));
 

@@ -44,7 +44,7 @@ describe('starting on a database set up with another master key', () => {
     const { createTestDb } = await import('../support/db');
     const { createApp } = await import('../../src/app');
     const { readEnv } = await import('../../src/config/env');
-    const { silentLogger } = await import('../../src/logger');
+    const { silentLogger } = await import('../../src/core/logger');
     const t = await createTestDb();
     await t.db.destroy();
     const env = (key: string) => readEnv({ KMS_DATA_DIR: t.dataDir, KMS_MASTER_KEY: key, ...(t.databaseUrl ? { DATABASE_URL: t.databaseUrl } : {}) });

@@ -3,9 +3,8 @@
  * cmk sends it: a PKCS#11 profile checked against the token, a key whose KEK appears in the token,
  * a rotation polled with queryAsyncJobResult, and the PIN in no response, log line or column.
  */
-import type { Logger } from '../../src/logger';
+import type { Logger } from '../../src/core/logger';
 import { profileConfigFor } from '../../src/kms/hsm-profiles';
-import { getKeyByUuid, versionsOf } from '../../src/kms/kms-keys';
 import type { ApiAnswer, Params } from '../support/client';
 import { detailParams, type Keys } from '../support/actors';
 import { createKmsWorld, finishedJob, suffix, type KmsWorld } from '../support/kms-world';
@@ -108,9 +107,9 @@ describe('a KMS key on the SoftHSM2 profile', () => {
     expect(res.status).toBe(200);
     keyId = res.body.kmskey.id;
     expect(res.body.kmskey).toMatchObject({ hsmprofileid: profile.id, hsmprofile: profile.name, version: 1, keybits: 256 });
-    const row = (await getKeyByUuid(ts.app.db, keyId))!;
-    const [v1] = await versionsOf(ts.app.db, row.id);
-    expect(await kekPresent(v1.hsm_profile_id, v1.kek_label)).toBe(true);
+    const row = (await ts.app.kms.keys.byUuid(keyId))!;
+    const [v1] = await ts.app.kms.keys.versionsOf(row.id);
+    expect(await kekPresent(v1.hsmProfileId, v1.kekLabel)).toBe(true);
   });
 
   it('rotates through a job polled with queryAsyncJobResult: v2 Active, v1 Previous, both KEKs in the token', async () => {
@@ -119,20 +118,20 @@ describe('a KMS key on the SoftHSM2 profile', () => {
     const job = await finishedJob(ts, w.a.keys, res.body.jobid);
     answers.push(JSON.stringify(job));
     expect(job).toMatchObject({ jobstatus: 1, jobresult: { success: true } });
-    const row = (await getKeyByUuid(ts.app.db, keyId))!;
-    const versions = await versionsOf(ts.app.db, row.id);
-    expect(versions.map((v) => [v.version_number, v.status])).toEqual([[1, 'Previous'], [2, 'Active']]);
-    for (const v of versions) expect(await kekPresent(v.hsm_profile_id, v.kek_label)).toBe(true);
+    const row = (await ts.app.kms.keys.byUuid(keyId))!;
+    const versions = await ts.app.kms.keys.versionsOf(row.id);
+    expect(versions.map((v) => [v.versionNumber, v.status])).toEqual([[1, 'Previous'], [2, 'Active']]);
+    for (const v of versions) expect(await kekPresent(v.hsmProfileId, v.kekLabel)).toBe(true);
     const listed = await call(w.root.keys, { command: 'listKMSKeys', listall: true, id: keyId });
-    expect(listed.body.kmskey[0]).toMatchObject({ version: 2, keklabel: versions[1].kek_label });
+    expect(listed.body.kmskey[0]).toMatchObject({ version: 2, keklabel: versions[1].kekLabel });
   });
 
   it('is deleted through a job, and its KEKs leave the token', async () => {
-    const row = (await getKeyByUuid(ts.app.db, keyId))!;
-    const versions = await versionsOf(ts.app.db, row.id);
+    const row = (await ts.app.kms.keys.byUuid(keyId))!;
+    const versions = await ts.app.kms.keys.versionsOf(row.id);
     const res = await call(w.a.keys, { command: 'deleteKMSKey', id: keyId });
     expect((await finishedJob(ts, w.a.keys, res.body.jobid)).jobstatus).toBe(1);
-    for (const v of versions) expect(await kekPresent(v.hsm_profile_id, v.kek_label)).toBe(false);
+    for (const v of versions) expect(await kekPresent(v.hsmProfileId, v.kekLabel)).toBe(false);
   });
 });
 

@@ -1,3 +1,4 @@
+import { createRepositories } from '../../src/db/repositories';
 import { randomUUID } from 'node:crypto';
 import { startTestServer, ADMIN_KEYS, type TestServer } from '../support/server';
 import { adminCall, createActor, enableDefaultProfile, waitForJob } from '../support/actors';
@@ -35,7 +36,7 @@ describe('a migration job taken over by another worker', () => {
       for (let i = 0; i < n; i++) {
         rows.push({
           uuid: randomUUID(), name: `legacy-${i}`, account_id: account.id, domain_id: account.domain_id, zone_id: zone.id, size: 0, state: 'Allocated',
-          encrypt_format: 'LUKS', passphrase_id: await passphrases.create(trx), created: Date.now(),
+          encrypt_format: 'LUKS', passphrase_id: await passphrases.create(createRepositories(trx)), created: Date.now(),
         });
       }
       await trx.batchInsert('volumes', rows, 500);

@@ -9,8 +9,7 @@ import { PerformanceObserver } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { mapLimit } from '../../src/kms/concurrency';
-import { SecretBytes } from '../../src/kms/secret-bytes';
-import { WrappedKeys } from '../../src/kms/wrapped-keys';
+import { SecretBytes } from '../../src/core/secret-bytes';
 import { adminCall, createPkcs11Profile } from '../support/actors';
 import { createFaultControl, type FaultControl, type FaultRule } from '../support/faultmod';
 import { startLagMonitor } from '../support/loop-lag';
@@ -71,7 +70,7 @@ async function seedRotatedKey(): Promise<{ keyUuid: string; v1: number; deks: Ma
   const app = ts.app;
   const keyRow = await app.db('kms_keys').where({ uuid: key.id }).first();
   const zoneRow = await app.db('data_center').where({ uuid: zoneId }).first('id');
-  const wk = new WrappedKeys(app);
+  const wk = app.kms.wrappedKeys;
   const v = await wk.activeVersion(keyRow.id);
   const owners = Array.from({ length: DEKS }, () => randomUUID());
   const hashes = new Map<string, string>();
@@ -189,7 +188,7 @@ async function underFault(rules: FaultRule[], opts: { holdMs?: number; clearWhen
   sampling = false;
   await sampler;
 
-  const wk = new WrappedKeys(ts.app);
+  const wk = ts.app.kms.wrappedKeys;
   const changed: string[] = [];
   await mapLimit([...deks], 16, async ([owner, d]) => {
     const dek = await wk.unwrap(d.wrappedKeyId, owner);

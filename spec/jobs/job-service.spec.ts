@@ -1,7 +1,8 @@
 import { createJobService, type JobService, type JobServiceDeps } from '../../src/jobs/job-service';
 import { JobRepository } from '../../src/db/repositories/jobs';
 import { Settings } from '../../src/config/settings';
-import type { Logger } from '../../src/logger';
+import { ConfigurationRepository } from '../../src/db/repositories/configuration';
+import type { Logger } from '../../src/core/logger';
 import type { Caller } from '../../src/identity/caller';
 import { createTestDb, type TestDb } from '../support/db';
 import { dropPrefix, keysUnder, randomQueuePrefix, SHARED_REDIS_URL } from '../support/redis';
@@ -29,7 +30,7 @@ describe.each(['in-process', 'bullmq'] as const)('the job service with the %s qu
 
   const service = (over: Partial<JobServiceDeps> = {}): JobService => {
     const s = createJobService({
-      db: t.db, logger: over.logger ?? recordingLogger().logger, settings: new Settings(t.db),
+      db: t.db, logger: over.logger ?? recordingLogger().logger, settings: new Settings(new ConfigurationRepository(t.db)),
       redisUrl: queueKind === 'bullmq' ? SHARED_REDIS_URL : undefined, queuePrefix: prefix,
       options: { leaseMs: 600, sweepMs: 100, pickupDelayMs: 300, maxAttempts: 3, ...over.options },
       errorPrefixOf: (cmd) => (cmd === 'rotateTestKey' ? 'Failed to rotate KMS key: ' : undefined),

@@ -1,7 +1,8 @@
 import { Scheduler } from '../../src/jobs/scheduler';
 import { LockRepository } from '../../src/db/repositories/locks';
 import { Settings } from '../../src/config/settings';
-import { silentLogger } from '../../src/logger';
+import { ConfigurationRepository } from '../../src/db/repositories/configuration';
+import { silentLogger } from '../../src/core/logger';
 import { createTestDb, type TestDb } from '../support/db';
 import { waitFor } from '../support/wait';
 
@@ -13,7 +14,7 @@ describe('the scheduler', () => {
 
   /** A scheduler as one worker process has it: its own settings cache and lease owner. */
   const scheduler = (owner: string): Scheduler => {
-    const s = new Scheduler({ locks: new LockRepository(t.db), settings: new Settings(t.db, 0), logger: silentLogger, owner, leaseMs: 1000, pollMs: 20 });
+    const s = new Scheduler({ locks: new LockRepository(t.db), settings: new Settings(new ConfigurationRepository(t.db), 0), logger: silentLogger, owner, leaseMs: 1000, pollMs: 20 });
     schedulers.push(s);
     return s;
   };
@@ -27,7 +28,7 @@ describe('the scheduler', () => {
   });
 
   it('runs a tick every kms.rewrap.interval.ms, counted from the end of the previous tick', async () => {
-    await new Settings(t.db).set('kms.rewrap.interval.ms', '200');
+    await new Settings(new ConfigurationRepository(t.db)).set('kms.rewrap.interval.ms', '200');
     const ticks: number[] = [];
     const s = scheduler('w1');
     s.add('test.tick', { intervalSetting: 'kms.rewrap.interval.ms', run: async () => { ticks.push(Date.now()); } });
@@ -41,7 +42,7 @@ describe('the scheduler', () => {
   });
 
   it('picks up a changed interval without a restart, and stops when it is set to 0', async () => {
-    const settings = new Settings(t.db);
+    const settings = new Settings(new ConfigurationRepository(t.db));
     await settings.set('kms.rewrap.interval.ms', '60000');
     let ticks = 0;
     const s = scheduler('w1');
@@ -60,7 +61,7 @@ describe('the scheduler', () => {
   });
 
   it('never runs one schedule in two workers at once, and shares the ticks between them', async () => {
-    await new Settings(t.db).set('kms.rewrap.interval.ms', '30');
+    await new Settings(new ConfigurationRepository(t.db)).set('kms.rewrap.interval.ms', '30');
     let inTick = 0;
     let overlaps = 0;
     const byOwner = new Map<string, number>();
@@ -83,7 +84,7 @@ describe('the scheduler', () => {
   });
 
   it('lets another worker take the schedule when the worker running a tick died (its lease expired)', async () => {
-    await new Settings(t.db).set('kms.rewrap.interval.ms', '50');
+    await new Settings(new ConfigurationRepository(t.db)).set('kms.rewrap.interval.ms', '50');
     const locks = new LockRepository(t.db);
     expect(await locks.acquireIfDue('test.tick', 'dead-worker', 50, 300)).toBe(true);
     let ticks = 0;

@@ -4,7 +4,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import { ensureDefaultHsmProfile } from '../../src/kms/hsm-profiles';
-import { getKeyByUuid, versionsOf } from '../../src/kms/kms-keys';
 import { createKmsWorld, finishedJob, ok, suffix, type KmsWorld } from '../support/kms-world';
 import { startTestServer, type TestServer } from '../support/server';
 
@@ -25,7 +24,7 @@ const root = (params: Record<string, string | number | boolean>) => ts.client.si
 
 describe('the default database profile', () => {
   it('is seeded once, disabled, public, owned by the root admin account in ROOT', async () => {
-    await Promise.all([ensureDefaultHsmProfile(ts.app.db, ts.app.directory), ensureDefaultHsmProfile(ts.app.db, ts.app.directory)]);
+    await Promise.all([ensureDefaultHsmProfile(ts.app.repos, ts.app.directory), ensureDefaultHsmProfile(ts.app.repos, ts.app.directory)]);
     const body = await ok(ts.client, w.root.keys, { command: 'listHSMProfiles', listall: true, protocol: 'database', keyword: 'default' });
     const seeded = body.hsmprofile.filter((p: { name: string }) => p.name === 'default');
     expect(seeded).toHaveLength(1);
@@ -85,9 +84,9 @@ describe('deleteHSMProfile', () => {
     const p1 = (await ok(ts.client, w.root.keys, { command: 'createHSMProfile', name: `w1-${suffix()}`, protocol: 'database', ispublic: true })).hsmprofile;
     const p2 = (await ok(ts.client, w.root.keys, { command: 'createHSMProfile', name: `w2-${suffix()}`, protocol: 'database', ispublic: true })).hsmprofile;
     const key = (await ok(ts.client, w.a.keys, { command: 'createKMSKey', name: `k-${suffix()}`, zoneid: w.zoneId, hsmprofileid: p1.id })).kmskey;
-    const row = (await getKeyByUuid(ts.app.db, key.id))!;
-    const [v1] = await versionsOf(ts.app.db, row.id);
-    await ts.app.db('kms_wrapped_key').insert({ uuid: randomUUID(), kms_key_id: row.id, kek_version_id: v1.id, zone_id: row.zone_id, owner_uuid: randomUUID(), wrapped_blob: Buffer.alloc(60), created: Date.now() });
+    const row = (await ts.app.kms.keys.byUuid(key.id))!;
+    const [v1] = await ts.app.kms.keys.versionsOf(row.id);
+    await ts.app.db('kms_wrapped_key').insert({ uuid: randomUUID(), kms_key_id: row.id, kek_version_id: v1.id, zone_id: row.zoneId, owner_uuid: randomUUID(), wrapped_blob: Buffer.alloc(60), created: Date.now() });
     const rotate = await ts.client.signed(w.a.keys, { command: 'rotateKMSKey', id: key.id, hsmprofileid: p2.id });
     expect((await finishedJob(ts, w.a.keys, rotate.body.jobid)).jobstatus).toBe(1);
     const res = await root({ command: 'deleteHSMProfile', id: p1.id });

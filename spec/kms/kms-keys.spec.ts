@@ -5,10 +5,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { kekLabel } from '../../src/kms/aad';
-import { KmsError } from '../../src/kms/errors';
+import { KmsError } from '../../src/core/errors';
 import { profileConfigFor } from '../../src/kms/hsm-profiles';
-import { assertKeyBits, getKeyByUuid, versionsOf } from '../../src/kms/kms-keys';
-import { KEY_BITS } from '../../src/kms/types';
+import { assertKeyBits } from '../../src/kms/kms-keys';
+import { KEY_BITS } from '../../src/core/key-bits';
 import { ALL_COMMANDS } from '../../src/commands/registry';
 import type { EventInput } from '../../src/events/event-log';
 import { createKmsWorld, finishedJob, ok, suffix, type KmsWorld } from '../support/kms-world';
@@ -36,7 +36,7 @@ afterEach(() => {
 
 const createKey = async (extra: Record<string, string | number> = {}) =>
   (await ok(ts.client, w.a.keys, { command: 'createKMSKey', name: `k-${suffix()}`, zoneid: w.zoneId, hsmprofileid: profileId, ...extra })).kmskey;
-const rowOf = async (uuid: string) => (await getKeyByUuid(ts.app.db, uuid))!;
+const rowOf = async (uuid: string) => (await ts.app.kms.keys.byUuid(uuid))!;
 const hasKek = async (profileRowId: number, label: string) =>
   ts.app.providers.get('database').hasKek({ profile: await profileConfigFor(ts.app, profileRowId), label });
 const runJob = async (params: Record<string, string | number>) => {
@@ -62,10 +62,10 @@ describe('createKMSKey', () => {
     expect(key.keklabel).toBeUndefined();
     expect(key.domainpath).toMatch(/^ROOT\/d1-/);
     const row = await rowOf(key.id);
-    const versions = await versionsOf(ts.app.db, row.id);
-    expect(versions.map((v) => [v.version_number, v.status])).toEqual([[1, 'Active']]);
-    expect(versions[0].kek_label).toBe(kekLabel({ domainId: row.domain_id, accountId: row.account_id, keyUuid: key.id }, 1));
-    expect(await hasKek(row.hsm_profile_id, versions[0].kek_label)).toBe(true);
+    const versions = await ts.app.kms.keys.versionsOf(row.id);
+    expect(versions.map((v) => [v.versionNumber, v.status])).toEqual([[1, 'Active']]);
+    expect(versions[0].kekLabel).toBe(kekLabel({ domainId: row.domainId, accountId: row.accountId, keyUuid: key.id }, 1));
+    expect(await hasKek(row.hsmProfileId, versions[0].kekLabel)).toBe(true);
     const event = await ts.app.db('event').where({ type: 'KMS.KEY.CREATE', resource_id: key.id }).first();
     expect(event).toMatchObject({ resource_type: 'KmsKey', level: 'INFO' });
   });
@@ -107,11 +107,11 @@ describe('rotateKMSKey', () => {
     const job = await runJob({ command: 'rotateKMSKey', id: key.id, keybits: 128, hsmprofileid: profile2Id });
     expect(job).toMatchObject({ jobstatus: 1, jobresult: { success: true } });
     const row = await rowOf(key.id);
-    const versions = await versionsOf(ts.app.db, row.id);
-    expect(versions.map((v) => [v.version_number, v.status, v.key_bits])).toEqual([[1, 'Previous', 256], [2, 'Active', 128]]);
-    expect(row.kek_label).toBe(versions[1].kek_label);
-    expect(versions[1].kek_label).toMatch(/-v2$/);
-    for (const v of versions) expect(await hasKek(v.hsm_profile_id, v.kek_label)).toBe(true);
+    const versions = await ts.app.kms.keys.versionsOf(row.id);
+    expect(versions.map((v) => [v.versionNumber, v.status, v.keyBits])).toEqual([[1, 'Previous', 256], [2, 'Active', 128]]);
+    expect(row.kekLabel).toBe(versions[1].kekLabel);
+    expect(versions[1].kekLabel).toMatch(/-v2$/);
+    for (const v of versions) expect(await hasKek(v.hsmProfileId, v.kekLabel)).toBe(true);
     const listed = (await ok(ts.client, w.a.keys, { command: 'listKMSKeys', id: key.id })).kmskey[0];
     expect(listed).toMatchObject({ version: 2, keybits: 128, hsmprofileid: profile2Id });
     expect(await ts.app.db('event').where({ type: 'KMS.KEY.ROTATE', resource_id: key.id }).first()).toBeDefined();
@@ -122,7 +122,7 @@ describe('rotateKMSKey', () => {
     await ok(ts.client, w.a.keys, { command: 'updateKMSKey', id: key.id, enabled: false });
     const job = await runJob({ command: 'rotateKMSKey', id: key.id });
     expect(job).toMatchObject({ jobstatus: 2, jobresultcode: 431, jobresult: { errorcode: 431, errortext: `KMS key is not enabled: ${key.id}` } });
-    expect((await versionsOf(ts.app.db, (await rowOf(key.id)).id)).map((v) => v.status)).toEqual(['Active']);
+    expect((await ts.app.kms.keys.versionsOf((await rowOf(key.id)).id)).map((v) => v.status)).toEqual(['Active']);
   });
 
   it('fails the job with 530 "Failed to rotate KMS key: ..." when the backend refuses', async () => {
@@ -130,7 +130,7 @@ describe('rotateKMSKey', () => {
     jest.spyOn(ts.app.providers.get('database'), 'createKek').mockRejectedValue(new KmsError('provider', 'backend refused', { retryable: false }));
     const job = await runJob({ command: 'rotateKMSKey', id: key.id });
     expect(job).toMatchObject({ jobstatus: 2, jobresult: { errorcode: 530, errortext: 'Failed to rotate KMS key: backend refused' } });
-    expect((await versionsOf(ts.app.db, (await rowOf(key.id)).id)).map((v) => v.status)).toEqual(['Active']);
+    expect((await ts.app.kms.keys.versionsOf((await rowOf(key.id)).id)).map((v) => v.status)).toEqual(['Active']);
   });
 
   it('keeps version 1 Active and destroys the new KEK when the rotation transaction fails', async () => {
@@ -140,7 +140,7 @@ describe('rotateKMSKey', () => {
     const job = await runJob({ command: 'rotateKMSKey', id: key.id });
     expect(job.jobstatus).toBe(2);
     const row = await rowOf(key.id);
-    expect((await versionsOf(ts.app.db, row.id)).map((v) => [v.version_number, v.status])).toEqual([[1, 'Active']]);
+    expect((await ts.app.kms.keys.versionsOf(row.id)).map((v) => [v.versionNumber, v.status])).toEqual([[1, 'Active']]);
     const [kek] = created.mock.calls[0];
     expect(kek.label).toMatch(/-v2$/);
     expect(await ts.app.db('kms_kek_versions').where({ kek_label: kek.label }).first()).toBeUndefined();
@@ -159,7 +159,7 @@ describe('deleteKMSKey', () => {
   it('is refused while a volume uses the key, and nothing changes', async () => {
     const key = await createKey();
     const row = await rowOf(key.id);
-    await ts.app.db('volumes').insert({ uuid: randomUUID(), name: 'v', account_id: row.account_id, domain_id: row.domain_id, zone_id: row.zone_id, kms_key_id: row.id, created: Date.now() });
+    await ts.app.db('volumes').insert({ uuid: randomUUID(), name: 'v', account_id: row.accountId, domain_id: row.domainId, zone_id: row.zoneId, kms_key_id: row.id, created: Date.now() });
     expect(await refusal(key.id)).toEqual({ uuidList: [], errorcode: 431, cserrorcode: 4350, errortext: `Cannot delete KMS key: ${key.id}. There are Volumes which still reference this key` });
     expect((await ok(ts.client, w.a.keys, { command: 'listKMSKeys', id: key.id })).count).toBe(1);
   });
@@ -167,8 +167,8 @@ describe('deleteKMSKey', () => {
   it('is refused while wrapped keys use the key', async () => {
     const key = await createKey();
     const row = await rowOf(key.id);
-    const [v1] = await versionsOf(ts.app.db, row.id);
-    await ts.app.db('kms_wrapped_key').insert({ uuid: randomUUID(), kms_key_id: row.id, kek_version_id: v1.id, zone_id: row.zone_id, owner_uuid: randomUUID(), wrapped_blob: Buffer.alloc(60), created: Date.now() });
+    const [v1] = await ts.app.kms.keys.versionsOf(row.id);
+    await ts.app.db('kms_wrapped_key').insert({ uuid: randomUUID(), kms_key_id: row.id, kek_version_id: v1.id, zone_id: row.zoneId, owner_uuid: randomUUID(), wrapped_blob: Buffer.alloc(60), created: Date.now() });
     expect(await refusal(key.id)).toEqual({ uuidList: [], errorcode: 431, cserrorcode: 4350, errortext: `Cannot delete KMS key: ${key.id}. 1 wrapped key(s) still reference this key` });
   });
 
@@ -176,12 +176,12 @@ describe('deleteKMSKey', () => {
     const key = await createKey();
     await runJob({ command: 'rotateKMSKey', id: key.id });
     const row = await rowOf(key.id);
-    const versions = await versionsOf(ts.app.db, row.id);
+    const versions = await ts.app.kms.keys.versionsOf(row.id);
     const job = await runJob({ command: 'deleteKMSKey', id: key.id });
     expect(job).toMatchObject({ jobstatus: 1, jobresult: { success: true } });
-    expect(await getKeyByUuid(ts.app.db, key.id)).toBeUndefined();
+    expect(await ts.app.kms.keys.byUuid(key.id)).toBeUndefined();
     expect((await ok(ts.client, w.a.keys, { command: 'listKMSKeys', id: key.id })).count ?? 0).toBe(0);
-    for (const v of versions) expect(await hasKek(v.hsm_profile_id, v.kek_label)).toBe(false);
+    for (const v of versions) expect(await hasKek(v.hsmProfileId, v.kekLabel)).toBe(false);
     expect(await ts.app.db('event').where({ type: 'KMS.KEY.DELETE', resource_id: key.id, level: 'INFO' }).first()).toBeDefined();
   });
 

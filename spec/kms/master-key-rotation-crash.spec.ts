@@ -5,7 +5,6 @@ import { secretAad } from '../../src/identity/directory';
 import { detailAad, loadProfileConfig } from '../../src/kms/hsm-profile-details';
 import { passphraseAad } from '../../src/kms/passphrases';
 import { countNotOn } from '../../src/kms/master-key-rotation';
-import { Volumes } from '../../src/kms/volumes';
 import { mapLimit } from '../../src/kms/concurrency';
 import { acquireModule, releaseModule } from '../../src/providers/pkcs11/module';
 import type { HsmProfileConfig } from '../../src/providers/provider';
@@ -148,7 +147,7 @@ describe('master key rotation over 20,000 values under SIGKILL of its worker', (
     expect(Number((await s.app.db('async_job').where({ uuid: jobId }).first('attempts')).attempts)).toBeGreaterThan(KILLS);
 
     // No row left on the old version, in any format.
-    expect(Object.values(await countNotOn(s.app.db, 2))).toEqual([0, 0, 0, 0]);
+    expect(Object.values(await countNotOn(s.app.repos, 2))).toEqual([0, 0, 0, 0]);
     expect(await onVersion(1)).toBe(0);
     expect(await onVersion(2)).toBe(total);
     expect(await s.app.db('kms_master_key_versions').orderBy('version').pluck('state')).toEqual(['Retired', 'Active']);
@@ -186,7 +185,7 @@ describe('master key rotation over 20,000 values under SIGKILL of its worker', (
 
     // Every legacy volume's passphrase reads back unchanged.
     const admin = (await s.app.directory.loadCaller(1))!;
-    const volumes = new Volumes(s.app);
+    const volumes = s.app.kms.volumes;
     const read = await mapLimit([...passphrases], 16, async ([uuid, want]) => (await volumes.secretOf(admin, uuid)).secretBase64 === want);
     expect(read.filter(Boolean)).toHaveLength(PASSPHRASES);
 

@@ -3,7 +3,7 @@ import { createApp } from '../../src/app';
 import { readEnv } from '../../src/config/env';
 import { MasterKey, legacyEncrypt } from '../../src/config/master-key';
 import { secretAad } from '../../src/identity/directory';
-import { silentLogger } from '../../src/logger';
+import { silentLogger } from '../../src/core/logger';
 import { passphraseAad } from '../../src/kms/passphrases';
 import { runAdmin } from '../../src/cli/admin';
 import { createActor, createPkcs11Profile, waitForJob } from '../support/actors';

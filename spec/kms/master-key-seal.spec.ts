@@ -7,8 +7,7 @@ import { readEnv } from '../../src/config/env';
 import { runAdmin } from '../../src/cli/admin';
 import type { Db } from '../../src/db/knex';
 import { MasterKeySeal } from '../../src/kms/master-key-seal';
-import { Volumes } from '../../src/kms/volumes';
-import { silentLogger } from '../../src/logger';
+import { silentLogger } from '../../src/core/logger';
 import { adminCall, createActor, enableDefaultProfile, waitForJob } from '../support/actors';
 import { createTestDb, type TestDb } from '../support/db';
 import { ADMIN_KEYS, startTestServer } from '../support/server';
@@ -80,7 +79,7 @@ describe('a master key sealed by a PKCS#11 token (SoftHSM2)', () => {
       const profile = await enableDefaultProfile(s.client);
       const key = (await s.client.signed(alice.keys, { command: 'createKMSKey', name: 'k', zoneid: zone, hsmprofileid: profile })).body.kmskey.id;
       const owner = (await s.app.directory.loadCaller((await s.app.db('user').where({ uuid: alice.userId }).first('id')).id))!;
-      const volumes = new Volumes(s.app);
+      const volumes = s.app.kms.volumes;
       await volumes.create(owner, { name: 'legacy', zoneUuid: zone, encrypt: true });
       await volumes.create(owner, { name: 'kms', zoneUuid: zone, encrypt: true, kmsKeyUuid: key });
       expect((await s.client.signed(alice.keys, { command: 'listKMSKeys' })).status).toBe(200);

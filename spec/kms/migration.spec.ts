@@ -1,7 +1,5 @@
 import { startTestServer, ADMIN_KEYS, type TestServer } from '../support/server';
 import { adminCall, createActor, enableDefaultProfile, waitForJob, type Keys } from '../support/actors';
-import { Migration } from '../../src/kms/migration';
-import { Volumes } from '../../src/kms/volumes';
 
 describe('migrateVolumesToKMS', () => {
   let s: TestServer;
@@ -131,9 +129,9 @@ describe('migrateVolumesToKMS', () => {
     const owner = (await s.app.directory.loadCaller((await s.app.db('user').where({ uuid: alice.userId }).first()).id))!;
     const admin = (await s.app.directory.loadCaller(1))!;
     const ids: string[] = [];
-    for (let i = 0; i < 4; i++) ids.push((await new Volumes(s.app).create(owner, { name: `race-${i}`, zoneUuid: zone1, encrypt: true })).uuid);
+    for (let i = 0; i < 4; i++) ids.push((await s.app.kms.volumes.create(owner, { name: `race-${i}`, zoneUuid: zone1, encrypt: true })).uuid);
     const before = new Map(await Promise.all(ids.map(async (id) => [id, await secret(id)] as const)));
-    const migration = new Migration(s.app);
+    const migration = s.app.kms.migration;
     const provider = s.app.providers.get('database');
     const original = provider.wrap;
     let raced = false;
@@ -159,12 +157,12 @@ describe('migrateVolumesToKMS', () => {
 
   it('after a crash mid-job, a rerun migrates every volume exactly once', async () => {
     const ids: string[] = [];
-    const volumes = new Volumes(s.app);
+    const volumes = s.app.kms.volumes;
     const caller = (await s.app.directory.loadCaller((await s.app.db('user').where({ uuid: alice.userId }).first()).id))!;
     for (let i = 0; i < 12; i++) ids.push((await volumes.create(caller, { name: `crash-${i}`, zoneUuid: zone1, encrypt: true })).uuid);
     const before = new Map(await Promise.all(ids.map(async (id) => [id, await secret(id)] as const)));
     const admin = (await s.app.directory.loadCaller(1))!;
-    const migration = new Migration(s.app);
+    const migration = s.app.kms.migration;
     const plan = await migration.plan(admin, aliceKey, { volumeUuids: ids });
     let batches = 0;
     await expect(migration.run(plan, { batchSize: 5, userId: 1, progress: async () => { batches++; }, aborted: () => batches >= 1 })).rejects.toThrow(/interrupted/);
@@ -183,9 +181,9 @@ describe('migrateVolumesToKMS', () => {
   it('counts the volumes an interrupted attempt migrated as migrated when the same job runs again', async () => {
     const ids: string[] = [];
     const caller = (await s.app.directory.loadCaller((await s.app.db('user').where({ uuid: alice.userId }).first()).id))!;
-    for (let i = 0; i < 12; i++) ids.push((await new Volumes(s.app).create(caller, { name: `again-${i}`, zoneUuid: zone1, encrypt: true })).uuid);
+    for (let i = 0; i < 12; i++) ids.push((await s.app.kms.volumes.create(caller, { name: `again-${i}`, zoneUuid: zone1, encrypt: true })).uuid);
     const admin = (await s.app.directory.loadCaller(1))!;
-    const migration = new Migration(s.app);
+    const migration = s.app.kms.migration;
     const plan = await migration.plan(admin, aliceKey, { volumeUuids: ids });
     const jobUuid = '6d1a1d36-0000-4000-8000-000000000012';
     let batches = 0;

@@ -134,6 +134,24 @@ describe('projects', () => {
     expect(ids((await ok(ts.client, w.da.keys, { command: 'listProjects' })).project)).toEqual([]);
   });
 
+  it('listProjects and listProjectAccounts filter and page: displaytext exactly, keyword; a member keyword is case-sensitive', async () => {
+    const list = (keys: Keys, params: Params) => ok(ts.client, keys, { command: 'listProjects', ...params });
+    expect(ids((await list(w.a.keys, { displaytext: 'KMS team' })).project)).toEqual([projectId]);
+    expect((await list(w.a.keys, { displaytext: 'kms team' })).project ?? []).toEqual([]);
+    expect((await list(w.a.keys, { displaytext: 'KMS' })).project ?? []).toEqual([]);
+    expect(ids((await list(w.a.keys, { keyword: 'KMS' })).project)).toEqual([projectId]);
+    expect(ids((await list(w.a.keys, { keyword: projectName.slice(2) })).project)).toEqual([projectId]);
+    expect((await list(w.a.keys, { page: 2, pagesize: 1 }))).toMatchObject({ count: 1 });
+    const members = (params: Params) => ok(ts.client, w.a.keys, { command: 'listProjectAccounts', projectid: projectId, ...params });
+    expect((await members({ keyword: w.b.account.slice(1) })).projectaccount.map((m: any) => m.account)).toEqual([w.b.account]);
+    expect((await members({ keyword: w.b.account.toUpperCase() })).projectaccount ?? []).toEqual([]);
+    expect((await members({ keyword: 'user' })).count).toBe(2);
+    const second = await members({ page: 2, pagesize: 1 });
+    expect(second.count).toBe(2);
+    expect(second.projectaccount.map((m: any) => [m.account, m.role])).toEqual([[w.b.account, 'Regular']]);
+    expect((await members({ role: 'Admin' })).projectaccount.map((m: any) => m.account)).toEqual([w.a.account]);
+  });
+
   it('a removed member loses the project at once; the last Admin cannot be removed', async () => {
     expect((await job(w.da.keys, { command: 'deleteAccountFromProject', projectid: projectId, account: w.b.account })).jobstatus).toBe(1);
     expect((await call(w.b.keys, { command: 'listKMSKeys', projectid: projectId })).status).toBe(531);

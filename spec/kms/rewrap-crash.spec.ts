@@ -2,8 +2,6 @@ import { startTestServer, type TestServer } from '../support/server';
 import { adminCall, createActor, createPkcs11Profile, waitForJob } from '../support/actors';
 import { createSoftHsmToken, type SoftHsmToken } from '../support/softhsm';
 import { WorkerProcess } from '../support/worker-process';
-import { Volumes } from '../../src/kms/volumes';
-import { WrappedKeys } from '../../src/kms/wrapped-keys';
 
 const VOLUMES = 3000;
 const KILLS = 4;
@@ -33,7 +31,7 @@ describe('background rewrap under SIGKILL of its worker (SoftHSM2)', () => {
     keyId = (await s.client.signed(alice.keys, { command: 'createKMSKey', name: 'k', zoneid: zone, hsmprofileid: profileId })).body.kmskey.id;
     const owner = (await s.app.directory.loadCaller((await s.app.db('user').where({ uuid: alice.userId }).first()).id))!;
     const admin = (await s.app.directory.loadCaller(1))!;
-    const volumes = new Volumes(s.app);
+    const volumes = s.app.kms.volumes;
     for (let i = 0; i < VOLUMES; i++) {
       const v = await volumes.create(owner, { name: `v${i}`, zoneUuid: zone, encrypt: true, kmsKeyUuid: keyId });
       secrets.set(v.uuid, (await volumes.secretOf(admin, v.uuid)).secretBase64);
@@ -82,9 +80,9 @@ describe('background rewrap under SIGKILL of its worker (SoftHSM2)', () => {
     expect(await countOn('Previous')).toBe(0);
     expect(await countOn('Active')).toBe(VOLUMES);
     const admin = (await s.app.directory.loadCaller(1))!;
-    const volumes = new Volumes(s.app);
+    const volumes = s.app.kms.volumes;
     for (const [id, secret] of secrets) expect((await volumes.secretOf(admin, id)).secretBase64).toBe(secret);
-    const wk = new WrappedKeys(s.app);
+    const wk = s.app.kms.wrappedKeys;
     const v1 = await s.app.db('kms_kek_versions').where({ version_number: 1 }).first('id');
     const kek1 = await wk.kekRef((await wk.versionById(v1.id))!);
     expect(await s.app.providers.get('pkcs11').hasKek(kek1)).toBe(false);

@@ -1,8 +1,6 @@
 import { startTestServer, type TestServer } from '../support/server';
 import { adminCall, createActor, createPkcs11Profile, enableDefaultProfile, waitForJob } from '../support/actors';
 import { createSoftHsmToken, type SoftHsmToken } from '../support/softhsm';
-import { Volumes } from '../../src/kms/volumes';
-import { WrappedKeys } from '../../src/kms/wrapped-keys';
 import type { Caller } from '../../src/identity/caller';
 
 const VOLUMES = 1000;
@@ -37,7 +35,7 @@ describe.each(['database', 'pkcs11'] as const)('rotation with background rewrap 
     expect(job).toMatchObject({ jobstatus: 1, jobresult: { success: true } });
   };
   const assertSecretsUnchanged = async () => {
-    const volumes = new Volumes(s.app);
+    const volumes = s.app.kms.volumes;
     for (const [id, secret] of secrets) expect((await volumes.secretOf(caller, id)).secretBase64).toBe(secret);
   };
 
@@ -51,7 +49,7 @@ describe.each(['database', 'pkcs11'] as const)('rotation with background rewrap 
     keyId = (await s.client.signed(alice.keys, { command: 'createKMSKey', name: 'k', zoneid: zone, hsmprofileid: profileId })).body.kmskey.id;
     caller = (await s.app.directory.loadCaller(1))!;
     const owner = (await s.app.directory.loadCaller((await s.app.db('user').where({ uuid: alice.userId }).first()).id))!;
-    const volumes = new Volumes(s.app);
+    const volumes = s.app.kms.volumes;
     for (let i = 0; i < VOLUMES; i++) {
       const v = await volumes.create(owner, { name: `v${i}`, zoneUuid: zone, encrypt: true, kmsKeyUuid: keyId });
       secrets.set(v.uuid, (await volumes.secretOf(caller, v.uuid)).secretBase64);
@@ -74,11 +72,11 @@ describe.each(['database', 'pkcs11'] as const)('rotation with background rewrap 
 
     // A volume created while the rewrap is pending is wrapped by the new version at once.
     const owner = (await s.app.directory.loadCaller((await s.app.db('user').where({ uuid: alice.userId }).first()).id))!;
-    const fresh = await new Volumes(s.app).create(owner, { name: 'during', zoneUuid: zone, encrypt: true, kmsKeyUuid: keyId });
-    expect((await s.app.db('kms_wrapped_key').where({ id: fresh.kms_wrapped_key_id }).first()).kek_version_id).toBe(v2!.id);
-    secrets.set(fresh.uuid, (await new Volumes(s.app).secretOf(caller, fresh.uuid)).secretBase64);
+    const fresh = await s.app.kms.volumes.create(owner, { name: 'during', zoneUuid: zone, encrypt: true, kmsKeyUuid: keyId });
+    expect((await s.app.db('kms_wrapped_key').where({ id: fresh.wrappedKeyId }).first()).kek_version_id).toBe(v2!.id);
+    secrets.set(fresh.uuid, (await s.app.kms.volumes.secretOf(caller, fresh.uuid)).secretBase64);
 
-    const kek1 = await new WrappedKeys(s.app).kekRef((await new WrappedKeys(s.app).versionById(v1!.id))!);
+    const kek1 = await s.app.kms.wrappedKeys.kekRef((await s.app.kms.wrappedKeys.versionById(v1!.id))!);
     const provider = s.app.providers.get(kek1.profile.protocol);
     expect(await provider.hasKek(kek1)).toBe(true);
 

@@ -1,6 +1,5 @@
 import { startTestServer, ADMIN_KEYS, type TestServer } from '../support/server';
 import { adminCall, createActor, enableDefaultProfile, waitForJob, type Keys } from '../support/actors';
-import { KmsKeys } from '../../src/kms/kms-keys';
 
 describe('volumes and their keys', () => {
   let s: TestServer;
@@ -164,7 +163,7 @@ describe('volumes and their keys', () => {
       const admin = (await s.app.directory.loadCaller(1))!;
       provider.generateAndWrap = async (req) => {
         const blob = await original.call(provider, req);
-        await new KmsKeys(s.app).delete(admin, doomed);
+        await s.app.kms.keys.delete(admin, doomed);
         return blob;
       };
       try {

@@ -5,7 +5,7 @@
  * into the job it starts.
  */
 import { randomBytes } from 'node:crypto';
-import { createLogger } from '../../src/logger';
+import { createLogger } from '../../src/core/logger';
 import { detailParams, waitForJob } from '../support/actors';
 import { signedQuery, type Params } from '../support/client';
 import { ADMIN_KEYS, startTestServer, type TestServer } from '../support/server';

@@ -1,5 +1,5 @@
 /** The production logger: JSON lines, secret-bearing fields redacted, unknown levels refused. */
-import { createLogger, parseLogLevel, withLogContext } from '../../src/logger';
+import { createLogger, parseLogLevel, withLogContext } from '../../src/core/logger';
 
 const capture = (level: 'debug' | 'info' = 'debug') => {
   const lines: string[] = [];

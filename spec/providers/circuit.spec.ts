@@ -1,4 +1,4 @@
-import { KmsError } from '../../src/kms/errors';
+import { KmsError } from '../../src/core/errors';
 import { ProfileCircuits, type ProfileHealth } from '../../src/providers/circuit';
 import type { HsmProfileConfig } from '../../src/providers/provider';
 import { rejection } from './kek-provider-contract';

@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { MasterKey } from '../../src/config/master-key';
-import { SecretBytes } from '../../src/kms/secret-bytes';
-import { silentLogger } from '../../src/logger';
+import { SecretBytes } from '../../src/core/secret-bytes';
+import { silentLogger } from '../../src/core/logger';
 import { createDatabaseProvider } from '../../src/providers/database/database-provider';
+import { DatabaseKekRepository } from '../../src/db/repositories/database-keks';
 import type { HsmProfileConfig } from '../../src/providers/provider';
 import { createTestDb, type TestDb } from '../support/db';
 import { kekProviderContract, rejection } from './kek-provider-contract';
@@ -11,7 +12,7 @@ const profile = (name: string): HsmProfileConfig => ({ id: `p-${randomBytes(4).t
 
 kekProviderContract('database', async () => {
   const t = await createTestDb();
-  const provider = createDatabaseProvider({ db: t.db, masterKey: new MasterKey(randomBytes(32)), logger: silentLogger });
+  const provider = createDatabaseProvider({ keks: new DatabaseKekRepository(t.db), masterKey: new MasterKey(randomBytes(32)), logger: silentLogger });
   return {
     provider,
     profile: profile('db-a'),
@@ -34,7 +35,7 @@ describe('database provider', () => {
   });
 
   it('stores the KEK only encrypted under the master key, bound to its label', async () => {
-    const provider = createDatabaseProvider({ db: t.db, masterKey, logger: silentLogger, cacheMax: 0 });
+    const provider = createDatabaseProvider({ keks: new DatabaseKekRepository(t.db), masterKey, logger: silentLogger, cacheMax: 0 });
     const kek = { profile: profile('db'), label: `kek-${randomBytes(4).toString('hex')}` };
     await provider.createKek(kek, 256);
     const row = await t.db('kms_database_kek_objects').where({ label: kek.label }).first();
@@ -54,7 +55,7 @@ describe('database provider', () => {
   });
 
   it('soft-deletes on destroy (removed is an epoch-ms time), wipes the material, and allows the label again afterwards', async () => {
-    const provider = createDatabaseProvider({ db: t.db, masterKey, logger: silentLogger });
+    const provider = createDatabaseProvider({ keks: new DatabaseKekRepository(t.db), masterKey, logger: silentLogger });
     const kek = { profile: profile('db'), label: `kek-${randomBytes(4).toString('hex')}` };
     await provider.createKek(kek, 128);
     const before = Date.now();
@@ -69,7 +70,7 @@ describe('database provider', () => {
   });
 
   it('stops using a cached KEK once it is destroyed', async () => {
-    const provider = createDatabaseProvider({ db: t.db, masterKey, logger: silentLogger });
+    const provider = createDatabaseProvider({ keks: new DatabaseKekRepository(t.db), masterKey, logger: silentLogger });
     const kek = { profile: profile('db'), label: `kek-${randomBytes(4).toString('hex')}` };
     await provider.createKek(kek, 256);
     const dek = SecretBytes.random(32);
@@ -81,7 +82,7 @@ describe('database provider', () => {
   });
 
   it('takes no profile details', () => {
-    const provider = createDatabaseProvider({ db: t.db, masterKey, logger: silentLogger });
+    const provider = createDatabaseProvider({ keks: new DatabaseKekRepository(t.db), masterKey, logger: silentLogger });
     expect(provider.validateProfile({})).toEqual([]);
     expect(provider.validateProfile({ pin: 'x' })).toEqual(["Unknown detail 'pin': the database provider takes no profile details"]);
     expect(provider.capabilities.inBackendRewrap).toBe(false);
@@ -89,7 +90,7 @@ describe('database provider', () => {
 
   it('reports a closed database as unavailable and retryable', async () => {
     const t2 = await createTestDb();
-    const provider = createDatabaseProvider({ db: t2.db, masterKey, logger: silentLogger });
+    const provider = createDatabaseProvider({ keks: new DatabaseKekRepository(t2.db), masterKey, logger: silentLogger });
     await t2.drop();
     const err = await rejection(provider.hasKek({ profile: profile('db'), label: 'x' }));
     expect(err.kind).toBe('unavailable');

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { isKmsError, type KmsError } from '../../src/kms/errors';
-import { SecretBytes } from '../../src/kms/secret-bytes';
-import { silentLogger } from '../../src/logger';
+import { isKmsError, type KmsError } from '../../src/core/errors';
+import { SecretBytes } from '../../src/core/secret-bytes';
+import { silentLogger } from '../../src/core/logger';
 import type { BackendPolicy, HsmProfileConfig, KekBits, KekProvider, KekRef } from '../../src/providers/provider';
 import { withPolicy } from '../../src/providers/registry';
 

@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as pkcs11js from 'pkcs11js';
-import { SecretBytes } from '../../src/kms/secret-bytes';
-import { silentLogger } from '../../src/logger';
+import { SecretBytes } from '../../src/core/secret-bytes';
+import { silentLogger } from '../../src/core/logger';
 import { createPkcs11Provider } from '../../src/providers/pkcs11/pkcs11-provider';
 import type { BackendPolicy, HsmProfileConfig, KekProvider } from '../../src/providers/provider';
 import { withPolicy } from '../../src/providers/registry';

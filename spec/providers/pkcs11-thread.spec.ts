@@ -4,8 +4,8 @@
  * of a batch, a wrong PIN for a whole batch.
  */
 import { randomBytes } from 'node:crypto';
-import { SecretBytes } from '../../src/kms/secret-bytes';
-import { silentLogger } from '../../src/logger';
+import { SecretBytes } from '../../src/core/secret-bytes';
+import { silentLogger } from '../../src/core/logger';
 import { createPkcs11Provider } from '../../src/providers/pkcs11/pkcs11-provider';
 import type { BackendPolicy, HsmProfileConfig, ItemResult, KekProvider, KekRef } from '../../src/providers/provider';
 import { withPolicy } from '../../src/providers/registry';

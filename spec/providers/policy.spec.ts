@@ -1,14 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { MasterKey } from '../../src/config/master-key';
-import { KmsError } from '../../src/kms/errors';
-import { SecretBytes } from '../../src/kms/secret-bytes';
-import { silentLogger } from '../../src/logger';
+import { KmsError } from '../../src/core/errors';
+import { SecretBytes } from '../../src/core/secret-bytes';
+import { silentLogger } from '../../src/core/logger';
 import { ProfileCircuits } from '../../src/providers/circuit';
 import { batchTimeoutMs, callBatchWithPolicy, callWithPolicy, operationSignal, operationStallMs, StalledError } from '../../src/providers/policy';
-import type { ItemResult } from '../../src/providers/provider';
+import type { BackendPolicy, ItemResult, KekProvider } from '../../src/providers/provider';
 import { withPolicy } from '../../src/providers/registry';
-import type { BackendPolicy, KekProvider } from '../../src/providers/provider';
 import { createProviderRegistry } from '../../src/providers/registry';
+import { DatabaseKekRepository } from '../../src/db/repositories/database-keks';
 import { createTestDb, type TestDb } from '../support/db';
 import { rejection } from './kek-provider-contract';
 
@@ -110,7 +110,7 @@ describe('createProviderRegistry', () => {
     let current = policy({ timeoutMs: 5000 });
     const reads: BackendPolicy[] = [];
     const registry = createProviderRegistry({
-      db: t.db, masterKey: new MasterKey(randomBytes(32)), logger: silentLogger,
+      databaseKeks: new DatabaseKekRepository(t.db), masterKey: new MasterKey(randomBytes(32)), logger: silentLogger,
       policy: () => { reads.push(current); return current; },
     });
     const db = registry.get('database');
@@ -127,7 +127,7 @@ describe('createProviderRegistry', () => {
     const lines: Array<[string, Record<string, unknown> | undefined]> = [];
     const logger = { ...silentLogger, warn: (m: string, f?: Record<string, unknown>) => { lines.push([m, f]); } };
     const t2 = await createTestDb();
-    const registry = createProviderRegistry({ db: t2.db, masterKey: new MasterKey(randomBytes(32)), logger, policy: () => policy({ retries: 2, baseDelayMs: 1 }) });
+    const registry = createProviderRegistry({ databaseKeks: new DatabaseKekRepository(t2.db), masterKey: new MasterKey(randomBytes(32)), logger, policy: () => policy({ retries: 2, baseDelayMs: 1 }) });
     const db = registry.get('database');
     await t2.drop();
     const err = await rejection(db.hasKek({ profile: { id: 'p', name: 'db', protocol: 'database', details: {} }, label: 'k' }));

@@ -6,7 +6,7 @@ import { readEnv } from '../../src/config/env';
 import { createServer } from '../../src/api/server';
 import { ALL_COMMANDS, createRegistry, registry } from '../../src/commands/registry';
 import type { CommandSpec } from '../../src/commands/define';
-import { silentLogger, type Logger } from '../../src/logger';
+import { silentLogger, type Logger } from '../../src/core/logger';
 import { ApiClient } from './client';
 import { createTestDb, type TestDb } from './db';
 

@@ -2,7 +2,7 @@ import type { App } from '../../src/app';
 import type { Db } from '../../src/db/knex';
 import { submitAsync, asyncParams } from '../../src/commands/async-jobs';
 import { ALL_ROLES, defineCommand, param, type CommandSpec } from '../../src/commands/define';
-import { KmsError, paramError } from '../../src/kms/errors';
+import { KmsError, paramError } from '../../src/core/errors';
 import type { JobHandler } from '../../src/jobs/types';
 
 /** The test job kind: sleeps `ms` in steps (reporting progress), then records its effect once per job. */

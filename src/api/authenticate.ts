@@ -1,8 +1,9 @@
 import type { App } from '../app';
 import type { Caller } from '../identity/caller';
-import { ApiError, BAD_CREDENTIALS_TEXT } from './errors';
+import { ApiError, BAD_CREDENTIALS_TEXT } from '../core/errors';
 import type { ApiParams } from './request';
-import { parseExpires, verifySignature } from './signature';
+import { parseExpires } from '../core/dates';
+import { verifySignature } from './signature';
 
 /** What identified the request, if anything. */
 export type Authentication =

@@ -1,4 +1,4 @@
-import { ApiError } from './errors';
+import { ApiError } from '../core/errors';
 import type { ApiParams } from './request';
 import { InvalidValue, type CommandSpec, type Infer, type Params, type RawValue } from '../commands/define';
 

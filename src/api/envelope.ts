@@ -1,12 +1,7 @@
-import type { ApiError } from './errors';
+import type { ApiResult } from '../commands/result';
+export type { ApiResult } from '../commands/result';
+import type { ApiError } from '../core/errors';
 
-/** What a handler answers; the envelope turns it into CloudStack's JSON or XML. */
-export type ApiResult =
-  | { kind: 'object'; name: string; value: object }
-  | { kind: 'list'; name: string; items: object[]; count: number }
-  | { kind: 'success'; displaytext?: string }
-  /** Fields directly under the wrapper: login, logout, async job submissions and results. */
-  | { kind: 'flat'; value: object };
 
 export const responseName = (command: string): string => `${command.toLowerCase()}response`;
 
@@ -69,8 +64,3 @@ export function toXml(wrapper: string, body: Record<string, unknown>, authentica
   return `<?xml version="1.0" encoding="UTF-8"?><${wrapper}${authenticated ? ' cloud-stack-version="4.23.0.0"' : ''}>${inner}</${wrapper}>`;
 }
 
-/** CloudStack's date format: 2026-01-31T12:00:00+0000 (always UTC here). */
-export function formatDate(ms: number | null | undefined): string | undefined {
-  if (ms === null || ms === undefined) return undefined;
-  return new Date(Number(ms)).toISOString().replace(/\.\d{3}Z$/, '+0000');
-}

@@ -1,11 +1,11 @@
 import type { App } from '../app';
 import { prettyPath } from '../commands/responses/identity';
 import { ACCOUNT_TYPES } from '../identity/caller';
-import type { AccountRow, UserRow } from '../identity/directory';
+import type { Account, User } from '../identity/directory';
 import { verifyPassword } from '../identity/password';
-import { ApiError } from './errors';
+import { ApiError } from '../core/errors';
 import type { ApiParams } from './request';
-import { cookieValueFor } from './session-store';
+import { cookieValueFor } from '../identity/sessions';
 
 export interface LoginOutcome {
   body: Record<string, unknown>;
@@ -48,14 +48,14 @@ const DUMMY_HASH = 'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAA';
  * CloudStack's internal accounts, so nobody can lock the cloud's administrators out. A database
  * error here is logged and the caller still gets the generic failure.
  */
-async function disableWhenExhausted(app: App, user: UserRow, account: AccountRow, allowed: number, domainPath: string): Promise<void> {
+async function disableWhenExhausted(app: App, user: User, account: Account, allowed: number, domainPath: string): Promise<void> {
   try {
     if (!(await app.directory.disableWhenAttemptsExhausted(user.id, allowed))) return;
     app.logger.warn('user disabled after failed logins', { user: user.uuid, attempts: allowed });
     await app.events.record({
       type: 'USER.DISABLE', level: 'WARN', resourceType: 'User', resourceId: user.uuid,
       description: `User ${user.username} in domain ${prettyPath(domainPath)} has been disabled due to multiple failed login attempts. Please contact admin.`,
-      actor: { userId: user.id, accountId: account.id, domainId: account.domain_id },
+      actor: { userId: user.id, accountId: account.id, domainId: account.domainId },
     });
   } catch (e) {
     app.logger.error('could not record a failed login', { user: user.uuid, error: e instanceof Error ? e.message : String(e) });
@@ -73,20 +73,20 @@ export async function login(app: App, params: ApiParams, oldSessionCookie: strin
   if (password === undefined) throw new ApiError(431, 'Unable to execute API command login due to missing parameter password', 4350);
   const domainId = params.lower.get('domainid');
   const domain = domainId
-    ? /^\d+$/.test(domainId) ? await app.directory.domainById(Number(domainId)) : await app.directory.domainByUuid(domainId)
-    : await app.directory.domainByPath(normaliseDomainPath(params.lower.get('domain') || '/'));
+    ? /^\d+$/.test(domainId) ? await app.repos.domains.byId(Number(domainId)) : await app.repos.domains.byUuid(domainId)
+    : await app.repos.domains.byPath(normaliseDomainPath(params.lower.get('domain') || '/'));
   const failure = () => new ApiError(531, `Failed to authenticate user ${username} in domain ${domain?.id ?? domainId ?? params.lower.get('domain') ?? 1}; please provide valid credentials`);
   if (!domain) {
     await verifyPassword(password, DUMMY_HASH); // as long as a known domain takes: timing does not reveal which domains exist
     throw failure();
   }
-  const user = await app.directory.findUserForLogin(username, domain.id);
-  const account = user && (await app.directory.accountById(user.account_id));
+  const user = await app.directory.userForLogin(username, domain.id);
+  const account = user && (await app.repos.accounts.byId(user.accountId));
   // incorrect.login.attempts.allowed: an attempt is reserved before the password is checked, so no
   // more than `allowed` guesses are ever checked, however many arrive at once. A user the lockout
   // disabled gets the generic failure whatever the password: a guess confirms nothing.
   const allowed = account && account.type !== ACCOUNT_TYPES.Admin ? await app.settings.getNumber('incorrect.login.attempts.allowed') : 0;
-  let lockedOut = !!user && allowed > 0 && user.state !== 'enabled' && user.login_attempts >= allowed;
+  let lockedOut = !!user && allowed > 0 && user.state !== 'enabled' && user.loginAttempts >= allowed;
   const reserved = !!user && allowed > 0 && user.state === 'enabled' && (await app.directory.reserveLoginAttempt(user.id, allowed));
   if (user && account && allowed > 0 && user.state === 'enabled' && !reserved) {
     // No attempt left (a burst used them, or the setting was lowered): the user is disabled now.
@@ -94,7 +94,7 @@ export async function login(app: App, params: ApiParams, oldSessionCookie: strin
     await disableWhenExhausted(app, user, account, allowed, domain.path);
   }
   // Hash even for an unknown or locked-out user, so timing does not reveal which usernames exist.
-  const valid = await verifyPassword(password, user && !lockedOut ? user.password : DUMMY_HASH);
+  const valid = await verifyPassword(password, user && !lockedOut ? user.passwordHash : DUMMY_HASH);
   if (!user || !account || lockedOut) throw failure();
   if (!valid) {
     if (reserved) await disableWhenExhausted(app, user, account, allowed, domain.path);

@@ -1,4 +1,4 @@
-import { ApiError } from './errors';
+import { ApiError } from '../core/errors';
 
 /** Parameters of one request: original names (for the signature) and lower-cased names (for dispatch). */
 export interface ApiParams {

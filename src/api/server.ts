@@ -2,17 +2,17 @@ import express, { type Request, type Response } from 'express';
 import { randomUUID } from 'node:crypto';
 import type { App } from '../app';
 import type { Registry } from '../commands/registry';
-import type { CommandContext } from '../commands/context';
+import type { CommandContext, Services } from '../commands/context';
 import type { Caller } from '../identity/caller';
 import { authenticate } from './authenticate';
 import { parseParams } from './dispatch';
 import { errorBody, responseName, resultBody, toJson, toXml } from './envelope';
-import { ApiError, BAD_CREDENTIALS_TEXT, toApiError } from './errors';
+import { ApiError, BAD_CREDENTIALS_TEXT, toApiError } from '../core/errors';
 import { login, logout } from './login';
-import { isKmsError } from '../kms/errors';
-import { withLogContext } from '../logger';
-import { recordApiRequest, type ApiRequestRecord } from '../ops/access-log';
-import { opsRouter, type RequestTracker } from '../ops/http';
+import { isKmsError } from '../core/errors';
+import { withLogContext } from '../core/logger';
+import { recordApiRequest, type ApiRequestRecord } from './access-log';
+import { opsRouter, type RequestTracker } from './ops-routes';
 import { assertNoControlCharacters, mergeParams, parseCookies, type ApiParams } from './request';
 
 /** Stand-in caller for the few commands the UI calls before login; they never read it. */
@@ -50,6 +50,10 @@ export interface ServerOptions {
 
 /** The CloudStack API endpoint: `/client/api` and `/client/api/`, GET and form POST. */
 export function createServer(app: App, registry: Registry, opts: ServerOptions = {}): express.Express {
+  const services: Services = {
+    kms: app.kms, directory: app.directory, sessions: app.sessions, events: app.events, settings: app.settings, jobs: app.jobs,
+    repos: app.repos, masterKeys: app.masterKeys, managementServerId: app.managementServerId, logger: app.logger,
+  };
   const server = express();
   server.disable('x-powered-by');
   server.set('etag', false);
@@ -107,7 +111,7 @@ export function createServer(app: App, registry: Registry, opts: ServerOptions =
       backendPrefix = spec.backendErrorPrefix;
       assertNoControlCharacters(params);
       const p = parseParams(spec, params);
-      const ctx: CommandContext = { caller: caller ?? ANONYMOUS, app, command: spec.name, commands: registry.commands };
+      const ctx: CommandContext = { ...services, caller: caller ?? ANONYMOUS, app, command: spec.name, commands: registry.commands };
       const result = await spec.handler(p, ctx);
       send(res, json, wrapper, resultBody(result), 200, caller !== undefined);
     } catch (err) {

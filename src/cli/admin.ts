@@ -2,8 +2,10 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createApp } from '../app';
 import { readEnv, type Env } from '../config/env';
 import { readMasterKeyMaterial, writeMasterKeyFile } from '../config/master-key';
-import { openDb, type Db } from '../db/knex';
-import { silentLogger } from '../logger';
+import type { Repositories } from '../db/repositories';
+import { openRepositories } from '../db/repositories/open';
+import { JobStatus } from '../jobs/types';
+import { silentLogger } from '../core/logger';
 import { ROTATION_JOB, beginRotation, countNotOn } from '../kms/master-key-rotation';
 import { MasterKeySeal } from '../kms/master-key-seal';
 import { heldBy, isKeyOf, listVersions, liveNodes } from '../kms/master-key-versions';
@@ -25,31 +27,31 @@ type Print = (line: string) => void;
 export async function runAdmin(args: readonly string[], env: Env = readEnv(), print: Print = (l) => process.stdout.write(`${l}\n`)): Promise<void> {
   switch (args[0]) {
     case 'rotate-master-key': return rotate(env, print, !args.includes('--no-wait'));
-    case 'seal-master-key': return withDb(env, (db) => seal(db, env, print));
-    case 'unseal-master-key': return withDb(env, (db) => unseal(db, env, print));
-    case 'master-key-status': return withDb(env, (db) => status(db, env, print));
-    case 'discard-pending-master-key': return withDb(env, (db) => discardPending(db, print));
+    case 'seal-master-key': return withRepos(env, (repos) => seal(repos, env, print));
+    case 'unseal-master-key': return withRepos(env, (repos) => unseal(repos, env, print));
+    case 'master-key-status': return withRepos(env, (repos) => status(repos, env, print));
+    case 'discard-pending-master-key': return withRepos(env, (repos) => discardPending(repos, print));
     default: throw new Error(USAGE);
   }
 }
 
-async function withDb(env: Env, fn: (db: Db) => Promise<void>): Promise<void> {
-  const db = await openDb({ databaseUrl: env.databaseUrl, dataDir: env.dataDir });
+async function withRepos(env: Env, fn: (repos: Repositories) => Promise<void>): Promise<void> {
+  const { repos, close } = await openRepositories({ databaseUrl: env.databaseUrl, dataDir: env.dataDir });
   try {
-    await fn(db);
+    await fn(repos);
   } finally {
-    await db.destroy();
+    await close();
   }
 }
 
 async function rotate(env: Env, print: Print, wait: boolean): Promise<void> {
   const { app } = await createApp({ ...env, role: 'api' }, { logger: silentLogger, announce: false });
   try {
-    const admin = await app.db('user as u').join('account as a', 'a.id', 'u.account_id').join('domain as d', 'd.id', 'a.domain_id')
-      .where({ 'u.username': 'admin', 'd.path': '/' }).whereNull('u.removed').first('u.id');
+    const root = await app.directory.domainByPath('/');
+    const admin = root && (await app.directory.findUserForLogin('admin', root.id));
     const caller = admin && (await app.directory.loadCaller(admin.id));
     if (!caller) throw new Error('The ROOT admin user is missing or disabled; the rotation job runs as that user');
-    const { from, to } = await beginRotation(app.db, app.masterKeys);
+    const { from, to } = await beginRotation(app.repos, app.masterKeys);
     const { jobId } = await app.jobs.submit({
       cmd: 'rotateMasterKey', kind: ROTATION_JOB, caller, args: { fromVersion: from, toVersion: to }, instanceType: 'MasterKey', instanceId: String(to),
     });
@@ -57,13 +59,13 @@ async function rotate(env: Env, print: Print, wait: boolean): Promise<void> {
     if (!wait) return;
     let shown = -1;
     for (;;) {
-      const job = await app.db('async_job').where({ uuid: jobId }).first('status', 'process_status', 'result');
-      if (Number(job.status) !== 0) {
-        if (Number(job.status) !== 1) throw new Error(`the rotation job failed: ${job.result}`);
+      const job = (await app.repos.jobs.view(jobId))!; // written by submit above
+      if (job.status !== JobStatus.InProgress) {
+        if (job.status !== JobStatus.Succeeded) throw new Error(`the rotation job failed: ${job.result}`);
         print(`done: every value is on version ${to}; older versions are retired. Replace KMS_MASTER_KEY with the new key and drop KMS_MASTER_KEY_NEXT on every node at their next restart.`);
         return;
       }
-      if (Number(job.process_status) !== shown) print(`  ${(shown = Number(job.process_status))}%`);
+      if (job.processStatus !== shown) print(`  ${(shown = job.processStatus)}%`);
       await new Promise((r) => setTimeout(r, 1000));
     }
   } finally {
@@ -71,11 +73,11 @@ async function rotate(env: Env, print: Print, wait: boolean): Promise<void> {
   }
 }
 
-async function seal(db: Db, env: Env, print: Print): Promise<void> {
+async function seal(repos: Repositories, env: Env, print: Print): Promise<void> {
   if (!env.masterKeySeal) throw new Error('Set KMS_MASTER_KEY_SEAL_LIBRARY, _TOKEN_LABEL, _KEY_LABEL and _PIN_FILE to the token that will seal the master key');
-  const live = (await listVersions(db)).filter((r) => r.state !== 'Retired');
+  const live = (await listVersions(repos)).filter((r) => r.state !== 'Retired');
   if (!live.length) throw new Error('This database has no master key yet: start the server once, or start it sealed to make a sealed key');
-  if (live.every((r) => r.sealed_key)) {
+  if (live.every((r) => r.sealedKey)) {
     print('the master key is already sealed');
     return;
   }
@@ -99,7 +101,7 @@ async function seal(db: Db, env: Env, print: Print): Promise<void> {
       const same = back.equals(raw);
       back.fill(0);
       if (!same) throw new Error(`The token did not give master key version ${r.version} back unchanged; nothing was sealed`);
-      await db('kms_master_key_versions').where({ version: r.version }).update({ sealed_key: blob.toString('base64'), seal_key_label: hsm.keyLabel });
+      await repos.masterKeyVersions.seal(r.version, blob.toString('base64'), hsm.keyLabel);
       print(`sealed master key version ${r.version} (${r.state})`);
     }
   } finally {
@@ -114,9 +116,9 @@ async function seal(db: Db, env: Env, print: Print): Promise<void> {
   print('Next: on every node remove KMS_MASTER_KEY, KMS_MASTER_KEY_NEXT and any master.key file, set KMS_MASTER_KEY_SEAL_* and restart it.');
 }
 
-async function unseal(db: Db, env: Env, print: Print): Promise<void> {
+async function unseal(repos: Repositories, env: Env, print: Print): Promise<void> {
   if (!env.masterKeySeal) throw new Error('Set KMS_MASTER_KEY_SEAL_* to the token that seals the master key');
-  const live = (await listVersions(db)).filter((r) => r.state !== 'Retired' && r.sealed_key);
+  const live = (await listVersions(repos)).filter((r) => r.state !== 'Retired' && r.sealedKey);
   if (!live.length) {
     print('the master key is not sealed');
     return;
@@ -126,7 +128,7 @@ async function unseal(db: Db, env: Env, print: Print): Promise<void> {
   const keys: Buffer[] = [];
   try {
     for (const r of live) {
-      const raw = hsm.unwrap(Buffer.from(r.sealed_key!, 'base64'));
+      const raw = hsm.unwrap(Buffer.from(r.sealedKey!, 'base64'));
       keys.push(raw);
       if (!isKeyOf(r, raw)) throw new Error(`The sealed master key version ${r.version} does not match its check value; nothing was unsealed`);
     }
@@ -135,28 +137,28 @@ async function unseal(db: Db, env: Env, print: Print): Promise<void> {
     hsm.close();
     for (const k of keys) k.fill(0);
   }
-  await db('kms_master_key_versions').whereIn('version', live.map((r) => r.version)).update({ sealed_key: null, seal_key_label: null });
+  await repos.masterKeyVersions.unseal(live.map((r) => r.version));
   print(`wrote master key version ${live.map((r) => r.version).join(', ')} to ${env.masterKeyFile} (mode 0600) and removed the seal`);
   print('Next: on every node unset KMS_MASTER_KEY_SEAL_*, give it this file (or its key in KMS_MASTER_KEY) and restart it.');
 }
 
-async function discardPending(db: Db, print: Print): Promise<void> {
-  const pending = (await listVersions(db)).filter((r) => r.state === 'Pending').map((r) => r.version);
+async function discardPending(repos: Repositories, print: Print): Promise<void> {
+  const pending = (await listVersions(repos)).filter((r) => r.state === 'Pending').map((r) => r.version);
   if (!pending.length) {
     print('there is no pending master key version');
     return;
   }
-  await db('kms_master_key_versions').whereIn('version', pending).where({ state: 'Pending' }).delete();
+  await repos.masterKeyVersions.discardPending(pending);
   print(`discarded pending master key version ${pending.join(', ')}; nodes drop it at their next heartbeat. Give every node the right KMS_MASTER_KEY_NEXT and restart them.`);
 }
 
-async function status(db: Db, env: Env, print: Print): Promise<void> {
-  const rows = await listVersions(db);
+async function status(repos: Repositories, env: Env, print: Print): Promise<void> {
+  const rows = await listVersions(repos);
   const active = rows.find((r) => r.state === 'Active');
-  const left = active ? await countNotOn(db, active.version) : {};
-  for (const r of rows) print(`version ${r.version}: ${r.state}${r.sealed_key ? ', sealed' : ''}`);
+  const left = active ? await countNotOn(repos, active.version) : {};
+  for (const r of rows) print(`version ${r.version}: ${r.state}${r.sealedKey ? ', sealed' : ''}`);
   if (active) print(`values not yet on version ${active.version}: ${JSON.stringify(left)}`);
-  for (const n of await liveNodes(db, env.nodeStaleMs)) print(`node ${n.role} ${n.host} pid ${n.pid}: holds ${heldBy(n).join(', ')}, writes ${n.write_version}`);
+  for (const n of await liveNodes(repos, env.nodeStaleMs)) print(`node ${n.role} ${n.host} pid ${n.pid}: holds ${heldBy(n).join(', ')}, writes ${n.writeVersion}`);
 }
 
 if (require.main === module) {

@@ -1,18 +1,15 @@
-import { parseListDate } from '../api/dates';
-import type { ApiResult } from '../api/envelope';
-import { pageWindow } from '../api/pagination';
-import { pagedRows } from '../db/paging';
-import { applyOwnerScope } from '../identity/access';
-import { paramError, permissionError } from '../kms/errors';
+import { parseListDate } from './dates';
+import type { ApiResult } from './result';
+import { paramError, permissionError } from '../core/errors';
 import type { JobSubmission } from '../jobs/types';
 import type { CommandContext } from './context';
 import { ALL_ROLES, defineCommand, ownerListParams, param } from './define';
-import { asyncJobFields, asyncJobQuery, asyncJobResponse, type AsyncJobView } from './responses/async-job';
+import { asyncResult } from './jobs';
+import { listOwned } from './list';
+import { asyncJobFields, asyncJobResponse } from './responses/async-job';
 
-/** What an async command answers: `{jobid}`, or `{id, jobid}` for an async create (§4.1). */
-export function asyncResult(jobId: string, id?: string): ApiResult {
-  return { kind: 'flat', value: id === undefined ? { jobid: jobId } : { id, jobid: jobId } };
-}
+/** @deprecated shim: `asyncResult` lives in src/commands/jobs.ts. */
+export { asyncResult } from './jobs';
 
 /** The parameters every async command takes (BaseAsyncCmd); spread them into `params`. */
 export const asyncParams = {
@@ -22,6 +19,7 @@ export const asyncParams = {
 /**
  * Submits an async command's job as the caller (honouring `customjobid`) and answers `{jobid}`
  * or `{id, jobid}`. The job row is written before this returns; a worker runs it.
+ * @deprecated shim for src/commands/projects.ts, identity-states.ts and kms-keys.ts: declare the job with defineJob and use submitJob (src/commands/jobs.ts).
  */
 export async function submitAsync(
   ctx: CommandContext,
@@ -29,7 +27,7 @@ export async function submitAsync(
   job: Omit<JobSubmission, 'caller' | 'cmd' | 'jobUuid'>,
   id?: string,
 ): Promise<ApiResult> {
-  const { jobId } = await ctx.app.jobs.submit({ ...job, cmd: ctx.command, caller: ctx.caller, jobUuid: p.customjobid });
+  const { jobId } = await ctx.jobs.submit({ ...job, cmd: ctx.command, caller: ctx.caller, jobUuid: p.customjobid });
   return asyncResult(jobId, id);
 }
 
@@ -45,10 +43,10 @@ export const asyncJobCommands = [
     },
     response: asyncJobFields,
     async handler(p, ctx) {
-      const row: AsyncJobView | undefined = await asyncJobQuery(ctx.app.db).where('j.uuid', p.jobid).first();
+      const row = await ctx.repos.jobs.view(p.jobid);
       if (!row) throw paramError(`Unable to find job by id ${p.jobid}`);
       // CloudStack lets a user see only its own account's jobs (ApiResponseHelper.queryJobResult).
-      if (!(await ctx.app.directory.canAccessOwner(ctx.caller, { accountId: row.account_id, domainId: row.domain_id }))) {
+      if (!(await ctx.directory.canAccessOwner(ctx.caller, { accountId: row.accountId, domainId: row.domainId }))) {
         throw permissionError(`Account ${ctx.caller.accountName} does not have permission to query job ${p.jobid}`);
       }
       return { kind: 'flat', value: asyncJobResponse(row) };
@@ -64,12 +62,10 @@ export const asyncJobCommands = [
     },
     response: asyncJobFields,
     async handler(p, ctx) {
-      const scope = await ctx.app.directory.listScope(ctx.caller, p);
-      const q = applyOwnerScope(asyncJobQuery(ctx.app.db), scope, { accountCol: 'j.account_id', domainCol: 'j.domain_id' }).orderBy('j.id', 'desc');
-      if (p.startdate !== undefined) q.where('j.created', '>=', parseListDate(p.startdate, 'startdate'));
-      if (p.keyword) q.where('j.cmd', 'like', `%${p.keyword}%`);
-      const { rows, count } = await pagedRows<AsyncJobView>(q, pageWindow(p));
-      return { kind: 'list', name: 'asyncjobs', items: rows.map(asyncJobResponse), count };
+      return listOwned(ctx, p, 'asyncjobs', (scope, page) => {
+        const since = p.startdate === undefined ? undefined : new Date(parseListDate(p.startdate, 'startdate'));
+        return ctx.repos.jobs.listViews(scope, { since, keyword: p.keyword }, page);
+      }, asyncJobResponse);
     },
   }),
 ];

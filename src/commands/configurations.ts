@@ -1,4 +1,4 @@
-import { pageWindow } from '../api/pagination';
+import { listUnowned } from './list';
 import type { SettingSpec } from '../config/settings';
 import { ADMIN_ONLY, defineCommand, listParams, param, type ResponseField } from './define';
 
@@ -35,12 +35,12 @@ export const configurationCommands = [
     },
     response: configurationFields,
     async handler(p, ctx) {
-      const all = (await ctx.app.settings.all()).filter(({ spec }) =>
-        (!p.name || spec.name.toLowerCase().includes(p.name.toLowerCase())) && (!p.category || spec.category.toLowerCase() === p.category.toLowerCase()) &&
-        (!p.keyword || spec.name.toLowerCase().includes(p.keyword.toLowerCase())));
-      const { offset, limit } = pageWindow(p);
-      const page = all.slice(offset, limit === undefined ? undefined : offset + limit);
-      return { kind: 'list', name: 'configuration', items: page.map(({ spec, value }) => configurationResponse(spec, value)), count: all.length };
+      return listUnowned(p, 'configuration', async ({ offset, limit }) => {
+        const all = (await ctx.settings.all()).filter(({ spec }) =>
+          (!p.name || spec.name.toLowerCase().includes(p.name.toLowerCase())) && (!p.category || spec.category.toLowerCase() === p.category.toLowerCase()) &&
+          (!p.keyword || spec.name.toLowerCase().includes(p.keyword.toLowerCase())));
+        return { rows: all.slice(offset, limit === undefined ? undefined : offset + limit), count: all.length };
+      }, ({ spec, value }) => configurationResponse(spec, value));
     },
   }),
   defineCommand({
@@ -54,8 +54,8 @@ export const configurationCommands = [
     },
     response: configurationFields,
     async handler(p, ctx) {
-      const spec = await ctx.app.settings.set(p.name, p.value ?? '');
-      await ctx.app.events.record({
+      const spec = await ctx.settings.set(p.name, p.value ?? '');
+      await ctx.events.record({
         type: 'CONFIGURATION.VALUE.EDIT', description: `Value of ${p.name} changed to ${p.value ?? ''}`,
         actor: { userId: ctx.caller.userId, accountId: ctx.caller.accountId, domainId: ctx.caller.domainId },
       });

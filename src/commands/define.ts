@@ -1,8 +1,12 @@
-import type { ApiResult } from '../api/envelope';
+import type { ApiResult } from './result';
 import type { CommandContext } from './context';
+import type { JobSpec } from './jobs';
+import type { Role } from '../identity/caller';
+import { isUuid } from '../core/ids';
 
-/** CloudStack role types that may call a command. */
-export type Role = 'Admin' | 'DomainAdmin' | 'User';
+export type { Role } from '../identity/caller';
+export { isUuid } from '../core/ids';
+
 export const ALL_ROLES: readonly Role[] = ['Admin', 'DomainAdmin', 'User'];
 export const ADMIN_ONLY: readonly Role[] = ['Admin'];
 
@@ -61,8 +65,6 @@ const asString = (raw: RawValue): string => {
   return raw;
 };
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-export const isUuid = (s: string): boolean => UUID.test(s);
 
 const parseInteger = (raw: RawValue): number => {
   const s = asString(raw).trim();
@@ -136,6 +138,8 @@ export interface CommandSpec<P extends Params = Params> {
   readonly responseName?: string;
   /** Prefix of backend errors ("Failed to rotate KMS key: "), reference/cloudstack-kms-4.23.md §1.12. */
   readonly backendErrorPrefix?: string;
+  /** The async half of an async command: its job kind, argument shape and handler (src/commands/jobs.ts). */
+  readonly job?: JobSpec<never>;
   readonly handler: (p: Infer<P>, ctx: CommandContext) => Promise<ApiResult>;
 }
 

@@ -1,15 +1,15 @@
-import { pageWindow } from '../api/pagination';
-import type { ApiResult } from '../api/envelope';
-import type { App } from '../app';
-import { paramError } from '../kms/errors';
-import { DISK_OFFERING_STATES, DiskOfferings, MAX_DISK_SIZE_GB, type DiskOfferingRow, type DiskOfferingState } from '../kms/disk-offerings';
+import { listUnowned } from './list';
+import type { ApiResult } from './result';
+import type { CommandContext } from './context';
+import { paramError } from '../core/errors';
+import { DISK_OFFERING_STATES, MAX_DISK_SIZE_GB, type DiskOffering, type DiskOfferingState } from '../kms/disk-offerings';
 import { defineCommand, isUuid, listParams, param, type Role } from './define';
 import { diskOfferingFields, diskOfferingResponse } from './responses/disk-offering';
 
 const MANAGERS: readonly Role[] = ['Admin', 'DomainAdmin'];
 
-async function offeringObject(app: App, row: DiskOfferingRow): Promise<ApiResult> {
-  const [view] = await new DiskOfferings(app).views([row]);
+async function offeringObject(ctx: CommandContext, row: DiskOffering): Promise<ApiResult> {
+  const [view] = await ctx.kms.diskOfferings.views([row]);
   return { kind: 'object', name: 'diskoffering', value: diskOfferingResponse(view!) };
 }
 
@@ -72,12 +72,12 @@ export const diskOfferingCommands = [
         if (typeof v === 'number' && v < 0) throw paramError(`Invalid value ${v} for parameter ${k}: it cannot be negative`);
         return v === undefined ? [] : [[k, v]];
       }));
-      const row = await new DiskOfferings(ctx.app).create(ctx.caller, {
+      const row = await ctx.kms.diskOfferings.create(ctx.caller, {
         name: p.name, displayText: p.displaytext, diskSizeGb: p.disksize, customized: p.customized, encrypt: p.encrypt, storageType: p.storagetype,
         provisioningType: p.provisioningtype, cacheMode: p.cachemode, diskSizeStrictness: p.disksizestrictness, tags: p.tags, qos,
         domainUuids: p.domainid, zoneUuids: p.zoneid,
       });
-      return offeringObject(ctx.app, row);
+      return offeringObject(ctx, row);
     },
   }),
   defineCommand({
@@ -100,13 +100,14 @@ export const diskOfferingCommands = [
     },
     response: diskOfferingFields,
     async handler(p, ctx) {
-      const offerings = new DiskOfferings(ctx.app);
-      const rows = await offerings.list(ctx.caller, {
-        uuid: p.id, name: p.name, keyword: p.keyword, zoneUuid: p.zoneid, usableInDomainUuid: p.domainid, state: stateOf(p.state) ?? 'Active', encrypt: p.encrypt,
-      });
-      const { offset, limit } = pageWindow(p);
-      const page = rows.slice(offset, limit === undefined ? undefined : offset + limit);
-      return { kind: 'list', name: 'diskoffering', items: (await offerings.views(page)).map(diskOfferingResponse), count: rows.length };
+      const offerings = ctx.kms.diskOfferings;
+      // Visibility is decided per offering (domains above and below the caller), so the page is cut after it.
+      return listUnowned(p, 'diskoffering', async ({ offset, limit }) => {
+        const rows = await offerings.list(ctx.caller, {
+          uuid: p.id, name: p.name, keyword: p.keyword, zoneUuid: p.zoneid, usableInDomainUuid: p.domainid, state: stateOf(p.state) ?? 'Active', encrypt: p.encrypt,
+        });
+        return { rows: await offerings.views(rows.slice(offset, limit === undefined ? undefined : offset + limit)), count: rows.length };
+      }, diskOfferingResponse);
     },
   }),
   defineCommand({
@@ -129,11 +130,11 @@ export const diskOfferingCommands = [
     async handler(p, ctx) {
       const state = stateOf(p.state);
       if (state === 'all') throw paramError('Invalid value all for parameter state; allowed values are Active, Inactive');
-      const row = await new DiskOfferings(ctx.app).update(ctx.caller, p.id, {
+      const row = await ctx.kms.diskOfferings.update(ctx.caller, p.id, {
         name: p.name, displayText: p.displaytext, tags: p.tags, state,
         domainUuids: accessList(p.domainid, 'domainid', 'public'), zoneUuids: accessList(p.zoneid, 'zoneid', 'all'),
       });
-      return offeringObject(ctx.app, row);
+      return offeringObject(ctx, row);
     },
   }),
   defineCommand({
@@ -143,7 +144,7 @@ export const diskOfferingCommands = [
     params: { id: param.uuid({ required: true, description: 'ID of the disk offering', related: 'listDiskOfferings' }) },
     response: [{ name: 'success', type: 'boolean', description: 'true if operation is executed successfully' }],
     async handler(p, ctx) {
-      await new DiskOfferings(ctx.app).delete(ctx.caller, p.id);
+      await ctx.kms.diskOfferings.delete(ctx.caller, p.id);
       return { kind: 'success' };
     },
   }),

@@ -1,7 +1,6 @@
-import { pageWindow } from '../api/pagination';
-import { pagedRows } from '../db/paging';
 import { defineCommand, listParams, param } from './define';
-import { domainFields, domainQuery, domainResponse, type DomainView } from './responses/identity';
+import { listUnowned } from './list';
+import { domainFields, domainResponse } from './responses/identity';
 
 /**
  * listDomainChildren: the second permission of the UI's Domains section (`#/domain`, a tree that
@@ -23,18 +22,13 @@ export const domainCommands = [
     },
     response: domainFields,
     async handler(p, ctx) {
-      const { directory } = ctx.app;
-      const parent = p.id ? await directory.requireDomain(ctx.caller, p.id) : await directory.domainById(ctx.caller.domainId);
-      const q = domainQuery(ctx.app.db).orderBy('d.path');
-      if (parent) {
-        // Descendants by parent ids (src/identity/access.ts), never by a path pattern.
-        if (p.isrecursive) q.whereIn('d.id', (await directory.access.subtreeIds(parent.id)).filter((id) => id !== parent.id));
-        else q.where('d.parent_id', parent.id);
-      } else q.whereRaw('1 = 0');
-      if (p.name) q.where('d.name', p.name);
-      if (p.keyword) q.where('d.name', 'like', `%${p.keyword}%`);
-      const { rows, count } = await pagedRows<DomainView>(q, pageWindow(p));
-      return { kind: 'list', name: 'domain', items: rows.map(domainResponse), count };
+      const { directory } = ctx;
+      const parent = p.id ? await directory.accessibleDomain(ctx.caller, p.id) : await ctx.repos.domains.byId(ctx.caller.domainId);
+      // Descendants by parent ids (src/identity/access.ts), never by a path pattern; none without a parent.
+      const below = !parent ? { ids: [] }
+        : p.isrecursive ? { ids: (await directory.access.subtreeIds(parent.id)).filter((id) => id !== parent.id) }
+          : { parentId: parent.id };
+      return listUnowned(p, 'domain', (page) => ctx.repos.domains.list({ ...below, name: p.name, keyword: p.keyword }, page), domainResponse);
     },
   }),
 ];

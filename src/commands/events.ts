@@ -1,11 +1,14 @@
-import { parseListDate } from '../api/dates';
-import { formatDate } from '../api/envelope';
-import { pageWindow } from '../api/pagination';
-import { pagedRows } from '../db/paging';
-import { applyOwnerScope } from '../identity/access';
+import { parseListDate } from './dates';
+import { formatDate } from '../core/dates';
+import type { EventView } from '../db/repositories/events';
 import { ALL_ROLES, defineCommand, ownerListParams, param } from './define';
+import { listOwned } from './list';
 
-interface EventView { uuid: string; type: string; level: string; state: string; description: string; created: number; resource_type: string | null; resource_id: string | null; username: string | null; account_name: string | null; account_uuid: string | null; domain_uuid: string | null; domain_name: string | null }
+const eventResponse = (e: EventView) => ({
+  id: e.uuid, type: e.type, level: e.level, description: e.description, username: e.username ?? undefined,
+  account: e.accountName ?? undefined, accountid: e.accountUuid ?? undefined, domainid: e.domainUuid ?? undefined, domain: e.domainName ?? undefined,
+  resourceid: e.resourceId ?? undefined, resourcetype: e.resourceType ?? undefined, state: e.state, created: formatDate(e.created),
+});
 
 
 export const eventCommands = [
@@ -38,33 +41,14 @@ export const eventCommands = [
       { name: 'created', type: 'date', description: 'the date the event was created' },
     ],
     async handler(p, ctx) {
-      const db = ctx.app.db;
-      const scope = await ctx.app.directory.listScope(ctx.caller, p);
-      const q = db('event as e')
-        .leftJoin('user as u', 'u.id', 'e.user_id').leftJoin('account as a', 'a.id', 'e.account_id').leftJoin('domain as d', 'd.id', 'e.domain_id')
-        .select('e.uuid', 'e.type', 'e.level', 'e.state', 'e.description', 'e.created', 'e.resource_type', 'e.resource_id',
-          'u.username', 'a.account_name', 'a.uuid as account_uuid', 'd.uuid as domain_uuid', 'd.name as domain_name')
-        .orderBy('e.id', 'desc');
-      applyOwnerScope(q, scope, { accountCol: 'e.account_id', domainCol: 'e.domain_id' });
-      if (p.id) q.where('e.uuid', p.id);
-      if (p.type) q.where('e.type', p.type);
-      if (p.level) q.where('e.level', p.level.toUpperCase());
-      if (p.resourceid) q.where('e.resource_id', p.resourceid);
-      if (p.resourcetype) q.where('e.resource_type', p.resourcetype);
-      if (p.keyword) q.where('e.description', 'like', `%${p.keyword}%`);
-      const start = p.startdate === undefined ? undefined : parseListDate(p.startdate, 'startdate');
-      const end = p.enddate === undefined ? undefined : parseListDate(p.enddate, 'enddate');
-      if (start !== undefined) q.where('e.created', '>=', start);
-      if (end !== undefined) q.where('e.created', '<=', end);
-      const { rows, count } = await pagedRows<EventView>(q, pageWindow(p));
-      return {
-        kind: 'list', name: 'event', count,
-        items: rows.map((e) => ({
-          id: e.uuid, type: e.type, level: e.level, description: e.description, username: e.username ?? undefined,
-          account: e.account_name ?? undefined, accountid: e.account_uuid ?? undefined, domainid: e.domain_uuid ?? undefined, domain: e.domain_name ?? undefined,
-          resourceid: e.resource_id ?? undefined, resourcetype: e.resource_type ?? undefined, state: e.state, created: formatDate(e.created),
-        })),
-      };
+      return listOwned(ctx, p, 'event', (scope, page) => {
+        const start = p.startdate === undefined ? undefined : parseListDate(p.startdate, 'startdate');
+        const end = p.enddate === undefined ? undefined : parseListDate(p.enddate, 'enddate');
+        return ctx.repos.events.list(scope, {
+          uuid: p.id, type: p.type, level: p.level?.toUpperCase(), resourceId: p.resourceid, resourceType: p.resourcetype, keyword: p.keyword,
+          from: start === undefined ? undefined : new Date(start), to: end === undefined ? undefined : new Date(end),
+        }, page);
+      }, eventResponse);
     },
   }),
 ];

@@ -1,21 +1,14 @@
-import { pageWindow } from '../api/pagination';
-import { HsmProfiles, showsDetails } from '../kms/hsm-profiles';
 import { PROVIDER_KINDS } from '../providers/provider';
-import type { App } from '../app';
-import type { Caller } from '../identity/caller';
-import type { ApiResult } from '../api/envelope';
+import type { ApiResult } from './result';
 import type { CommandContext } from './context';
+import { listOwned } from './list';
 import { ADMIN_ONLY, ALL_ROLES, defineCommand, ownerListParams, param, type Infer } from './define';
 import { hsmProfileFields, hsmProfileResponse } from './responses/hsm-profile';
 
-const healthOf = (app: App, uuid: string): 'Healthy' | 'Degraded' => (app.providers.isDegraded(uuid) ? 'Degraded' : 'Healthy');
-
 /** The wire form of one profile for this caller (details masked, or left out in the limited view). */
-async function profileObject(app: App, caller: Caller, id: number): Promise<ApiResult> {
-  const profiles = new HsmProfiles(app);
-  const view = await profiles.view(id);
-  const details = showsDetails(caller, view) ? (await profiles.detailsOf([view.id])).get(view.id) ?? [] : undefined;
-  return { kind: 'object', name: 'hsmprofile', value: hsmProfileResponse(view, details, healthOf(app, view.uuid)) };
+async function profileObject(ctx: CommandContext, id: number): Promise<ApiResult> {
+  const item = await ctx.kms.profiles.item(ctx.caller, id);
+  return { kind: 'object', name: 'hsmprofile', value: hsmProfileResponse(item.profile, item.details, item.health) };
 }
 
 const createParams = {
@@ -36,11 +29,11 @@ const createParams = {
 const createDescription = 'Creates an HSM profile: the connection settings of a KEK backend (a PKCS#11 token or the database), checked against the backend before it is stored';
 
 const createHandler = async (p: Infer<typeof createParams>, ctx: CommandContext): Promise<ApiResult> => {
-  const row = await new HsmProfiles(ctx.app).create(ctx.caller, {
+  const row = await ctx.kms.profiles.create(ctx.caller, {
     name: p.name, protocol: p.protocol, zoneUuid: p.zoneid, domainUuid: p.domainid, account: p.account, projectUuid: p.projectid, isPublic: p.ispublic || p.system === true,
     vendorName: p.vendorname, details: p.details ?? {},
   });
-  return profileObject(ctx.app, ctx.caller, row.id);
+  return profileObject(ctx, row.id);
 };
 
 /** createHSMProfile (and its alias addHSMProfile), listHSMProfiles, updateHSMProfile, deleteHSMProfile. */
@@ -70,14 +63,12 @@ export const hsmProfileCommands = [
     },
     response: hsmProfileFields,
     async handler(p, ctx) {
-      const profiles = new HsmProfiles(ctx.app);
-      const { rows, count } = await profiles.list(ctx.caller, {
-        uuid: p.id, zoneUuid: p.zoneid, protocol: p.protocol, enabled: p.enabled, isPublic: p.ispublic, keyword: p.keyword,
-        account: p.account, domainid: p.domainid, isrecursive: p.isrecursive, listall: p.listall, projectid: p.projectid,
-      }, pageWindow(p));
-      const details = await profiles.detailsOf(rows.filter((r) => showsDetails(ctx.caller, r)).map((r) => r.id));
-      const items = rows.map((r) => hsmProfileResponse(r, showsDetails(ctx.caller, r) ? details.get(r.id) ?? [] : undefined, healthOf(ctx.app, r.uuid)));
-      return { kind: 'list', name: 'hsmprofile', items, count };
+      return listOwned(ctx, p, 'hsmprofile',
+        (scope, page) => ctx.kms.profiles.list(ctx.caller, scope, {
+          uuid: p.id, zoneUuid: p.zoneid, protocol: p.protocol, enabled: p.enabled, isPublic: p.ispublic, keyword: p.keyword,
+          account: p.account, domainid: p.domainid, listall: p.listall,
+        }, page),
+        (r) => hsmProfileResponse(r.profile, r.details, r.health));
     },
   }),
   defineCommand({
@@ -93,8 +84,8 @@ export const hsmProfileCommands = [
     },
     response: hsmProfileFields,
     async handler(p, ctx) {
-      const row = await new HsmProfiles(ctx.app).update(ctx.caller, p.id, { name: p.name, enabled: p.enabled });
-      return profileObject(ctx.app, ctx.caller, row.id);
+      const row = await ctx.kms.profiles.update(ctx.caller, p.id, { name: p.name, enabled: p.enabled });
+      return profileObject(ctx, row.id);
     },
   }),
   defineCommand({
@@ -108,7 +99,7 @@ export const hsmProfileCommands = [
       { name: 'displaytext', type: 'string', description: 'any text associated with the success or failure' },
     ],
     async handler(p, ctx) {
-      await new HsmProfiles(ctx.app).delete(ctx.caller, p.id);
+      await ctx.kms.profiles.delete(ctx.caller, p.id);
       return { kind: 'success' };
     },
   }),

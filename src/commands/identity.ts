@@ -1,15 +1,11 @@
-import { pageWindow } from '../api/pagination';
-import { pagedRows } from '../db/paging';
 import { ACCOUNT_TYPES, isRootAdmin, type Caller } from '../identity/caller';
-import { applyOwnerScope } from '../identity/access';
-import type { UserRow } from '../identity/directory';
-import { paramError, permissionError } from '../kms/errors';
-import type { App } from '../app';
+import type { OwnerScope } from '../core/owner-scope';
+import type { User } from '../identity/directory';
+import { paramError, permissionError } from '../core/errors';
+import type { CommandContext } from './context';
 import { ALL_ROLES, defineCommand, listParams, ownerListParams, param } from './define';
-import {
-  accountFields, accountQuery, accountResponse, domainFields, domainQuery, domainResponse, userFields, userQuery, userResponse,
-  type AccountView, type DomainView, type UserView,
-} from './responses/identity';
+import { listOwned, listUnowned } from './list';
+import { accountFields, accountResponse, domainFields, domainResponse, userFields, userResponse } from './responses/identity';
 
 const ADMINS = ['Admin', 'DomainAdmin'] as const;
 
@@ -18,13 +14,33 @@ const DOMAIN_PATH_MAX_LENGTH = 512;
 const actor = (c: Caller) => ({ userId: c.userId, accountId: c.accountId, domainId: c.domainId });
 
 /** A user the caller may manage: one of an account the caller reaches (src/identity/access.ts). */
-async function requireManagedUser(app: App, caller: Caller, uuid: string): Promise<UserRow> {
-  const user = await app.directory.userByUuid(uuid);
+async function requireManagedUser(ctx: CommandContext, uuid: string): Promise<User> {
+  const user = await ctx.repos.users.byUuid(uuid);
   if (!user) throw paramError(`Unable to find user by id ${uuid}`);
-  const account = await app.directory.accountById(user.account_id);
+  const account = await ctx.repos.accounts.byId(user.accountId);
   if (!account) throw paramError(`Unable to find user by id ${uuid}`);
-  await app.directory.requireAccountAccess(caller, account, `Caller ${caller.username} does not have permission to manage user ${uuid}`);
+  await ctx.directory.accessibleAccount(ctx.caller, account, `Caller ${ctx.caller.username} does not have permission to manage user ${uuid}`);
   return user;
+}
+
+/** Admins without listall/domainid/account see the accounts (and users) of their own domain, as CloudStack does. */
+async function ownDomainForAdmins(ctx: CommandContext, scope: OwnerScope, account: string | undefined): Promise<OwnerScope> {
+  if (scope.kind === 'accounts' && ctx.caller.role !== 'User' && !account) return ctx.directory.access.domainScope(ctx.caller, ctx.caller.domainId, false);
+  return scope;
+}
+
+/** An account as the API shows it, with its users. */
+async function accountObject(ctx: CommandContext, accountId: number) {
+  const view = await ctx.repos.accounts.view(accountId);
+  if (!view) throw paramError(`Unable to find account by id ${accountId}`);
+  return accountResponse(view, await ctx.repos.users.viewsOfAccounts([accountId]));
+}
+
+/** A user as the API shows it. */
+async function userObject(ctx: CommandContext, userId: number) {
+  const view = await ctx.repos.users.view(userId);
+  if (!view) throw paramError(`Unable to find user by id ${userId}`);
+  return userResponse(view);
 }
 
 const userKeysFields = [
@@ -49,16 +65,10 @@ export const identityCommands = [
     },
     response: domainFields,
     async handler(p, ctx) {
-      const q = domainQuery(ctx.app.db).orderBy('d.path');
-      if (p.id) q.where('d.uuid', p.id);
-      if (p.name) q.where('d.name', p.name);
-      if (p.level !== undefined) q.where('d.level', p.level);
-      if (p.keyword) q.where('d.name', 'like', `%${p.keyword}%`);
       // Users see their own domain; admins theirs, or with listall/id every domain they reach (by id).
-      if (ctx.caller.role === 'User' || (!p.listall && !p.id)) q.where('d.id', ctx.caller.domainId);
-      else if (!isRootAdmin(ctx.caller)) q.whereIn('d.id', await ctx.app.directory.access.subtreeIds(ctx.caller.domainId));
-      const { rows, count } = await pagedRows<DomainView>(q, pageWindow(p));
-      return { kind: 'list', name: 'domain', items: rows.map(domainResponse), count };
+      const ids = ctx.caller.role === 'User' || (!p.listall && !p.id) ? [ctx.caller.domainId]
+        : !isRootAdmin(ctx.caller) ? await ctx.directory.access.subtreeIds(ctx.caller.domainId) : undefined;
+      return listUnowned(p, 'domain', (page) => ctx.repos.domains.list({ uuid: p.id, name: p.name, level: p.level, keyword: p.keyword, ids }, page), domainResponse);
     },
   }),
   defineCommand({
@@ -73,16 +83,17 @@ export const identityCommands = [
     },
     response: domainFields,
     async handler(p, ctx) {
-      const parent = p.parentdomainid ? await ctx.app.directory.requireDomain(ctx.caller, p.parentdomainid) : await ctx.app.directory.domainById(ctx.caller.domainId);
+      const parent = p.parentdomainid ? await ctx.directory.accessibleDomain(ctx.caller, p.parentdomainid) : await ctx.repos.domains.byId(ctx.caller.domainId);
       if (!parent) throw paramError('Unable to find the parent domain');
       const pathLength = `${parent.path}${p.name}/`.length;
       if (pathLength > DOMAIN_PATH_MAX_LENGTH) {
         throw paramError(`Domain path too long: the path of domain ${p.name.length > 40 ? `${p.name.slice(0, 40)}…` : p.name} under ${parent.name} would be ${pathLength} characters, more than the maximum of ${DOMAIN_PATH_MAX_LENGTH}; use a shorter name`);
       }
-      const d = await ctx.app.directory.createDomain(parent, p.name, p.networkdomain);
-      await ctx.app.events.record({ type: 'DOMAIN.CREATE', description: `Domain ${d.name} created`, actor: actor(ctx.caller), resourceType: 'Domain', resourceId: d.uuid });
-      const [view] = await domainQuery(ctx.app.db).where('d.id', d.id);
-      return { kind: 'object', name: 'domain', value: domainResponse(view as DomainView) };
+      const d = await ctx.directory.createDomain(parent, p.name, p.networkdomain);
+      await ctx.events.record({ type: 'DOMAIN.CREATE', description: `Domain ${d.name} created`, actor: actor(ctx.caller), resourceType: 'Domain', resourceId: d.uuid });
+      const view = await ctx.repos.domains.view(d.id);
+      if (!view) throw paramError(`Unable to find domain by id ${d.uuid}`);
+      return { kind: 'object', name: 'domain', value: domainResponse(view) };
     },
   }),
   defineCommand({
@@ -100,20 +111,13 @@ export const identityCommands = [
     },
     response: accountFields,
     async handler(p, ctx) {
-      const { directory, db } = ctx.app;
-      let scope = await directory.listScope(ctx.caller, p);
-      // Admins without listall/domainid see the accounts of their own domain, as CloudStack does.
-      if (scope.kind === 'accounts' && ctx.caller.role !== 'User' && !p.account) scope = await directory.access.domainScope(ctx.caller, ctx.caller.domainId, false);
-      // A project's own account is no account of a person: CloudStack's listAccounts never shows it.
-      const q = applyOwnerScope(accountQuery(db), scope, { accountCol: 'a.id', domainCol: 'a.domain_id' }).whereNot('a.type', ACCOUNT_TYPES.Project).orderBy('a.id');
-      if (p.id) q.where('a.uuid', p.id);
-      if (p.name) q.where('a.account_name', p.name);
-      if (p.accounttype !== undefined) q.where('a.type', p.accounttype);
-      if (p.state) q.where('a.state', p.state.toLowerCase());
-      if (p.keyword) q.where('a.account_name', 'like', `%${p.keyword}%`);
-      const { rows, count } = await pagedRows<AccountView>(q, pageWindow(p));
-      const users: UserView[] = rows.length ? await userQuery(db).whereIn('a.id', rows.map((a) => a.id)) : [];
-      return { kind: 'list', name: 'account', items: rows.map((a) => accountResponse(a, users)), count };
+      // A project's own account is no account of a person: CloudStack's listAccounts never shows it (the repository leaves it out).
+      const filter = { uuid: p.id, name: p.name, type: p.accounttype, state: p.state?.toLowerCase(), keyword: p.keyword };
+      return listOwned(ctx, p, 'account', async (scope, page) => {
+        const { rows, count } = await ctx.repos.accounts.list(await ownDomainForAdmins(ctx, scope, p.account), filter, page);
+        const users = await ctx.repos.users.viewsOfAccounts(rows.map((a) => a.id));
+        return { rows: rows.map((account) => ({ account, users })), count };
+      }, ({ account, users }) => accountResponse(account, users));
     },
   }),
   defineCommand({
@@ -134,20 +138,18 @@ export const identityCommands = [
     },
     response: accountFields,
     async handler(p, ctx) {
-      const { directory, db } = ctx.app;
-      const domain = p.domainid ? await directory.requireDomain(ctx.caller, p.domainid) : await directory.domainById(ctx.caller.domainId);
+      const { directory } = ctx;
+      const domain = p.domainid ? await directory.accessibleDomain(ctx.caller, p.domainid) : await ctx.repos.domains.byId(ctx.caller.domainId);
       if (!domain) throw paramError('Unable to find the domain');
       if (p.accounttype === ACCOUNT_TYPES.Admin && !isRootAdmin(ctx.caller)) throw permissionError('Only root admins can create root admin accounts');
       // As CloudStack: a root-admin account lives in ROOT, where no domain admin below ROOT reaches it.
-      if (p.accounttype === ACCOUNT_TYPES.Admin && domain.parent_id !== null) throw paramError('Unable to create user of admin role type in non-ROOT domain');
+      if (p.accounttype === ACCOUNT_TYPES.Admin && domain.parentId !== null) throw paramError('Unable to create user of admin role type in non-ROOT domain');
       const { account } = await directory.createAccountWithUser({
         domain, accountName: p.account ?? p.username, accountType: p.accounttype, username: p.username, password: p.password,
         firstname: p.firstname, lastname: p.lastname, email: p.email, timezone: p.timezone,
       });
-      await ctx.app.events.record({ type: 'ACCOUNT.CREATE', description: `Successfully created account ${account.account_name}`, actor: actor(ctx.caller), resourceType: 'Account', resourceId: account.uuid });
-      const [view] = await accountQuery(db).where('a.id', account.id);
-      const users: UserView[] = await userQuery(db).where('a.id', account.id);
-      return { kind: 'object', name: 'account', value: accountResponse(view as AccountView, users) };
+      await ctx.events.record({ type: 'ACCOUNT.CREATE', description: `Successfully created account ${account.name}`, actor: actor(ctx.caller), resourceType: 'Account', resourceId: account.uuid });
+      return { kind: 'object', name: 'account', value: await accountObject(ctx, account.id) };
     },
   }),
   defineCommand({
@@ -165,19 +167,13 @@ export const identityCommands = [
     },
     response: userFields,
     async handler(p, ctx) {
-      const { directory, db } = ctx.app;
-      const q = userQuery(db).orderBy('u.id');
-      // By id: any user the caller reaches (the same rule as getUserKeys); otherwise the list scope.
-      let scope = p.id ? await directory.access.reach(ctx.caller) : await directory.listScope(ctx.caller, p);
-      if (!p.id && scope.kind === 'accounts' && ctx.caller.role !== 'User' && !p.account) scope = await directory.access.domainScope(ctx.caller, ctx.caller.domainId, false);
-      applyOwnerScope(q, scope, { accountCol: 'a.id', domainCol: 'a.domain_id' });
-      if (p.id) q.where('u.uuid', p.id);
-      if (p.username) q.where('u.username', p.username);
-      if (p.accounttype !== undefined) q.where('a.type', p.accounttype);
-      if (p.state) q.where('u.state', p.state.toLowerCase());
-      if (p.keyword) q.where('u.username', 'like', `%${p.keyword}%`);
-      const { rows, count } = await pagedRows<UserView>(q, pageWindow(p));
-      return { kind: 'list', name: 'user', items: rows.map(userResponse), count };
+      const filter = { uuid: p.id, username: p.username, accountType: p.accounttype, state: p.state?.toLowerCase(), keyword: p.keyword };
+      // By id: any user the caller reaches (the same rule as getUserKeys), whatever the owner parameters say.
+      if (p.id) {
+        const reach = await ctx.directory.access.reach(ctx.caller);
+        return listUnowned(p, 'user', (page) => ctx.repos.users.list(reach, filter, page), userResponse);
+      }
+      return listOwned(ctx, p, 'user', async (scope, page) => ctx.repos.users.list(await ownDomainForAdmins(ctx, scope, p.account), filter, page), userResponse);
     },
   }),
   defineCommand({
@@ -197,11 +193,10 @@ export const identityCommands = [
     },
     response: userFields,
     async handler(p, ctx) {
-      const account = await ctx.app.directory.resolveOwner(ctx.caller, { account: p.account, domainid: p.domainid ?? ctx.caller.domainUuid });
-      const user = await ctx.app.directory.createUser(account, { username: p.username, password: p.password, firstname: p.firstname, lastname: p.lastname, email: p.email, timezone: p.timezone });
-      await ctx.app.events.record({ type: 'USER.CREATE', description: `Successfully created user ${user.username}`, actor: actor(ctx.caller), resourceType: 'User', resourceId: user.uuid });
-      const [view] = await userQuery(ctx.app.db).where('u.id', user.id);
-      return { kind: 'object', name: 'user', value: userResponse(view as UserView) };
+      const account = await ctx.directory.owningAccount(ctx.caller, { account: p.account, domainid: p.domainid ?? ctx.caller.domainUuid });
+      const user = await ctx.directory.createUser(account, { username: p.username, password: p.password, firstname: p.firstname, lastname: p.lastname, email: p.email, timezone: p.timezone });
+      await ctx.events.record({ type: 'USER.CREATE', description: `Successfully created user ${user.username}`, actor: actor(ctx.caller), resourceType: 'User', resourceId: user.uuid });
+      return { kind: 'object', name: 'user', value: await userObject(ctx, user.id) };
     },
   }),
   defineCommand({
@@ -211,9 +206,9 @@ export const identityCommands = [
     params: { id: param.uuid({ required: true, description: 'User id', related: 'listUsers' }) },
     response: userKeysFields,
     async handler(p, ctx) {
-      const user = await requireManagedUser(ctx.app, ctx.caller, p.id);
-      const keys = await ctx.app.directory.registerUserKeys(user);
-      await ctx.app.events.record({ type: 'REGISTER.USER.KEY', description: `Registered API keys for user ${user.username}`, actor: actor(ctx.caller), resourceType: 'User', resourceId: user.uuid });
+      const user = await requireManagedUser(ctx, p.id);
+      const keys = await ctx.directory.registerUserKeys(user);
+      await ctx.events.record({ type: 'REGISTER.USER.KEY', description: `Registered API keys for user ${user.username}`, actor: actor(ctx.caller), resourceType: 'User', resourceId: user.uuid });
       return { kind: 'object', name: 'userkeys', value: { apikey: keys.apiKey, secretkey: keys.secretKey } };
     },
   }),
@@ -224,8 +219,8 @@ export const identityCommands = [
     params: { id: param.uuid({ required: true, description: 'ID of the user whose keys are required', related: 'listUsers' }) },
     response: userKeysFields,
     async handler(p, ctx) {
-      const user = await requireManagedUser(ctx.app, ctx.caller, p.id);
-      const keys = ctx.app.directory.getUserKeys(user);
+      const user = await requireManagedUser(ctx, p.id);
+      const keys = ctx.directory.userKeys(user);
       return { kind: 'object', name: 'userkeys', value: keys ? { apikey: keys.apiKey, secretkey: keys.secretKey } : {} };
     },
   }),

@@ -1,27 +1,55 @@
-import { pageWindow } from '../api/pagination';
-import type { ApiResult } from '../api/envelope';
-import type { App } from '../app';
-import type { Caller } from '../identity/caller';
-import { KMS_KEY_JOBS } from '../kms/kms-key-jobs';
-import { KeyRotation } from '../kms/kms-key-rotation';
-import { assertKeyBits, KmsKeys } from '../kms/kms-keys';
-import { KEY_BITS } from '../kms/types';
-import { kekVersionSummaries } from '../kms/rewrap-progress';
-import { asyncParams, submitAsync } from './async-jobs';
+import type { ApiResult } from './result';
+import type { CommandContext } from './context';
+import { KEY_BITS } from '../core/key-bits';
+import { assertKeyBits } from '../kms/kms-keys';
+import { asyncParams } from './async-jobs';
+import { defineJob, submitJob } from './jobs';
+import { listOwned } from './list';
 import { ALL_ROLES, defineCommand, ownerListParams, param, type ResponseField } from './define';
 import { kmsKeyFields, kmsKeyResponse } from './responses/kms-key';
 
-const KEY_BITS_TEXT = `${KEY_BITS.slice(0, -1).join(', ')} or ${KEY_BITS[KEY_BITS.length - 1]}`;
+/**
+ * The sizes as these parameters' descriptions have always listed them (listApis and apidocs/ are
+ * wire text): without the serial comma of KEY_BITS_TEXT, which is the error messages' form.
+ */
+const KEY_BITS_DESCRIBED = `${KEY_BITS.slice(0, -1).join(', ')} or ${KEY_BITS[KEY_BITS.length - 1]}`;
 
 /** listApis fields of an async command's immediate answer. */
 const jobFields: readonly ResponseField[] = [
   { name: 'success', type: 'boolean', description: 'in the job result: true if the operation succeeded' },
 ];
 
-async function keyObject(app: App, caller: Caller, id: number): Promise<ApiResult> {
-  const versions = await kekVersionSummaries(app.db, [id]);
-  return { kind: 'object', name: 'kmskey', value: kmsKeyResponse(await new KmsKeys(app).view(id), caller, versions.get(id)) };
+async function keyObject(ctx: CommandContext, id: number): Promise<ApiResult> {
+  const { key, versions } = await ctx.kms.keys.item(id);
+  return { kind: 'object', name: 'kmskey', value: kmsKeyResponse(key, ctx.caller, versions) };
 }
+
+/**
+ * The deleteKMSKey job: re-checks access and use when it runs, safe to run again after a crash
+ * (a re-run finishes the destroys of an already removed key), answers `{success: true}`.
+ */
+const deleteKeyJob = defineJob({
+  kind: 'kms.delete',
+  args: { id: 'string' },
+  async run(args, job, ctx) {
+    await ctx.kms.keys.delete(await ctx.submitter(), args.id, { resume: job.attempt > 1 });
+    return { type: 'success' };
+  },
+});
+
+/**
+ * The rotateKMSKey job: re-checks access and state when it runs, safe to run again after a crash
+ * (`fromVersion` tells a re-run whether its rotation committed), answers `{success: true}`. The job
+ * worker adds the command's backendErrorPrefix ("Failed to rotate KMS key: ") to backend failures.
+ */
+const rotateKeyJob = defineJob({
+  kind: 'kms.rotate',
+  args: { id: 'string', fromVersion: 'number', keyBits: 'number?', profileUuid: 'string?' },
+  async run(args, job, ctx) {
+    await ctx.kms.rotation.rotate(await ctx.submitter(), args, { resume: job.attempt > 1, owner: job.uuid });
+    return { type: 'success' };
+  },
+});
 
 /** createKMSKey, listKMSKeys, updateKMSKey, and the async deleteKMSKey and rotateKMSKey. */
 export const kmsKeyCommands = [
@@ -37,18 +65,18 @@ export const kmsKeyCommands = [
       description: param.string({ length: 1024, description: 'the description of the key' }),
       zoneid: param.uuid({ required: true, description: 'the zone of the key; keys are zone-scoped', related: 'listZones' }),
       hsmprofileid: param.uuid({ required: true, description: 'the HSM profile whose backend holds the KEK', related: 'listHSMProfiles' }),
-      keybits: param.integer({ default: 256, description: `the KEK size in bits: ${KEY_BITS_TEXT}` }),
+      keybits: param.integer({ default: 256, description: `the KEK size in bits: ${KEY_BITS_DESCRIBED}` }),
       account: param.string({ description: 'the account owning the key (domain admin or admin). Must be used with domainid' }),
       domainid: param.uuid({ description: 'the domain of the owning account', related: 'listDomains' }),
       projectid: param.uuid({ description: 'the project owning the key (its account owns it; every member of the project may use it)', related: 'listProjects' }),
     },
     response: kmsKeyFields,
     async handler(p, ctx) {
-      const key = await new KmsKeys(ctx.app).create(ctx.caller, {
+      const key = await ctx.kms.keys.create(ctx.caller, {
         name: p.name, description: p.description, zoneUuid: p.zoneid, account: p.account, domainUuid: p.domainid, projectUuid: p.projectid,
         keyBits: p.keybits, profileUuid: p.hsmprofileid,
       });
-      return keyObject(ctx.app, ctx.caller, key.id);
+      return keyObject(ctx, key.id);
     },
   }),
   defineCommand({
@@ -67,12 +95,9 @@ export const kmsKeyCommands = [
     },
     response: kmsKeyFields,
     async handler(p, ctx) {
-      const { rows, count } = await new KmsKeys(ctx.app).list(ctx.caller, {
-        uuid: p.id, zoneUuid: p.zoneid, profileUuid: p.hsmprofileid, enabled: p.enabled, keyword: p.keyword,
-        account: p.account, domainid: p.domainid, isrecursive: p.isrecursive, listall: p.listall, projectid: p.projectid,
-      }, pageWindow(p));
-      const versions = await kekVersionSummaries(ctx.app.db, rows.map((r) => r.id));
-      return { kind: 'list', name: 'kmskey', items: rows.map((r) => kmsKeyResponse(r, ctx.caller, versions.get(r.id))), count };
+      return listOwned(ctx, p, 'kmskey',
+        (scope, page) => ctx.kms.keys.list(scope, { uuid: p.id, zoneUuid: p.zoneid, profileUuid: p.hsmprofileid, enabled: p.enabled, keyword: p.keyword }, page),
+        (r) => kmsKeyResponse(r.key, ctx.caller, r.versions));
     },
   }),
   defineCommand({
@@ -90,8 +115,8 @@ export const kmsKeyCommands = [
     },
     response: kmsKeyFields,
     async handler(p, ctx) {
-      const key = await new KmsKeys(ctx.app).update(ctx.caller, p.id, { name: p.name, description: p.description, enabled: p.enabled });
-      return keyObject(ctx.app, ctx.caller, key.id);
+      const key = await ctx.kms.keys.update(ctx.caller, p.id, { name: p.name, description: p.description, enabled: p.enabled });
+      return keyObject(ctx, key.id);
     },
   }),
   defineCommand({
@@ -103,11 +128,12 @@ export const kmsKeyCommands = [
     backendErrorPrefix: 'Failed to delete KMS key: ',
     params: { ...asyncParams, id: param.uuid({ required: true, description: 'the ID of the KMS key', related: 'listKMSKeys' }) },
     response: jobFields,
+    job: deleteKeyJob,
     async handler(p, ctx) {
       // Access is checked now; whether the key is still in use is checked by the job, so a refusal
       // is a failed job with jobresultcode 431, as CloudStack's deleteKMSKey (reference §1.8).
-      const key = await new KmsKeys(ctx.app).requireAccessible(ctx.caller, p.id);
-      return submitAsync(ctx, p, { kind: KMS_KEY_JOBS.delete, args: { id: key.uuid }, instanceType: 'KmsKey', instanceId: key.uuid });
+      const key = await ctx.kms.keys.requireAccessible(ctx.caller, p.id);
+      return submitJob(ctx, p, deleteKeyJob, { id: key.uuid }, { instanceType: 'KmsKey', instanceId: key.uuid });
     },
   }),
   defineCommand({
@@ -120,20 +146,19 @@ export const kmsKeyCommands = [
     params: {
       ...asyncParams,
       id: param.uuid({ required: true, description: 'the ID of the KMS key', related: 'listKMSKeys' }),
-      keybits: param.integer({ description: `the size of the new KEK version in bits: ${KEY_BITS_TEXT}; the key's current size when absent` }),
+      keybits: param.integer({ description: `the size of the new KEK version in bits: ${KEY_BITS_DESCRIBED}; the key's current size when absent` }),
       hsmprofileid: param.uuid({ description: 'the HSM profile for the new KEK version (moves the key to another backend); the current one when absent', related: 'listHSMProfiles' }),
     },
     response: jobFields,
+    job: rotateKeyJob,
     async handler(p, ctx) {
       // Access and parameter values are checked now; the key's and profile's state by the job, so
       // "KMS key is not enabled" is a failed job with jobresultcode 431 (reference §1.9).
-      const key = await new KmsKeys(ctx.app).requireAccessible(ctx.caller, p.id);
+      const key = await ctx.kms.keys.requireAccessible(ctx.caller, p.id);
       if (p.keybits !== undefined) assertKeyBits(p.keybits);
-      const fromVersion = await new KeyRotation(ctx.app).currentVersion(key.id);
-      return submitAsync(ctx, p, {
-        kind: KMS_KEY_JOBS.rotate, instanceType: 'KmsKey', instanceId: key.uuid,
-        args: { id: key.uuid, fromVersion, keyBits: p.keybits, profileUuid: p.hsmprofileid },
-      });
+      const fromVersion = await ctx.kms.rotation.currentVersion(key.id);
+      return submitJob(ctx, p, rotateKeyJob, { id: key.uuid, fromVersion, keyBits: p.keybits, profileUuid: p.hsmprofileid },
+        { instanceType: 'KmsKey', instanceId: key.uuid });
     },
   }),
 ];

@@ -1,39 +1,38 @@
-import type { App } from '../app';
-import type { JobHandler } from '../jobs/types';
-import { KmsError, paramError } from '../kms/errors';
-import { Migration, type MigrationScope } from '../kms/migration';
-import { getKeyByUuid } from '../kms/kms-keys';
-import { asyncParams, submitAsync } from './async-jobs';
+import { KmsError } from '../core/errors';
+import type { MigrationScope } from '../kms/migration';
+import { Migration } from '../kms/migration';
+import { asyncParams } from './async-jobs';
 import { ADMIN_ONLY, defineCommand, param } from './define';
+import { defineJob, submitJob } from './jobs';
 
 /** Volumes per batch (one progress step and one events insert per batch). */
 export const MIGRATION_BATCH_SIZE = 500;
 
-const scopeOf = (args: Readonly<Record<string, unknown>>): MigrationScope => ({
-  volumeUuids: args.volumeUuids as string[] | undefined,
-  zoneUuid: args.zoneUuid as string | undefined,
-  account: args.account as string | undefined,
-  domainUuid: args.domainUuid as string | undefined,
-});
-
 /**
  * The migration job: re-checks the plan (the key may have changed since), then migrates in batches.
  * Volumes are marked with the job as they migrate, so after a worker takeover the result and the
- * summary event count the whole job, not only the last attempt.
+ * summary event count the whole job, not only the last attempt. `volumeUuids` is stored as a
+ * comma-separated list (job arguments are flat).
  */
-export const migrationJobHandlers: Record<string, (app: App) => JobHandler> = {
-  'kms.migrate': (app) => async (job) => {
-    const caller = await app.directory.loadCaller(job.userId);
+const migrationJob = defineJob({
+  kind: 'kms.migrate',
+  args: { keyUuid: 'string', volumeUuids: 'string?', zoneUuid: 'string?', account: 'string?', domainUuid: 'string?' },
+  async run(args, job, ctx) {
+    const caller = await ctx.directory.loadCaller(job.userId);
     if (!caller) throw new KmsError('permission', 'The user who started this migration no longer exists or is disabled');
-    const migration = new Migration(app);
-    const plan = await migration.plan(caller, String(job.args.keyUuid), scopeOf(job.args));
+    const migration = ctx.kms.migration;
+    const scope: MigrationScope = {
+      volumeUuids: args.volumeUuids === undefined ? undefined : args.volumeUuids.split(',').filter(Boolean),
+      zoneUuid: args.zoneUuid, account: args.account, domainUuid: args.domainUuid,
+    };
+    const plan = await migration.plan(caller, args.keyUuid, scope);
     const r = await migration.run(plan, {
       batchSize: MIGRATION_BATCH_SIZE, userId: job.userId, jobUuid: job.uuid, progress: (p) => job.progress(p), aborted: () => job.signal.aborted,
     });
-    const key = await app.db('kms_keys').where({ id: plan.keyId }).first('name', 'account_id', 'domain_id');
-    await app.events.record({
+    const key = await migration.keyOwner(plan);
+    await ctx.events.record({
       type: 'VOLUME.MIGRATE.TO.KMS', level: r.failed ? 'WARN' : 'INFO', resourceType: 'KmsKey', resourceId: plan.keyUuid,
-      actor: { userId: job.userId, accountId: key?.account_id, domainId: key?.domain_id },
+      actor: { userId: job.userId, accountId: key?.accountId, domainId: key?.domainId },
       description: `Migrated ${r.migrated + r.skipped + r.failed} volumes to KMS key: ${key?.name} (uuid: ${plan.keyUuid}). Success: ${r.migrated}, Skipped: ${r.skipped}, Failures: ${r.failed}`,
     });
     return {
@@ -41,7 +40,7 @@ export const migrationJobHandlers: Record<string, (app: App) => JobHandler> = {
       value: { kmskeyid: plan.keyUuid, migrated: r.migrated, skipped: r.skipped, failed: r.failed, failedvolumeids: r.failedVolumeIds },
     };
   },
-};
+});
 
 export const kmsMigrationCommands = [
   defineCommand({
@@ -50,6 +49,7 @@ export const kmsMigrationCommands = [
     since: '4.23.0',
     roles: ADMIN_ONLY,
     isAsync: true,
+    job: migrationJob,
     backendErrorPrefix: 'Failed to migrate volumes to KMS: ',
     params: {
       ...asyncParams,
@@ -71,8 +71,10 @@ export const kmsMigrationCommands = [
       // The request's shape is checked now; the key's state and each volume by the job, so those
       // refusals are a failed job with jobresultcode 431, as CloudStack's migrateVolumesToKMS.
       Migration.checkScopeShape(scope);
-      if (!(await getKeyByUuid(ctx.app.db, p.kmskeyid))) throw paramError(`KMS key not found: ${p.kmskeyid}`);
-      return submitAsync(ctx, p, { kind: 'kms.migrate', instanceType: 'KmsKey', instanceId: p.kmskeyid, args: { keyUuid: p.kmskeyid, ...scope } });
+      await ctx.kms.migration.assertKeyExists(p.kmskeyid);
+      return submitJob(ctx, p, migrationJob, {
+        keyUuid: p.kmskeyid, volumeUuids: p.volumeids?.join(','), zoneUuid: p.zoneid, account: p.account, domainUuid: p.domainid,
+      }, { instanceType: 'KmsKey', instanceId: p.kmskeyid });
     },
   }),
 ];

@@ -1,4 +1,4 @@
-import { KmsError } from '../kms/errors';
+import { KmsError } from '../core/errors';
 import type { Role } from './define';
 import { ALL_ROLES, defineCommand, param, type CommandSpec, type ResponseField } from './define';
 

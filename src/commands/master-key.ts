@@ -1,29 +1,30 @@
-import type { App } from '../app';
-import type { JobHandler } from '../jobs/types';
-import { KmsError } from '../kms/errors';
+import { KmsError } from '../core/errors';
 import { ROTATION_JOB, beginRotation, runRotation } from '../kms/master-key-rotation';
-import { asyncParams, submitAsync } from './async-jobs';
+import { asyncParams } from './async-jobs';
 import { ADMIN_ONLY, defineCommand } from './define';
+import { defineJob, submitJob } from './jobs';
 
 export const MASTER_KEY_JOBS = { rotate: ROTATION_JOB } as const;
 
 /** The rotation job: re-encrypts every protected value under the new version, then retires the old one. */
-export const masterKeyJobHandlers: Record<string, (app: App) => JobHandler> = {
-  [MASTER_KEY_JOBS.rotate]: (app) => async (job) => {
-    const to = Number(job.args.toVersion);
-    if (!app.masterKey.holds(to)) await app.masterKeys.refresh(); // a worker started before the version was sealed
-    if (!app.masterKey.holds(to)) {
+export const rotateMasterKeyJob = defineJob({
+  kind: MASTER_KEY_JOBS.rotate,
+  args: { fromVersion: 'number', toVersion: 'number' },
+  async run({ toVersion: to }, job, ctx) {
+    const node = ctx.masterKeys;
+    if (!node.key.holds(to)) await node.refresh(); // a worker started before the version was sealed
+    if (!node.key.holds(to)) {
       throw new KmsError('unavailable', `This worker does not hold master key version ${to}; give it the new key and restart it`);
     }
-    const r = await runRotation(app.db, app.masterKeys, to, {
-      batchSize: app.env.masterKeyRotationBatch, progress: (p) => job.progress(p), aborted: () => job.signal.aborted, logger: app.logger,
+    const r = await runRotation(ctx.repos, node, to, {
+      batchSize: node.rotationBatch, progress: (p) => job.progress(p), aborted: () => job.signal.aborted, logger: ctx.logger,
     });
     return {
       type: 'object', name: 'masterkey',
       value: { version: r.version, previousversion: r.previousversion, reencrypted: r.reencrypted, retiredversions: r.retired, state: 'Active' },
     };
   },
-};
+});
 
 /** rotateMasterKey: not a CloudStack command (CloudStack changes db.cloud.encrypt.secret only offline). */
 export const masterKeyCommands = [
@@ -35,6 +36,7 @@ export const masterKeyCommands = [
       'and a background job re-encrypts every HSM PIN, API secret key, legacy passphrase and database-provider KEK under it, then retires the old version. ' +
       'Refused until every live node holds the new version. Poll the job with queryAsyncJobResult.',
     isAsync: true,
+    job: rotateMasterKeyJob,
     roles: ADMIN_ONLY,
     params: { ...asyncParams },
     response: [
@@ -45,8 +47,8 @@ export const masterKeyCommands = [
       { name: 'state', type: 'string', description: 'the state of the new version: Active' },
     ],
     async handler(p, ctx) {
-      const { from, to } = await beginRotation(ctx.app.db, ctx.app.masterKeys);
-      return submitAsync(ctx, p, { kind: MASTER_KEY_JOBS.rotate, args: { fromVersion: from, toVersion: to }, instanceType: 'MasterKey', instanceId: String(to) });
+      const { from, to } = await beginRotation(ctx.repos, ctx.masterKeys);
+      return submitJob(ctx, p, rotateMasterKeyJob, { fromVersion: from, toVersion: to }, { instanceType: 'MasterKey', instanceId: String(to) });
     },
   }),
 ];

@@ -1,12 +1,12 @@
-import type { App } from '../app';
-import { formatDate } from '../api/envelope';
-import { pageWindow } from '../api/pagination';
-import { permissionError, paramError } from '../kms/errors';
-import type { JobHandler, RunningJob } from '../jobs/types';
-import type { Caller } from '../identity/caller';
-import { PROJECT_ROLES, Projects, type MemberView, type ProjectRole, type ProjectView } from '../identity/projects';
-import { asyncParams, submitAsync } from './async-jobs';
+import { formatDate } from '../core/dates';
+import { paramError } from '../core/errors';
+import type { RunningJob } from '../jobs/types';
+import { PROJECT_ROLES, type ProjectMember, type ProjectView } from '../identity/projects';
+import { asyncParams } from './async-jobs';
+import type { JobContext } from './context';
 import { ALL_ROLES, defineCommand, listParams, param, type ResponseField } from './define';
+import { defineJob, JobArgsError, submitJob } from './jobs';
+import { listUnowned } from './list';
 
 /**
  * CloudStack projects (ProjectManagerImpl, QueryManagerImpl.listProjects): createProject,
@@ -14,8 +14,6 @@ import { ALL_ROLES, defineCommand, listParams, param, type ResponseField } from 
  * listProjects and listProjectAccounts are not. A project owns keys, volumes and profiles through its
  * own account; the commands that make or list them take `projectid`.
  */
-
-const projects = (app: App) => new Projects(app.db, app.directory, app.events);
 
 export const projectFields: readonly ResponseField[] = [
   { name: 'id', type: 'string', description: 'the id of the project' },
@@ -47,20 +45,21 @@ const projectAccountFields: readonly ResponseField[] = [
 const successFields: readonly ResponseField[] = [{ name: 'success', type: 'boolean', description: 'true if operation is executed successfully' }];
 
 function projectResponse(p: ProjectView) {
+  const owners = p.owners.map((o) => ({ account: o.accountName, accountid: o.accountUuid }));
   return {
-    id: p.uuid, name: p.name, displaytext: p.display_text ?? p.name, domainid: p.domain_uuid, domain: p.domain_name, domainpath: p.domain_path,
-    ...(p.owners[0] ? { account: p.owners[0].account } : {}), owner: p.owners, projectaccountname: p.project_account_name,
-    state: p.state, created: formatDate(Number(p.created)), tags: [],
+    id: p.uuid, name: p.name, displaytext: p.displayText ?? p.name, domainid: p.domainUuid, domain: p.domainName, domainpath: p.domainPath,
+    ...(owners[0] ? { account: owners[0].account } : {}), owner: owners, projectaccountname: p.accountName,
+    state: p.state, created: formatDate(p.created), tags: [],
   };
 }
 
-const memberResponse = (project: { uuid: string; name: string }) => (m: MemberView) => ({
-  projectid: project.uuid, project: project.name, accountid: m.account_uuid, account: m.account_name, accounttype: Number(m.account_type),
-  role: m.account_role, domainid: m.domain_uuid, domain: m.domain_name, domainpath: m.domain_path,
+const memberResponse = (project: { uuid: string; name: string }) => (m: ProjectMember) => ({
+  projectid: project.uuid, project: project.name, accountid: m.accountUuid, account: m.accountName, accounttype: m.accountType,
+  role: m.role, domainid: m.domainUuid, domain: m.domainName, domainpath: m.domainPath,
 });
 
-async function projectObject(app: App, id: number) {
-  return projectResponse(await projects(app).view(id));
+async function projectObject(ctx: JobContext, id: number) {
+  return projectResponse(await ctx.directory.projects.view(id));
 }
 
 export const PROJECT_JOBS = {
@@ -68,57 +67,77 @@ export const PROJECT_JOBS = {
   addAccount: 'project.account.add', removeAccount: 'project.account.remove',
 } as const;
 
-/** The submitter, still enabled: its rights are checked again by each step, as the job may run late. */
-async function jobCaller(app: App, job: RunningJob): Promise<Caller> {
-  const caller = await app.directory.loadCaller(job.userId);
-  if (!caller) throw permissionError('The user who submitted this job no longer exists or is disabled');
-  return caller;
+/** The uuid of the project a job acts on (its instance id, stored with the job). */
+function projectOf(job: RunningJob): string {
+  if (job.instanceId === undefined) throw new JobArgsError(`job ${job.uuid} has no instance id`);
+  return job.instanceId;
 }
 
-async function liveProject(app: App, uuid: string) {
-  const project = await app.directory.projectByUuid(uuid);
+async function liveProject(ctx: JobContext, uuid: string) {
+  const project = await ctx.repos.projects.byUuid(uuid);
   if (!project) throw paramError(`Unable to find project by id ${uuid}`);
   return project;
 }
 
-/** The async halves. Each re-checks the submitter's rights and is a no-op when a previous attempt did the work. */
-export const projectJobHandlers: Record<string, (app: App) => JobHandler> = {
-  // The project is made in the create phase (as CloudStack's BaseAsyncCreateCmd); the job answers it.
-  [PROJECT_JOBS.create]: (app) => async (job) => ({ type: 'object', name: 'project', value: await projectObject(app, (await liveProject(app, String(job.instanceId))).id) }),
-  [PROJECT_JOBS.update]: (app) => async (job) => {
-    const caller = await jobCaller(app, job);
-    const project = await projects(app).update(caller, String(job.instanceId), { name: job.args.name as string | undefined, displayText: job.args.displaytext as string | undefined });
-    return { type: 'object', name: 'project', value: await projectObject(app, project.id) };
-  },
-  [PROJECT_JOBS.delete]: (app) => async (job) => {
-    const caller = await jobCaller(app, job);
-    if (job.attempt > 1 && !(await app.directory.projectByUuid(String(job.instanceId)))) return { type: 'success' };
-    await projects(app).delete(caller, String(job.instanceId));
-    return { type: 'success' };
-  },
-  [PROJECT_JOBS.addAccount]: (app) => async (job) => {
-    const caller = await jobCaller(app, job);
-    const uuid = String(job.instanceId);
-    const account = String(job.args.account);
-    if (job.attempt > 1 && (await isMember(app, uuid, account))) return { type: 'success' };
-    await projects(app).addAccount(caller, uuid, account, job.args.role as ProjectRole);
-    return { type: 'success' };
-  },
-  [PROJECT_JOBS.removeAccount]: (app) => async (job) => {
-    const caller = await jobCaller(app, job);
-    const uuid = String(job.instanceId);
-    const account = String(job.args.account);
-    if (job.attempt > 1 && !(await isMember(app, uuid, account))) return { type: 'success' };
-    await projects(app).removeAccount(caller, uuid, account);
-    return { type: 'success' };
-  },
-};
+/**
+ * The async halves. Each re-loads the submitter (still enabled), whose rights each step checks
+ * again as the job may run late, and is a no-op when a previous attempt already did the work.
+ */
 
-async function isMember(app: App, uuid: string, accountName: string): Promise<boolean> {
-  const project = await liveProject(app, uuid);
-  const account = await app.directory.accountByName(project.domain_id, accountName);
-  return !!account && !!(await app.db('project_account').where({ project_id: project.id, account_id: account.id }).first('id'));
-}
+// The project is made in the create phase (as CloudStack's BaseAsyncCreateCmd); the job answers it.
+const createProjectJob = defineJob({
+  kind: PROJECT_JOBS.create,
+  args: {},
+  run: async (_args, job, ctx) => ({ type: 'object', name: 'project', value: await projectObject(ctx, (await liveProject(ctx, projectOf(job))).id) }),
+});
+
+const updateProjectJob = defineJob({
+  kind: PROJECT_JOBS.update,
+  args: { name: 'string?', displaytext: 'string?' },
+  async run({ name, displaytext }, job, ctx) {
+    const caller = await ctx.submitter();
+    const project = await ctx.directory.projects.update(caller, projectOf(job), { name, displayText: displaytext });
+    return { type: 'object', name: 'project', value: await projectObject(ctx, project.id) };
+  },
+});
+
+const deleteProjectJob = defineJob({
+  kind: PROJECT_JOBS.delete,
+  args: {},
+  async run(_args, job, ctx) {
+    const caller = await ctx.submitter();
+    const uuid = projectOf(job);
+    if (job.attempt > 1 && !(await ctx.repos.projects.byUuid(uuid))) return { type: 'success' };
+    await ctx.directory.projects.delete(caller, uuid);
+    return { type: 'success' };
+  },
+});
+
+const addAccountToProjectJob = defineJob({
+  kind: PROJECT_JOBS.addAccount,
+  args: { account: 'string', role: 'string' },
+  async run(args, job, ctx) {
+    const caller = await ctx.submitter();
+    const uuid = projectOf(job);
+    const role = PROJECT_ROLES.find((r) => r === args.role);
+    if (!role) throw new JobArgsError(`job argument role is not a project role: ${args.role}`);
+    if (job.attempt > 1 && (await ctx.directory.projects.isMember(uuid, args.account))) return { type: 'success' };
+    await ctx.directory.projects.addAccount(caller, uuid, args.account, role);
+    return { type: 'success' };
+  },
+});
+
+const deleteAccountFromProjectJob = defineJob({
+  kind: PROJECT_JOBS.removeAccount,
+  args: { account: 'string' },
+  async run({ account }, job, ctx) {
+    const caller = await ctx.submitter();
+    const uuid = projectOf(job);
+    if (job.attempt > 1 && !(await ctx.directory.projects.isMember(uuid, account))) return { type: 'success' };
+    await ctx.directory.projects.removeAccount(caller, uuid, account);
+    return { type: 'success' };
+  },
+});
 
 const projectId = param.uuid({ required: true, description: 'ID of the project', related: 'listProjects' });
 
@@ -138,9 +157,10 @@ export const projectCommands = [
       userid: param.uuid({ description: 'user ID of the account to be assigned as owner of the project i.e., Project Admin (accepted; the account is the owner)', related: 'listUsers' }),
     },
     response: projectFields,
+    job: createProjectJob,
     async handler(p, ctx) {
-      const project = await projects(ctx.app).create(ctx.caller, { name: p.name, displayText: p.displaytext, account: p.account, domainUuid: p.domainid });
-      return submitAsync(ctx, p, { kind: PROJECT_JOBS.create, args: {}, instanceType: 'Project', instanceId: project.uuid }, project.uuid);
+      const project = await ctx.directory.projects.create(ctx.caller, { name: p.name, displayText: p.displaytext, account: p.account, domainUuid: p.domainid });
+      return submitJob(ctx, p, createProjectJob, {}, { instanceType: 'Project', instanceId: project.uuid, id: project.uuid });
     },
   }),
   defineCommand({
@@ -162,12 +182,8 @@ export const projectCommands = [
     },
     response: projectFields,
     async handler(p, ctx) {
-      const rows = (await projects(ctx.app).list(ctx.caller, {
-        uuid: p.id, name: p.name, keyword: p.keyword, listall: p.listall, domainUuid: p.domainid, isrecursive: p.isrecursive, state: p.state,
-      })).filter((r) => p.displaytext === undefined || r.display_text === p.displaytext);
-      const { offset, limit } = pageWindow(p);
-      const page = rows.slice(offset, limit === undefined ? undefined : offset + limit);
-      return { kind: 'list', name: 'project', items: page.map(projectResponse), count: rows.length };
+      const f = { uuid: p.id, name: p.name, displayText: p.displaytext, keyword: p.keyword, listall: p.listall, domainUuid: p.domainid, isrecursive: p.isrecursive, state: p.state };
+      return listUnowned(p, 'project', (page) => ctx.directory.projects.list(ctx.caller, f, page), projectResponse);
     },
   }),
   defineCommand({
@@ -183,10 +199,11 @@ export const projectCommands = [
       displaytext: param.string({ description: 'display text of the project' }),
     },
     response: projectFields,
+    job: updateProjectJob,
     async handler(p, ctx) {
-      const project = await projects(ctx.app).requireManageable(ctx.caller, p.id);
+      const project = await ctx.directory.projects.requireManageable(ctx.caller, p.id);
       if (p.name !== undefined && !p.name.trim()) throw paramError('Project name can\'t be blank');
-      return submitAsync(ctx, p, { kind: PROJECT_JOBS.update, args: { name: p.name, displaytext: p.displaytext }, instanceType: 'Project', instanceId: project.uuid });
+      return submitJob(ctx, p, updateProjectJob, { name: p.name, displaytext: p.displaytext }, { instanceType: 'Project', instanceId: project.uuid });
     },
   }),
   defineCommand({
@@ -196,12 +213,13 @@ export const projectCommands = [
     roles: ALL_ROLES,
     params: { ...asyncParams, id: projectId, cleanup: param.boolean({ description: 'true to delete the project\'s resources too (not supported: delete them first)' }) },
     response: successFields,
+    job: deleteProjectJob,
     async handler(p, ctx) {
-      const service = projects(ctx.app);
+      const service = ctx.directory.projects;
       const project = await service.requireManageable(ctx.caller, p.id);
       if (p.cleanup) throw paramError('cleanup=true is not supported by this server: delete the project\'s keys, volumes and HSM profiles first');
       await service.assertEmpty(project);
-      return submitAsync(ctx, p, { kind: PROJECT_JOBS.delete, args: {}, instanceType: 'Project', instanceId: project.uuid });
+      return submitJob(ctx, p, deleteProjectJob, {}, { instanceType: 'Project', instanceId: project.uuid });
     },
   }),
   defineCommand({
@@ -217,13 +235,14 @@ export const projectCommands = [
       email: param.string({ description: 'email to which the invitation would be sent (invitations are not used by this server)' }),
     },
     response: successFields,
+    job: addAccountToProjectJob,
     async handler(p, ctx) {
-      const service = projects(ctx.app);
+      const service = ctx.directory.projects;
       const project = await service.requireManageable(ctx.caller, p.projectid);
       const role = PROJECT_ROLES.find((r) => r.toLowerCase() === p.roletype.toLowerCase());
       if (!role) throw paramError(`Invalid roletype ${p.roletype}: use Admin or Regular`);
       await service.memberCandidate(project, p.account);
-      return submitAsync(ctx, p, { kind: PROJECT_JOBS.addAccount, args: { account: p.account, role }, instanceType: 'Project', instanceId: project.uuid });
+      return submitJob(ctx, p, addAccountToProjectJob, { account: p.account, role }, { instanceType: 'Project', instanceId: project.uuid });
     },
   }),
   defineCommand({
@@ -237,11 +256,12 @@ export const projectCommands = [
       account: param.string({ required: true, description: 'name of the account to be removed from the project' }),
     },
     response: successFields,
+    job: deleteAccountFromProjectJob,
     async handler(p, ctx) {
-      const service = projects(ctx.app);
+      const service = ctx.directory.projects;
       const project = await service.requireManageable(ctx.caller, p.projectid);
       await service.memberCandidate(project, p.account);
-      return submitAsync(ctx, p, { kind: PROJECT_JOBS.removeAccount, args: { account: p.account }, instanceType: 'Project', instanceId: project.uuid });
+      return submitJob(ctx, p, deleteAccountFromProjectJob, { account: p.account }, { instanceType: 'Project', instanceId: project.uuid });
     },
   }),
   defineCommand({
@@ -256,12 +276,10 @@ export const projectCommands = [
     },
     response: projectAccountFields,
     async handler(p, ctx) {
-      const project = await ctx.app.directory.requireProjectAccess(ctx.caller, p.projectid);
-      const rows = (await projects(ctx.app).members(ctx.caller, p.projectid, { account: p.account, role: p.role }))
-        .filter((m) => !p.keyword || m.account_name.includes(p.keyword));
-      const { offset, limit } = pageWindow(p);
-      const page = rows.slice(offset, limit === undefined ? undefined : offset + limit);
-      return { kind: 'list', name: 'projectaccount', items: page.map(memberResponse(project)), count: rows.length };
+      return listUnowned(p, 'projectaccount', async (page) => {
+        const { project, members } = await ctx.directory.projects.members(ctx.caller, p.projectid, { account: p.account, role: p.role, keyword: p.keyword }, page);
+        return { rows: members.rows.map((member) => ({ project, member })), count: members.count };
+      }, ({ project, member }) => memberResponse(project)(member));
     },
   }),
 ];

@@ -1,27 +1,27 @@
-import type { App } from '../app';
-import { pageWindow } from '../api/pagination';
-import { applyOwnerScope } from '../identity/access';
-import { pagedRows } from '../db/paging';
-import type { JobHandler } from '../jobs/types';
-import { paramError } from '../kms/errors';
-import { Volumes } from '../kms/volumes';
-import { asyncParams, submitAsync } from './async-jobs';
+import { paramError } from '../core/errors';
+import { asyncParams } from './async-jobs';
 import type { CommandContext } from './context';
 import { ADMIN_ONLY, ALL_ROLES, defineCommand, ownerListParams, param, type Infer } from './define';
-import { volumeFields, volumeMetricsFields, volumeMetricsResponse, volumeQuery, volumeResponse, type VolumeView } from './responses/volume';
+import { defineJob, submitJob } from './jobs';
+import { listOwned } from './list';
+import type { ApiResult } from './result';
+import { volumeFields, volumeMetricsFields, volumeMetricsResponse, volumeResponse } from './responses/volume';
 
-async function volumeView(app: App, uuid: string): Promise<VolumeView> {
-  const row = await volumeQuery(app.db).where('v.uuid', uuid).first();
-  if (!row) throw paramError(`Unable to find volume by id ${uuid}`);
-  return row as VolumeView;
-}
-
-/** Job handlers of this family, registered by createApp. */
-export const volumeJobHandlers: Record<string, (app: App) => JobHandler> = {
-  // The volume and its secret are made in the create phase (as CloudStack's BaseAsyncCreateCmd);
-  // the job answers the volume, so cmk and the UI poll and print it as they do for CloudStack.
-  'volume.create': (app) => async (job) => ({ type: 'object', name: 'volume', value: volumeResponse(await volumeView(app, String(job.instanceId))) }),
-};
+/**
+ * The volume and its secret are made in the create phase (as CloudStack's BaseAsyncCreateCmd);
+ * the job answers the volume (its uuid is the job's instance id), so cmk and the UI poll and print
+ * it as they do for CloudStack.
+ */
+const createVolumeJob = defineJob({
+  kind: 'volume.create',
+  args: {},
+  async run(_args, job, ctx) {
+    const uuid = job.instanceId ?? '';
+    const view = await ctx.repos.volumes.view(uuid);
+    if (!view) throw paramError(`Unable to find volume by id ${uuid}`);
+    return { type: 'object', name: 'volume', value: volumeResponse(view) };
+  },
+});
 
 const listVolumeParams = {
   ...ownerListParams,
@@ -34,18 +34,12 @@ const listVolumeParams = {
   kmskeyid: param.uuid({ description: 'list volumes whose encryption key is wrapped by this KMS key', related: 'listKMSKeys', since: '4.23.0' }),
 };
 
-async function listVolumeRows(p: Infer<typeof listVolumeParams>, ctx: CommandContext): Promise<{ rows: VolumeView[]; count: number }> {
-  const scope = await ctx.app.directory.listScope(ctx.caller, p);
-  const q = applyOwnerScope(volumeQuery(ctx.app.db), scope, { accountCol: 'v.account_id', domainCol: 'v.domain_id' }).orderBy('v.id');
-  if (p.id) q.where('v.uuid', p.id);
-  if (p.name) q.where('v.name', p.name);
-  if (p.zoneid) q.where('z.uuid', p.zoneid);
-  if (p.diskofferingid) q.where('o.uuid', p.diskofferingid);
-  if (p.state) q.where('v.state', p.state);
-  if (p.isencrypted !== undefined) q.where((w) => (p.isencrypted ? w.whereNotNull('v.encrypt_format') : w.whereNull('v.encrypt_format')));
-  if (p.kmskeyid) q.where('k.uuid', p.kmskeyid);
-  if (p.keyword) q.where('v.name', 'like', `%${p.keyword}%`);
-  return pagedRows<VolumeView>(q, pageWindow(p));
+/** listVolumes and listVolumesMetrics: the same list, each row as `item`. */
+function listVolumes(p: Infer<typeof listVolumeParams>, ctx: CommandContext, item: typeof volumeResponse): Promise<ApiResult> {
+  const filter = {
+    uuid: p.id, name: p.name, zoneUuid: p.zoneid, diskOfferingUuid: p.diskofferingid, state: p.state, encrypted: p.isencrypted, kmsKeyUuid: p.kmskeyid, keyword: p.keyword,
+  };
+  return listOwned(ctx, p, 'volume', (scope, page) => ctx.repos.volumes.listViews(scope, filter, page), item);
 }
 
 export const volumeCommands = [
@@ -54,6 +48,7 @@ export const volumeCommands = [
     description: 'Creates a disk volume. With kmskeyid its encryption key (DEK) is generated and wrapped by the KMS key; with encrypt=true and no key it gets a legacy passphrase.',
     roles: ALL_ROLES,
     isAsync: true,
+    job: createVolumeJob,
     related: 'listVolumes',
     backendErrorPrefix: 'Failed to create volume: ',
     params: {
@@ -72,10 +67,10 @@ export const volumeCommands = [
     },
     response: volumeFields,
     async handler(p, ctx) {
-      const volume = await new Volumes(ctx.app).create(ctx.caller, {
+      const volume = await ctx.kms.volumes.create(ctx.caller, {
         name: p.name, zoneUuid: p.zoneid, diskOfferingUuid: p.diskofferingid, encrypt: p.encrypt, kmsKeyUuid: p.kmskeyid, account: p.account, domainUuid: p.domainid, projectUuid: p.projectid, sizeGb: p.size,
       });
-      return submitAsync(ctx, p, { kind: 'volume.create', args: {}, instanceType: 'Volume', instanceId: volume.uuid }, volume.uuid);
+      return submitJob(ctx, p, createVolumeJob, {}, { instanceType: 'Volume', instanceId: volume.uuid, id: volume.uuid });
     },
   }),
   defineCommand({
@@ -85,10 +80,7 @@ export const volumeCommands = [
     related: 'createVolume',
     params: listVolumeParams,
     response: volumeFields,
-    async handler(p, ctx) {
-      const { rows, count } = await listVolumeRows(p, ctx);
-      return { kind: 'list', name: 'volume', items: rows.map(volumeResponse), count };
-    },
+    handler: (p, ctx) => listVolumes(p, ctx, volumeResponse),
   }),
   defineCommand({
     name: 'listVolumesMetrics',
@@ -97,10 +89,7 @@ export const volumeCommands = [
     related: 'listVolumes',
     params: listVolumeParams,
     response: volumeMetricsFields,
-    async handler(p, ctx) {
-      const { rows, count } = await listVolumeRows(p, ctx);
-      return { kind: 'list', name: 'volume', items: rows.map(volumeMetricsResponse), count };
-    },
+    handler: (p, ctx) => listVolumes(p, ctx, volumeMetricsResponse),
   }),
   defineCommand({
     name: 'deleteVolume',
@@ -109,7 +98,7 @@ export const volumeCommands = [
     params: { id: param.uuid({ required: true, description: 'The ID of the disk volume', related: 'listVolumes' }) },
     response: [{ name: 'success', type: 'boolean', description: 'true if operation is executed successfully' }],
     async handler(p, ctx) {
-      await new Volumes(ctx.app).delete(ctx.caller, p.id);
+      await ctx.kms.volumes.delete(ctx.caller, p.id);
       return { kind: 'success' };
     },
   }),
@@ -126,7 +115,7 @@ export const volumeCommands = [
       { name: 'kmskeyversion', type: 'integer', description: 'the KEK version the secret is wrapped with' },
     ],
     async handler(p, ctx) {
-      const s = await new Volumes(ctx.app).secretOf(ctx.caller, p.id);
+      const s = await ctx.kms.volumes.secretOf(ctx.caller, p.id);
       return { kind: 'object', name: 'volumeencryptionkey', value: { volumeid: s.volume.uuid, secret: s.secretBase64, kmskeyid: s.keyUuid, kmskeyversion: s.keyVersion } };
     },
   }),

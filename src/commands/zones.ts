@@ -1,10 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { pageWindow } from '../api/pagination';
-import { pagedRows } from '../db/paging';
-import { paramError } from '../kms/errors';
+import { paramError } from '../core/errors';
+import type { Zone } from '../db/repositories/zones';
 import { ADMIN_ONLY, ALL_ROLES, defineCommand, listParams, param, type ResponseField } from './define';
-
-interface ZoneRow { id: number; uuid: string; name: string; description: string | null; networktype: string; allocation_state: string; dns1: string | null; internal_dns1: string | null }
+import { listUnowned } from './list';
 
 const zoneFields: readonly ResponseField[] = [
   { name: 'id', type: 'string', description: 'Zone id' },
@@ -18,9 +16,9 @@ const zoneFields: readonly ResponseField[] = [
   { name: 'localstorageenabled', type: 'boolean', description: 'true if local storage offering enabled, false otherwise' },
 ];
 
-const zoneResponse = (z: ZoneRow) => ({
-  id: z.uuid, name: z.name, description: z.description ?? undefined, networktype: z.networktype, allocationstate: z.allocation_state,
-  dns1: z.dns1 ?? undefined, internaldns1: z.internal_dns1 ?? undefined, securitygroupsenabled: false, localstorageenabled: false,
+const zoneResponse = (z: Zone) => ({
+  id: z.uuid, name: z.name, description: z.description ?? undefined, networktype: z.networkType, allocationstate: z.allocationState,
+  dns1: z.dns1 ?? undefined, internaldns1: z.internalDns1 ?? undefined, securitygroupsenabled: false, localstorageenabled: false,
 });
 
 export const zoneCommands = [
@@ -38,13 +36,8 @@ export const zoneCommands = [
     },
     response: zoneFields,
     async handler(p, ctx) {
-      const q = ctx.app.db('data_center').whereNull('removed').orderBy('id');
-      if (p.id) q.where('uuid', p.id);
-      if (p.name) q.where('name', p.name);
-      if (p.keyword) q.where('name', 'like', `%${p.keyword}%`);
-      if (ctx.caller.role !== 'Admin') q.where('allocation_state', 'Enabled');
-      const { rows, count } = await pagedRows<ZoneRow>(q, pageWindow(p));
-      return { kind: 'list', name: 'zone', items: rows.map(zoneResponse), count };
+      const filter = { uuid: p.id, name: p.name, keyword: p.keyword, enabledOnly: ctx.caller.role !== 'Admin' };
+      return listUnowned(p, 'zone', (page) => ctx.repos.zones.list(filter, page), zoneResponse);
     },
   }),
   defineCommand({
@@ -62,16 +55,15 @@ export const zoneCommands = [
     },
     response: zoneFields,
     async handler(p, ctx) {
-      if (await ctx.app.db('data_center').where({ name: p.name }).whereNull('removed').first()) {
+      if (await ctx.repos.zones.findLiveByName(p.name)) {
         throw paramError(`A zone with name ${p.name} already exists`);
       }
-      const row = {
-        uuid: randomUUID(), name: p.name, description: p.description ?? null, networktype: p.networktype,
-        allocation_state: p.allocationstate, dns1: p.dns1 ?? null, internal_dns1: p.internaldns1 ?? null, created: Date.now(),
-      };
-      const [id] = await ctx.app.db('data_center').insert(row);
-      await ctx.app.events.record({ type: 'ZONE.CREATE', description: `Successfully created zone ${p.name}`, actor: { userId: ctx.caller.userId, accountId: ctx.caller.accountId, domainId: ctx.caller.domainId }, resourceType: 'Zone', resourceId: row.uuid });
-      return { kind: 'object', name: 'zone', value: zoneResponse({ ...row, id: Number(id) }) };
+      const zone = await ctx.repos.zones.insert({
+        uuid: randomUUID(), name: p.name, description: p.description ?? null, networkType: p.networktype,
+        allocationState: p.allocationstate, dns1: p.dns1 ?? null, internalDns1: p.internaldns1 ?? null, created: new Date(),
+      });
+      await ctx.events.record({ type: 'ZONE.CREATE', description: `Successfully created zone ${p.name}`, actor: { userId: ctx.caller.userId, accountId: ctx.caller.accountId, domainId: ctx.caller.domainId }, resourceType: 'Zone', resourceId: zone.uuid });
+      return { kind: 'object', name: 'zone', value: zoneResponse(zone) };
     },
   }),
 ];

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { workerOptionsFromEnv, type WorkerOptions } from '../jobs/options';
-import { parseLogLevel, type LogLevel } from '../logger';
+import { workerOptionsFromEnv, type WorkerOptions } from './worker-options';
+import { parseLogLevel, type LogLevel } from '../core/logger';
 
 /** Where the master key's KEK lives (KMS_MASTER_KEY_SEAL_*; README "The master key"). */
 export interface SealConfig {

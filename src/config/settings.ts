@@ -1,5 +1,6 @@
-import type { Db } from '../db/knex';
-import { paramError } from '../kms/errors';
+import type { ConfigurationRepository } from '../db/repositories/configuration';
+import { paramError } from '../core/errors';
+import { KEY_BITS } from '../core/key-bits';
 
 /** One global setting, declared once: its default, validation and help come from here only. */
 export interface SettingSpec {
@@ -18,7 +19,7 @@ const intIn = (min: number, max: number) => (v: string) =>
 const oneOf = (options: readonly string[]) => (v: string) =>
   options.includes(v) ? undefined : `must be one of ${options.join(', ')}`;
 
-const DEK_SIZES = ['128', '192', '256'] as const;
+const DEK_SIZES = KEY_BITS.map(String);
 const SESSION_KEY_LOCATIONS = ['CookieOrParameter', 'ParameterOnly', 'CookieAndParameter'] as const;
 
 export const SETTINGS: readonly SettingSpec[] = [
@@ -57,13 +58,12 @@ export const findSetting = (name: string): SettingSpec | undefined => SETTINGS.f
 export class Settings {
   #cache = new Map<string, { value: string; at: number }>();
 
-  constructor(private readonly db: Db, private readonly cacheMs = 1000) {}
+  constructor(private readonly config: ConfigurationRepository, private readonly cacheMs = 1000) {}
 
   async get(name: SettingName): Promise<string> {
     const hit = this.#cache.get(name);
     if (hit && Date.now() - hit.at < this.cacheMs) return hit.value;
-    const row = await this.db('configuration').where({ name }).first('value');
-    const value = row?.value ?? findSetting(name)!.defaultValue;
+    const value = (await this.config.get(name)) ?? findSetting(name)!.defaultValue;
     this.#cache.set(name, { value, at: Date.now() });
     return value;
   }
@@ -78,18 +78,14 @@ export class Settings {
     if (!spec) throw paramError(`Configuration ${name} not found; see listConfigurations for the settings this server has`);
     const problem = spec.validate(value);
     if (problem) throw paramError(`Invalid value ${JSON.stringify(value)} for configuration ${name}: ${problem}`);
-    const updated = Date.now();
-    const exists = await this.db('configuration').where({ name }).first('name');
-    if (exists) await this.db('configuration').where({ name }).update({ value, updated });
-    else await this.db('configuration').insert({ name, value, updated });
+    await this.config.put(name, value, new Date());
     this.#cache.delete(name);
     return spec;
   }
 
   /** Current values of every declared setting. */
   async all(): Promise<Array<{ spec: SettingSpec; value: string }>> {
-    const rows: Array<{ name: string; value: string | null }> = await this.db('configuration').select('name', 'value');
-    const stored = new Map(rows.map((r) => [r.name, r.value]));
+    const stored = await this.config.all();
     return SETTINGS.map((spec) => ({ spec, value: stored.get(spec.name) ?? spec.defaultValue }));
   }
 

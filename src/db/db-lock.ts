@@ -1,6 +1,5 @@
 import type { Knex } from 'knex';
-import type { Logger } from '../logger';
-import type { Db } from './knex';
+import type { Logger } from '../core/logger';
 
 /** Why a start could not take a deployment-wide lock in time; main prints it as one line. */
 export class LockWaitError extends Error {
@@ -13,7 +12,7 @@ export class LockWaitError extends Error {
  * it, logs once that it waits, and waits at most `waitSec`. On SQLite (one host, one file) fn
  * runs at once: its writers are already serialised by the database file.
  */
-export async function withDbLock<T>(db: Db, name: string, opts: { waitSec: number; logger?: Logger; what: string }, fn: () => Promise<T>): Promise<T> {
+export async function withDbLock<T>(db: Knex, name: string, opts: { waitSec: number; logger?: Logger; what: string }, fn: () => Promise<T>): Promise<T> {
   if (db.client.config.client !== 'mysql2') return fn();
   const conn: Knex.Client = await db.client.acquireConnection();
   const getLock = async (sec: number): Promise<boolean> => {

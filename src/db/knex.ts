@@ -1,7 +1,7 @@
 import knexFactory, { type Knex } from 'knex';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Logger } from '../logger';
+import type { Logger } from '../core/logger';
 import { LockWaitError, withDbLock } from './db-lock';
 import { migrationSource } from './migrations';
 

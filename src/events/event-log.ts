@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { Knex } from 'knex';
-import type { Db } from '../db/knex';
+import { createRepositories, type Repositories } from '../db/repositories';
+import type { NewEvent } from '../db/repositories/events';
 
 /** CloudStack event types this server records. */
 export type EventType =
@@ -25,23 +25,30 @@ export interface EventInput {
   resourceId?: string;
 }
 
+/** @deprecated shim for src/kms/kms-keys.ts: a knex transaction where `Repositories` are expected. */
+type LegacyTrx = Repositories['wrappedKeysTrx'];
+
+/** The repositories of `tx`: those given, or (deprecated) those over a knex transaction. */
+const reposOf = (tx: Repositories | LegacyTrx): Repositories => (typeof tx === 'function' ? createRepositories(tx) : tx);
+
 /** Appends events (never secrets: descriptions name objects by uuid and name only). */
 export class EventLog {
-  constructor(private readonly db: Db) {}
+  constructor(private readonly repos: Repositories) {}
 
-  async record(e: EventInput, trx: Knex = this.db): Promise<void> {
-    await trx('event').insert(toRow(e));
+  /** Records one event; with `tx`, in that transaction. */
+  async record(e: EventInput, tx: Repositories | LegacyTrx = this.repos): Promise<void> {
+    await reposOf(tx).events.insert(toNewEvent(e));
   }
 
-  async recordMany(events: EventInput[], trx: Knex = this.db): Promise<void> {
-    if (events.length) await trx.batchInsert('event', events.map(toRow), 500);
+  async recordMany(events: EventInput[], tx: Repositories | LegacyTrx = this.repos): Promise<void> {
+    await reposOf(tx).events.insertMany(events.map(toNewEvent));
   }
 }
 
-function toRow(e: EventInput) {
+function toNewEvent(e: EventInput): NewEvent {
   return {
     uuid: randomUUID(), type: e.type, state: 'Completed', level: e.level ?? 'INFO', description: e.description.slice(0, 1024),
-    user_id: e.actor.userId ?? null, account_id: e.actor.accountId ?? null, domain_id: e.actor.domainId ?? null,
-    resource_type: e.resourceType ?? null, resource_id: e.resourceId ?? null, created: Date.now(),
+    userId: e.actor.userId ?? null, accountId: e.actor.accountId ?? null, domainId: e.actor.domainId ?? null,
+    resourceType: e.resourceType ?? null, resourceId: e.resourceId ?? null, created: new Date(),
   };
 }

@@ -1,6 +1,8 @@
-import type { Knex } from 'knex';
-import type { Db } from '../db/knex';
+import type { Repositories } from '../db/repositories';
 import { ACCOUNT_TYPES, type Caller } from './caller';
+import { scopeContains, type Owner, type OwnerScope } from '../core/owner-scope';
+
+export { scopeContains, type Owner, type OwnerScope } from '../core/owner-scope';
 
 /**
  * The one authorization rule. Every command, list and job asks it; nothing else decides whether a
@@ -21,71 +23,8 @@ import { ACCOUNT_TYPES, type Caller } from './caller';
  * check tests membership of the same set, so the two cannot disagree.
  */
 
-/** Who owns something: an account (and its domain), or a domain alone (accountId null). */
-export interface Owner {
-  readonly accountId: number | null;
-  readonly domainId: number | null;
-}
-
-/** A set of owners: what a caller reaches, or what a list may show. */
-export type OwnerScope =
-  /** Every owner, except the listed accounts (project accounts, for a list without projectid). */
-  | { readonly kind: 'all'; readonly exceptAccountIds?: readonly number[] }
-  | { readonly kind: 'accounts'; readonly accountIds: readonly number[] }
-  /**
-   * Owners in these domains, except the listed accounts (root-admin accounts, for a domain admin),
-   * plus `alsoAccountIds` wherever they live (the projects a domain admin is a member of).
-   */
-  | {
-    readonly kind: 'domains'; readonly domainIds: readonly number[]; readonly exceptAccountIds: readonly number[];
-    readonly alsoAccountIds?: readonly number[];
-  };
-
-/** Columns of an owned table, qualified as the query names them. */
-export interface OwnerColumns {
-  readonly accountCol: string;
-  readonly domainCol: string;
-}
-
-/** Whether an owner is in a scope. */
-export function scopeContains(scope: OwnerScope, owner: Owner): boolean {
-  switch (scope.kind) {
-    case 'all':
-      return owner.accountId === null || !(scope.exceptAccountIds ?? []).includes(owner.accountId);
-    case 'accounts':
-      return owner.accountId !== null && scope.accountIds.includes(owner.accountId);
-    case 'domains':
-      if (owner.accountId !== null && (scope.alsoAccountIds ?? []).includes(owner.accountId)) return true;
-      return owner.domainId !== null && scope.domainIds.includes(owner.domainId) &&
-        (owner.accountId === null || !scope.exceptAccountIds.includes(owner.accountId));
-  }
-}
-
-/** Restricts a query on an owned table to a scope: the SQL twin of `scopeContains`. */
-export function applyOwnerScope(q: Knex.QueryBuilder, scope: OwnerScope, cols: OwnerColumns): Knex.QueryBuilder {
-  switch (scope.kind) {
-    case 'all':
-      if (scope.exceptAccountIds?.length) {
-        q.where((b) => b.whereNull(cols.accountCol).orWhereNotIn(cols.accountCol, [...scope.exceptAccountIds!]));
-      }
-      return q;
-    case 'accounts':
-      return q.whereIn(cols.accountCol, [...scope.accountIds]);
-    case 'domains':
-      return q.where((outer) => {
-        outer.where((inDomains) => {
-          inDomains.whereIn(cols.domainCol, [...scope.domainIds]);
-          if (scope.exceptAccountIds.length) {
-            inDomains.where((b) => b.whereNull(cols.accountCol).orWhereNotIn(cols.accountCol, [...scope.exceptAccountIds]));
-          }
-        });
-        if (scope.alsoAccountIds?.length) outer.orWhereIn(cols.accountCol, [...scope.alsoAccountIds]);
-      });
-  }
-}
-
 export class Access {
-  constructor(private readonly db: Db) {}
+  constructor(private readonly repos: Repositories) {}
 
   /** Everything the caller may see and act on. */
   async reach(caller: Caller): Promise<OwnerScope> {
@@ -101,19 +40,12 @@ export class Access {
 
   /** The accounts of the live projects an account is a member of (any role). */
   async memberProjectAccountIds(accountId: number): Promise<number[]> {
-    const rows: Array<{ id: number }> = await this.db('project_account as m').join('projects as p', 'p.id', 'm.project_id')
-      .where('m.account_id', accountId).whereNull('p.removed').select('p.project_account_id as id');
-    return rows.map((r) => Number(r.id));
+    return this.repos.projects.memberProjectAccountIds(accountId);
   }
 
   /** The project accounts (type 5) in these domains (all domains when absent), among `amongIds` when given. */
   async projectAccountIds(domainIds?: readonly number[], amongIds?: readonly number[]): Promise<number[]> {
-    if (amongIds && !amongIds.length) return [];
-    const q = this.db('account').where('type', ACCOUNT_TYPES.Project).select('id');
-    if (domainIds) q.whereIn('domain_id', [...domainIds]);
-    if (amongIds) q.whereIn('id', [...amongIds]);
-    const rows: Array<{ id: number }> = await q;
-    return rows.map((r) => Number(r.id));
+    return this.repos.accounts.projectAccountIds(domainIds, amongIds);
   }
 
   /** Whether the caller reaches an owner (a single read or an action on one object). */
@@ -134,7 +66,7 @@ export class Access {
    */
   async domainScope(caller: Caller, domainId: number, recursive: boolean): Promise<OwnerScope> {
     const domainIds = recursive ? await this.subtreeIds(domainId) : [domainId];
-    const exceptAccountIds = caller.accountType === ACCOUNT_TYPES.Admin ? [] : await this.rootAdminAccountsIn(domainIds);
+    const exceptAccountIds = caller.accountType === ACCOUNT_TYPES.Admin ? [] : await this.repos.accounts.rootAdminIdsIn(domainIds);
     return { kind: 'domains', domainIds, exceptAccountIds };
   }
 
@@ -143,8 +75,7 @@ export class Access {
     const all = [domainId];
     let frontier = [domainId];
     while (frontier.length) {
-      const rows: Array<{ id: number }> = await this.db('domain').whereIn('parent_id', frontier).whereNull('removed').select('id');
-      frontier = rows.map((r) => Number(r.id)).filter((id) => !all.includes(id));
+      frontier = (await this.repos.domains.childIds(frontier)).filter((id) => !all.includes(id));
       all.push(...frontier);
     }
     return all;
@@ -155,16 +86,11 @@ export class Access {
     const out: number[] = [];
     let id: number | null = domainId;
     while (id !== null && !out.includes(id)) {
-      const row: { id: number; parent_id: number | null } | undefined = await this.db('domain').where({ id }).whereNull('removed').first('id', 'parent_id');
+      const row = await this.repos.domains.parentOf(id);
       if (!row) break;
-      out.push(Number(row.id));
-      id = row.parent_id === null ? null : Number(row.parent_id);
+      out.push(id);
+      id = row.parentId;
     }
     return out;
-  }
-
-  private async rootAdminAccountsIn(domainIds: readonly number[]): Promise<number[]> {
-    const rows: Array<{ id: number }> = await this.db('account').where('type', ACCOUNT_TYPES.Admin).whereIn('domain_id', [...domainIds]).select('id');
-    return rows.map((r) => Number(r.id));
   }
 }

@@ -1,4 +1,5 @@
-import type { Role } from '../commands/define';
+/** CloudStack role types that may call a command. */
+export type Role = 'Admin' | 'DomainAdmin' | 'User';
 
 /** Who is calling: the authenticated user with its account and domain. */
 export interface Caller {

@@ -1,27 +1,39 @@
 import { randomUUID } from 'node:crypto';
-import type { Knex } from 'knex';
-import type { Db } from '../db/knex';
 import type { MasterKey } from '../config/master-key';
-import { paramError, permissionError } from '../kms/errors';
+import { systemClock, type Clock } from '../core/clock';
+import { paramError, permissionError } from '../core/errors';
+import { isUuid } from '../core/ids';
+import { createRepositories, type Repositories } from '../db/repositories';
+import type { Account, IdentityState } from '../db/repositories/accounts';
+import type { Domain } from '../db/repositories/domains';
+import type { Project } from '../db/repositories/projects';
+import type { User } from '../db/repositories/users';
+import type { EventLog } from '../events/event-log';
 import { Access, scopeContains, type OwnerScope } from './access';
-import { isUuid } from '../commands/define';
 import { ACCOUNT_TYPES, roleOf, type Caller } from './caller';
 import { generateKey, hashPassword } from './password';
+import { Projects } from './projects';
 
-export interface DomainRow { id: number; uuid: string; name: string; path: string; parent_id: number | null; level: number; network_domain: string | null; created: number }
-/** CloudStack's Account.State, shared by accounts and users; the wire shows it lower-case. */
-export type IdentityState = 'enabled' | 'disabled' | 'locked';
+export type { Account, AccountView, IdentityState } from '../db/repositories/accounts';
+export type { Domain, DomainView } from '../db/repositories/domains';
+export type { Project, ProjectMember, ProjectRole, ProjectView } from '../db/repositories/projects';
+export type { User, UserView } from '../db/repositories/users';
 
-export interface AccountRow { id: number; uuid: string; account_name: string; type: number; domain_id: number; state: string; created: number }
-export interface UserRow {
-  id: number; uuid: string; username: string; password: string; account_id: number; firstname: string; lastname: string;
-  email: string | null; state: string; api_key: string | null; secret_key: string | null; timezone: string | null; created: number;
-  login_attempts: number;
+/** What the identity services need (docs/architecture.md): the repositories, the master key (secret keys), the event log and a clock. */
+export interface IdentityDeps {
+  readonly repos: Repositories;
+  readonly masterKey: MasterKey;
+  readonly events: EventLog;
+  readonly clock?: Clock;
+  /**
+   * How long a request may rely on a credential read from the database. A change made through this
+   * process is seen at once (the caches are dropped); one made through another node within this time.
+   * @defaultValue 1000
+   */
+  readonly credentialTtlMs?: number;
 }
 
 export interface ScopeRequest { listall?: boolean; domainid?: string; account?: string; isrecursive?: boolean; projectid?: string }
-
-export interface ProjectRow { id: number; uuid: string; name: string; display_text: string | null; domain_id: number; project_account_id: number; state: string; created: number }
 
 /** The authenticated place of a user's secret key under the master key. */
 export const secretAad = (userUuid: string) => `user-secret:${userUuid}`;
@@ -30,39 +42,58 @@ export const secretAad = (userUuid: string) => `user-secret:${userUuid}`;
 export class Directory {
   /** The authorization rule (src/identity/access.ts); the access methods below only apply it. */
   readonly access: Access;
+  private readonly repos: Repositories;
+  private readonly events: EventLog | undefined;
+  #projects: Projects | undefined;
+  private readonly masterKey: MasterKey;
+  private readonly clock: Clock;
+  private readonly credentialTtlMs: number;
 
   /** Credentials of recent requests, so a signed request costs no lookup; see `forRequest`. */
   readonly #callers = new Map<number, { caller: Caller | undefined; at: number }>();
   readonly #apiKeys = new Map<string, { holder: { userId: number; secretKey: string }; at: number }>();
   #generation = 0;
 
-  /**
-   * @param credentialTtlMs how long a request may rely on a credential read from the database. A
-   *   change made through this process is seen at once (the caches are dropped); one made through
-   *   another node is seen within this time.
-   */
-  constructor(private readonly db: Db, private readonly masterKey: MasterKey, private readonly credentialTtlMs = 1000) {
-    this.access = new Access(db);
+  constructor(deps: IdentityDeps);
+  /** @deprecated shim for src/kms/bootstrap.ts: `new Directory({ repos, masterKey, events })`. */
+  constructor(db: Parameters<typeof createRepositories>[0], masterKey: MasterKey, credentialTtlMs?: number);
+  constructor(depsOrDb: IdentityDeps | Parameters<typeof createRepositories>[0], masterKey?: MasterKey, credentialTtlMs?: number) {
+    // The bootstrap's directory (the deprecated form) records no event: it has no event log.
+    const deps: Omit<IdentityDeps, 'events'> & { events?: EventLog } = typeof depsOrDb === 'function'
+      ? { repos: createRepositories(depsOrDb), masterKey: masterKey!, credentialTtlMs }
+      : depsOrDb;
+    this.repos = deps.repos;
+    this.events = deps.events;
+    this.masterKey = deps.masterKey;
+    this.clock = deps.clock ?? systemClock;
+    this.credentialTtlMs = deps.credentialTtlMs ?? 1000;
+    this.access = new Access(deps.repos);
+  }
+
+  /** Projects, their memberships and their commands' rules (src/identity/projects.ts). */
+  get projects(): Projects {
+    if (!this.events) throw new Error('this directory was built without an event log: it has no project service');
+    return (this.#projects ??= new Projects({ repos: this.repos, events: this.events, clock: this.clock }, this));
   }
 
   /** The caller of an API request: `loadCaller`, cached for `credentialTtlMs`. */
   async callerForRequest(userId: number): Promise<Caller | undefined> {
     const hit = this.#callers.get(userId);
-    if (hit && Date.now() - hit.at < this.credentialTtlMs) return hit.caller;
+    if (hit && this.clock.now() - hit.at < this.credentialTtlMs) return hit.caller;
     const generation = this.#generation;
     const caller = await this.loadCaller(userId);
     // A read that raced a change (forgetCredentials ran meanwhile) is used once, never cached.
-    if (generation === this.#generation) this.remember(this.#callers, userId, { caller, at: Date.now() });
+    if (generation === this.#generation) this.remember(this.#callers, userId, { caller, at: this.clock.now() });
     return caller;
   }
 
   /** `findByApiKey`, cached for `credentialTtlMs` (unknown keys are not cached). */
   async holderOfApiKey(apiKey: string): Promise<{ userId: number; secretKey: string } | undefined> {
     const hit = this.#apiKeys.get(apiKey);
-    if (hit && Date.now() - hit.at < this.credentialTtlMs) return hit.holder;
+    if (hit && this.clock.now() - hit.at < this.credentialTtlMs) return hit.holder;
     const generation = this.#generation;
     const holder = await this.findByApiKey(apiKey);
-    if (holder && generation === this.#generation) this.remember(this.#apiKeys, apiKey, { holder, at: Date.now() });
+    if (holder && generation === this.#generation) this.remember(this.#apiKeys, apiKey, { holder, at: this.clock.now() });
     return holder;
   }
 
@@ -82,155 +113,114 @@ export class Directory {
 
   /** The caller for a user id; undefined when the user, its account or domain is gone or disabled. */
   async loadCaller(userId: number): Promise<Caller | undefined> {
-    const row = await this.db('user as u')
-      .join('account as a', 'a.id', 'u.account_id')
-      .join('domain as d', 'd.id', 'a.domain_id')
-      .where('u.id', userId)
-      .whereNull('u.removed').whereNull('a.removed').whereNull('d.removed')
-      .first('u.id as userId', 'u.uuid as userUuid', 'u.username', 'u.state as userState', 'a.state as accountState',
-        'a.id as accountId', 'a.uuid as accountUuid', 'a.account_name as accountName', 'a.type as accountType',
-        'd.id as domainId', 'd.uuid as domainUuid', 'd.name as domainName', 'd.path as domainPath');
-    if (!row || row.userState !== 'enabled' || row.accountState !== 'enabled') return undefined;
-    const { userState: _u, accountState: _a, ...c } = row;
-    return { ...c, accountType: Number(c.accountType), role: roleOf(Number(c.accountType)) };
+    const r = await this.repos.users.callerRecord(userId);
+    if (!r || r.userState !== 'enabled' || r.accountState !== 'enabled') return undefined;
+    const { userState: _u, accountState: _a, ...c } = r;
+    return { ...c, role: roleOf(c.accountType) };
   }
 
   /** The user holding an API key, with the decrypted secret key (caller zeroes nothing: it is a string). */
   async findByApiKey(apiKey: string): Promise<{ userId: number; secretKey: string } | undefined> {
-    const u: UserRow | undefined = await this.db('user').where({ api_key: apiKey }).whereNull('removed').first();
-    if (!u || !u.secret_key) return undefined;
-    return { userId: u.id, secretKey: this.masterKey.decryptString(u.secret_key, secretAad(u.uuid)) };
+    const u = await this.repos.users.byApiKey(apiKey);
+    if (!u || !u.sealedSecretKey) return undefined;
+    return { userId: u.id, secretKey: this.masterKey.decryptString(u.sealedSecretKey, secretAad(u.uuid)) };
   }
 
-  async findUserForLogin(username: string, domainId: number): Promise<UserRow | undefined> {
-    return this.db('user as u').join('account as a', 'a.id', 'u.account_id')
-      .where({ 'u.username': username, 'a.domain_id': domainId }).whereNull('u.removed').whereNull('a.removed')
-      .first('u.*');
+  /** The live user `username` of a live account of the domain (login's lookup). */
+  async userForLogin(username: string, domainId: number): Promise<User | undefined> {
+    return this.repos.users.forLogin(username, domainId);
   }
 
   // ---- domains -------------------------------------------------------------------------------
 
-  async domainById(id: number): Promise<DomainRow | undefined> {
-    return this.db('domain').where({ id }).whereNull('removed').first();
-  }
-
-  async domainByUuid(uuid: string): Promise<DomainRow | undefined> {
-    return this.db('domain').where({ uuid }).whereNull('removed').first();
-  }
-
-  async domainByPath(path: string): Promise<DomainRow | undefined> {
-    return this.db('domain').where({ path }).whereNull('removed').first();
-  }
-
   /** A domain the caller may see, or a 431/531 naming the id. */
-  async requireDomain(caller: Caller, uuid: string): Promise<DomainRow> {
-    const d = await this.domainByUuid(uuid);
+  async accessibleDomain(caller: Caller, uuid: string): Promise<Domain> {
+    const d = await this.repos.domains.byUuid(uuid);
     if (!d) throw paramError(`Unable to find domain by id ${uuid}`);
     if (!(await this.access.reachesDomain(caller, d.id))) throw permissionError(`Caller does not have access to domain ${uuid}`);
     return d;
   }
 
-  async createDomain(parent: DomainRow, name: string, networkDomain?: string, trx: Knex = this.db): Promise<DomainRow> {
+  async createDomain(parent: Domain, name: string, networkDomain?: string): Promise<Domain> {
     if (!/^[^/\\]+$/.test(name)) throw paramError('Domain name must not contain "/" or "\\"');
     const path = `${parent.path}${name}/`;
-    if (await trx('domain').where({ path }).whereNull('removed').first()) {
+    if (await this.repos.domains.byPath(path)) {
       throw paramError(`Domain with name ${name} already exists for the parent id=${parent.uuid}`);
     }
-    const row = { uuid: randomUUID(), name, path, parent_id: parent.id, level: parent.level + 1, network_domain: networkDomain ?? null, created: Date.now() };
-    const [id] = await trx('domain').insert(row);
-    return { ...row, id: Number(id) };
+    return this.repos.domains.insert({
+      uuid: randomUUID(), name, path, parentId: parent.id, level: parent.level + 1, networkDomain: networkDomain ?? null, created: new Date(this.clock.now()),
+    });
   }
 
   // ---- accounts and users -------------------------------------------------------------------
 
-  async accountById(id: number): Promise<AccountRow | undefined> {
-    return this.db('account').where({ id }).whereNull('removed').first();
-  }
-
-  async accountByUuid(uuid: string): Promise<AccountRow | undefined> {
-    return this.db('account').where({ uuid }).whereNull('removed').first();
-  }
-
-  async accountByName(domainId: number, name: string): Promise<AccountRow | undefined> {
-    return this.db('account').where({ domain_id: domainId, account_name: name }).whereNull('removed').first();
-  }
-
-  async userByUuid(uuid: string): Promise<UserRow | undefined> {
-    return this.db('user').where({ uuid }).whereNull('removed').first();
-  }
-
   async createAccountWithUser(input: {
-    domain: DomainRow; accountName: string; accountType: number;
+    domain: Domain; accountName: string; accountType: number;
     username: string; password: string; firstname: string; lastname: string; email?: string; timezone?: string;
-  }): Promise<{ account: AccountRow; user: UserRow }> {
-    if (await this.accountByName(input.domain.id, input.accountName)) {
+  }): Promise<{ account: Account; user: User }> {
+    if (await this.repos.accounts.byName(input.domain.id, input.accountName)) {
       throw paramError(`The specified account: ${input.accountName} already exists in domain ${input.domain.name}`);
     }
     await this.assertUsernameFree(input.username, input.domain.id);
     const passwordHash = await hashPassword(input.password);
-    return this.db.transaction(async (trx) => {
-      const account = { uuid: randomUUID(), account_name: input.accountName, type: input.accountType, domain_id: input.domain.id, state: 'enabled', created: Date.now() };
-      const [accountId] = await trx('account').insert(account);
-      const user = await this.insertUser(trx, Number(accountId), { ...input, passwordHash });
-      return { account: { ...account, id: Number(accountId) }, user };
+    return this.repos.transaction(async (tx) => {
+      const created = new Date(this.clock.now());
+      const account = await tx.accounts.insert({ uuid: randomUUID(), name: input.accountName, type: input.accountType, domainId: input.domain.id, state: 'enabled', created });
+      const user = await this.insertUser(tx, account.id, { ...input, passwordHash });
+      return { account, user };
     });
   }
 
-  async createUser(account: AccountRow, input: { username: string; password: string; firstname: string; lastname: string; email?: string; timezone?: string }): Promise<UserRow> {
-    await this.assertUsernameFree(input.username, account.domain_id);
+  async createUser(account: Account, input: { username: string; password: string; firstname: string; lastname: string; email?: string; timezone?: string }): Promise<User> {
+    await this.assertUsernameFree(input.username, account.domainId);
     const passwordHash = await hashPassword(input.password);
-    return this.insertUser(this.db, account.id, { ...input, passwordHash });
+    return this.insertUser(this.repos, account.id, { ...input, passwordHash });
   }
 
   private async assertUsernameFree(username: string, domainId: number): Promise<void> {
-    if (await this.findUserForLogin(username, domainId)) {
+    if (await this.repos.users.forLogin(username, domainId)) {
       throw paramError(`The user ${username} already exists in domain ${domainId}`);
     }
   }
 
-  private async insertUser(trx: Knex, accountId: number, input: { username: string; passwordHash: string; firstname: string; lastname: string; email?: string; timezone?: string }): Promise<UserRow> {
-    const user = {
-      uuid: randomUUID(), username: input.username, password: input.passwordHash, account_id: accountId,
-      firstname: input.firstname, lastname: input.lastname, email: input.email ?? null, state: 'enabled',
-      api_key: null, secret_key: null, timezone: input.timezone ?? null, created: Date.now(), login_attempts: 0,
-    };
-    const [id] = await trx('user').insert(user);
-    return { ...user, id: Number(id) };
+  private insertUser(repos: Repositories, accountId: number, input: { username: string; passwordHash: string; firstname: string; lastname: string; email?: string; timezone?: string }): Promise<User> {
+    return repos.users.insert({
+      uuid: randomUUID(), username: input.username, passwordHash: input.passwordHash, accountId,
+      firstname: input.firstname, lastname: input.lastname, email: input.email ?? null, timezone: input.timezone ?? null, created: new Date(this.clock.now()),
+    });
   }
 
   /** Stores an API key pair; the secret key is encrypted under the master key. */
-  async setUserKeys(user: UserRow, keys: { apiKey: string; secretKey: string }, trx: Knex = this.db): Promise<void> {
-    await trx('user').where({ id: user.id }).update({
-      api_key: keys.apiKey,
-      secret_key: this.masterKey.encryptString(keys.secretKey, secretAad(user.uuid)),
-    });
+  async storeUserKeys(user: Pick<User, 'id' | 'uuid'>, keys: { apiKey: string; secretKey: string }): Promise<void> {
+    await this.repos.users.setKeys(user.id, keys.apiKey, this.masterKey.encryptString(keys.secretKey, secretAad(user.uuid)));
     this.forgetCredentials();
   }
 
-  async registerUserKeys(user: UserRow): Promise<{ apiKey: string; secretKey: string }> {
+  async registerUserKeys(user: User): Promise<{ apiKey: string; secretKey: string }> {
     const keys = { apiKey: generateKey(), secretKey: generateKey() };
-    await this.setUserKeys(user, keys);
+    await this.storeUserKeys(user, keys);
     return keys;
   }
 
-  getUserKeys(user: UserRow): { apiKey: string; secretKey: string } | undefined {
-    if (!user.api_key || !user.secret_key) return undefined;
-    return { apiKey: user.api_key, secretKey: this.masterKey.decryptString(user.secret_key, secretAad(user.uuid)) };
+  /** A user's API key pair, the secret key opened; undefined when it has none. */
+  userKeys(user: Pick<User, 'uuid' | 'apiKey' | 'sealedSecretKey'>): { apiKey: string; secretKey: string } | undefined {
+    if (!user.apiKey || !user.sealedSecretKey) return undefined;
+    return { apiKey: user.apiKey, secretKey: this.masterKey.decryptString(user.sealedSecretKey, secretAad(user.uuid)) };
   }
 
   // ---- states and login attempts -------------------------------------------------------------
 
   /** A user leaving `enabled` loses its sessions at once, so a later enableUser revives none of them. */
   async setUserState(userId: number, state: IdentityState): Promise<void> {
-    await this.db('user').where({ id: userId }).update({ state, ...(state === 'enabled' ? { login_attempts: 0 } : {}) });
+    await this.repos.users.setState(userId, state);
     this.forgetCredentials();
-    if (state !== 'enabled') await this.endSessionsOf({ userId });
+    if (state !== 'enabled') await this.repos.sessions.deleteOfUser(userId);
   }
 
   async setAccountState(accountId: number, state: IdentityState): Promise<void> {
-    await this.db('account').where({ id: accountId }).update({ state });
+    await this.repos.accounts.setState(accountId, state);
     this.forgetCredentials();
-    if (state !== 'enabled') await this.endSessionsOf({ accountId });
+    if (state !== 'enabled') await this.repos.sessions.deleteOfAccount(accountId);
   }
 
   /**
@@ -238,15 +228,8 @@ export class Directory {
    * one), in one conditional statement so two concurrent lockUser calls cannot both miss it.
    */
   async lockAccountWithoutEnabledUsers(accountId: number): Promise<void> {
-    await this.db('account').where({ id: accountId, state: 'enabled' })
-      .whereNotExists((q) => q.select('id').from('user').where({ account_id: accountId, state: 'enabled' }).whereNull('removed'))
-      .update({ state: 'locked' });
+    await this.repos.accounts.lockWithoutEnabledUsers(accountId);
     this.forgetCredentials();
-  }
-
-  private async endSessionsOf(who: { userId: number } | { accountId: number }): Promise<void> {
-    const users = 'userId' in who ? [who.userId] : this.db('user').where({ account_id: who.accountId }).select('id');
-    await this.db('http_session').whereIn('user_id', users).delete();
   }
 
   /**
@@ -254,22 +237,21 @@ export class Directory {
    * statement, so concurrent logins never check more than `allowed` guesses. False when none is left.
    */
   async reserveLoginAttempt(userId: number, allowed: number): Promise<boolean> {
-    const n = await this.db('user').where({ id: userId, state: 'enabled' }).where('login_attempts', '<', allowed).increment('login_attempts', 1);
-    return Number(n) > 0;
+    return this.repos.users.reserveLoginAttempt(userId, allowed);
   }
 
   /** Disables an enabled user whose reserved attempts reached `allowed`; true when this call did it. */
   async disableWhenAttemptsExhausted(userId: number, allowed: number): Promise<boolean> {
-    const n = await this.db('user').where({ id: userId, state: 'enabled' }).where('login_attempts', '>=', allowed).update({ state: 'disabled' });
-    if (n > 0) {
+    const done = await this.repos.users.disableWhenAttemptsExhausted(userId, allowed);
+    if (done) {
       this.forgetCredentials();
-      await this.endSessionsOf({ userId });
+      await this.repos.sessions.deleteOfUser(userId);
     }
-    return n > 0;
+    return done;
   }
 
   async resetLoginAttempts(userId: number): Promise<void> {
-    await this.db('user').where({ id: userId }).where('login_attempts', '>', 0).update({ login_attempts: 0 });
+    await this.repos.users.resetLoginAttempts(userId);
   }
 
   // ---- access -------------------------------------------------------------------------------
@@ -279,38 +261,38 @@ export class Directory {
     return this.access.allows(caller, owner);
   }
 
-  /** The account named by `account`+`domainid` (or the caller's own), checked for the caller's access. */
-  async resolveOwner(caller: Caller, req: { account?: string; domainid?: string; projectid?: string }): Promise<AccountRow> {
+  /** The account named by `account`+`domainid` (or the caller's own, or a project's), checked for the caller's access. */
+  async owningAccount(caller: Caller, req: { account?: string; domainid?: string; projectid?: string }): Promise<Account> {
     if (req.projectid) {
       if (req.account) throw paramError('Account and projectId can\'t be specified together');
-      const project = await this.requireProjectAccess(caller, req.projectid);
-      const account = await this.accountById(project.project_account_id);
+      const project = await this.accessibleProject(caller, req.projectid);
+      const account = await this.repos.accounts.byId(project.accountId);
       if (!account) throw paramError(`Unable to find the account of project ${req.projectid}`);
       return account;
     }
     if (req.domainid && !req.account) throw paramError('Account name must be provided with domain ID');
     if (!req.account) {
-      const own = await this.accountById(caller.accountId);
+      const own = await this.repos.accounts.byId(caller.accountId);
       if (!own) throw paramError('The caller account no longer exists');
       return own;
     }
     if (caller.role === 'User' && req.account !== caller.accountName) {
       throw permissionError(`Caller ${caller.accountName} is not allowed to act on behalf of account ${req.account}`);
     }
-    const domain = req.domainid ? await this.requireDomain(caller, req.domainid) : await this.domainById(caller.domainId);
-    const account = domain && (await this.accountByName(domain.id, req.account));
+    const domain = req.domainid ? await this.accessibleDomain(caller, req.domainid) : await this.repos.domains.byId(caller.domainId);
+    const account = domain && (await this.repos.accounts.byName(domain.id, req.account));
     if (!account) throw paramError(`Unable to find account ${req.account} in domain ${req.domainid ?? caller.domainUuid}`);
-    return this.requireAccountAccess(caller, account, `Caller ${caller.accountName} does not have access to account ${req.account}`);
+    return this.accessibleAccount(caller, account, `Caller ${caller.accountName} does not have access to account ${req.account}`);
   }
 
   /**
    * An account (or one of its users) the caller may act on. A root-admin target out of reach gets
    * CloudStack's role-type answer (AccountManagerImpl); anything else out of reach `denied`.
    */
-  async requireAccountAccess(caller: Caller, account: AccountRow, denied: string): Promise<AccountRow> {
-    if (await this.access.allows(caller, { accountId: account.id, domainId: account.domain_id })) return account;
+  async accessibleAccount(caller: Caller, account: Account, denied: string): Promise<Account> {
+    if (await this.access.allows(caller, { accountId: account.id, domainId: account.domainId })) return account;
     if (account.type === ACCOUNT_TYPES.Admin) {
-      throw permissionError(`The calling account [${caller.accountName}, ${caller.accountUuid}] has a lower role type than the user account [${account.account_name}, ${account.uuid}]`);
+      throw permissionError(`The calling account [${caller.accountName}, ${caller.accountUuid}] has a lower role type than the user account [${account.name}, ${account.uuid}]`);
     }
     throw permissionError(denied);
   }
@@ -332,14 +314,12 @@ export class Directory {
   private async projectListScope(caller: Caller, projectid: string): Promise<OwnerScope> {
     if (projectid === '-1') {
       const reach = await this.access.reach(caller);
-      const projects: Array<{ accountId: number; domainId: number }> = await this.db('projects').whereNull('removed')
-        .select('project_account_id as accountId', 'domain_id as domainId');
-      const reached = projects.map((p) => ({ accountId: Number(p.accountId), domainId: Number(p.domainId) })).filter((o) => scopeContains(reach, o));
+      const reached = (await this.repos.projects.owners()).filter((o) => scopeContains(reach, o));
       return { kind: 'accounts', accountIds: reached.map((o) => o.accountId) };
     }
     if (!isUuid(projectid)) throw paramError(`Unable to execute API command due to invalid value. Invalid parameter projectid value=${projectid} due to incorrect long value format, or entity does not exist or due to incorrect parameter annotation for the field in api cmd class.`);
-    const project = await this.requireProjectAccess(caller, projectid.toLowerCase());
-    return { kind: 'accounts', accountIds: [project.project_account_id] };
+    const project = await this.accessibleProject(caller, projectid.toLowerCase());
+    return { kind: 'accounts', accountIds: [project.accountId] };
   }
 
   /** A list without projectid shows no project-owned object, as CloudStack (SkipProjectResources). */
@@ -358,15 +338,11 @@ export class Directory {
 
   // ---- projects -------------------------------------------------------------------------------
 
-  async projectByUuid(uuid: string): Promise<ProjectRow | undefined> {
-    return this.db('projects').where({ uuid }).whereNull('removed').first();
-  }
-
   /** A live project whose account the caller reaches: 431 when there is none, 531 when out of reach. */
-  async requireProjectAccess(caller: Caller, uuid: string): Promise<ProjectRow> {
-    const project = await this.projectByUuid(uuid);
+  async accessibleProject(caller: Caller, uuid: string): Promise<Project> {
+    const project = await this.repos.projects.byUuid(uuid);
     if (!project) throw paramError(`Unable to find project by id ${uuid}`);
-    if (!(await this.access.allows(caller, { accountId: project.project_account_id, domainId: project.domain_id }))) {
+    if (!(await this.access.allows(caller, { accountId: project.accountId, domainId: project.domainId }))) {
       throw permissionError(`Account ${caller.accountName} can't access project id=${uuid}`);
     }
     return project;
@@ -375,11 +351,11 @@ export class Directory {
   private async ownerListScope(caller: Caller, req: ScopeRequest): Promise<OwnerScope> {
     if (req.account) {
       if (caller.role !== 'User' && !req.domainid) throw paramError('Account name must be used together with domainid');
-      const account = await this.resolveOwner(caller, req);
+      const account = await this.owningAccount(caller, req);
       return { kind: 'accounts', accountIds: [account.id] };
     }
     if (req.domainid) {
-      const d = await this.domainByUuid(req.domainid);
+      const d = await this.repos.domains.byUuid(req.domainid);
       if (!d) throw paramError(`Unable to find domain by id ${req.domainid}`);
       if (!(await this.access.reachesDomain(caller, d.id))) throw permissionError(`Caller does not have access to domain ${req.domainid}`);
       if (caller.role === 'User') return { kind: 'accounts', accountIds: [caller.accountId] };
@@ -388,4 +364,128 @@ export class Directory {
     if (req.listall) return this.access.reach(caller);
     return { kind: 'accounts', accountIds: [caller.accountId] };
   }
+
+  // ---- deprecated shims for the other areas (removed by the lead at merge) --------------------
+  // Each answers in the old row shape (snake_case columns, epoch-ms numbers) over the methods above.
+
+  /** @deprecated shim for the other areas: use `repos.domains.byId`. */
+  async domainById(id: number): Promise<DomainRow | undefined> {
+    return rowOfDomain(await this.repos.domains.byId(id));
+  }
+
+  /** @deprecated shim for src/kms: use `repos.domains.byUuid`. */
+  async domainByUuid(uuid: string): Promise<DomainRow | undefined> {
+    return rowOfDomain(await this.repos.domains.byUuid(uuid));
+  }
+
+  /** @deprecated shim for src/kms/bootstrap.ts and src/kms/hsm-profiles.ts: use `repos.domains.byPath`. */
+  async domainByPath(path: string): Promise<DomainRow | undefined> {
+    return rowOfDomain(await this.repos.domains.byPath(path));
+  }
+
+  /** @deprecated shim for src/kms/disk-offerings.ts and src/kms/hsm-profiles.ts: use `accessibleDomain`. */
+  async requireDomain(caller: Caller, uuid: string): Promise<DomainRow> {
+    return rowOfDomain(await this.accessibleDomain(caller, uuid));
+  }
+
+  /** @deprecated shim for the other areas: use `repos.accounts.byId`. */
+  async accountById(id: number): Promise<AccountRow | undefined> {
+    return rowOfAccount(await this.repos.accounts.byId(id));
+  }
+
+  /** @deprecated shim for the other areas: use `repos.accounts.byUuid`. */
+  async accountByUuid(uuid: string): Promise<AccountRow | undefined> {
+    return rowOfAccount(await this.repos.accounts.byUuid(uuid));
+  }
+
+  /** @deprecated shim for src/kms/bootstrap.ts and src/kms/hsm-profiles.ts: use `repos.accounts.byName`. */
+  async accountByName(domainId: number, name: string): Promise<AccountRow | undefined> {
+    return rowOfAccount(await this.repos.accounts.byName(domainId, name));
+  }
+
+  /** @deprecated shim for the other areas: use `repos.users.byUuid`. */
+  async userByUuid(uuid: string): Promise<UserRow | undefined> {
+    return rowOfUser(await this.repos.users.byUuid(uuid));
+  }
+
+  /** @deprecated shim for src/kms/bootstrap.ts: use `userForLogin`. */
+  async findUserForLogin(username: string, domainId: number): Promise<UserRow | undefined> {
+    return rowOfUser(await this.repos.users.forLogin(username, domainId));
+  }
+
+  /** @deprecated shim for src/kms/bootstrap.ts: use `storeUserKeys`. */
+  async setUserKeys(user: UserRow, keys: { apiKey: string; secretKey: string }): Promise<void> {
+    await this.storeUserKeys(user, keys);
+  }
+
+  /** @deprecated shim for src/kms/bootstrap.ts: use `userKeys`. */
+  getUserKeys(user: UserRow): { apiKey: string; secretKey: string } | undefined {
+    return this.userKeys({ uuid: user.uuid, apiKey: user.api_key, sealedSecretKey: user.secret_key });
+  }
+
+  /** @deprecated shim for src/kms (keys, volumes, profiles, migration): use `owningAccount`. */
+  async resolveOwner(caller: Caller, req: { account?: string; domainid?: string; projectid?: string }): Promise<AccountRow> {
+    return rowOfAccount(await this.owningAccount(caller, req));
+  }
+
+  /** @deprecated shim for the other areas: use `accessibleAccount`. */
+  async requireAccountAccess(caller: Caller, account: AccountRow, denied: string): Promise<AccountRow> {
+    await this.accessibleAccount(caller, accountOfRow(account), denied);
+    return account;
+  }
+
+  /** @deprecated shim for the other areas: use `repos.projects.byUuid`. */
+  async projectByUuid(uuid: string): Promise<ProjectRow | undefined> {
+    return rowOfProject(await this.repos.projects.byUuid(uuid));
+  }
+
+  /** @deprecated shim for the other areas: use `accessibleProject`. */
+  async requireProjectAccess(caller: Caller, uuid: string): Promise<ProjectRow> {
+    return rowOfProject(await this.accessibleProject(caller, uuid));
+  }
+}
+
+// ---- the old row shapes, kept for the shims above (removed by the lead at merge) ----------------
+
+/** @deprecated the old row shape; use `Domain` (src/db/repositories/domains.ts). */
+export interface DomainRow { id: number; uuid: string; name: string; path: string; parent_id: number | null; level: number; network_domain: string | null; created: number }
+/** @deprecated the old row shape; use `Account` (src/db/repositories/accounts.ts). */
+export interface AccountRow { id: number; uuid: string; account_name: string; type: number; domain_id: number; state: string; created: number }
+/** @deprecated the old row shape; use `User` (src/db/repositories/users.ts). */
+export interface UserRow {
+  id: number; uuid: string; username: string; password: string; account_id: number; firstname: string; lastname: string;
+  email: string | null; state: string; api_key: string | null; secret_key: string | null; timezone: string | null; created: number;
+  login_attempts: number;
+}
+/** @deprecated the old row shape; use `Project` (src/db/repositories/projects.ts). */
+export interface ProjectRow { id: number; uuid: string; name: string; display_text: string | null; domain_id: number; project_account_id: number; state: string; created: number }
+
+function rowOfDomain(d: Domain): DomainRow;
+function rowOfDomain(d: Domain | undefined): DomainRow | undefined;
+function rowOfDomain(d: Domain | undefined): DomainRow | undefined {
+  return d && { id: d.id, uuid: d.uuid, name: d.name, path: d.path, parent_id: d.parentId, level: d.level, network_domain: d.networkDomain, created: d.created.getTime() };
+}
+
+function rowOfAccount(a: Account): AccountRow;
+function rowOfAccount(a: Account | undefined): AccountRow | undefined;
+function rowOfAccount(a: Account | undefined): AccountRow | undefined {
+  return a && { id: a.id, uuid: a.uuid, account_name: a.name, type: a.type, domain_id: a.domainId, state: a.state, created: a.created.getTime() };
+}
+
+const accountOfRow = (a: AccountRow): Account => ({
+  id: a.id, uuid: a.uuid, name: a.account_name, type: a.type, domainId: a.domain_id, state: a.state as IdentityState, created: new Date(a.created),
+});
+
+function rowOfUser(u: User | undefined): UserRow | undefined {
+  return u && {
+    id: u.id, uuid: u.uuid, username: u.username, password: u.passwordHash, account_id: u.accountId, firstname: u.firstname, lastname: u.lastname,
+    email: u.email, state: u.state, api_key: u.apiKey, secret_key: u.sealedSecretKey, timezone: u.timezone, created: u.created.getTime(),
+    login_attempts: u.loginAttempts,
+  };
+}
+
+function rowOfProject(p: Project): ProjectRow;
+function rowOfProject(p: Project | undefined): ProjectRow | undefined;
+function rowOfProject(p: Project | undefined): ProjectRow | undefined {
+  return p && { id: p.id, uuid: p.uuid, name: p.name, display_text: p.displayText, domain_id: p.domainId, project_account_id: p.accountId, state: p.state, created: p.created.getTime() };
 }

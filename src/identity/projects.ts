@@ -1,24 +1,36 @@
 import { randomUUID } from 'node:crypto';
-import type { Db } from '../db/knex';
+import type { Clock } from '../core/clock';
+import { paramError, permissionError } from '../core/errors';
+import type { Repositories } from '../db/repositories';
+import type { Account } from '../db/repositories/accounts';
+import type { Domain } from '../db/repositories/domains';
+import type { PageWindow, Page } from '../db/paging';
+import type { Project, ProjectMember, ProjectRole, ProjectView } from '../db/repositories/projects';
 import type { EventLog, EventType } from '../events/event-log';
-import { paramError, permissionError } from '../kms/errors';
-import { scopeContains } from './access';
+import type { Access } from './access';
 import { ACCOUNT_TYPES, type Caller } from './caller';
-import type { AccountRow, Directory, ProjectRow } from './directory';
 
-/** CloudStack's ProjectAccount.Role. */
-export type ProjectRole = 'Admin' | 'Regular';
+export type { ProjectMember, ProjectRole, ProjectView } from '../db/repositories/projects';
 export const PROJECT_ROLES: readonly ProjectRole[] = ['Admin', 'Regular'];
 
-/** A project as the API shows it, with its domain and its admins. */
-export interface ProjectView extends ProjectRow {
-  domain_uuid: string; domain_name: string; domain_path: string; project_account_name: string;
-  owners: Array<{ account: string; accountid: string }>;
+/** What the project service needs: the repositories, the event log and a clock. */
+export interface ProjectDeps {
+  readonly repos: Repositories;
+  readonly events: EventLog;
+  readonly clock: Clock;
 }
 
-export interface MemberView {
-  account_uuid: string; account_name: string; account_type: number; account_role: string;
-  domain_uuid: string; domain_name: string; domain_path: string;
+/** What projects ask of the directory (src/identity/directory.ts builds the project service with itself). */
+export interface ProjectDirectory {
+  readonly access: Access;
+  owningAccount(caller: Caller, req: { account?: string; domainid?: string }): Promise<Account>;
+  accessibleDomain(caller: Caller, uuid: string): Promise<Domain>;
+  accessibleProject(caller: Caller, uuid: string): Promise<Project>;
+}
+
+/** What listProjects asks for. */
+export interface ProjectListRequest {
+  uuid?: string; name?: string; displayText?: string; keyword?: string; listall?: boolean; domainUuid?: string; isrecursive?: boolean; state?: string;
 }
 
 /**
@@ -27,96 +39,109 @@ export interface MemberView {
  * its Admin members, the domain admins above it and root admins manage it.
  */
 export class Projects {
-  constructor(private readonly db: Db, private readonly directory: Directory, private readonly events: EventLog) {}
+  constructor(private readonly deps: ProjectDeps, private readonly directory: ProjectDirectory) {}
+
+  private get repos(): Repositories {
+    return this.deps.repos;
+  }
+
+  private now(): Date {
+    return new Date(this.deps.clock.now());
+  }
 
   /** Creates a project owned by `owner` (an ordinary account): its project account, the project, and the owner as Admin member. */
-  async create(caller: Caller, input: { name: string; displayText?: string; account?: string; domainUuid?: string }): Promise<ProjectRow> {
+  async create(caller: Caller, input: { name: string; displayText?: string; account?: string; domainUuid?: string }): Promise<Project> {
     const name = input.name.trim();
     if (!name) throw paramError('Project name can\'t be blank');
-    const owner = await this.directory.resolveOwner(caller, { account: input.account, domainid: input.domainUuid });
+    const owner = await this.directory.owningAccount(caller, { account: input.account, domainid: input.domainUuid });
     if (owner.type === ACCOUNT_TYPES.Project) throw paramError('A project account can\'t own a project');
-    if (await this.db('projects').where({ domain_id: owner.domain_id, name }).whereNull('removed').first('id')) {
-      throw paramError(`Project with name ${name} already exists in domain id=${(await this.directory.domainById(owner.domain_id))?.uuid ?? owner.domain_id}`);
+    if (await this.repos.projects.nameTaken(owner.domainId, name)) {
+      throw paramError(`Project with name ${name} already exists in domain id=${(await this.repos.domains.byId(owner.domainId))?.uuid ?? owner.domainId}`);
     }
-    const now = Date.now();
-    return this.db.transaction(async (trx) => {
-      const account = { uuid: randomUUID(), account_name: `PrjAcct-${name}-${owner.id}`, type: ACCOUNT_TYPES.Project, domain_id: owner.domain_id, state: 'enabled', created: now };
-      const [accountId] = await trx('account').insert(account);
-      const row = {
-        uuid: randomUUID(), name, display_text: input.displayText?.trim() || name, domain_id: owner.domain_id,
-        project_account_id: Number(accountId), state: 'Active', created: now,
-      };
-      const [id] = await trx('projects').insert(row);
-      await trx('project_account').insert({ project_id: Number(id), account_id: owner.id, account_role: 'Admin', created: now });
-      await this.events.record({
-        type: 'PROJECT.CREATE', description: `Created project ${name}`, actor: { userId: caller.userId, accountId: Number(accountId), domainId: owner.domain_id },
-        resourceType: 'Project', resourceId: row.uuid,
-      }, trx);
-      return { ...row, id: Number(id) };
+    const now = this.now();
+    const project = await this.repos.transaction(async (tx) => {
+      const account = await tx.accounts.insert({ uuid: randomUUID(), name: `PrjAcct-${name}-${owner.id}`, type: ACCOUNT_TYPES.Project, domainId: owner.domainId, state: 'enabled', created: now });
+      const p = await tx.projects.insert({
+        uuid: randomUUID(), name, displayText: input.displayText?.trim() || name, domainId: owner.domainId, accountId: account.id, state: 'Active', created: now,
+      });
+      await tx.projects.addMember(p.id, owner.id, 'Admin', now);
+      return p;
     });
+    // TODO(lead, at merge): record in the transaction (`events.record(e, tx)`) once EventLog.record takes Repositories (area C's branch).
+    await this.deps.events.record({
+      type: 'PROJECT.CREATE', description: `Created project ${name}`, actor: { userId: caller.userId, accountId: project.accountId, domainId: owner.domainId },
+      resourceType: 'Project', resourceId: project.uuid,
+    });
+    return project;
   }
 
   /**
    * A project the caller may manage: root admins, domain admins whose subtree holds it, and its
    * Admin members. A caller that does not even reach it is told so as for any project command.
    */
-  async requireManageable(caller: Caller, uuid: string): Promise<ProjectRow> {
-    const project = await this.directory.requireProjectAccess(caller, uuid);
+  async requireManageable(caller: Caller, uuid: string): Promise<Project> {
+    const project = await this.directory.accessibleProject(caller, uuid);
     if (caller.role === 'Admin') return project;
-    if (caller.role === 'DomainAdmin' && (await this.directory.access.reachesDomain(caller, project.domain_id))) return project;
-    const member = await this.db('project_account').where({ project_id: project.id, account_id: caller.accountId, account_role: 'Admin' }).first('id');
-    if (!member) throw permissionError(`Account ${caller.accountName} is not an admin of project id=${uuid}`);
+    if (caller.role === 'DomainAdmin' && (await this.directory.access.reachesDomain(caller, project.domainId))) return project;
+    const member = await this.repos.projects.membership(project.id, caller.accountId);
+    if (member?.role !== 'Admin') throw permissionError(`Account ${caller.accountName} is not an admin of project id=${uuid}`);
     return project;
   }
 
-  async update(caller: Caller, uuid: string, change: { name?: string; displayText?: string }): Promise<ProjectRow> {
+  async update(caller: Caller, uuid: string, change: { name?: string; displayText?: string }): Promise<Project> {
     const project = await this.requireManageable(caller, uuid);
     const name = change.name?.trim();
     if (name !== undefined && !name) throw paramError('Project name can\'t be blank');
-    if (name && name !== project.name && (await this.db('projects').where({ domain_id: project.domain_id, name }).whereNull('removed').first('id'))) {
+    if (name && name !== project.name && (await this.repos.projects.nameTaken(project.domainId, name))) {
       throw paramError(`Project with name ${name} already exists in this domain`);
     }
-    const patch = { ...(name ? { name } : {}), ...(change.displayText !== undefined ? { display_text: change.displayText } : {}) };
-    if (Object.keys(patch).length) await this.db('projects').where({ id: project.id }).update(patch);
+    const patch = { ...(name ? { name } : {}), ...(change.displayText !== undefined ? { displayText: change.displayText } : {}) };
+    await this.repos.projects.update(project.id, patch);
     await this.record(caller, project, 'PROJECT.UPDATE', `Updated project ${name ?? project.name}`);
     return { ...project, ...patch };
   }
 
   /** Whether the project account still owns a key, a volume or an HSM profile (they must go first). */
-  async assertEmpty(project: ProjectRow): Promise<void> {
-    const owned = async (table: string) => !!(await this.db(table).where({ account_id: project.project_account_id }).whereNull('removed').first('id'));
-    for (const [table, what] of [['kms_keys', 'KMS keys'], ['volumes', 'volumes'], ['kms_hsm_profiles', 'HSM profiles']] as const) {
-      if (await owned(table)) throw paramError(`Project ${project.name} still owns ${what}; delete them before the project`);
-    }
+  async assertEmpty(project: Project): Promise<void> {
+    const what = await this.repos.projects.firstOwnedKind(project.accountId);
+    if (what) throw paramError(`Project ${project.name} still owns ${what}; delete them before the project`);
   }
 
   /** Removes an empty project, its account and its memberships. */
   async delete(caller: Caller, uuid: string): Promise<void> {
     const project = await this.requireManageable(caller, uuid);
     await this.assertEmpty(project);
-    const now = Date.now();
-    await this.db.transaction(async (trx) => {
-      await trx('project_account').where({ project_id: project.id }).delete();
-      await trx('projects').where({ id: project.id }).update({ removed: now, state: 'Destroyed' });
-      await trx('account').where({ id: project.project_account_id }).update({ removed: now, state: 'disabled' });
+    const now = this.now();
+    await this.repos.transaction(async (tx) => {
+      await tx.projects.removeAllMembers(project.id);
+      await tx.projects.markRemoved(project.id, now);
+      await tx.accounts.markRemoved(project.accountId, now);
     });
     await this.record(caller, project, 'PROJECT.DELETE', `Deleted project ${project.name}`);
   }
 
   /** The account a membership command names: an ordinary live account of the project's domain. */
-  async memberCandidate(project: ProjectRow, accountName: string): Promise<AccountRow> {
-    const account = await this.directory.accountByName(project.domain_id, accountName);
-    if (!account || account.type === ACCOUNT_TYPES.Project) throw paramError(`Unable to find account name=${accountName} in domain id=${project.domain_id}`);
+  async memberCandidate(project: Project, accountName: string): Promise<Account> {
+    const account = await this.repos.accounts.byName(project.domainId, accountName);
+    if (!account || account.type === ACCOUNT_TYPES.Project) throw paramError(`Unable to find account name=${accountName} in domain id=${project.domainId}`);
     return account;
+  }
+
+  /** Whether the account named `accountName` of the project's domain is a member of the live project `uuid` (431 when the project is gone). */
+  async isMember(uuid: string, accountName: string): Promise<boolean> {
+    const project = await this.repos.projects.byUuid(uuid);
+    if (!project) throw paramError(`Unable to find project by id ${uuid}`);
+    const account = await this.repos.accounts.byName(project.domainId, accountName);
+    return !!account && !!(await this.repos.projects.membership(project.id, account.id));
   }
 
   async addAccount(caller: Caller, uuid: string, accountName: string, role: ProjectRole): Promise<void> {
     const project = await this.requireManageable(caller, uuid);
     const account = await this.memberCandidate(project, accountName);
-    if (await this.db('project_account').where({ project_id: project.id, account_id: account.id }).first('id')) {
+    if (await this.repos.projects.membership(project.id, account.id)) {
       throw paramError(`Account ${accountName} is already assigned to the project id=${uuid}`);
     }
-    await this.db('project_account').insert({ project_id: project.id, account_id: account.id, account_role: role, created: Date.now() });
+    await this.repos.projects.addMember(project.id, account.id, role, this.now());
     await this.record(caller, project, 'PROJECT.ACCOUNT.ADD', `Added account ${accountName} to project ${project.name} as ${role}`);
   }
 
@@ -124,75 +149,50 @@ export class Projects {
   async removeAccount(caller: Caller, uuid: string, accountName: string): Promise<void> {
     const project = await this.requireManageable(caller, uuid);
     const account = await this.memberCandidate(project, accountName);
-    const member = await this.db('project_account').where({ project_id: project.id, account_id: account.id }).first('id', 'account_role');
+    const member = await this.repos.projects.membership(project.id, account.id);
     if (!member) throw paramError(`Account ${accountName} is not assigned to the project id=${uuid}`);
-    if (member.account_role === 'Admin') {
-      const admins = await this.db('project_account').where({ project_id: project.id, account_role: 'Admin' }).count<Array<{ n: number }>>('id as n');
-      if (Number(admins[0]?.n ?? 0) <= 1) throw paramError(`Account ${accountName} is the last admin of project id=${uuid} and can't be removed`);
+    if (member.role === 'Admin' && (await this.repos.projects.adminCount(project.id)) <= 1) {
+      throw paramError(`Account ${accountName} is the last admin of project id=${uuid} and can't be removed`);
     }
-    await this.db('project_account').where({ id: member.id }).delete();
+    await this.repos.projects.removeMembership(member.id);
     await this.record(caller, project, 'PROJECT.ACCOUNT.REMOVE', `Removed account ${accountName} from project ${project.name}`);
   }
 
   /**
-   * The projects a list shows. With listall (or a domain) every project whose account the caller
-   * reaches (root: all; a domain admin: its subtree); otherwise those it is a member of.
+   * The projects a list shows. With listall (or a domain, or an id) every project whose account
+   * the caller reaches (root: all; a domain admin: its subtree); otherwise those it is a member of.
    */
-  async list(caller: Caller, f: { uuid?: string; name?: string; keyword?: string; listall?: boolean; domainUuid?: string; isrecursive?: boolean; state?: string }): Promise<ProjectView[]> {
-    const q = this.viewQuery().orderBy('p.id');
-    if (f.uuid) q.where('p.uuid', f.uuid);
-    if (f.name) q.where('p.name', f.name);
-    if (f.state) q.where('p.state', f.state);
-    if (f.keyword) q.where((b) => b.where('p.name', 'like', `%${f.keyword}%`).orWhere('p.display_text', 'like', `%${f.keyword}%`));
+  async list(caller: Caller, f: ProjectListRequest, page: PageWindow): Promise<Page<ProjectView>> {
+    let domainIds: number[] | undefined;
     if (f.domainUuid) {
-      const domain = await this.directory.requireDomain(caller, f.domainUuid);
-      q.whereIn('p.domain_id', f.isrecursive || f.listall ? await this.directory.access.subtreeIds(domain.id) : [domain.id]);
+      const domain = await this.directory.accessibleDomain(caller, f.domainUuid);
+      domainIds = f.isrecursive || f.listall ? await this.directory.access.subtreeIds(domain.id) : [domain.id];
     }
-    const rows: ProjectView[] = await q;
-    const reach = await this.directory.access.reach(caller);
-    const memberOf = new Set(await this.directory.access.memberProjectAccountIds(caller.accountId));
     const wide = f.listall || !!f.domainUuid || !!f.uuid;
-    const visible = rows.filter((r) => (wide
-      ? scopeContains(reach, { accountId: Number(r.project_account_id), domainId: Number(r.domain_id) })
-      : memberOf.has(Number(r.project_account_id))));
-    return this.withOwners(visible);
+    const visible = wide
+      ? { scope: await this.directory.access.reach(caller) }
+      : { accountIds: await this.directory.access.memberProjectAccountIds(caller.accountId) };
+    return this.repos.projects.list({
+      uuid: f.uuid, name: f.name, displayText: f.displayText, state: f.state, keyword: f.keyword, domainIds, ...visible,
+    }, page);
   }
 
+  /** One live project as the API shows it. */
   async view(id: number): Promise<ProjectView> {
-    const rows: ProjectView[] = await this.viewQuery().where('p.id', id);
-    return (await this.withOwners(rows))[0]!;
+    const view = await this.repos.projects.view(id);
+    if (!view) throw paramError(`Unable to find project by id ${id}`);
+    return view;
   }
 
-  async members(caller: Caller, uuid: string, f: { account?: string; role?: string }): Promise<MemberView[]> {
-    const project = await this.directory.requireProjectAccess(caller, uuid);
-    const q = this.db('project_account as m').join('account as a', 'a.id', 'm.account_id').join('domain as d', 'd.id', 'a.domain_id')
-      .where('m.project_id', project.id).orderBy('m.id')
-      .select('a.uuid as account_uuid', 'a.account_name', 'a.type as account_type', 'm.account_role', 'd.uuid as domain_uuid', 'd.name as domain_name', 'd.path as domain_path');
-    if (f.account) q.where('a.account_name', f.account);
-    if (f.role) q.where('m.account_role', f.role);
-    return q;
+  /** The members of a project the caller reaches. */
+  async members(caller: Caller, uuid: string, f: { account?: string; role?: string; keyword?: string }, page: PageWindow): Promise<{ project: Project; members: Page<ProjectMember> }> {
+    const project = await this.directory.accessibleProject(caller, uuid);
+    return { project, members: await this.repos.projects.members(project.id, { accountName: f.account, role: f.role, keyword: f.keyword }, page) };
   }
 
-  private viewQuery() {
-    return this.db('projects as p').join('domain as d', 'd.id', 'p.domain_id').join('account as pa', 'pa.id', 'p.project_account_id')
-      .whereNull('p.removed')
-      .select('p.*', 'd.uuid as domain_uuid', 'd.name as domain_name', 'd.path as domain_path', 'pa.account_name as project_account_name');
-  }
-
-  private async withOwners(rows: ProjectView[]): Promise<ProjectView[]> {
-    if (!rows.length) return rows;
-    const admins: Array<{ project_id: number; account_name: string; account_uuid: string }> = await this.db('project_account as m')
-      .join('account as a', 'a.id', 'm.account_id').whereIn('m.project_id', rows.map((r) => r.id)).where('m.account_role', 'Admin')
-      .orderBy('m.id').select('m.project_id', 'a.account_name', 'a.uuid as account_uuid');
-    return rows.map((r) => ({
-      ...r,
-      owners: admins.filter((a) => Number(a.project_id) === Number(r.id)).map((a) => ({ account: a.account_name, accountid: a.account_uuid })),
-    }));
-  }
-
-  private async record(caller: Caller, project: ProjectRow, type: EventType, description: string): Promise<void> {
-    await this.events.record({
-      type, description, actor: { userId: caller.userId, accountId: project.project_account_id, domainId: project.domain_id },
+  private async record(caller: Caller, project: Project, type: EventType, description: string): Promise<void> {
+    await this.deps.events.record({
+      type, description, actor: { userId: caller.userId, accountId: project.accountId, domainId: project.domainId },
       resourceType: 'Project', resourceId: project.uuid,
     });
   }

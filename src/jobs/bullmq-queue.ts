@@ -1,5 +1,5 @@
 import { Queue, Worker } from 'bullmq';
-import type { Logger } from '../logger';
+import type { Logger } from '../core/logger';
 import type { Deliver, JobQueue } from './queue';
 
 /** Options of the BullMQ queue. */

@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Db } from '../db/knex';
-import { currentLogContext, type Logger } from '../logger';
+import { currentLogContext, type Logger } from '../core/logger';
 import type { Settings } from '../config/settings';
 import { JobRepository } from '../db/repositories/jobs';
 import { LockRepository } from '../db/repositories/locks';
-import { GENERIC_INTERNAL_TEXT } from '../api/errors';
+import { GENERIC_INTERNAL_TEXT } from '../core/errors';
 import { BullmqQueue } from './bullmq-queue';
 import { InProcessQueue } from './in-process-queue';
-import { resolveWorkerOptions, type WorkerOptions } from './options';
+import { resolveWorkerOptions, type WorkerOptions } from '../config/worker-options';
 import type { JobQueue } from './queue';
 import { Scheduler } from './scheduler';
 import { JobWorker, newLeaseOwner, type JobWorkerDeps } from './worker';

@@ -1,4 +1,4 @@
-import type { Logger } from '../logger';
+import type { Logger } from '../core/logger';
 import type { Settings } from '../config/settings';
 import type { LockRepository } from '../db/repositories/locks';
 import type { ScheduleSpec } from './types';

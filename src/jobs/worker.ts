@@ -1,10 +1,10 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { withLogContext, type Logger } from '../logger';
-import { ApiError, toApiError } from '../api/errors';
-import { isKmsError } from '../kms/errors';
+import { withLogContext, type Logger } from '../core/logger';
+import { ApiError, toApiError } from '../core/errors';
+import { isKmsError } from '../core/errors';
 import type { AsyncJobRow, JobRepository } from '../db/repositories/jobs';
-import type { WorkerOptions } from './options';
+import type { WorkerOptions } from '../config/worker-options';
 import { JobStatus, type JobHandler, type JobOutcome, type RunningJob } from './types';
 
 /** A worker identity for leases: host, pid and a random part (unique per process start). */

@@ -1,5 +1,5 @@
-import type { Knex } from 'knex';
 import type { MasterKey } from '../config/master-key';
+import { createRepositories, type Repositories } from '../db/repositories';
 import type { HsmProfileConfig, ProviderKind } from '../providers/provider';
 
 /** CloudStack's KMSProvider.isSensitiveKey: pin, password, anything with "secret", private_key. */
@@ -23,13 +23,17 @@ export function maskedDetails(rows: ReadonlyArray<{ name: string; value: string 
   return Object.fromEntries(rows.map((r) => [r.name, isSensitiveDetail(r.name) ? MASKED : r.value]));
 }
 
-export interface ProfileRow { id: number; uuid: string; name: string; protocol: string; enabled: number | boolean }
+/** What a provider configuration is made from: the profile's identity and protocol. */
+export interface ProfileIdentity { id: number; uuid: string; name: string; protocol: string }
 
 /** A profile as a provider needs it, with sensitive details decrypted (never log or return it). */
-export async function loadProfileConfig(db: Knex, masterKey: MasterKey, profile: ProfileRow): Promise<HsmProfileConfig> {
-  const rows: Array<{ name: string; value: string }> = await db('kms_hsm_profile_details').where({ profile_id: profile.id }).select('name', 'value');
+export async function loadProfileConfig(
+  repos: Pick<Repositories, 'hsmProfiles'> | Parameters<typeof createRepositories>[0], masterKey: MasterKey, profile: ProfileIdentity,
+): Promise<HsmProfileConfig> {
+  // @deprecated form for spec/kms/master-key-rotation-crash.spec.ts: a knex handle instead of the repositories.
+  const { hsmProfiles } = typeof repos === 'function' ? createRepositories(repos) : repos;
   const details: Record<string, string> = {};
-  for (const r of rows) {
+  for (const r of await hsmProfiles.details(profile.id)) {
     details[r.name] = isSensitiveDetail(r.name) ? masterKey.decryptString(r.value, detailAad(profile.uuid, r.name)) : r.value;
   }
   return { id: profile.uuid, name: profile.name, protocol: profile.protocol as ProviderKind, details };

@@ -1,30 +1,22 @@
 import { createHash, randomUUID } from 'node:crypto';
-import type { Knex } from 'knex';
-import type { App } from '../app';
-import { bool, pagedRows } from '../db/paging';
-import type { Db } from '../db/knex';
+import type { KmsDeps } from './deps';
 import { isRootAdmin, type Caller } from '../identity/caller';
-import { applyOwnerScope } from '../identity/access';
 import type { Directory, ScopeRequest } from '../identity/directory';
+import type { OwnerScope } from '../core/owner-scope';
+import type { Page, PageWindow } from '../db/paging';
+import { createRepositories, type Repositories } from '../db/repositories';
+import type { HsmProfile, HsmProfileDetail, HsmProfileView } from '../db/repositories/hsm-profiles';
 import type { ProfileHealth } from '../providers/circuit';
 import { PROVIDER_KINDS, type HsmProfileConfig, type ProviderKind } from '../providers/provider';
-import { isKmsError, KmsError, paramError, permissionError } from './errors';
+import { isKmsError, KmsError, paramError, permissionError } from '../core/errors';
+import { recordIn } from './audit';
+import { requireEnabledProfile, requireProfile } from './guards';
 import { loadProfileConfig, storedDetailValue } from './hsm-profile-details';
-import type { HsmProfileDetailRow, HsmProfileRow } from './types';
 
-/** What the profile service uses of the application. */
-export type HsmProfileDeps = Pick<App, 'db' | 'masterKey' | 'providers' | 'events' | 'directory'>;
+export type { HsmProfile, HsmProfileDetail, HsmProfileView } from '../db/repositories/hsm-profiles';
 
-/** A profile row with the names responses show. */
-export interface HsmProfileView extends HsmProfileRow {
-  account_name: string | null;
-  account_uuid: string | null;
-  domain_uuid: string | null;
-  domain_name: string | null;
-  domain_path: string | null;
-  zone_uuid: string | null;
-  zone_name: string | null;
-}
+/** What the profile service uses. */
+export type HsmProfileDeps = Pick<KmsDeps, 'repos' | 'masterKey' | 'providers' | 'events' | 'directory'>;
 
 /** createHSMProfile input, in domain terms. */
 export interface CreateHsmProfileInput {
@@ -41,8 +33,8 @@ export interface CreateHsmProfileInput {
   details: Record<string, string>;
 }
 
-/** listHSMProfiles filters plus CloudStack's owner-list parameters. */
-export interface HsmProfileFilter extends ScopeRequest {
+/** listHSMProfiles filters (the owner scope and page come separately). */
+export interface HsmProfileFilter extends Pick<ScopeRequest, 'account' | 'domainid' | 'listall'> {
   uuid?: string;
   zoneUuid?: string;
   protocol?: string;
@@ -50,6 +42,17 @@ export interface HsmProfileFilter extends ScopeRequest {
   isPublic?: boolean;
   keyword?: string;
 }
+
+/** A profile as listHSMProfiles shows it to one caller: details only where the caller may see them. */
+export interface HsmProfileListItem {
+  profile: HsmProfileView;
+  /** undefined in the limited view of a shared profile. */
+  details: HsmProfileDetail[] | undefined;
+  health: ProfileHealthState;
+}
+
+/** Healthy, or Degraded while the profile's circuit is open. */
+export type ProfileHealthState = 'Healthy' | 'Degraded';
 
 /** The owner a KMS key will have, for the profile scope rule. */
 export interface KeyOwner { accountId: number; domainId: number }
@@ -65,44 +68,39 @@ export function defaultProfileUuid(rootDomainUuid: string): string {
 /**
  * Seeds CloudStack's default `database` profile (name `default`, public, disabled, owned by the root
  * admin account in ROOT) once; an admin enables it with updateHSMProfile. Idempotent and safe when
- * several servers start at once.
+ * several servers start at once. (A knex handle instead of the repositories is the
+ * deprecated form src/kms/bootstrap.ts still uses.)
  */
-export async function ensureDefaultHsmProfile(db: Db, directory: Directory): Promise<void> {
+export async function ensureDefaultHsmProfile(
+  repos: Pick<Repositories, 'hsmProfiles'> | Parameters<typeof createRepositories>[0],
+  directory: Pick<Directory, 'domainByPath' | 'accountByName'>,
+): Promise<void> {
+  const { hsmProfiles } = typeof repos === 'function' ? createRepositories(repos) : repos;
   const root = await directory.domainByPath('/');
   const admin = root && (await directory.accountByName(root.id, 'admin'));
   if (!root || !admin) throw new KmsError('internal', 'The ROOT domain and admin account must exist before the default HSM profile');
   const uuid = defaultProfileUuid(root.uuid);
-  if (await db('kms_hsm_profiles').where({ uuid }).first()) return;
+  if (await hsmProfiles.anyByUuid(uuid)) return;
   try {
-    await db('kms_hsm_profiles').insert({
-      uuid, name: DEFAULT_PROFILE_NAME, protocol: 'database', account_id: admin.id, domain_id: root.id, zone_id: null,
-      vendor_name: null, enabled: false, is_public: true, created: Date.now(), removed: null,
+    await hsmProfiles.insert({
+      uuid, name: DEFAULT_PROFILE_NAME, protocol: 'database', accountId: admin.id, domainId: root.id, zoneId: null,
+      vendorName: null, enabled: false, isPublic: true, created: new Date(),
     });
   } catch (e) {
-    if (!(await db('kms_hsm_profiles').where({ uuid }).first())) throw e;
+    if (!(await hsmProfiles.anyByUuid(uuid))) throw e;
   }
 }
 
 /** A profile as a provider needs it (sensitive details decrypted): never log or return it. */
-export async function profileConfigFor(app: Pick<App, 'db' | 'masterKey'>, profileId: number): Promise<HsmProfileConfig> {
-  const row: HsmProfileRow | undefined = await app.db('kms_hsm_profiles').where({ id: profileId }).first();
-  if (!row) throw paramError(`HSM profile not found: ${profileId}`);
-  return loadProfileConfig(app.db, app.masterKey, row);
+export async function profileConfigFor(deps: Pick<KmsDeps, 'repos' | 'masterKey'>, profileId: number): Promise<HsmProfileConfig> {
+  const profile = requireProfile(await deps.repos.hsmProfiles.byId(profileId), profileId);
+  return loadProfileConfig(deps.repos, deps.masterKey, profile);
 }
 
 /** Whether responses to this caller may carry the profile's details (reference §1.2 "limited" view). */
-export function showsDetails(caller: Caller, p: HsmProfileRow): boolean {
-  return isRootAdmin(caller) || !bool(p.is_public) || p.account_id === caller.accountId;
+export function showsDetails(caller: Caller, p: Pick<HsmProfile, 'isPublic' | 'accountId'>): boolean {
+  return isRootAdmin(caller) || !p.isPublic || p.accountId === caller.accountId;
 }
-
-const viewQuery = (db: Knex) =>
-  db('kms_hsm_profiles as p')
-    .leftJoin('account as a', 'a.id', 'p.account_id')
-    .leftJoin('domain as d', 'd.id', 'p.domain_id')
-    .leftJoin('data_center as z', 'z.id', 'p.zone_id')
-    .whereNull('p.removed')
-    .select('p.*', 'a.account_name', 'a.uuid as account_uuid', 'd.uuid as domain_uuid', 'd.name as domain_name', 'd.path as domain_path',
-      'z.uuid as zone_uuid', 'z.name as zone_name');
 
 /**
  * HSM profiles: the connection settings of a KEK backend, scoped to a zone, a domain, an account,
@@ -112,24 +110,40 @@ export class HsmProfiles {
   constructor(private readonly deps: HsmProfileDeps) {}
 
   /** A live profile by uuid, or a 431. */
-  async require(uuid: string): Promise<HsmProfileRow> {
-    const row: HsmProfileRow | undefined = await this.deps.db('kms_hsm_profiles').where({ uuid }).whereNull('removed').first();
-    if (!row) throw paramError(`HSM profile not found: ${uuid}`);
-    return row;
+  async require(uuid: string): Promise<HsmProfile> {
+    return requireProfile(await this.deps.repos.hsmProfiles.byUuid(uuid), uuid);
   }
 
-  /** The response view of one profile. */
+  /** A profile as a provider needs it (sensitive details decrypted): never log or return it. */
+  configFor(profileId: number): Promise<HsmProfileConfig> {
+    return profileConfigFor(this.deps, profileId);
+  }
+
+  /** Every live enabled profile (readiness probes them). */
+  enabled(): Promise<HsmProfile[]> {
+    return this.deps.repos.hsmProfiles.enabled();
+  }
+
+  /** Healthy, or Degraded while the profile's circuit is open (as seen by this process). */
+  healthOf(uuid: string): ProfileHealthState {
+    return this.deps.providers.isDegraded(uuid) ? 'Degraded' : 'Healthy';
+  }
+
+  /** The response view of one live profile. */
   async view(id: number): Promise<HsmProfileView> {
-    return (await viewQuery(this.deps.db).where('p.id', id).first()) as HsmProfileView;
+    return requireProfile(await this.deps.repos.hsmProfiles.view(id), id);
   }
 
-  /** Detail rows of the given profiles, by profile id (values as stored: mask before showing). */
-  async detailsOf(profileIds: number[]): Promise<Map<number, HsmProfileDetailRow[]>> {
-    const out = new Map<number, HsmProfileDetailRow[]>();
-    if (!profileIds.length) return out;
-    const rows: HsmProfileDetailRow[] = await this.deps.db('kms_hsm_profile_details').whereIn('profile_id', profileIds).orderBy('name');
-    for (const r of rows) out.set(r.profile_id, [...(out.get(r.profile_id) ?? []), r]);
-    return out;
+  /** One profile as this caller sees it (details masked by the response, or left out in the limited view). */
+  async item(caller: Caller, id: number): Promise<HsmProfileListItem> {
+    const profile = await this.view(id);
+    const details = showsDetails(caller, profile) ? (await this.detailsOf([profile.id])).get(profile.id) ?? [] : undefined;
+    return { profile, details, health: this.healthOf(profile.uuid) };
+  }
+
+  /** Details of the given profiles, by profile id (values as stored: mask before showing). */
+  detailsOf(profileIds: number[]): Promise<Map<number, HsmProfileDetail[]>> {
+    return this.deps.repos.hsmProfiles.detailsOf(profileIds);
   }
 
   /**
@@ -137,12 +151,12 @@ export class HsmProfiles {
    * and only then stores the profile. Bad details, a missing token or a rejected PIN are 431; a
    * backend that is down keeps its 530. Nothing is stored on failure.
    */
-  async create(caller: Caller, input: CreateHsmProfileInput): Promise<HsmProfileRow> {
-    const { db, directory } = this.deps;
+  async create(caller: Caller, input: CreateHsmProfileInput): Promise<HsmProfile> {
+    const { repos, directory } = this.deps;
     const protocol = (input.protocol?.trim() || 'pkcs11').toLowerCase();
     if (!(PROVIDER_KINDS as readonly string[]).includes(protocol)) throw paramError(`No provider found for protocol: ${input.protocol}`);
     if (input.isPublic && !isRootAdmin(caller)) throw permissionError('Only root admins can create system HSM profiles');
-    const zone = input.zoneUuid ? await this.requireZone(input.zoneUuid) : undefined;
+    const zoneId = input.zoneUuid ? await this.requireZone(input.zoneUuid) : undefined;
     let owner: { accountId: number | null; domainId: number };
     if (input.account || input.projectUuid) {
       const account = await directory.resolveOwner(caller, { account: input.account, domainid: input.domainUuid, projectid: input.projectUuid });
@@ -165,70 +179,58 @@ export class HsmProfiles {
       await provider.invalidateProfile(uuid).catch(() => undefined);
       throw probeFailure(input.name, e);
     }
-    const row = {
-      uuid, name: input.name, protocol, account_id: owner.accountId, domain_id: owner.domainId, zone_id: zone?.id ?? null,
-      vendor_name: input.vendorName ?? null, enabled: true, is_public: input.isPublic, created: Date.now(), removed: null,
+    const profile = {
+      uuid, name: input.name, protocol, accountId: owner.accountId, domainId: owner.domainId, zoneId: zoneId ?? null,
+      vendorName: input.vendorName ?? null, enabled: true, isPublic: input.isPublic, created: new Date(),
     };
     try {
-      const id = await db.transaction(async (trx) => {
-        const [newId] = await trx('kms_hsm_profiles').insert(row);
-        const details = Object.entries(input.details).map(([name, value]) => ({
-          profile_id: Number(newId), name, value: storedDetailValue(this.deps.masterKey, uuid, name, value),
-        }));
-        if (details.length) await trx('kms_hsm_profile_details').insert(details);
-        await this.deps.events.record({
+      const id = await repos.transaction(async (tx) => {
+        const details = Object.entries(input.details).map(([name, value]) => ({ name, value: storedDetailValue(this.deps.masterKey, uuid, name, value) }));
+        const newId = await tx.hsmProfiles.insert(profile, details);
+        await recordIn(this.deps.events, tx, {
           type: 'HSM.PROFILE.CREATE', description: `Created HSM profile ${input.name} (${protocol})`, actor: actorOf(caller),
           resourceType: 'HsmProfile', resourceId: uuid,
-        }, trx);
-        return Number(newId);
+        });
+        return newId;
       });
-      return { ...row, id };
+      return { ...profile, id, removed: null };
     } catch (e) {
       await provider.invalidateProfile(uuid).catch(() => undefined);
       throw e;
     }
   }
 
-  /** The profiles the caller may see (reference §1.2), one page, sorted by id. */
-  async list(caller: Caller, f: HsmProfileFilter, window: { offset: number; limit: number | undefined }): Promise<{ rows: HsmProfileView[]; count: number }> {
-    const { db, directory } = this.deps;
-    const scope = await directory.listScope(caller, f);
-    const q = viewQuery(db).orderBy('p.id');
-    if (scope.kind === 'all') applyOwnerScope(q, scope, { accountCol: 'p.account_id', domainCol: 'p.domain_id' });
-    else {
+  /**
+   * The profiles the caller may see (reference §1.2) in `scope`, one page, sorted by id, each as the
+   * caller sees it. Without an owner filter the caller's domain's shared profiles are listed too,
+   * and with listall or ispublic the public ones.
+   */
+  async list(caller: Caller, scope: OwnerScope, f: HsmProfileFilter, page: PageWindow): Promise<Page<HsmProfileListItem>> {
+    const ownerFilter = !!(f.account || f.domainid);
+    const zoneId = f.zoneUuid ? await this.requireZone(f.zoneUuid) : undefined;
+    const { rows, count } = await this.deps.repos.hsmProfiles.list(scope, {
+      uuid: f.uuid, zoneId, protocol: f.protocol?.toLowerCase(), enabled: f.enabled, isPublic: f.isPublic, keyword: f.keyword,
       // With projectid the project's profiles replace the caller's own; the usable shared ones stay.
-      const ownerFilter = !!(f.account || f.domainid);
-      q.where((b) => {
-        b.where((s) => { applyOwnerScope(s, scope, { accountCol: 'p.account_id', domainCol: 'p.domain_id' }); });
-        if (!ownerFilter) {
-          b.orWhere((s) => s.whereNull('p.account_id').where('p.domain_id', caller.domainId));
-          if (f.listall || f.isPublic) b.orWhere('p.is_public', true);
-        }
-      });
-    }
-    if (f.uuid) q.where('p.uuid', f.uuid);
-    if (f.zoneUuid) {
-      const zone = await this.requireZone(f.zoneUuid);
-      q.where((b) => b.where('p.zone_id', zone.id).orWhereNull('p.zone_id'));
-    }
-    if (f.protocol) q.where('p.protocol', f.protocol.toLowerCase());
-    if (f.enabled !== undefined) q.where('p.enabled', f.enabled);
-    if (f.isPublic !== undefined) q.where('p.is_public', f.isPublic);
-    if (f.keyword) q.where('p.name', 'like', `%${f.keyword}%`);
-    return pagedRows<HsmProfileView>(q, window);
+      shared: ownerFilter ? undefined : { domainId: caller.domainId, withPublic: !!(f.listall || f.isPublic) },
+    }, page);
+    const details = await this.detailsOf(rows.filter((r) => showsDetails(caller, r)).map((r) => r.id));
+    return {
+      rows: rows.map((r) => ({ profile: r, details: showsDetails(caller, r) ? details.get(r.id) ?? [] : undefined, health: this.healthOf(r.uuid) })),
+      count,
+    };
   }
 
   /** Renames, enables or disables a profile (root admin). Disabling drops its backend sessions. */
-  async update(caller: Caller, uuid: string, change: { name?: string; enabled?: boolean }): Promise<HsmProfileRow> {
+  async update(caller: Caller, uuid: string, change: { name?: string; enabled?: boolean }): Promise<HsmProfile> {
     const p = await this.requireModifiable(caller, uuid);
-    if (change.name !== undefined && change.name !== p.name) await this.assertNameFree(change.name, { accountId: p.account_id, domainId: p.domain_id });
+    if (change.name !== undefined && change.name !== p.name) await this.assertNameFree(change.name, { accountId: p.accountId, domainId: p.domainId });
     const patch = { ...(change.name !== undefined ? { name: change.name } : {}), ...(change.enabled !== undefined ? { enabled: change.enabled } : {}) };
-    await this.deps.db.transaction(async (trx) => {
-      if (Object.keys(patch).length) await trx('kms_hsm_profiles').where({ id: p.id }).update(patch);
-      await this.deps.events.record({
+    await this.deps.repos.transaction(async (tx) => {
+      await tx.hsmProfiles.update(p.id, patch);
+      await recordIn(this.deps.events, tx, {
         type: 'HSM.PROFILE.UPDATE', description: `Updated HSM profile ${change.name ?? p.name}${change.enabled === undefined ? '' : change.enabled ? ' (enabled)' : ' (disabled)'}`,
         actor: actorOf(caller), resourceType: 'HsmProfile', resourceId: p.uuid,
-      }, trx);
+      });
     });
     if (change.enabled === false) await this.invalidate(p);
     return { ...p, ...patch };
@@ -239,19 +241,16 @@ export class HsmProfiles {
     const p = await this.requireModifiable(caller, uuid);
     const root = await this.deps.directory.domainByPath('/');
     if (p.protocol === 'database' && root && p.uuid === defaultProfileUuid(root.uuid)) throw paramError('Default database HSM profile cannot be deleted');
-    await this.deps.db.transaction(async (trx) => {
-      const keys = Number((await trx('kms_keys').where({ hsm_profile_id: p.id }).whereNull('removed').count({ n: '*' }).first())?.n ?? 0);
+    await this.deps.repos.transaction(async (tx) => {
+      const { keys, wrappedKeys } = await tx.hsmProfiles.usage(p.id);
       if (keys > 0) throw paramError(`Cannot delete HSM profile '${p.name}': it is referenced by ${keys} KMS key(s). Please delete or reassign those keys first.`);
-      const wrapped = Number((await trx('kms_wrapped_key as w').join('kms_kek_versions as v', 'v.id', 'w.kek_version_id')
-        .where('v.hsm_profile_id', p.id).whereNull('w.removed').count({ n: '*' }).first())?.n ?? 0);
-      if (wrapped > 0) {
-        throw paramError(`Cannot delete HSM profile '${p.name}': it is referenced by ${wrapped} wrapped key(s) through KEK versions. Please wait for key rotation to complete or delete those volumes first.`);
+      if (wrappedKeys > 0) {
+        throw paramError(`Cannot delete HSM profile '${p.name}': it is referenced by ${wrappedKeys} wrapped key(s) through KEK versions. Please wait for key rotation to complete or delete those volumes first.`);
       }
-      await trx('kms_hsm_profile_details').where({ profile_id: p.id }).delete();
-      await trx('kms_hsm_profiles').where({ id: p.id }).update({ removed: Date.now() });
-      await this.deps.events.record({
+      await tx.hsmProfiles.remove(p.id, new Date());
+      await recordIn(this.deps.events, tx, {
         type: 'HSM.PROFILE.DELETE', description: `Deleted HSM profile ${p.name}`, actor: actorOf(caller), resourceType: 'HsmProfile', resourceId: p.uuid,
-      }, trx);
+      });
     });
     await this.invalidate(p);
   }
@@ -260,53 +259,49 @@ export class HsmProfiles {
    * The profile a key of `owner` in `zoneId` may use: visible to the caller (531), in scope for the
    * owner (validateProfileScopeForOwner, reference §1.5, applied even to root) and enabled (431).
    */
-  async requireForKey(caller: Caller, uuid: string, owner: KeyOwner, zoneId: number): Promise<HsmProfileRow> {
+  async requireForKey(caller: Caller, uuid: string, owner: KeyOwner, zoneId: number): Promise<HsmProfile> {
     const p = await this.require(uuid);
     if (!(await this.canUse(caller, p))) throw permissionError(`Caller ${caller.accountName} does not have permission to use HSM profile ${uuid}`);
-    if (!bool(p.is_public)) {
-      if (p.account_id === null && p.domain_id !== owner.domainId) {
+    if (!p.isPublic) {
+      if (p.accountId === null && p.domainId !== owner.domainId) {
         throw paramError(`HSM profile '${p.name}' is domain-scoped and can only be used by accounts in its domain`);
       }
-      if (p.account_id !== null && p.account_id !== owner.accountId) {
+      if (p.accountId !== null && p.accountId !== owner.accountId) {
         throw paramError(`HSM profile '${p.name}' is owned by another account and cannot be used for this key's owner`);
       }
     }
-    if (p.zone_id !== null && p.zone_id !== zoneId) throw paramError(`HSM profile '${p.name}' is scoped to another zone and cannot be used in this key's zone`);
-    if (!bool(p.enabled)) throw paramError(`HSM profile is not enabled: ${p.name}`);
-    return p;
+    if (p.zoneId !== null && p.zoneId !== zoneId) throw paramError(`HSM profile '${p.name}' is scoped to another zone and cannot be used in this key's zone`);
+    return requireEnabledProfile(p);
   }
 
   /** Whether the caller may use (not modify) a profile: public, its domain's, or an owner it can access. */
-  async canUse(caller: Caller, p: HsmProfileRow): Promise<boolean> {
-    if (isRootAdmin(caller) || bool(p.is_public)) return true;
-    if (p.account_id !== null) return this.deps.directory.canAccessOwner(caller, { accountId: p.account_id, domainId: p.domain_id });
-    if (p.domain_id === caller.domainId) return true;
-    return caller.role === 'DomainAdmin' && p.domain_id !== null && this.deps.directory.access.reachesDomain(caller, p.domain_id);
+  async canUse(caller: Caller, p: HsmProfile): Promise<boolean> {
+    if (isRootAdmin(caller) || p.isPublic) return true;
+    if (p.accountId !== null) return this.deps.directory.canAccessOwner(caller, { accountId: p.accountId, domainId: p.domainId });
+    if (p.domainId === caller.domainId) return true;
+    return caller.role === 'DomainAdmin' && p.domainId !== null && this.deps.directory.access.reachesDomain(caller, p.domainId);
   }
 
-  private async requireModifiable(caller: Caller, uuid: string): Promise<HsmProfileRow> {
+  private async requireModifiable(caller: Caller, uuid: string): Promise<HsmProfile> {
     const p = await this.require(uuid);
     // Public and domain-scoped profiles need root admin (checkHSMProfileAccess with modify=true).
     const allowed = isRootAdmin(caller) ||
-      (!bool(p.is_public) && p.account_id !== null && (await this.deps.directory.canAccessOwner(caller, { accountId: p.account_id, domainId: p.domain_id })));
+      (!p.isPublic && p.accountId !== null && (await this.deps.directory.canAccessOwner(caller, { accountId: p.accountId, domainId: p.domainId })));
     if (!allowed) throw permissionError(`Caller ${caller.accountName} does not have permission to modify HSM profile ${uuid}`);
     return p;
   }
 
   private async assertNameFree(name: string, owner: { accountId: number | null; domainId: number | null }): Promise<void> {
-    const q = this.deps.db('kms_hsm_profiles').where({ name }).whereNull('removed');
-    if (owner.accountId === null) q.whereNull('account_id').where('domain_id', owner.domainId ?? 0);
-    else q.where('account_id', owner.accountId);
-    if (await q.first()) throw paramError(`An HSM profile with name ${name} already exists for this owner`);
+    if (await this.deps.repos.hsmProfiles.nameTaken(name, owner)) throw paramError(`An HSM profile with name ${name} already exists for this owner`);
   }
 
-  private async requireZone(uuid: string): Promise<{ id: number; uuid: string; name: string }> {
-    const zone = await this.deps.db('data_center').where({ uuid }).whereNull('removed').first('id', 'uuid', 'name');
-    if (!zone) throw paramError(`Unable to find zone by id ${uuid}`);
-    return zone;
+  private async requireZone(uuid: string): Promise<number> {
+    const id = await this.deps.repos.kmsKeys.liveZoneId(uuid);
+    if (id === undefined) throw paramError(`Unable to find zone by id ${uuid}`);
+    return id;
   }
 
-  private async invalidate(p: HsmProfileRow): Promise<void> {
+  private async invalidate(p: HsmProfile): Promise<void> {
     if ((PROVIDER_KINDS as readonly string[]).includes(p.protocol)) {
       await this.deps.providers.get(p.protocol as ProviderKind).invalidateProfile(p.uuid).catch(() => undefined);
     }
@@ -325,13 +320,13 @@ const actorOf = (c: Caller) => ({ userId: c.userId, accountId: c.accountId, doma
  * Records a change of a profile's health (the circuit opened or closed) as an HSM.PROFILE.HEALTH
  * event owned by the profile's account and domain. The reason names the failing call and code only.
  */
-export async function recordHealthChange(db: Db, events: App['events'], h: ProfileHealth): Promise<void> {
-  const row: Pick<HsmProfileRow, 'account_id' | 'domain_id'> | undefined = await db('kms_hsm_profiles').where({ uuid: h.profileId }).first('account_id', 'domain_id');
+export async function recordHealthChange(deps: Pick<KmsDeps, 'repos' | 'events'>, h: ProfileHealth): Promise<void> {
+  const row = await deps.repos.hsmProfiles.anyByUuid(h.profileId);
   const description = h.health === 'Degraded'
     ? `HSM profile ${h.name} is degraded: requests using it fail fast until it answers again (${h.reason ?? 'not answering'})`
     : `HSM profile ${h.name} answers again and is healthy`;
-  await events.record({
+  await deps.events.record({
     type: 'HSM.PROFILE.HEALTH', level: h.health === 'Degraded' ? 'WARN' : 'INFO', description,
-    actor: { accountId: row?.account_id ?? null, domainId: row?.domain_id ?? null }, resourceType: 'HsmProfile', resourceId: h.profileId,
+    actor: { accountId: row?.accountId ?? null, domainId: row?.domainId ?? null }, resourceType: 'HsmProfile', resourceId: h.profileId,
   });
 }

@@ -1,33 +1,26 @@
 import { randomUUID } from 'node:crypto';
-import type { Knex } from 'knex';
-import { isMysql } from '../db/knex';
-import type { App } from '../app';
-import { bool, pagedRows } from '../db/paging';
+import type { KmsDeps } from './deps';
 import type { Caller } from '../identity/caller';
-import { applyOwnerScope } from '../identity/access';
-import type { ScopeRequest } from '../identity/directory';
+import type { OwnerScope } from '../core/owner-scope';
+import type { Page, PageWindow } from '../db/paging';
+import { createRepositories, type Repositories } from '../db/repositories';
+import type { KekVersion } from '../db/repositories/kek-versions';
+import type { KmsKey, KmsKeyView } from '../db/repositories/kms-keys';
 import type { KekBits, KekProvider, KekRef, ProviderKind } from '../providers/provider';
+import { isKeyBits, KEY_BITS_TEXT, type KeyBits } from '../core/key-bits';
 import { kekLabel } from './aad';
-import { isKmsError, KmsError, paramError, permissionError } from './errors';
+import { recordIn } from './audit';
+import { isKmsError, KmsError, paramError, permissionError } from '../core/errors';
+import { keyNotFound, requireKey } from './guards';
 import { HsmProfiles, profileConfigFor, type HsmProfileDeps } from './hsm-profiles';
-import { KEY_ALGORITHM, KEY_BITS, KEY_PURPOSE, type KekVersionRow, type KeyBits, type KmsKeyRow } from './types';
+import { NEW_VERSION_STATUS } from './kek-states';
+import { kekVersionSummaries, type KekVersionSummary } from './rewrap-progress';
+import { KEY_ALGORITHM, KEY_PURPOSE, type KmsKeyRow } from './types';
 
-/** What the key service uses of the application. */
-export type KmsKeyDeps = HsmProfileDeps & Pick<App, 'logger'>;
+export type { KmsKey, KmsKeyView } from '../db/repositories/kms-keys';
 
-/** A key row with the names and the Active version number that responses show. */
-export interface KmsKeyView extends KmsKeyRow {
-  account_name: string;
-  account_uuid: string;
-  domain_uuid: string;
-  domain_name: string;
-  domain_path: string;
-  zone_uuid: string;
-  zone_name: string;
-  profile_uuid: string;
-  profile_name: string;
-  version: number | null;
-}
+/** What the key service uses. */
+export type KmsKeyDeps = HsmProfileDeps & Pick<KmsDeps, 'logger'>;
 
 /** createKMSKey input, in domain terms. */
 export interface CreateKmsKeyInput {
@@ -42,8 +35,8 @@ export interface CreateKmsKeyInput {
   profileUuid: string;
 }
 
-/** listKMSKeys filters plus CloudStack's owner-list parameters. */
-export interface KmsKeyFilter extends ScopeRequest {
+/** listKMSKeys filters (the owner scope and page come separately). */
+export interface KmsKeyFilter {
   uuid?: string;
   zoneUuid?: string;
   profileUuid?: string;
@@ -51,53 +44,29 @@ export interface KmsKeyFilter extends ScopeRequest {
   keyword?: string;
 }
 
-/** A live (not removed) key by uuid; undefined when absent. */
-export async function getKeyByUuid(db: Knex, uuid: string): Promise<KmsKeyRow | undefined> {
-  return db('kms_keys').where({ uuid }).whereNull('removed').first();
-}
-
-/** The key's Active KEK version (exactly one for a live key). */
-export async function activeVersion(db: Knex, keyId: number): Promise<KekVersionRow | undefined> {
-  return db('kms_kek_versions').where({ kms_key_id: keyId, status: 'Active' }).whereNull('removed').first();
-}
-
-/** Every live KEK version of a key, oldest first. */
-export async function versionsOf(db: Knex, keyId: number): Promise<KekVersionRow[]> {
-  return db('kms_kek_versions').where({ kms_key_id: keyId }).whereNull('removed').orderBy('version_number');
+/** A key as responses show it: the view and its KEK versions, oldest first. */
+export interface KmsKeyItem {
+  key: KmsKeyView;
+  versions: KekVersionSummary[];
 }
 
 /** 431 "Key bits must be 128, 192, or 256" unless `bits` is one of KEY_BITS. */
 export function assertKeyBits(bits: number): asserts bits is KeyBits {
-  if (!(KEY_BITS as readonly number[]).includes(bits)) throw paramError(`Key bits must be ${KEY_BITS.slice(0, -1).join(', ')}, or ${KEY_BITS[KEY_BITS.length - 1]}`);
+  if (!isKeyBits(bits)) throw paramError(`Key bits must be ${KEY_BITS_TEXT}`);
 }
 
 /**
- * Runs a backend call for a key command. A rejected PIN at this point is the backend's failure, not
- * the API caller's credentials: it becomes 'provider' (530 with the command's prefix), as CloudStack
- * wraps every KMSException.
+ * A backend call of a key command (a KEK created or destroyed). A PIN the backend refuses here is
+ * the backend's failure, not the API caller's credentials: the kind is set here, once, to
+ * 'provider' (530 with the command's prefix), as CloudStack wraps every KMSException.
  */
-export async function backendCall<T>(fn: () => Promise<T>): Promise<T> {
+async function keyCommandBackend<T>(call: Promise<T>): Promise<T> {
   try {
-    return await fn();
+    return await call;
   } catch (e) {
     if (isKmsError(e) && e.kind === 'auth') throw new KmsError('provider', e.message, { retryable: false, cause: e });
     throw e;
   }
-}
-
-/** The query behind every key response (owner, zone and profile names, Active version). */
-export function keyViewQuery(db: Knex): Knex.QueryBuilder {
-  return db('kms_keys as k')
-    .join('account as a', 'a.id', 'k.account_id')
-    .join('domain as d', 'd.id', 'k.domain_id')
-    .join('data_center as z', 'z.id', 'k.zone_id')
-    .join('kms_hsm_profiles as p', 'p.id', 'k.hsm_profile_id')
-    .leftJoin('kms_kek_versions as v', (j) => {
-      j.on('v.kms_key_id', '=', 'k.id').andOn('v.status', '=', db.raw('?', ['Active'])).andOnNull('v.removed');
-    })
-    .whereNull('k.removed')
-    .select('k.*', 'a.account_name', 'a.uuid as account_uuid', 'd.uuid as domain_uuid', 'd.name as domain_name', 'd.path as domain_path',
-      'z.uuid as zone_uuid', 'z.name as zone_name', 'p.uuid as profile_uuid', 'p.name as profile_name', 'v.version_number as version');
 }
 
 /**
@@ -112,22 +81,43 @@ export class KmsKeys {
     this.profiles = new HsmProfiles(deps);
   }
 
-  /** The response view of one key. */
-  async view(id: number): Promise<KmsKeyView> {
-    return (await keyViewQuery(this.deps.db).where('k.id', id).first()) as KmsKeyView;
+  /** A live key by uuid; undefined when absent. */
+  byUuid(uuid: string): Promise<KmsKey | undefined> {
+    return this.deps.repos.kmsKeys.byUuid(uuid);
+  }
+
+  /** A live key by uuid, or 431 "KMS key not found: <uuid>". */
+  async require(uuid: string): Promise<KmsKey> {
+    return requireKey(await this.byUuid(uuid), uuid);
+  }
+
+  /** The key's Active KEK version (exactly one for a live key). */
+  activeVersion(keyId: number): Promise<KekVersion | undefined> {
+    return this.deps.repos.kekVersions.active(keyId);
+  }
+
+  /** Every live KEK version of a key, oldest first. */
+  versionsOf(keyId: number): Promise<KekVersion[]> {
+    return this.deps.repos.kekVersions.liveOf(keyId);
+  }
+
+  /** The response view of one key with its versions. */
+  async item(id: number): Promise<KmsKeyItem> {
+    const key = await this.deps.repos.kmsKeys.view(id);
+    if (!key) throw keyNotFound(String(id));
+    return { key, versions: (await kekVersionSummaries(this.deps.repos.kekVersions, [id])).get(id) ?? [] };
   }
 
   /** A live key the caller may act on: 431 "KMS key not found: <id>", or 531. */
-  async requireAccessible(caller: Caller, uuid: string): Promise<KmsKeyRow> {
-    const key = await getKeyByUuid(this.deps.db, uuid);
-    if (!key) throw paramError(`KMS key not found: ${uuid}`);
-    if (!(await this.deps.directory.canAccessOwner(caller, { accountId: key.account_id, domainId: key.domain_id }))) {
+  async requireAccessible(caller: Caller, uuid: string): Promise<KmsKey> {
+    const key = await this.require(uuid);
+    if (!(await this.deps.directory.canAccessOwner(caller, { accountId: key.accountId, domainId: key.domainId }))) {
       throw permissionError(`Caller ${caller.accountName} does not have permission to operate on KMS key ${uuid}`);
     }
     return key;
   }
 
-  /** The backend a profile row speaks. */
+  /** The backend a profile speaks. */
   providerOf(protocol: string): KekProvider {
     return this.deps.providers.get(protocol as ProviderKind);
   }
@@ -137,88 +127,89 @@ export class KmsKeys {
     return { profile: await profileConfigFor(this.deps, profileId), label };
   }
 
+  /** Makes a KEK in its backend for a key command (createKMSKey, rotateKMSKey). */
+  createKek(kek: KekRef, bits: KekBits): Promise<void> {
+    return keyCommandBackend(this.providerOf(kek.profile.protocol).createKek(kek, bits));
+  }
+
+  /** Destroys a KEK in its backend for a key command (deleteKMSKey). */
+  destroyKek(kek: KekRef): Promise<void> {
+    return keyCommandBackend(this.providerOf(kek.profile.protocol).destroyKek(kek));
+  }
+
   /**
    * Creates a key: the version-1 KEK is made in the backend first (label kekLabel(..., 1)), then the
    * key and its Active version are inserted in one transaction; if that fails the KEK is destroyed.
    */
-  async create(caller: Caller, input: CreateKmsKeyInput): Promise<KmsKeyRow> {
-    const { db, directory } = this.deps;
+  async create(caller: Caller, input: CreateKmsKeyInput): Promise<KmsKey> {
+    const { repos, directory } = this.deps;
     assertKeyBits(input.keyBits);
     const owner = await directory.resolveOwner(caller, { account: input.account, domainid: input.domainUuid, projectid: input.projectUuid });
-    const zone = await db('data_center').where({ uuid: input.zoneUuid }).whereNull('removed').first('id');
-    if (!zone) throw paramError(`Unable to find zone by id ${input.zoneUuid}`);
-    const profile = await this.profiles.requireForKey(caller, input.profileUuid, { accountId: owner.id, domainId: owner.domain_id }, zone.id);
+    const zoneId = await repos.kmsKeys.liveZoneId(input.zoneUuid);
+    if (zoneId === undefined) throw paramError(`Unable to find zone by id ${input.zoneUuid}`);
+    const profile = await this.profiles.requireForKey(caller, input.profileUuid, { accountId: owner.id, domainId: owner.domain_id }, zoneId);
     await this.assertNameFree(owner.id, input.name);
 
     const uuid = randomUUID();
     const label = kekLabel({ domainId: owner.domain_id, accountId: owner.id, keyUuid: uuid }, 1);
-    const provider = this.providerOf(profile.protocol);
     const kek = await this.kekRef(profile.id, label);
-    await backendCall(() => provider.createKek(kek, input.keyBits as KekBits));
-    const now = Date.now();
-    const row = {
-      uuid, name: input.name, description: input.description ?? null, kek_label: label, purpose: KEY_PURPOSE, account_id: owner.id,
-      domain_id: owner.domain_id, zone_id: zone.id, algorithm: KEY_ALGORITHM, key_bits: input.keyBits, enabled: true,
-      hsm_profile_id: profile.id, created: now, removed: null,
+    await this.createKek(kek, input.keyBits);
+    const now = new Date();
+    const key = {
+      uuid, name: input.name, description: input.description ?? null, kekLabel: label, purpose: KEY_PURPOSE, accountId: owner.id,
+      domainId: owner.domain_id, zoneId, algorithm: KEY_ALGORITHM, keyBits: input.keyBits, enabled: true,
+      hsmProfileId: profile.id, created: now,
     };
     try {
-      const id = await db.transaction(async (trx) => {
-        const [keyId] = await trx('kms_keys').insert(row);
-        await trx('kms_kek_versions').insert({
-          uuid: randomUUID(), kms_key_id: Number(keyId), version_number: 1, kek_label: label, status: 'Active', key_bits: input.keyBits,
-          hsm_profile_id: profile.id, created: now, archived: null, removed: null,
+      const id = await repos.transaction(async (tx) => {
+        const keyId = await tx.kmsKeys.insert(key);
+        await tx.kekVersions.insert({
+          uuid: randomUUID(), kmsKeyId: keyId, versionNumber: 1, kekLabel: label, status: NEW_VERSION_STATUS, keyBits: input.keyBits,
+          hsmProfileId: profile.id, created: now,
         });
-        await this.deps.events.record({
+        await recordIn(this.deps.events, tx, {
           type: 'KMS.KEY.CREATE', description: `Created KMS key ${input.name} (${uuid}) with HSM profile ${profile.name}`,
           actor: { userId: caller.userId, accountId: owner.id, domainId: owner.domain_id }, resourceType: 'KmsKey', resourceId: uuid,
-        }, trx);
-        return Number(keyId);
+        });
+        return keyId;
       });
-      return { ...row, id };
+      return { ...key, id, removed: null };
     } catch (e) {
-      await this.destroyOrphan(provider, kek);
+      await this.destroyOrphan(kek);
       throw e;
     }
   }
 
-  /** The keys the caller may see (listKMSKeys; purpose is always volume), one page, by id. */
-  async list(caller: Caller, f: KmsKeyFilter, window: { offset: number; limit: number | undefined }): Promise<{ rows: KmsKeyView[]; count: number }> {
-    const scope = await this.deps.directory.listScope(caller, f);
-    const q = applyOwnerScope(keyViewQuery(this.deps.db), scope, { accountCol: 'k.account_id', domainCol: 'k.domain_id' })
-      .where('k.purpose', KEY_PURPOSE).orderBy('k.id');
-    if (f.uuid) q.where('k.uuid', f.uuid);
-    if (f.zoneUuid) q.where('z.uuid', f.zoneUuid);
-    if (f.profileUuid) q.where('p.uuid', f.profileUuid);
-    if (f.enabled !== undefined) q.where('k.enabled', f.enabled);
-    if (f.keyword) q.where((b) => b.where('k.name', 'like', `%${f.keyword}%`).orWhere('k.description', 'like', `%${f.keyword}%`));
-    return pagedRows<KmsKeyView>(q, window);
+  /** One page of the keys in `scope` (listKMSKeys; purpose is always volume), by id, with their versions. */
+  async list(scope: OwnerScope, f: KmsKeyFilter, page: PageWindow): Promise<Page<KmsKeyItem>> {
+    const { rows, count } = await this.deps.repos.kmsKeys.list(scope, { ...f, purpose: KEY_PURPOSE }, page);
+    const versions = await kekVersionSummaries(this.deps.repos.kekVersions, rows.map((r) => r.id));
+    return { rows: rows.map((key) => ({ key, versions: versions.get(key.id) ?? [] })), count };
   }
 
   /** Renames, describes, enables or disables a key. */
-  async update(caller: Caller, uuid: string, change: { name?: string; description?: string; enabled?: boolean }): Promise<KmsKeyRow> {
+  async update(caller: Caller, uuid: string, change: { name?: string; description?: string; enabled?: boolean }): Promise<KmsKey> {
     const key = await this.requireAccessible(caller, uuid);
-    if (change.name !== undefined && change.name !== key.name) await this.assertNameFree(key.account_id, change.name);
+    if (change.name !== undefined && change.name !== key.name) await this.assertNameFree(key.accountId, change.name);
     const patch = {
       ...(change.name !== undefined ? { name: change.name } : {}),
       ...(change.description !== undefined ? { description: change.description } : {}),
       ...(change.enabled !== undefined ? { enabled: change.enabled } : {}),
     };
-    await this.deps.db.transaction(async (trx) => {
-      if (Object.keys(patch).length) await trx('kms_keys').where({ id: key.id }).update(patch);
-      await this.deps.events.record({
+    await this.deps.repos.transaction(async (tx) => {
+      await tx.kmsKeys.update(key.id, patch);
+      await recordIn(this.deps.events, tx, {
         type: 'KMS.KEY.UPDATE', description: `Updated KMS key ${change.name ?? key.name} (${key.uuid})`,
-        actor: { userId: caller.userId, accountId: key.account_id, domainId: key.domain_id }, resourceType: 'KmsKey', resourceId: key.uuid,
-      }, trx);
+        actor: { userId: caller.userId, accountId: key.accountId, domainId: key.domainId }, resourceType: 'KmsKey', resourceId: key.uuid,
+      });
     });
     return { ...key, ...patch };
   }
 
   /** 431 while wrapped keys or volumes still use the key (texts of reference §1.8). */
-  async assertDeletable(key: KmsKeyRow, trx: Knex = this.deps.db): Promise<void> {
-    const count = async (q: Knex.QueryBuilder) => Number(((await q.count({ n: '*' }).first()) as { n: number | string } | undefined)?.n ?? 0);
-    const wrapped = await count(trx('kms_wrapped_key').where({ kms_key_id: key.id }).whereNull('removed'));
-    if (wrapped > 0) throw paramError(`Cannot delete KMS key: ${key.uuid}. ${wrapped} wrapped key(s) still reference this key`);
-    const volumes = await count(trx('volumes').where({ kms_key_id: key.id }).whereNull('removed'));
+  async assertDeletable(key: Pick<KmsKey, 'id' | 'uuid'>, tx: Pick<Repositories, 'kmsKeys'> = this.deps.repos): Promise<void> {
+    const { wrappedKeys, volumes } = await tx.kmsKeys.usage(key.id);
+    if (wrappedKeys > 0) throw paramError(`Cannot delete KMS key: ${key.uuid}. ${wrappedKeys} wrapped key(s) still reference this key`);
     if (volumes > 0) throw paramError(`Cannot delete KMS key: ${key.uuid}. There are Volumes which still reference this key`);
   }
 
@@ -228,35 +219,32 @@ export class KmsKeys {
    * event, not a failure. `resume` (a re-run job) finishes the destroys of an already removed key.
    */
   async delete(caller: Caller, uuid: string, opts: { resume?: boolean } = {}): Promise<void> {
-    const { db } = this.deps;
-    const removed: KmsKeyRow | undefined = opts.resume ? await db('kms_keys').where({ uuid }).whereNotNull('removed').first() : undefined;
+    const { repos } = this.deps;
+    const removed = opts.resume ? await repos.kmsKeys.removedByUuid(uuid) : undefined;
     const key = removed ?? (await this.requireAccessible(caller, uuid));
-    const versions: KekVersionRow[] = await db('kms_kek_versions').where({ kms_key_id: key.id }).orderBy('version_number');
-    const actor = { userId: caller.userId, accountId: key.account_id, domainId: key.domain_id };
+    const versions = await repos.kekVersions.allOf(key.id);
+    const actor = { userId: caller.userId, accountId: key.accountId, domainId: key.domainId };
     if (!removed) {
-      await db.transaction(async (trx) => {
-        // Lock the key's version rows first: a volume or migration storing a DEK holds a shared lock
+      await repos.transaction(async (tx) => {
+        // Lock the key's version rows first: a volume or migration storing a DEK holds the same lock
         // on its version row (WrappedKeys.assertVersionUsable), so the counts below see its row, or
         // it sees the key removed and stores nothing.
-        const versionRows = trx('kms_kek_versions').where({ kms_key_id: key.id }).select('id');
-        await (isMysql(db) ? versionRows.forUpdate() : versionRows);
-        await this.assertDeletable(key, trx);
-        const now = Date.now();
-        const n = await trx('kms_keys').where({ id: key.id }).whereNull('removed').update({ removed: now });
-        if (!n) throw paramError(`KMS key not found: ${uuid}`);
-        await trx('kms_kek_versions').where({ kms_key_id: key.id }).whereNull('removed').update({ removed: now });
-        await this.deps.events.record({ type: 'KMS.KEY.DELETE', description: `Deleted KMS key ${key.name} (${key.uuid})`, actor, resourceType: 'KmsKey', resourceId: key.uuid }, trx);
+        await tx.kekVersions.lockAllOf(key.id);
+        await this.assertDeletable(key, tx);
+        const now = new Date();
+        if (!(await tx.kmsKeys.markRemoved(key.id, now))) throw keyNotFound(uuid);
+        await tx.kekVersions.removeAllOf(key.id, now);
+        await recordIn(this.deps.events, tx, { type: 'KMS.KEY.DELETE', description: `Deleted KMS key ${key.name} (${key.uuid})`, actor, resourceType: 'KmsKey', resourceId: key.uuid });
       });
     }
     for (const v of versions) {
       try {
-        const kek = await this.kekRef(v.hsm_profile_id, v.kek_label);
-        await backendCall(() => this.providerOf(kek.profile.protocol).destroyKek(kek));
+        await this.destroyKek(await this.kekRef(v.hsmProfileId, v.kekLabel));
       } catch (e) {
         const reason = e instanceof Error ? e.message : String(e);
-        this.deps.logger.warn('could not destroy KEK of deleted KMS key', { key: key.uuid, label: v.kek_label, error: reason });
+        this.deps.logger.warn('could not destroy KEK of deleted KMS key', { key: key.uuid, label: v.kekLabel, error: reason });
         await this.deps.events.record({
-          type: 'KMS.KEY.DELETE', level: 'WARN', description: `Failed to delete KEK ${v.kek_label} of KMS key ${key.uuid} from its backend: ${reason}`,
+          type: 'KMS.KEY.DELETE', level: 'WARN', description: `Failed to delete KEK ${v.kekLabel} of KMS key ${key.uuid} from its backend: ${reason}`,
           actor, resourceType: 'KmsKey', resourceId: key.uuid,
         });
       }
@@ -267,21 +255,28 @@ export class KmsKeys {
    * Destroys a KEK whose rows were never written, unless a version row names its label (another
    * writer won a race for the same label: its KEK must stay). Failures are logged, not thrown.
    */
-  async destroyOrphan(provider: KekProvider, kek: KekRef): Promise<void> {
+  async destroyOrphan(kek: KekRef): Promise<void> {
     try {
-      if (await this.deps.db('kms_kek_versions').where({ kek_label: kek.label }).first()) return;
-      await provider.destroyKek(kek);
+      if (await this.deps.repos.kekVersions.labelTaken(kek.label)) return;
+      await this.providerOf(kek.profile.protocol).destroyKek(kek);
     } catch (e) {
       this.deps.logger.warn('could not destroy orphan KEK', { label: kek.label, error: e instanceof Error ? e.message : String(e) });
     }
   }
 
   private async assertNameFree(accountId: number, name: string): Promise<void> {
-    if (await this.deps.db('kms_keys').where({ account_id: accountId, name }).whereNull('removed').first()) {
+    if (await this.deps.repos.kmsKeys.nameTaken(accountId, name)) {
       throw paramError(`A KMS key with name ${name} already exists in this account`);
     }
   }
 }
 
-/** Whether a key row is enabled (0/1 from the database). */
-export const isKeyEnabled = (k: KmsKeyRow): boolean => bool(k.enabled);
+/** @deprecated shim for src/kms/volumes.ts, src/kms/migration.ts, src/commands/kms-migration.ts (area C): use `kms.keys.byUuid` (a `KmsKey`). */
+export async function getKeyByUuid(db: Parameters<typeof createRepositories>[0], uuid: string): Promise<KmsKeyRow | undefined> {
+  const k = await createRepositories(db).kmsKeys.byUuid(uuid);
+  return k && {
+    id: k.id, uuid: k.uuid, name: k.name, description: k.description, kek_label: k.kekLabel, purpose: k.purpose, account_id: k.accountId,
+    domain_id: k.domainId, zone_id: k.zoneId, algorithm: k.algorithm, key_bits: k.keyBits, enabled: k.enabled, hsm_profile_id: k.hsmProfileId,
+    created: k.created.getTime(), removed: k.removed === null ? null : k.removed.getTime(),
+  };
+}

@@ -1,33 +1,18 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import type { Knex } from 'knex';
 import type { Env } from '../config/env';
 import { MasterKey, fingerprintOf, readMasterKeyMaterial } from '../config/master-key';
-import type { Db } from '../db/knex';
-import type { Logger } from '../logger';
+import type { Repositories } from '../db/repositories';
+import type { MasterKeyState, MasterKeyVersion } from '../db/repositories/master-key-versions';
+import type { KmsNode } from '../db/repositories/nodes';
+import type { Logger } from '../core/logger';
 import { MasterKeySeal } from './master-key-seal';
 
-/**
- * Pending: introduced, held by the nodes given it, not yet written with. Active: new values use it.
- * Previous: a rotation is moving values off it. Retired: no value uses it; nodes forget it.
- */
-export type MasterKeyState = 'Pending' | 'Active' | 'Previous' | 'Retired';
+export type { MasterKeyState, MasterKeyVersion } from '../db/repositories/master-key-versions';
+export type { KmsNode } from '../db/repositories/nodes';
 
-export interface MasterKeyVersionRow {
-  version: number;
-  state: MasterKeyState;
-  check_value: string;
-  sealed_key: string | null;
-  seal_key_label: string | null;
-  created: number;
-  activated: number | null;
-  retired: number | null;
-}
-
-export interface NodeRow { id: string; role: string; host: string; pid: number; key_versions: string; write_version: number; started: number; last_seen: number }
-
-const VERSIONS = 'kms_master_key_versions';
-const NODES = 'kms_node';
+/** What the master-key code reads and writes: the version table, the nodes, the configuration (legacy check value). */
+export type MasterKeyRepos = Pick<Repositories, 'masterKeyVersions' | 'nodes' | 'configuration'>;
 const CHECK_TEXT = 'cloudstack-kms master key check';
 const checkAad = (version: number) => `master-key-check:${version}`;
 /** The check value of databases set up before versions (configuration row), in the legacy format. */
@@ -37,16 +22,15 @@ export const MISMATCH_MESSAGE =
   'The master key does not match this database: it was set up with another KMS_MASTER_KEY (or master.key file). ' +
   'Every node of a deployment needs the same master key.';
 
-export async function listVersions(db: Knex): Promise<MasterKeyVersionRow[]> {
-  const rows: MasterKeyVersionRow[] = await db(VERSIONS).orderBy('version').select();
-  return rows.map((r) => ({ ...r, version: Number(r.version) }));
+export async function listVersions(repos: Pick<Repositories, 'masterKeyVersions'>): Promise<MasterKeyVersion[]> {
+  return repos.masterKeyVersions.list();
 }
 
 /** True when `raw` is the key of version `row` (its check value decrypts). */
-export function isKeyOf(row: MasterKeyVersionRow, raw: Buffer): boolean {
+export function isKeyOf(row: MasterKeyVersion, raw: Buffer): boolean {
   const probe = new MasterKey(raw, row.version);
   try {
-    return probe.decryptString(row.check_value, checkAad(row.version)) === CHECK_TEXT;
+    return probe.decryptString(row.checkValue, checkAad(row.version)) === CHECK_TEXT;
   } catch {
     return false;
   } finally {
@@ -69,18 +53,20 @@ const checkValueFor = (raw: Buffer, version: number): string => {
  * node registered meanwhile is found instead. Returns the version number (undefined when
  * `firstOnly` and the table was no longer empty).
  */
-export async function registerVersion(db: Knex, raw: Buffer, state: MasterKeyState, seal?: MasterKeySeal, opts: { firstOnly?: boolean } = {}): Promise<number | undefined> {
+export async function registerVersion(
+  repos: Pick<Repositories, 'masterKeyVersions'>, raw: Buffer, state: MasterKeyState, seal?: MasterKeySeal, opts: { firstOnly?: boolean } = {},
+): Promise<number | undefined> {
   for (let attempt = 0; attempt < 5; attempt++) {
-    const rows = await listVersions(db);
+    const rows = await listVersions(repos);
     const known = rows.find((r) => isKeyOf(r, raw));
     if (known) return known.version;
     if (opts.firstOnly && rows.length) return undefined; // another node set the database up first
     const version = (rows.at(-1)?.version ?? 0) + 1;
     try {
-      const now = Date.now();
-      await db(VERSIONS).insert({
-        version, state, check_value: checkValueFor(raw, version),
-        sealed_key: seal ? seal.wrap(raw).toString('base64') : null, seal_key_label: seal ? seal.keyLabel : null,
+      const now = new Date();
+      await repos.masterKeyVersions.insert({
+        version, state, checkValue: checkValueFor(raw, version),
+        sealedKey: seal ? seal.wrap(raw).toString('base64') : null, sealKeyLabel: seal ? seal.keyLabel : null,
         created: now, activated: state === 'Active' ? now : null,
       });
       return version;
@@ -109,24 +95,24 @@ export interface OpenedMasterKey {
  * matches is registered as the Pending version, once. Throws one sentence when the node cannot
  * serve: no seal while the database is sealed, a missing token, or a key the database does not know.
  */
-export async function openMasterKey(db: Db, env: Env): Promise<OpenedMasterKey> {
-  const rows = await listVersions(db);
+export async function openMasterKey(repos: MasterKeyRepos, env: Env): Promise<OpenedMasterKey> {
+  const rows = await listVersions(repos);
   const live = rows.filter((r) => r.state !== 'Retired');
   if (env.masterKeySeal && (env.masterKey || env.masterKeyNext)) {
     throw new Error(
       'Set either KMS_MASTER_KEY (and KMS_MASTER_KEY_NEXT) or KMS_MASTER_KEY_SEAL_LIBRARY (a sealed master key, whose new versions the HSM seals), not both',
     );
   }
-  if (!env.masterKeySeal && live.some((r) => r.sealed_key)) {
+  if (!env.masterKeySeal && live.some((r) => r.sealedKey)) {
     throw new Error(
       'The master key of this database is sealed by an HSM: set KMS_MASTER_KEY_SEAL_LIBRARY, KMS_MASTER_KEY_SEAL_TOKEN_LABEL, ' +
         'KMS_MASTER_KEY_SEAL_KEY_LABEL and KMS_MASTER_KEY_SEAL_PIN_FILE (or run npm run admin -- unseal-master-key)',
     );
   }
-  return env.masterKeySeal ? openSealed(db, env, rows) : openUnsealed(db, env, rows);
+  return env.masterKeySeal ? openSealed(repos, env, rows) : openUnsealed(repos, env, rows);
 }
 
-async function openSealed(db: Db, env: Env, rows: MasterKeyVersionRow[]): Promise<OpenedMasterKey> {
+async function openSealed(repos: MasterKeyRepos, env: Env, rows: MasterKeyVersion[]): Promise<OpenedMasterKey> {
   const seal = MasterKeySeal.open(env.masterKeySeal!);
   try {
     let live = rows.filter((r) => r.state !== 'Retired');
@@ -135,19 +121,19 @@ async function openSealed(db: Db, env: Env, rows: MasterKeyVersionRow[]): Promis
       seal.ensureKek();
       const raw = randomBytes(32);
       try {
-        await registerVersion(db, raw, 'Active', seal, { firstOnly: true });
+        await registerVersion(repos, raw, 'Active', seal, { firstOnly: true });
       } finally {
         raw.fill(0);
       }
-      live = (await listVersions(db)).filter((r) => r.state !== 'Retired');
+      live = (await listVersions(repos)).filter((r) => r.state !== 'Retired');
     }
-    const unsealed = live.filter((r) => !r.sealed_key);
+    const unsealed = live.filter((r) => !r.sealedKey);
     if (unsealed.length) {
       throw new Error(`The master key of this database is not sealed (version ${unsealed.map((r) => r.version).join(', ')}): run npm run admin -- seal-master-key first`);
     }
     let key: MasterKey | undefined;
     for (const r of live) {
-      const raw = seal.unwrap(Buffer.from(r.sealed_key!, 'base64'));
+      const raw = seal.unwrap(Buffer.from(r.sealedKey!, 'base64'));
       try {
         if (!isKeyOf(r, raw)) throw new Error(`The sealed master key version ${r.version} does not match its check value`);
         if (key) key.add(r.version, raw);
@@ -165,17 +151,17 @@ async function openSealed(db: Db, env: Env, rows: MasterKeyVersionRow[]): Promis
   }
 }
 
-async function openUnsealed(db: Db, env: Env, rowsAtStart: MasterKeyVersionRow[]): Promise<OpenedMasterKey> {
+async function openUnsealed(repos: MasterKeyRepos, env: Env, rowsAtStart: MasterKeyVersion[]): Promise<OpenedMasterKey> {
   const { keys, generated } = readMasterKeyMaterial({ fromEnv: env.masterKey, file: env.masterKeyFile, next: env.masterKeyNext });
   const warnings: string[] = [];
   try {
     let rows = rowsAtStart;
     if (!rows.length) {
-      const legacy: { value: string } | undefined = await db('configuration').where({ name: LEGACY_CHECK }).first('value');
-      const first = legacy ? keys.find((k) => legacyCheckMatches(k, legacy.value)) : keys[0];
+      const legacy = await repos.configuration.get(LEGACY_CHECK);
+      const first = legacy !== undefined ? keys.find((k) => legacyCheckMatches(k, legacy)) : keys[0];
       if (!first) throw new Error(MISMATCH_MESSAGE);
-      await registerVersion(db, first, 'Active', undefined, { firstOnly: true });
-      rows = await listVersions(db);
+      await registerVersion(repos, first, 'Active', undefined, { firstOnly: true });
+      rows = await listVersions(repos);
     }
     let key: MasterKey | undefined;
     const spare: Buffer[] = [];
@@ -252,10 +238,19 @@ export class MasterKeyNode {
   private readonly started = Date.now();
 
   constructor(
-    private readonly db: Db,
+    private readonly repos: MasterKeyRepos,
     readonly key: MasterKey,
-    private readonly opts: { identity?: NodeIdentity; seal?: MasterKeySeal; spare: Buffer[]; heartbeatMs: number; staleMs: number; logger: Logger },
+    private readonly opts: {
+      identity?: NodeIdentity; seal?: MasterKeySeal; spare: Buffer[]; heartbeatMs: number; staleMs: number; logger: Logger;
+      /** Values per batch of a rotation run on this node (KMS_MASTER_KEY_ROTATION_BATCH). @defaultValue 500 */
+      rotationBatch?: number;
+    },
   ) {}
+
+  /** Values per batch when this node runs a rotation. */
+  get rotationBatch(): number {
+    return this.opts.rotationBatch ?? 500;
+  }
 
   get seal(): MasterKeySeal | undefined {
     return this.opts.seal;
@@ -286,9 +281,9 @@ export class MasterKeyNode {
     return this.running;
   }
 
-  private holdsKeyOf(r: MasterKeyVersionRow): boolean {
+  private holdsKeyOf(r: MasterKeyVersion): boolean {
     try {
-      return this.key.decryptString(r.check_value, checkAad(r.version)) === CHECK_TEXT;
+      return this.key.decryptString(r.checkValue, checkAad(r.version)) === CHECK_TEXT;
     } catch {
       return false;
     }
@@ -304,7 +299,8 @@ export class MasterKeyNode {
     this.timer = undefined;
     if (t) clearTimeout(t);
     await this.running?.catch(() => undefined);
-    if (this.opts.identity) await this.db(NODES).where({ id: this.opts.identity.id }).delete().catch(() => undefined);
+    // Best effort on the way out: a node that cannot say goodbye goes stale and is ignored.
+    if (this.opts.identity) await this.repos.nodes.remove(this.opts.identity.id).catch(() => undefined);
     for (const s of this.opts.spare) s.fill(0);
     this.opts.spare.length = 0;
     this.opts.seal?.close();
@@ -312,7 +308,7 @@ export class MasterKeyNode {
   }
 
   private async sync(): Promise<void> {
-    const rows = await listVersions(this.db);
+    const rows = await listVersions(this.repos);
     // A version discarded (or re-registered with another key) is dropped, never announced.
     for (const v of this.key.versions()) {
       const r = rows.find((x) => x.version === v);
@@ -324,8 +320,8 @@ export class MasterKeyNode {
         continue;
       }
       if (this.key.holds(r.version)) continue;
-      if (this.opts.seal && r.sealed_key) {
-        const raw = this.opts.seal.unwrap(Buffer.from(r.sealed_key, 'base64'));
+      if (this.opts.seal && r.sealedKey) {
+        const raw = this.opts.seal.unwrap(Buffer.from(r.sealedKey, 'base64'));
         try {
           if (isKeyOf(r, raw)) this.key.add(r.version, raw);
         } finally {
@@ -344,7 +340,7 @@ export class MasterKeyNode {
     if (this.opts.spare.length && !rows.some((r) => r.state === 'Pending')) {
       const raw = this.opts.spare.shift()!;
       try {
-        const version = (await registerVersion(this.db, raw, 'Pending'))!;
+        const version = (await registerVersion(this.repos, raw, 'Pending'))!;
         this.key.add(version, raw);
         this.opts.logger.info('registered a new master key as the pending version', { version, fingerprint: fingerprintOf(raw) });
       } finally {
@@ -358,21 +354,19 @@ export class MasterKeyNode {
     }
     if (!this.opts.identity) return;
     const now = Date.now();
-    const row = {
-      role: this.opts.identity.role, host: hostname().slice(0, 255), pid: process.pid,
-      key_versions: this.key.versions().join(','), write_version: this.key.activeVersion, last_seen: now,
-    };
-    await this.db(NODES).insert({ id: this.opts.identity.id, started: this.started, ...row }).onConflict('id').merge(row);
+    await this.repos.nodes.announce({
+      id: this.opts.identity.id, role: this.opts.identity.role, host: hostname().slice(0, 255), pid: process.pid,
+      keyVersions: this.key.versions(), writeVersion: this.key.activeVersion, startedAt: this.started, lastSeenAt: now,
+    });
     this.key.confirmUntil(now + this.opts.staleMs);
   }
 }
 
 /** The nodes heard from within `staleMs`. */
-export async function liveNodes(db: Knex, staleMs: number): Promise<NodeRow[]> {
-  const rows: NodeRow[] = await db(NODES).where('last_seen', '>=', Date.now() - staleMs).orderBy('started').select();
-  return rows.map((r) => ({ ...r, write_version: Number(r.write_version), last_seen: Number(r.last_seen), started: Number(r.started) }));
+export async function liveNodes(repos: Pick<Repositories, 'nodes'>, staleMs: number): Promise<KmsNode[]> {
+  return repos.nodes.seenSince(Date.now() - staleMs);
 }
 
-export const heldBy = (n: NodeRow): number[] => n.key_versions.split(',').filter(Boolean).map(Number);
+export const heldBy = (n: KmsNode): number[] => n.keyVersions;
 
-export const describeNode = (n: NodeRow): string => `${n.role} node ${n.host} pid ${n.pid}`;
+export const describeNode = (n: KmsNode): string => `${n.role} node ${n.host} pid ${n.pid}`;

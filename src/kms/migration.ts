@@ -1,11 +1,10 @@
-import type { Knex } from 'knex';
-import type { App } from '../app';
+import type { KmsDeps } from './deps';
 import type { Caller } from '../identity/caller';
-import { bool } from '../db/paging';
-import { KmsError, isKmsError, paramError } from './errors';
-import { getKeyByUuid } from './kms-keys';
-import { Passphrases } from './passphrases';
-import { using } from './secret-bytes';
+import type { Repositories } from '../db/repositories';
+import type { MigratingVolume, VolumeKmsKey } from '../db/repositories/volumes';
+import { KmsError, isKmsError, paramError } from '../core/errors';
+import { PassphraseGoneError, Passphrases } from './passphrases';
+import { using } from '../core/secret-bytes';
 import { VersionArchivedError, WrappedKeys, type KekVersionContext } from './wrapped-keys';
 import { mapLimit } from './concurrency';
 
@@ -34,10 +33,7 @@ export interface MigrationReport {
   failedVolumeIds: string[];
 }
 
-interface LegacyVolume {
-  id: number; uuid: string; name: string; passphrase_id: number | null; kms_wrapped_key_id: number | null; account_id: number; domain_id: number; zone_id: number;
-  kms_migration_job: string | null;
-}
+type LegacyVolume = MigratingVolume;
 
 const OFFENDERS_SHOWN = 50;
 
@@ -49,7 +45,7 @@ interface RunContext { jobUuid: string | null; userId: number }
 /** The per-volume event, written in the transaction that migrates the volume (so exactly once). */
 const migratedEvent = (plan: MigrationPlan, v: LegacyVolume, run: RunContext) => ({
   type: 'VOLUME.MIGRATE.TO.KMS' as const, description: `Successfully migrated volume encryption key to KMS key ${plan.keyUuid}`,
-  actor: { userId: run.userId, accountId: v.account_id, domainId: v.domain_id }, resourceType: 'Volume', resourceId: v.uuid,
+  actor: { userId: run.userId, accountId: v.accountId, domainId: v.domainId }, resourceType: 'Volume', resourceId: v.uuid,
 });
 
 /** Rounds of retries of a batch's transiently failed volumes, and the first wait between them. */
@@ -70,9 +66,34 @@ export class Migration {
   private readonly wrappedKeys: WrappedKeys;
   private readonly passphrases: Passphrases;
 
-  constructor(private readonly app: App) {
-    this.wrappedKeys = new WrappedKeys(app);
-    this.passphrases = new Passphrases(app.masterKey);
+  constructor(private readonly deps: KmsDeps) {
+    this.wrappedKeys = new WrappedKeys(deps);
+    this.passphrases = new Passphrases(deps.masterKey);
+  }
+
+  /**
+   * The KMS key checks of this file, in one place (the shared guards of src/kms/guards.ts replace
+   * them at merge): the key exists and, unless `existsOnly`, it and its HSM profile are enabled.
+   */
+  private async checkedKey(keyUuid: string, existsOnly = false): Promise<VolumeKmsKey> {
+    const { volumes } = this.deps.repos;
+    const key = await volumes.kmsKey(keyUuid);
+    if (!key) throw paramError(`KMS key not found: ${keyUuid}`);
+    if (existsOnly) return key;
+    if (!key.enabled) throw paramError(`KMS key is not enabled: ${keyUuid}`);
+    const profile = await volumes.hsmProfileState(key.hsmProfileId);
+    if (!profile || !profile.enabled) throw paramError(`HSM profile is not enabled: ${profile?.name ?? key.hsmProfileId}`);
+    return key;
+  }
+
+  /** 431 "KMS key not found" unless the key exists (the request's check; the job checks the rest). */
+  async assertKeyExists(keyUuid: string): Promise<void> {
+    await this.checkedKey(keyUuid, true);
+  }
+
+  /** The name and owner of the plan's key, for the summary event. */
+  keyOwner(plan: MigrationPlan): Promise<{ name: string; accountId: number; domainId: number } | undefined> {
+    return this.deps.repos.volumes.kmsKeyOwner(plan.keyId);
   }
 
   /** The parameters' shape: some scope, and an account with any domain. */
@@ -85,33 +106,29 @@ export class Migration {
 
   /** Checks the request (run by the job): key and profile enabled, every volume the key's zone and account. */
   async plan(caller: Caller, keyUuid: string, scope: MigrationScope): Promise<MigrationPlan> {
-    const { db, directory } = this.app;
-    const key = await getKeyByUuid(db, keyUuid);
-    if (!key) throw paramError(`KMS key not found: ${keyUuid}`);
-    if (!bool(key.enabled)) throw paramError(`KMS key is not enabled: ${keyUuid}`);
-    const profile = await db('kms_hsm_profiles').where({ id: key.hsm_profile_id }).first('name', 'enabled');
-    if (!profile || !bool(profile.enabled)) throw paramError(`HSM profile is not enabled: ${profile?.name ?? key.hsm_profile_id}`);
+    const { repos, directory } = this.deps;
+    const key = await this.checkedKey(keyUuid);
     Migration.checkScopeShape(scope);
-    const plan: MigrationPlan = { keyId: key.id, keyUuid: key.uuid, accountId: key.account_id, zoneId: key.zone_id };
+    const plan: MigrationPlan = { keyId: key.id, keyUuid: key.uuid, accountId: key.accountId, zoneId: key.zoneId };
     if (scope.zoneUuid) {
-      const zone = await db('data_center').where({ uuid: scope.zoneUuid }).whereNull('removed').first('id');
+      const zone = await repos.zones.findLive(scope.zoneUuid);
       if (!zone) throw paramError(`Unable to find zone by id ${scope.zoneUuid}`);
-      if (zone.id !== key.zone_id) throw paramError(`KMS key ${keyUuid} belongs to another zone than ${scope.zoneUuid}`);
+      if (zone.id !== key.zoneId) throw paramError(`KMS key ${keyUuid} belongs to another zone than ${scope.zoneUuid}`);
     }
     if (scope.account) {
       const account = await directory.resolveOwner(caller, { account: scope.account, domainid: scope.domainUuid });
-      if (account.id !== key.account_id) throw paramError(`Account ${scope.account} does not own KMS key ${keyUuid}; only the key's account can migrate to it`);
+      if (account.id !== key.accountId) throw paramError(`Account ${scope.account} does not own KMS key ${keyUuid}; only the key's account can migrate to it`);
     }
     if (scope.volumeUuids) {
       const wanted = [...new Set(scope.volumeUuids)];
-      const rows: LegacyVolume[] = await db('volumes').whereIn('uuid', wanted).whereNull('removed').select('id', 'uuid', 'account_id', 'zone_id', 'passphrase_id', 'kms_wrapped_key_id');
+      const rows = await repos.volumes.liveByUuids(wanted);
       const missing = wanted.filter((u) => !rows.some((r) => r.uuid === u));
       if (missing.length) throw paramError(`Unable to find volumes by id: ${missing.slice(0, OFFENDERS_SHOWN).join(', ')}`);
-      const foreign = rows.filter((r) => r.account_id !== key.account_id).map((r) => r.uuid);
+      const foreign = rows.filter((r) => r.accountId !== key.accountId).map((r) => r.uuid);
       if (foreign.length) throw paramError(`The following volumes do not belong to the same account as the KMS key: ${foreign.slice(0, OFFENDERS_SHOWN).join(', ')}`);
-      const otherZone = rows.filter((r) => r.zone_id !== key.zone_id).map((r) => r.uuid);
+      const otherZone = rows.filter((r) => r.zoneId !== key.zoneId).map((r) => r.uuid);
       if (otherZone.length) throw paramError(`The following volumes are not in the zone of the KMS key: ${otherZone.slice(0, OFFENDERS_SHOWN).join(', ')}`);
-      const plain = rows.filter((r) => r.passphrase_id === null && r.kms_wrapped_key_id === null).map((r) => r.uuid);
+      const plain = rows.filter((r) => r.passphraseId === null && r.wrappedKeyId === null).map((r) => r.uuid);
       if (plain.length) throw paramError(`The following volumes are not encrypted, so there is nothing to migrate: ${plain.slice(0, OFFENDERS_SHOWN).join(', ')}`);
       plan.volumeIds = rows.map((r) => r.id).sort((a, b) => a - b);
     }
@@ -128,19 +145,19 @@ export class Migration {
     const report: MigrationReport = { migrated: 0, skipped: 0, failed: 0, failedVolumeIds: [] };
     const jobUuid = opts.jobUuid ?? null;
     const run: RunContext = { jobUuid, userId: opts.userId };
-    const total = plan.volumeIds ? plan.volumeIds.length : Number((await this.scopeQuery(plan).count({ n: '*' }).first())?.n ?? 0);
+    const { volumes } = this.deps.repos;
+    const total = plan.volumeIds ? plan.volumeIds.length : await volumes.countSelection(plan);
     let lastId = 0;
     let processed = 0;
     for (;;) {
       if (opts.aborted?.()) throw new KmsError('unavailable', 'Migration interrupted; it resumes where it stopped when the job is taken over');
-      const batch: LegacyVolume[] = await this.scopeQuery(plan).where('id', '>', lastId).orderBy('id').limit(opts.batchSize)
-        .select('id', 'uuid', 'name', 'passphrase_id', 'kms_wrapped_key_id', 'account_id', 'domain_id', 'zone_id', 'kms_migration_job');
+      const batch = await volumes.selectionBatch(plan, lastId, opts.batchSize);
       if (!batch.length) break;
       lastId = batch[batch.length - 1]!.id;
       const outcomes = await this.migrateBatch(plan, batch, run);
       for (const v of batch) {
         const outcome = outcomes.get(v.id)!;
-        if (outcome === 'skipped' && jobUuid !== null && v.kms_migration_job === jobUuid) continue; // an earlier attempt of this job migrated it
+        if (outcome === 'skipped' && jobUuid !== null && v.migrationJob === jobUuid) continue; // an earlier attempt of this job migrated it
         if (outcome === 'migrated') report.migrated++;
         else if (outcome === 'skipped') report.skipped++;
         else {
@@ -151,17 +168,8 @@ export class Migration {
       processed += batch.length;
       await opts.progress(total ? Math.min(99, Math.floor((processed * 100) / total)) : 99);
     }
-    if (jobUuid !== null) {
-      const marked = await this.app.db('volumes').where({ kms_migration_job: jobUuid }).count({ n: '*' }).first();
-      report.migrated = Number((marked as { n: number | string } | undefined)?.n ?? 0);
-    }
+    if (jobUuid !== null) report.migrated = await volumes.countMigratedBy(jobUuid);
     return report;
-  }
-
-  private scopeQuery(plan: MigrationPlan): Knex.QueryBuilder {
-    const q = this.app.db('volumes').whereNull('removed');
-    if (plan.volumeIds) return q.whereIn('id', plan.volumeIds);
-    return q.where({ account_id: plan.accountId, zone_id: plan.zoneId }).whereNotNull('passphrase_id');
   }
 
   /**
@@ -171,12 +179,12 @@ export class Migration {
    */
   private async migrateBatch(plan: MigrationPlan, batch: LegacyVolume[], run: RunContext): Promise<Map<number, Outcome>> {
     const outcomes = new Map<number, Outcome>();
-    const todo = batch.filter((v) => v.passphrase_id !== null);
-    for (const v of batch) if (v.passphrase_id === null) outcomes.set(v.id, 'skipped');
+    const todo = batch.filter((v) => v.passphraseId !== null);
+    for (const v of batch) if (v.passphraseId === null) outcomes.set(v.id, 'skipped');
     if (!todo.length) return outcomes;
     const version = await this.wrappedKeys.activeVersion(plan.keyId);
     const kek = await this.wrappedKeys.kekRef(version);
-    const secrets = await this.passphrases.readMany(this.app.db, todo.map((v) => v.passphrase_id!));
+    const secrets = await this.passphrases.readMany(this.deps.repos, todo.map((v) => v.passphraseId!));
     const wrapped: Array<{ v: LegacyVolume; blob: Buffer }> = [];
     try {
       // A transient failure (HSM busy, restarting, degraded) is retried in later rounds, after the
@@ -185,13 +193,13 @@ export class Migration {
       for (let round = 0; pending.length; round++) {
         const transient: LegacyVolume[] = [];
         await mapLimit(pending, 16, async (v) => {
-          const secret = secrets.get(v.passphrase_id!);
+          const secret = secrets.get(v.passphraseId!);
           if (!secret) return outcomes.set(v.id, 'skipped');
           try {
             wrapped.push({ v, blob: await this.wrappedKeys.wrap(version, v.uuid, secret, kek) });
           } catch (err) {
             if (isKmsError(err) && err.retryable && round < TRANSIENT_ROUNDS) return transient.push(v);
-            this.app.logger.warn('volume migration to KMS failed', { volume: v.uuid, error: isKmsError(err) ? err.message : String(err) });
+            this.deps.logger.warn('volume migration to KMS failed', { volume: v.uuid, error: isKmsError(err) ? err.message : String(err) });
             outcomes.set(v.id, 'failed');
           }
         });
@@ -202,11 +210,11 @@ export class Migration {
       for (const s of secrets.values()) s.dispose();
     }
     try {
-      const committed = await this.app.db.transaction(async (trx) => {
-        await this.wrappedKeys.assertVersionUsable(trx, version);
+      const committed = await this.deps.repos.transaction(async (tx) => {
+        await this.wrappedKeys.assertVersionUsable(tx.wrappedKeysTrx, version);
         const out = new Map<number, Outcome>();
         for (let i = 0; i < wrapped.length; i += COMMIT_CHUNK) {
-          for (const [id, o] of await this.commitChunk(trx, plan, version, wrapped.slice(i, i + COMMIT_CHUNK), run)) out.set(id, o);
+          for (const [id, o] of await this.commitChunk(tx, plan, version, wrapped.slice(i, i + COMMIT_CHUNK), run)) out.set(id, o);
         }
         return out;
       });
@@ -222,7 +230,7 @@ export class Migration {
     const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
     const until = Date.now() + TRANSIENT_WAIT_MS * 2 ** round;
     await sleep(Math.min(TRANSIENT_WAIT_MS * 2 ** round, 1000));
-    while (this.app.providers.isDegraded(profileUuid) && Date.now() < until) await sleep(250);
+    while (this.deps.providers.isDegraded(profileUuid) && Date.now() < until) await sleep(250);
   }
 
   /**
@@ -230,22 +238,13 @@ export class Migration {
    * (only volumes that still have their passphrase and no wrapped key: a concurrent run may have
    * migrated some). Wrapped keys no volume took are deleted again; migrated volumes' passphrases too.
    */
-  private async commitChunk(trx: Knex, plan: MigrationPlan, version: KekVersionContext, chunk: Array<{ v: LegacyVolume; blob: Buffer }>, run: RunContext): Promise<Map<number, Outcome>> {
-    const wrappedIdOf = await this.wrappedKeys.insertMany(trx, version, chunk.map(({ v, blob }) => ({ zoneId: v.zone_id, ownerUuid: v.uuid, blob })));
-    const volumeIds = chunk.map(({ v }) => v.id);
-    const caseSql = `CASE id ${chunk.map(() => 'WHEN ? THEN ?').join(' ')} END`;
-    await trx('volumes').whereIn('id', volumeIds).whereNotNull('passphrase_id').whereNull('kms_wrapped_key_id').whereNull('removed')
-      .update({
-        kms_key_id: plan.keyId, passphrase_id: null, kms_migration_job: run.jobUuid,
-        kms_wrapped_key_id: trx.raw(caseSql, chunk.flatMap(({ v }) => [v.id, wrappedIdOf.get(v.uuid)!])),
-      });
-    const linked: Array<{ id: number }> = await trx('volumes').whereIn('id', volumeIds).whereIn('kms_wrapped_key_id', [...wrappedIdOf.values()]).select('id');
-    const migrated = new Set(linked.map((r) => r.id));
+  private async commitChunk(tx: Repositories, plan: MigrationPlan, version: KekVersionContext, chunk: Array<{ v: LegacyVolume; blob: Buffer }>, run: RunContext): Promise<Map<number, Outcome>> {
+    const wrappedIdOf = await this.wrappedKeys.insertMany(tx.wrappedKeysTrx, version, chunk.map(({ v, blob }) => ({ zoneId: v.zoneId, ownerUuid: v.uuid, blob })));
+    const migrated = await tx.volumes.linkWrappedKeys(plan.keyId, run.jobUuid, chunk.map(({ v }) => ({ volumeId: v.id, wrappedKeyId: wrappedIdOf.get(v.uuid)! })));
     const orphans = chunk.filter(({ v }) => !migrated.has(v.id)).map(({ v }) => wrappedIdOf.get(v.uuid)!);
-    await this.wrappedKeys.deleteUnused(trx, orphans);
-    const phrases = chunk.filter(({ v }) => migrated.has(v.id)).map(({ v }) => v.passphrase_id!);
-    if (phrases.length) await trx('passphrase').whereIn('id', phrases).delete();
-    await this.app.events.recordMany(chunk.filter(({ v }) => migrated.has(v.id)).map(({ v }) => migratedEvent(plan, v, run)), trx);
+    await this.wrappedKeys.deleteUnused(tx.wrappedKeysTrx, orphans);
+    await tx.passphrases.delete(chunk.filter(({ v }) => migrated.has(v.id)).map(({ v }) => v.passphraseId!));
+    await this.deps.events.recordMany(chunk.filter(({ v }) => migrated.has(v.id)).map(({ v }) => migratedEvent(plan, v, run)), tx);
     return new Map(chunk.map(({ v }) => [v.id, migrated.has(v.id) ? 'migrated' : 'skipped']));
   }
 
@@ -253,15 +252,13 @@ export class Migration {
    * Stores the wrapped key and points the volume at it, only if the volume still has this
    * passphrase (a concurrent run may have migrated it). The caller deletes the passphrase row.
    */
-  private async commitOne(trx: Knex, plan: MigrationPlan, version: KekVersionContext, v: LegacyVolume, blob: Buffer, run: RunContext): Promise<Outcome> {
-    const wrappedKeyId = await this.wrappedKeys.insert(trx, version, { zoneId: v.zone_id, ownerUuid: v.uuid, blob }, { versionChecked: true });
-    const n = await trx('volumes').where({ id: v.id, passphrase_id: v.passphrase_id }).whereNull('kms_wrapped_key_id').whereNull('removed')
-      .update({ kms_key_id: plan.keyId, kms_wrapped_key_id: wrappedKeyId, passphrase_id: null, kms_migration_job: run.jobUuid });
-    if (n === 1) {
-      await this.app.events.record(migratedEvent(plan, v, run), trx);
+  private async commitOne(tx: Repositories, plan: MigrationPlan, version: KekVersionContext, v: LegacyVolume, blob: Buffer, run: RunContext): Promise<Outcome> {
+    const wrappedKeyId = await this.wrappedKeys.insert(tx.wrappedKeysTrx, version, { zoneId: v.zoneId, ownerUuid: v.uuid, blob }, { versionChecked: true });
+    if (await tx.volumes.linkWrappedKey(v.id, v.passphraseId, plan.keyId, wrappedKeyId, run.jobUuid)) {
+      await this.deps.events.record(migratedEvent(plan, v, run), tx);
       return 'migrated';
     }
-    await this.wrappedKeys.deleteUnused(trx, [wrappedKeyId]);
+    await this.wrappedKeys.deleteUnused(tx.wrappedKeysTrx, [wrappedKeyId]);
     return 'skipped';
   }
 
@@ -270,17 +267,17 @@ export class Migration {
     for (let attempt = 1; ; attempt++) {
       try {
         const version = await this.wrappedKeys.activeVersion(plan.keyId);
-        const blob = await using(await this.passphrases.read(this.app.db, v.passphrase_id!), (secret) => this.wrappedKeys.wrap(version, v.uuid, secret));
-        return await this.app.db.transaction(async (trx) => {
-          await this.wrappedKeys.assertVersionUsable(trx, version);
-          const outcome = await this.commitOne(trx, plan, version, v, blob, run);
-          if (outcome === 'migrated') await this.passphrases.delete(trx, v.passphrase_id!);
+        const blob = await using(await this.passphrases.read(this.deps.repos, v.passphraseId!), (secret) => this.wrappedKeys.wrap(version, v.uuid, secret));
+        return await this.deps.repos.transaction(async (tx) => {
+          await this.wrappedKeys.assertVersionUsable(tx.wrappedKeysTrx, version);
+          const outcome = await this.commitOne(tx, plan, version, v, blob, run);
+          if (outcome === 'migrated') await this.passphrases.delete(tx, v.passphraseId!);
           return outcome;
         });
       } catch (err) {
         if (err instanceof VersionArchivedError && attempt < 3) continue;
-        if (isKmsError(err) && err.kind === 'param' && /no longer exists/.test(err.message)) return 'skipped';
-        this.app.logger.warn('volume migration to KMS failed', { volume: v.uuid, error: isKmsError(err) ? err.message : String(err) });
+        if (err instanceof PassphraseGoneError) return 'skipped'; // a concurrent run migrated it and removed the passphrase
+        this.deps.logger.warn('volume migration to KMS failed', { volume: v.uuid, error: isKmsError(err) ? err.message : String(err) });
         return 'failed';
       }
     }

@@ -1,35 +1,26 @@
-import type { Knex } from 'knex';
-import type { KekStatus } from './types';
+import type { KekVersion, KekVersionRepository } from '../db/repositories/kek-versions';
+import { REWRAP_SOURCE_STATUSES, type KekStatus } from './kek-states';
 
 /** One KEK version of a key as an operator follows a rotation: its state and the DEKs still on it. */
 export interface KekVersionSummary {
   version: number;
   status: KekStatus;
   wrappedKeys: number;
-  created: number;
-  archived: number | null;
+  created: Date;
+  archived: Date | null;
   destroyed: boolean;
 }
 
+export const summarize = (v: KekVersion): KekVersionSummary => ({
+  version: v.versionNumber, status: v.status, wrappedKeys: v.wrappedKeys, created: v.created, archived: v.archived, destroyed: v.removed !== null,
+});
+
 /** The versions of several keys (oldest first), with their wrapped-key counts, in one query. */
-export async function kekVersionSummaries(db: Knex, keyIds: readonly number[]): Promise<Map<number, KekVersionSummary[]>> {
-  const out = new Map<number, KekVersionSummary[]>();
-  if (!keyIds.length) return out;
-  const rows: Array<Record<string, any>> = await db('kms_kek_versions as v')
-    .whereIn('v.kms_key_id', keyIds)
-    .orderBy('v.version_number')
-    .select('v.kms_key_id', 'v.version_number', 'v.status', 'v.created', 'v.archived', 'v.removed', 'v.wrapped_keys as n');
-  for (const r of rows) {
-    const list = out.get(r.kms_key_id) ?? [];
-    list.push({
-      version: Number(r.version_number), status: r.status, wrappedKeys: Number(r.n), created: Number(r.created),
-      archived: r.archived === null ? null : Number(r.archived), destroyed: r.removed !== null,
-    });
-    out.set(r.kms_key_id, list);
-  }
-  return out;
+export async function kekVersionSummaries(versions: Pick<KekVersionRepository, 'ofKeys'>, keyIds: readonly number[]): Promise<Map<number, KekVersionSummary[]>> {
+  const all = await versions.ofKeys(keyIds);
+  return new Map([...all].map(([keyId, list]) => [keyId, list.map(summarize)]));
 }
 
 /** Wrapped keys still waiting for the background rewrap (on Previous versions). */
 export const rewrapRemaining = (versions: readonly KekVersionSummary[]): number =>
-  versions.filter((v) => v.status === 'Previous').reduce((n, v) => n + v.wrappedKeys, 0);
+  versions.filter((v) => REWRAP_SOURCE_STATUSES.includes(v.status)).reduce((n, v) => n + v.wrappedKeys, 0);

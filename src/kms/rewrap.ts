@@ -1,9 +1,10 @@
-import type { App } from '../app';
-import { isMysql } from '../db/knex';
-import type { KekRef } from '../providers/provider';
+import type { KmsDeps } from './deps';
+import type { ClaimedWrappedKey } from '../db/repositories/wrapped-keys';
+import type { KekRef, ProviderKind } from '../providers/provider';
 import { mapLimit } from './concurrency';
-import { isKmsError } from './errors';
-import { adjustWrappedKeyCount, WrappedKeys, type KekVersionContext } from './wrapped-keys';
+import { isKmsError } from '../core/errors';
+import { changeKekState, DESTROYED_STATUS, KEK_TRANSITIONS, REWRAP_SOURCE_STATUSES } from './kek-states';
+import { WrappedKeys, type KekVersionContext } from './wrapped-keys';
 
 /** What one rewrap tick did; failures are listed per wrapped key and retried at the next tick. */
 export interface RewrapReport {
@@ -35,7 +36,13 @@ const PERMANENT_FAILURE_PARK_MS = 60 * 60 * 1000;
 /** Rows per UPDATE statement when committing rewrapped blobs. */
 const COMMIT_CHUNK = 250;
 
-interface ClaimedRow { id: number; uuid: string; kms_key_id: number; kek_version_id: number; owner_uuid: string; wrapped_blob: Buffer }
+/** What the rewrap uses. */
+export type RewrapDeps = Pick<KmsDeps, 'repos' | 'providers' | 'masterKey' | 'events' | 'logger'>;
+
+/** Parked claims are held under this owner name until they expire. */
+const PARKED_OWNER = 'rewrap-failed';
+
+type ClaimedRow = ClaimedWrappedKey;
 
 /**
  * The background rewrap after rotation: claims wrapped keys on Previous KEK versions, rewraps each
@@ -47,8 +54,8 @@ interface ClaimedRow { id: number; uuid: string; kms_key_id: number; kek_version
 export class Rewrapper {
   private readonly wrappedKeys: WrappedKeys;
 
-  constructor(private readonly app: App) {
-    this.wrappedKeys = new WrappedKeys(app);
+  constructor(private readonly deps: RewrapDeps) {
+    this.wrappedKeys = new WrappedKeys(deps);
   }
 
   async tick(opts: RewrapOptions): Promise<RewrapReport> {
@@ -61,21 +68,8 @@ export class Rewrapper {
   }
 
   /** Claims up to batchSize unclaimed (or expired) rows on Previous versions with a conditional update. */
-  private async claim(opts: RewrapOptions): Promise<ClaimedRow[]> {
-    const { db } = this.app;
-    const now = Date.now();
-    const candidates: Array<{ id: number }> = await db('kms_wrapped_key as w')
-      .join('kms_kek_versions as v', 'v.id', 'w.kek_version_id')
-      .where('v.status', 'Previous').whereNull('w.removed')
-      .andWhere((q) => q.whereNull('w.claim_expires').orWhere('w.claim_expires', '<', now))
-      .orderBy('w.id').limit(opts.batchSize).select('w.id');
-    if (!candidates.length) return [];
-    const ids = candidates.map((c) => c.id);
-    await db('kms_wrapped_key').whereIn('id', ids)
-      .andWhere((q) => q.whereNull('claim_expires').orWhere('claim_expires', '<', now))
-      .update({ claim_owner: opts.workerId, claim_expires: now + opts.claimMs });
-    return db('kms_wrapped_key').whereIn('id', ids).where({ claim_owner: opts.workerId }).whereNull('removed')
-      .select('id', 'uuid', 'kms_key_id', 'kek_version_id', 'owner_uuid', 'wrapped_blob');
+  private claim(opts: RewrapOptions): Promise<ClaimedRow[]> {
+    return this.deps.repos.wrappedKeys.claim(REWRAP_SOURCE_STATUSES, opts.batchSize, opts.workerId, opts.claimMs, Date.now());
   }
 
   private async rewrapRows(rows: ClaimedRow[], opts: RewrapOptions, report: RewrapReport): Promise<void> {
@@ -90,10 +84,10 @@ export class Rewrapper {
     const permanent = new Set<number>();
     await mapLimit(rows, opts.concurrency ?? 16, async (row) => {
       try {
-        const from = await versionOf(row.kek_version_id);
-        const to = await activeOf(row.kms_key_id);
+        const from = await versionOf(row.kekVersionId);
+        const to = await activeOf(row.kmsKeyId);
         if (!from || from.versionId === to.versionId) return;
-        if (this.app.providers.isDegraded(from.profile.uuid) || this.app.providers.isDegraded(to.profile.uuid)) {
+        if (this.deps.providers.isDegraded(from.profile.uuid) || this.deps.providers.isDegraded(to.profile.uuid)) {
           report.paused++;
           return;
         }
@@ -102,33 +96,28 @@ export class Rewrapper {
       } catch (err) {
         if (isKmsError(err) && !err.retryable) permanent.add(row.id);
         report.failed.push({ wrappedKeyId: row.uuid, error: isKmsError(err) ? err.message : 'internal error' });
-        if (!isKmsError(err)) this.app.logger.error('rewrap failed', { wrappedKey: row.uuid, error: err instanceof Error ? err.stack : String(err) });
+        if (!isKmsError(err)) this.deps.logger.error('rewrap failed', { wrappedKey: row.uuid, error: err instanceof Error ? err.stack : String(err) });
       }
     });
 
     // One conditional UPDATE per chunk and source version: each row gets its new blob and version
     // together, and only if it is still ours and still on the version it was read from.
     if (opts.signal?.aborted) return; // our claims expire; whoever holds the lock now redoes these rows
-    await this.app.db.transaction(async (trx) => {
+    await this.deps.repos.transaction(async (tx) => {
       // Each target version must still be live: a version archived (and its KEK destroyed) since it
       // was read as Active fails the whole commit, and the rows are retried next tick.
       const targets = new Map(done.map((d) => [d.to.versionId, d.to]));
-      for (const to of targets.values()) await this.wrappedKeys.assertVersionUsable(trx, to);
+      for (const to of targets.values()) await this.wrappedKeys.assertVersionUsable(tx, to);
       for (let i = 0; i < done.length; i += COMMIT_CHUNK) {
         const chunk = done.slice(i, i + COMMIT_CHUNK);
         const bySource = new Map<string, typeof chunk>();
         for (const d of chunk) {
-          const k = `${d.row.kek_version_id}:${d.to.versionId}`;
+          const k = `${d.row.kekVersionId}:${d.to.versionId}`;
           bySource.set(k, [...(bySource.get(k) ?? []), d]);
         }
         for (const group of bySource.values()) {
-          const blobCase = trx.raw(`CASE id ${group.map(() => 'WHEN ? THEN ?').join(' ')} END`, group.flatMap((d) => [d.row.id, d.blob]));
-          const n = await trx('kms_wrapped_key')
-            .whereIn('id', group.map((d) => d.row.id))
-            .where({ kek_version_id: group[0]!.row.kek_version_id, claim_owner: opts.workerId }).whereNull('removed')
-            .update({ wrapped_blob: blobCase, kek_version_id: group[0]!.to.versionId, claim_owner: null, claim_expires: null, updated: Date.now() });
-          await adjustWrappedKeyCount(trx, group[0]!.row.kek_version_id, -n);
-          await adjustWrappedKeyCount(trx, group[0]!.to.versionId, n);
+          const n = await tx.wrappedKeys.commitRewrapped(group[0]!.row.kekVersionId, group[0]!.to.versionId, opts.workerId,
+            group.map((d) => ({ id: d.row.id, blob: d.blob })), Date.now());
           report.rewrapped += n;
           report.skipped += group.length - n;
         }
@@ -139,28 +128,23 @@ export class Rewrapper {
     // Transient failures are released for the next tick; a blob that can never be rewrapped
     // (tampered, swapped, KEK gone) is parked for an hour instead of being retried every tick.
     const failedIds = rows.filter((r) => !succeeded.has(r.id) && !permanent.has(r.id)).map((r) => r.id);
-    if (failedIds.length) {
-      await this.app.db('kms_wrapped_key').whereIn('id', failedIds).where({ claim_owner: opts.workerId }).update({ claim_owner: null, claim_expires: null });
-    }
-    if (permanent.size) {
-      await this.app.db('kms_wrapped_key').whereIn('id', [...permanent]).where({ claim_owner: opts.workerId })
-        .update({ claim_owner: 'rewrap-failed', claim_expires: Date.now() + PERMANENT_FAILURE_PARK_MS });
-    }
+    await this.deps.repos.wrappedKeys.releaseClaims(failedIds, opts.workerId);
+    await this.deps.repos.wrappedKeys.parkClaims([...permanent], opts.workerId, PARKED_OWNER, Date.now() + PERMANENT_FAILURE_PARK_MS);
   }
 
   /** Within one backend kind the provider rewraps (inside the HSM for pkcs11); across kinds, in memory. */
   private async rewrapBlob(row: ClaimedRow, from: KekVersionContext, to: KekVersionContext, refOf: (v: KekVersionContext) => Promise<KekRef>): Promise<Buffer> {
     const [fromKek, toKek] = await Promise.all([refOf(from), refOf(to)]);
-    const blob = Buffer.from(row.wrapped_blob);
-    const fromAad = this.wrappedKeys.aad(from, row.owner_uuid);
-    const toAad = this.wrappedKeys.aad(to, row.owner_uuid);
-    const source = this.app.providers.get(fromKek.profile.protocol);
+    const blob = Buffer.from(row.blob);
+    const fromAad = this.wrappedKeys.aad(from, row.ownerUuid);
+    const toAad = this.wrappedKeys.aad(to, row.ownerUuid);
+    const source = this.deps.providers.get(fromKek.profile.protocol as ProviderKind);
     if (fromKek.profile.protocol === toKek.profile.protocol) {
       return source.rewrap({ from: { kek: fromKek, blob, aad: fromAad }, to: { kek: toKek, aad: toAad } });
     }
     const dek = await source.unwrap({ kek: fromKek, blob, aad: fromAad });
     try {
-      return await this.app.providers.get(toKek.profile.protocol).wrap({ kek: toKek, dek, aad: toAad });
+      return await this.deps.providers.get(toKek.profile.protocol as ProviderKind).wrap({ kek: toKek, dek, aad: toAad });
     } finally {
       dek.dispose();
     }
@@ -171,45 +155,42 @@ export class Rewrapper {
    * emptiness); then, and for Archived versions whose destruction failed before, the KEK is destroyed.
    */
   async archiveDrained(): Promise<Array<{ keyUuid: string; version: number }>> {
-    const { db } = this.app;
+    const { repos } = this.deps;
     const archived: Array<{ keyUuid: string; version: number }> = [];
-    const previous: Array<{ id: number }> = await db('kms_kek_versions').where({ status: 'Previous' }).select('id');
-    for (const { id } of previous) {
+    const drainFrom = KEK_TRANSITIONS.drain.from;
+    for (const id of await repos.kekVersions.idsIn([drainFrom])) {
       // The version row is locked before the count: a transaction storing a DEK on this version
-      // holds a shared lock on the same row (WrappedKeys.assertVersionUsable), so either its row is
+      // holds a lock on the same row (WrappedKeys.assertVersionUsable), so either its row is
       // counted here, or it sees the version Archived and stores nothing.
-      const archivedNow = await db.transaction(async (trx) => {
-        const row = trx('kms_kek_versions').where({ id, status: 'Previous' }).first('id');
-        if (!(await (isMysql(db) ? row.forUpdate() : row))) return false;
-        const live = trx('kms_wrapped_key').where('kek_version_id', id).whereNull('removed').first('id');
-        if (await (isMysql(db) ? live.forShare() : live)) return false;
-        return (await trx('kms_kek_versions').where({ id, status: 'Previous' }).update({ status: 'Archived', archived: Date.now() })) === 1;
+      const archivedNow = await repos.transaction(async (tx) => {
+        if (!(await tx.kekVersions.lockIfIn(id, drainFrom))) return false;
+        if (await tx.wrappedKeys.anyLiveUnder(id)) return false;
+        return (await changeKekState(tx.kekVersions, { id }, 'drain', new Date())) === 1;
       });
       if (archivedNow) {
         const v = await this.wrappedKeys.versionById(id);
         if (v) archived.push({ keyUuid: v.keyUuid, version: v.versionNumber });
       }
     }
-    const pending: Array<{ id: number }> = await db('kms_kek_versions').where({ status: 'Archived' }).whereNull('removed').select('id');
-    for (const { id } of pending) await this.destroyArchived(id);
+    for (const id of await repos.kekVersions.idsIn([DESTROYED_STATUS], { live: true })) await this.destroyArchived(id);
     return archived;
   }
 
   private async destroyArchived(versionId: number): Promise<void> {
     const v = await this.wrappedKeys.versionById(versionId);
     if (!v) return;
-    const key = await this.app.db('kms_keys').where({ id: v.keyId }).first('account_id', 'domain_id');
-    const actor = { accountId: key?.account_id, domainId: key?.domain_id };
+    const key = await this.deps.repos.kmsKeys.ownerOf(v.keyId);
+    const actor = { accountId: key?.accountId, domainId: key?.domainId };
     try {
       const kek = await this.wrappedKeys.kekRef(v);
-      await this.app.providers.get(kek.profile.protocol).destroyKek(kek);
-      await this.app.db('kms_kek_versions').where({ id: versionId }).update({ removed: Date.now() });
-      await this.app.events.record({
+      await this.deps.providers.get(kek.profile.protocol as ProviderKind).destroyKek(kek);
+      await this.deps.repos.kekVersions.markDestroyed(versionId, new Date());
+      await this.deps.events.record({
         type: 'KMS.KEY.DELETE', actor, resourceType: 'KmsKey', resourceId: v.keyUuid,
         description: `Archived KEK version v${v.versionNumber} of KMS key ${v.keyUuid} and destroyed it in its backend after all wrapped keys were rewrapped`,
       });
     } catch (err) {
-      await this.app.events.record({
+      await this.deps.events.record({
         type: 'KMS.KEY.DELETE', level: 'WARN', actor, resourceType: 'KmsKey', resourceId: v.keyUuid,
         description: `KEK version v${v.versionNumber} of KMS key ${v.keyUuid} is Archived but could not be destroyed yet: ${isKmsError(err) ? err.message : 'internal error'}`,
       });

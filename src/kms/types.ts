@@ -1,15 +1,13 @@
 /**
- * Row shapes of the KMS tables (src/db/migrations/002_kms.ts). Booleans come back as 0/1 from
- * MariaDB and SQLite: read them with `bool()` from src/db/paging.ts.
+ * Facts of KMS keys that are not stored per row. The domain types of the KMS tables are defined
+ * with their repositories (src/db/repositories/kms-keys.ts, kek-versions.ts, hsm-profiles.ts,
+ * wrapped-keys.ts); KEK version states and transitions are src/kms/kek-states.ts.
  */
 
-/** KEK version states with CloudStack's spelling: exactly one Active per key. */
-export type KekStatus = 'Active' | 'Previous' | 'Archived';
-
-/** KEK sizes CloudStack accepts for a KMS key ("Key bits must be 128, 192, or 256"). */
-export const KEY_BITS = [128, 192, 256] as const;
-/** One of KEY_BITS. */
-export type KeyBits = (typeof KEY_BITS)[number];
+export type { KekStatus } from '../db/repositories/kek-versions';
+export type { KmsKey, KmsKeyView } from '../db/repositories/kms-keys';
+export type { HsmProfile, HsmProfileView, HsmProfileDetail } from '../db/repositories/hsm-profiles';
+export type { KekVersion, KekVersionContext } from '../db/repositories/kek-versions';
 
 /** The only purpose 4.23 creates (KeyPurpose.VOLUME_ENCRYPTION). */
 export const KEY_PURPOSE = 'volume';
@@ -17,31 +15,10 @@ export const KEY_PURPOSE = 'volume';
 /** The algorithm CloudStack stores and shows for every KMS key. */
 export const KEY_ALGORITHM = 'AES/GCM/NoPadding';
 
-/** A `kms_hsm_profiles` row. `account_id` null with a `domain_id` is a domain-scoped profile. */
-export interface HsmProfileRow {
-  id: number;
-  uuid: string;
-  name: string;
-  protocol: string;
-  account_id: number | null;
-  domain_id: number | null;
-  zone_id: number | null;
-  vendor_name: string | null;
-  enabled: number | boolean;
-  is_public: number | boolean;
-  created: number;
-  removed: number | null;
-}
-
-/** A `kms_hsm_profile_details` row; sensitive values are ciphertext under the master key. */
-export interface HsmProfileDetailRow {
-  id: number;
-  profile_id: number;
-  name: string;
-  value: string;
-}
-
-/** A `kms_keys` row: a zone-scoped key owned by one account; `kek_label` mirrors the Active version. */
+/**
+ * @deprecated shim for src/kms/volumes.ts (area C): a `kms_keys` row as getKeyByUuid returned it.
+ * New code uses `KmsKey` (kms.keys.byUuid / repos.kmsKeys.byUuid).
+ */
 export interface KmsKeyRow {
   id: number;
   uuid: string;
@@ -57,20 +34,5 @@ export interface KmsKeyRow {
   enabled: number | boolean;
   hsm_profile_id: number;
   created: number;
-  removed: number | null;
-}
-
-/** A `kms_kek_versions` row: one KEK in one backend, named by its label. */
-export interface KekVersionRow {
-  id: number;
-  uuid: string;
-  kms_key_id: number;
-  version_number: number;
-  kek_label: string;
-  status: KekStatus;
-  key_bits: number;
-  hsm_profile_id: number;
-  created: number;
-  archived: number | null;
   removed: number | null;
 }

@@ -1,44 +1,43 @@
-import { randomUUID } from 'node:crypto';
-import type { Knex } from 'knex';
-import type { App } from '../app';
-import type { HsmProfileConfig, KekRef } from '../providers/provider';
+import type { KmsDeps } from './deps';
+import type { KekProvider, KekRef, ProviderKind } from '../providers/provider';
 import { dekAad } from './aad';
-import { KmsError, paramError } from './errors';
-import { loadProfileConfig, type ProfileRow } from './hsm-profile-details';
-import type { SecretBytes } from './secret-bytes';
-import { bool } from '../db/paging';
-import { isMysql } from '../db/knex';
+import { isKmsError, KmsError, paramError } from '../core/errors';
+import { createRepositories, type Repositories } from '../db/repositories';
+import type { KekVersionContext } from '../db/repositories/kek-versions';
+import type { WrappedKeyInput } from '../db/repositories/wrapped-keys';
+import { loadProfileConfig } from './hsm-profile-details';
+import { requireEnabledProfile } from './guards';
+import { canUnwrapUnder, USABLE_STATUSES, WRAPPING_STATUS } from './kek-states';
+import type { SecretBytes } from '../core/secret-bytes';
 
-/** The KEK version a DEK is (or will be) wrapped with, with its key and profile. */
-export interface KekVersionContext {
-  keyId: number;
-  keyUuid: string;
-  versionId: number;
-  versionNumber: number;
-  status: 'Active' | 'Previous' | 'Archived';
-  kekLabel: string;
-  profile: ProfileRow;
-}
-
-/** A new wrapped key: the blob and the volume (owner) it belongs to. */
-export interface WrappedKeyInput { zoneId: number; ownerUuid: string; blob: Buffer }
-
-export interface WrappedKeyRow {
-  id: number; uuid: string; kms_key_id: number; kek_version_id: number; zone_id: number; owner_uuid: string; wrapped_blob: Buffer; removed: number | null;
-}
+export type { KekVersionContext } from '../db/repositories/kek-versions';
+export type { WrappedKeyInput } from '../db/repositories/wrapped-keys';
 
 /**
- * A backend's "KEK not found" means the key material is gone, not that the request was wrong: it is
- * answered as a backend failure (530, never retried) naming the KMS key and version, not the label
- * (which carries internal ids).
+ * The repositories of a transaction; a knex transaction is the deprecated form that
+ * src/kms/volumes.ts and src/kms/migration.ts (area C) still pass.
  */
-export async function withKekContext<T>(v: Pick<KekVersionContext, 'keyUuid' | 'versionNumber'>, call: Promise<T>): Promise<T> {
+export type TxRepositories = Repositories | Parameters<typeof createRepositories>[0];
+
+const reposOf = (tx: TxRepositories): Repositories => (typeof tx === 'function' ? createRepositories(tx) : tx);
+
+/** The KEK of a version is missing from its backend: the key material is gone (530, never retried), named by key and version, not label. */
+const kekMissing = (v: Pick<KekVersionContext, 'keyUuid' | 'versionNumber'>) =>
+  new KmsError('provider', `The KEK of KMS key ${v.keyUuid} version v${v.versionNumber} is missing from its backend`, { retryable: false });
+
+/**
+ * Runs a backend call on the KEK of version `v`. A backend answers an unknown KEK label as 'param'
+ * (the provider contract); here that means the key material is gone, not that the request was
+ * wrong. So on a 'param' failure the backend is asked whether the KEK exists: when it does not, the
+ * call fails as `kekMissing`; otherwise (or when the backend cannot say) the original error stands.
+ */
+export async function withKekContext<T>(
+  v: Pick<KekVersionContext, 'keyUuid' | 'versionNumber'>, call: Promise<T>, kek?: { provider: Pick<KekProvider, 'hasKek'>; ref: KekRef },
+): Promise<T> {
   try {
     return await call;
   } catch (err) {
-    if (err instanceof KmsError && err.kind === 'param' && /^KEK not found/.test(err.message)) {
-      throw new KmsError('provider', `The KEK of KMS key ${v.keyUuid} version v${v.versionNumber} is missing from its backend`, { retryable: false });
-    }
+    if (kek && isKmsError(err) && err.kind === 'param' && !(await kek.provider.hasKek(kek.ref).catch(() => true))) throw kekMissing(v);
     throw err;
   }
 }
@@ -55,75 +54,62 @@ export class VersionArchivedError extends KmsError {
  * destruction. Every blob is bound to (KMS key, KEK version, owning volume) through its AAD.
  */
 export class WrappedKeys {
-  constructor(private readonly app: App) {}
+  constructor(private readonly deps: Pick<KmsDeps, 'repos' | 'providers' | 'masterKey'>) {}
 
-  /** The Active version of a key, ready to wrap with; 431 when the profile is disabled. */
-  async activeVersion(keyId: number, trx: Knex = this.app.db): Promise<KekVersionContext> {
-    const row = await this.versionQuery(trx).where({ 'v.kms_key_id': keyId, 'v.status': 'Active' }).whereNull('v.removed').whereNull('k.removed').first();
-    if (!row) throw paramError('The KMS key was deleted meanwhile');
-    return this.toContext(row);
+  /** The Active version of a key, ready to wrap with. */
+  async activeVersion(keyId: number, repos: Repositories = this.deps.repos): Promise<KekVersionContext> {
+    const v = await repos.kekVersions.contextOfKey(keyId, WRAPPING_STATUS);
+    if (!v) throw paramError('The KMS key was deleted meanwhile');
+    return v;
   }
 
-  async versionById(versionId: number, trx: Knex = this.app.db): Promise<KekVersionContext | undefined> {
-    const row = await this.versionQuery(trx).where({ 'v.id': versionId }).first();
-    return row && this.toContext(row);
+  versionById(versionId: number, repos: Repositories = this.deps.repos): Promise<KekVersionContext | undefined> {
+    return repos.kekVersions.context(versionId);
   }
 
-  /** The KEK reference of a version (profile details decrypted; never log it). */
+  /** The KEK reference of a version (profile details decrypted; never log it); 431 when the profile is disabled. */
   async kekRef(v: KekVersionContext): Promise<KekRef> {
-    if (!bool(v.profile.enabled)) throw paramError(`HSM profile is not enabled: ${v.profile.name}`);
-    const profile: HsmProfileConfig = await loadProfileConfig(this.app.db, this.app.masterKey, v.profile);
-    return { profile, label: v.kekLabel };
+    const profile = requireEnabledProfile(v.profile);
+    return { profile: await loadProfileConfig(this.deps.repos, this.deps.masterKey, profile), label: v.kekLabel };
   }
 
   /** A fresh DEK of `bytes`, generated and wrapped by the backend; returns the blob only. */
   async generate(v: KekVersionContext, ownerUuid: string, bytes: number): Promise<Buffer> {
     const kek = await this.kekRef(v);
-    return withKekContext(v, this.app.providers.get(kek.profile.protocol).generateAndWrap({ kek, bytes, aad: this.aad(v, ownerUuid) }));
+    const provider = this.providerOf(kek);
+    return withKekContext(v, provider.generateAndWrap({ kek, bytes, aad: this.aad(v, ownerUuid) }), { provider, ref: kek });
   }
 
   /** Wraps an existing secret (the caller keeps and disposes it); `kek` saves a lookup when known. */
   async wrap(v: KekVersionContext, ownerUuid: string, dek: SecretBytes, kek?: KekRef): Promise<Buffer> {
     const ref = kek ?? (await this.kekRef(v));
-    return withKekContext(v, this.app.providers.get(ref.profile.protocol).wrap({ kek: ref, dek, aad: this.aad(v, ownerUuid) }));
+    const provider = this.providerOf(ref);
+    return withKekContext(v, provider.wrap({ kek: ref, dek, aad: this.aad(v, ownerUuid) }), { provider, ref });
   }
 
   /**
-   * Reads the version row under a shared lock: a version archived since a blob was made with it
-   * (its KEK destroyed) fails as retryable, so no DEK is ever stored under a destroyed KEK. Call it
-   * in the transaction that stores the blobs.
+   * Reads the version row under a lock: a version archived since a blob was made with it (its KEK
+   * destroyed) fails as retryable, so no DEK is ever stored under a destroyed KEK. Call it in the
+   * transaction that stores the blobs.
    */
-  async assertVersionUsable(trx: Knex, v: KekVersionContext): Promise<void> {
-    const q = trx('kms_kek_versions as v').join('kms_keys as k', 'k.id', 'v.kms_key_id')
-      .where('v.id', v.versionId).whereNull('v.removed').whereNull('k.removed').whereIn('v.status', ['Active', 'Previous'])
-      .first('v.id');
-    // FOR UPDATE, not SHARE: the same transaction then raises the version's wrapped-key count, and
-    // two shared locks each upgrading to exclusive would deadlock.
-    const current = await (isMysql(this.app.db) ? q.forUpdate() : q);
-    if (!current) {
+  async assertVersionUsable(tx: TxRepositories, v: KekVersionContext): Promise<void> {
+    if (!(await reposOf(tx).kekVersions.lockIfUsable(v.versionId, USABLE_STATUSES))) {
       throw new VersionArchivedError(`KEK version v${v.versionNumber} of KMS key ${v.keyUuid} was archived or deleted meanwhile; retry`);
     }
   }
 
   /** Inserts the wrapped-key row after assertVersionUsable; returns its id. */
-  async insert(trx: Knex, v: KekVersionContext, row: WrappedKeyInput, opts: { versionChecked?: boolean } = {}): Promise<number> {
-    if (!opts.versionChecked) await this.assertVersionUsable(trx, v);
-    return (await this.insertMany(trx, v, [row])).get(row.ownerUuid)!;
+  async insert(tx: TxRepositories, v: KekVersionContext, row: WrappedKeyInput, opts: { versionChecked?: boolean } = {}): Promise<number> {
+    if (!opts.versionChecked) await this.assertVersionUsable(tx, v);
+    return (await this.insertMany(tx, v, [row])).get(row.ownerUuid)!;
   }
 
   /**
    * Inserts several wrapped-key rows with one statement, after the caller's assertVersionUsable in
    * the same transaction; returns each owner's new row id.
    */
-  async insertMany(trx: Knex, v: KekVersionContext, rows: readonly WrappedKeyInput[]): Promise<Map<string, number>> {
-    const now = Date.now();
-    const records = rows.map((r) => ({
-      uuid: randomUUID(), kms_key_id: v.keyId, kek_version_id: v.versionId, zone_id: r.zoneId, owner_uuid: r.ownerUuid, wrapped_blob: r.blob, created: now,
-    }));
-    await trx('kms_wrapped_key').insert(records);
-    await adjustWrappedKeyCount(trx, v.versionId, records.length);
-    const inserted: Array<{ id: number; owner_uuid: string }> = await trx('kms_wrapped_key').whereIn('uuid', records.map((r) => r.uuid)).select('id', 'owner_uuid');
-    return new Map(inserted.map((r) => [r.owner_uuid, Number(r.id)]));
+  insertMany(tx: TxRepositories, v: KekVersionContext, rows: readonly WrappedKeyInput[]): Promise<Map<string, number>> {
+    return reposOf(tx).wrappedKeys.insertMany(v.keyId, v.versionId, rows, new Date());
   }
 
   /**
@@ -131,64 +117,38 @@ export class WrappedKeys {
    * must dispose() it. A blob that belongs to another volume or was altered fails as `integrity`.
    */
   async unwrap(wrappedKeyId: number, ownerUuid: string): Promise<SecretBytes> {
-    const wk: WrappedKeyRow | undefined = await this.app.db('kms_wrapped_key').where({ id: wrappedKeyId }).whereNull('removed').first();
+    const wk = await this.deps.repos.wrappedKeys.liveById(wrappedKeyId);
     if (!wk) throw paramError('The wrapped key of this volume no longer exists');
-    if (wk.owner_uuid !== ownerUuid) {
+    if (wk.ownerUuid !== ownerUuid) {
       throw new KmsError('integrity', `Wrapped key ${wk.uuid} does not belong to volume ${ownerUuid}`);
     }
-    const v = await this.versionById(wk.kek_version_id);
-    if (!v || v.status === 'Archived') throw new KmsError('integrity', `KEK version of wrapped key ${wk.uuid} is not available for decryption`);
+    const v = await this.versionById(wk.kekVersionId);
+    if (!v || !canUnwrapUnder(v.status)) throw new KmsError('integrity', `KEK version of wrapped key ${wk.uuid} is not available for decryption`);
     const kek = await this.kekRef(v);
-    return withKekContext(v, this.app.providers.get(kek.profile.protocol).unwrap({ kek, blob: Buffer.from(wk.wrapped_blob), aad: this.aad(v, ownerUuid) }));
+    const provider = this.providerOf(kek);
+    return withKekContext(v, provider.unwrap({ kek, blob: wk.blob, aad: this.aad(v, ownerUuid) }), { provider, ref: kek });
   }
 
   /** Crypto-shreds a wrapped key: the blob is overwritten and the row marked removed. */
-  async destroy(trx: Knex, wrappedKeyId: number): Promise<void> {
-    // Locked and conditional on the version read, so a rewrap moving the row meanwhile cannot make
-    // the count of the wrong version drop.
-    const q = trx('kms_wrapped_key').where({ id: wrappedKeyId }).whereNull('removed').first('kek_version_id');
-    const row: { kek_version_id: number } | undefined = await (isMysql(this.app.db) ? q.forUpdate() : q);
-    if (!row) return;
-    const n = await trx('kms_wrapped_key').where({ id: wrappedKeyId, kek_version_id: row.kek_version_id }).whereNull('removed')
-      .update({ wrapped_blob: Buffer.alloc(0), removed: Date.now() });
-    await adjustWrappedKeyCount(trx, row.kek_version_id, -n);
+  destroy(tx: TxRepositories, wrappedKeyId: number): Promise<void> {
+    return reposOf(tx).wrappedKeys.destroy(wrappedKeyId, new Date());
   }
 
   /** Deletes wrapped keys no volume took (a migration's leftovers), keeping the version counts exact. */
-  async deleteUnused(trx: Knex, ids: readonly number[]): Promise<void> {
-    if (!ids.length) return;
-    const perVersion: Array<{ kek_version_id: number; n: number | string }> = await trx('kms_wrapped_key').whereIn('id', [...ids]).whereNull('removed')
-      .groupBy('kek_version_id').select('kek_version_id', trx.raw('count(*) as n'));
-    await trx('kms_wrapped_key').whereIn('id', [...ids]).delete();
-    for (const r of perVersion) await adjustWrappedKeyCount(trx, r.kek_version_id, -Number(r.n));
+  deleteUnused(tx: TxRepositories, ids: readonly number[]): Promise<void> {
+    return reposOf(tx).wrappedKeys.deleteUnused(ids);
   }
 
   aad(v: Pick<KekVersionContext, 'keyUuid' | 'versionNumber'>, ownerUuid: string): Buffer {
     return dekAad({ purpose: 'volume', kmsKeyUuid: v.keyUuid, kekVersion: v.versionNumber, ownerUuid });
   }
 
-  private versionQuery(trx: Knex) {
-    return trx('kms_kek_versions as v')
-      .join('kms_keys as k', 'k.id', 'v.kms_key_id')
-      .join('kms_hsm_profiles as p', 'p.id', 'v.hsm_profile_id')
-      .select('v.id as versionId', 'v.version_number as versionNumber', 'v.status', 'v.kek_label as kekLabel',
-        'k.id as keyId', 'k.uuid as keyUuid', 'p.id as profileId', 'p.uuid as profileUuid', 'p.name as profileName',
-        'p.protocol as profileProtocol', 'p.enabled as profileEnabled');
-  }
-
-  private toContext(row: Record<string, any>): KekVersionContext {
-    return {
-      keyId: row.keyId, keyUuid: row.keyUuid, versionId: row.versionId, versionNumber: Number(row.versionNumber), status: row.status, kekLabel: row.kekLabel,
-      profile: { id: row.profileId, uuid: row.profileUuid, name: row.profileName, protocol: row.profileProtocol, enabled: row.profileEnabled },
-    };
+  private providerOf(kek: KekRef): KekProvider {
+    return this.deps.providers.get(kek.profile.protocol as ProviderKind);
   }
 }
 
-/**
- * Keeps `kms_kek_versions.wrapped_keys` (live wrapped keys per version) exact: every statement that
- * adds, removes or moves wrapped keys calls this in the same transaction, so progress figures never
- * scan the wrapped keys, however many there are.
- */
-export async function adjustWrappedKeyCount(trx: Knex, versionId: number, delta: number): Promise<void> {
-  if (delta !== 0) await trx('kms_kek_versions').where({ id: versionId }).increment('wrapped_keys', delta);
+/** @deprecated shim for bench/scale.ts: use `repos.kekVersions.adjustWrappedKeyCount` in a transaction. */
+export async function adjustWrappedKeyCount(tx: TxRepositories, versionId: number, delta: number): Promise<void> {
+  await reposOf(tx).kekVersions.adjustWrappedKeyCount(versionId, delta);
 }

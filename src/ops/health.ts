@@ -1,9 +1,20 @@
 import { Redis } from 'ioredis';
-import type { App } from '../app';
-import { isKmsError, KmsError } from '../kms/errors';
-import { profileConfigFor } from '../kms/hsm-profiles';
-import type { HsmProfileRow } from '../kms/types';
+import { isKmsError, KmsError } from '../core/errors';
+import type { Logger } from '../core/logger';
+import type { Repositories } from '../db/repositories';
+import type { HsmProfile, HsmProfiles } from '../kms/hsm-profiles';
 import type { ProviderKind } from '../providers/provider';
+import type { ProviderRegistry } from '../providers/registry';
+
+/** What readiness asks: the database (through its repository), the KEK backends and profiles, Redis when configured. */
+export interface HealthDeps {
+  readonly repos: Pick<Repositories, 'opsState'>;
+  readonly providers: Pick<ProviderRegistry, 'get' | 'isDegraded'>;
+  readonly profiles: Pick<HsmProfiles, 'enabled' | 'configFor'>;
+  /** REDIS_URL, when the job queue uses Redis. */
+  readonly redisUrl?: string;
+  readonly logger: Logger;
+}
 
 /** One readiness check: a component and whether it answered in time. Never carries a secret. */
 export interface Check {
@@ -46,7 +57,7 @@ export class Health {
   readonly #probes = new Map<string, Promise<void>>();
   readonly #last = new Map<string, string>();
 
-  constructor(private readonly app: Pick<App, 'db' | 'env' | 'logger' | 'providers' | 'masterKey'>, private readonly timeoutMs: number) {}
+  constructor(private readonly deps: HealthDeps, private readonly timeoutMs: number) {}
 
   /** From now on readiness answers 503 "shutting down", so load balancers stop sending requests. */
   startDraining(): void {
@@ -74,12 +85,12 @@ export class Health {
 
   async #measure(): Promise<Readiness> {
     const checks = await Promise.all([
-      this.#check('database', async () => { await this.app.db.raw('SELECT 1'); }),
+      this.#check('database', () => this.deps.repos.opsState.ping()),
       this.#check('migrations', async () => {
-        const [, pending] = (await this.app.db.migrate.list()) as [unknown[], unknown[]];
-        if (pending.length) throw new Error(`${pending.length} pending`);
+        const pending = await this.deps.repos.opsState.pendingMigrations();
+        if (pending) throw new Error(`${pending} pending`);
       }),
-      ...(this.app.env.redisUrl ? [this.#check('redis', () => this.#pingRedis())] : []),
+      ...(this.deps.redisUrl ? [this.#check('redis', () => this.#pingRedis())] : []),
       ...(await this.#hsmChecks()),
     ]);
     const down = checks.filter((c) => c.status === 'down').map((c) => c.name);
@@ -114,7 +125,7 @@ export class Health {
 
   #redisClient(): Redis {
     if (!this.#redis) {
-      this.#redis = new Redis(this.app.env.redisUrl!, {
+      this.#redis = new Redis(this.deps.redisUrl!, {
         lazyConnect: false, enableOfflineQueue: false, maxRetriesPerRequest: 0, connectTimeout: this.timeoutMs,
         retryStrategy: (n) => Math.min(n * 200, 2000),
       });
@@ -124,23 +135,23 @@ export class Health {
   }
 
   async #hsmChecks(): Promise<Array<Promise<Check>>> {
-    let rows: HsmProfileRow[];
+    let rows: HsmProfile[];
     try {
-      rows = await this.app.db('kms_hsm_profiles').whereNull('removed').where({ enabled: true }).orderBy('id');
+      rows = await this.deps.profiles.enabled();
     } catch {
-      return []; // the database check says it
+      return []; // not swallowed: the database check, run in the same measurement, reports the outage
     }
     return rows.map((row) => this.#check(`hsm:${row.name}`, () => this.#probe(row)));
   }
 
-  #probe(row: HsmProfileRow): Promise<void> {
+  #probe(row: HsmProfile): Promise<void> {
     let p = this.#probes.get(row.uuid);
     if (!p) {
       p = (async () => {
         // A profile whose circuit is open is down until the circuit's own probe closes it.
-        if (this.app.providers.isDegraded(row.uuid)) throw new KmsError('unavailable', `HSM profile ${row.name} is Degraded (its circuit is open)`);
-        const config = await profileConfigFor(this.app, row.id);
-        await this.app.providers.get(row.protocol as ProviderKind).probe(config);
+        if (this.deps.providers.isDegraded(row.uuid)) throw new KmsError('unavailable', `HSM profile ${row.name} is Degraded (its circuit is open)`);
+        const config = await this.deps.profiles.configFor(row.id);
+        await this.deps.providers.get(row.protocol as ProviderKind).probe(config);
       })().finally(() => this.#probes.delete(row.uuid));
       this.#probes.set(row.uuid, p);
     }
@@ -163,7 +174,7 @@ export class Health {
     }
     if (this.#last.get(name) !== check.status) {
       if (this.#last.has(name) || check.status === 'down') {
-        const log = check.status === 'up' ? this.app.logger.info : this.app.logger.warn;
+        const log = check.status === 'up' ? this.deps.logger.info : this.deps.logger.warn;
         log(`readiness: ${name} is ${check.status}`, { check: name, reason: check.reason, error: detail });
       }
       this.#last.set(name, check.status);

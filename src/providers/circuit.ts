@@ -1,4 +1,4 @@
-import { KmsError } from '../kms/errors';
+import { KmsError } from '../core/errors';
 import type { HsmProfileConfig } from './provider';
 
 /** A profile's health as listHSMProfiles shows it. */

@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { KmsError } from '../kms/errors';
+import { KmsError } from '../core/errors';
 import type { BackendPolicy, ItemResult } from './provider';
 
 /** Test seams for callWithPolicy; production code passes none. */

@@ -1,11 +1,12 @@
-import type { KmsError } from '../kms/errors';
-import type { SecretBytes } from '../kms/secret-bytes';
+import type { KeyBits } from '../core/key-bits';
+import type { KmsError } from '../core/errors';
+import type { SecretBytes } from '../core/secret-bytes';
 
 /** Backend protocols, as CloudStack names them (`kms_hsm_profiles.protocol`). */
 export type ProviderKind = 'database' | 'pkcs11';
 export const PROVIDER_KINDS: readonly ProviderKind[] = ['database', 'pkcs11'];
 
-export type KekBits = 128 | 192 | 256;
+export type KekBits = KeyBits;
 
 /** An HSM profile as a provider sees it: details are decrypted (the PIN is plain here, never logged). */
 export interface HsmProfileConfig {

@@ -1,7 +1,7 @@
 import type { MasterKey } from '../config/master-key';
-import type { Db } from '../db/knex';
-import { KmsError } from '../kms/errors';
-import type { Logger } from '../logger';
+import type { DatabaseKekRepository } from '../db/repositories/database-keks';
+import { KmsError } from '../core/errors';
+import type { Logger } from '../core/logger';
 import { createDatabaseProvider, type DatabaseProviderOptions } from './database/database-provider';
 import { createPkcs11Provider, type Pkcs11ProviderOptions } from './pkcs11/pkcs11-provider';
 import { ProfileCircuits, type CircuitOptions, type ProfileHealth } from './circuit';
@@ -27,11 +27,12 @@ export interface ProviderRegistry {
 
 /** What the registry needs; `policy` is read at every call, so a settings change applies at once. */
 export interface ProviderRegistryDeps {
-  db: Db;
+  /** The database provider's KEK table. */
+  databaseKeks: DatabaseKekRepository;
   masterKey: MasterKey;
   policy: () => BackendPolicy | Promise<BackendPolicy>;
   logger: Logger;
-  database?: Omit<DatabaseProviderOptions, 'db' | 'masterKey' | 'logger'>;
+  database?: Omit<DatabaseProviderOptions, 'keks' | 'masterKey' | 'logger'>;
   pkcs11?: Omit<Pkcs11ProviderOptions, 'logger'>;
   /** Test seam, passed to callWithPolicy. */
   hooks?: PolicyHooks;
@@ -159,7 +160,7 @@ export function createProviderRegistry(deps: ProviderRegistryDeps): ProviderRegi
   const build = (kind: ProviderKind): KekProvider => {
     switch (kind) {
       case 'database':
-        return createDatabaseProvider({ ...deps.database, db: deps.db, masterKey: deps.masterKey, logger: deps.logger });
+        return createDatabaseProvider({ ...deps.database, keks: deps.databaseKeks, masterKey: deps.masterKey, logger: deps.logger });
       case 'pkcs11':
         return createPkcs11Provider({ ...deps.pkcs11, logger: deps.logger });
       default:

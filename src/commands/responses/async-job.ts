@@ -1,14 +1,10 @@
-import type { Knex } from 'knex';
-import { formatDate } from '../../api/envelope';
+import { formatDate } from '../../core/dates';
+import type { AsyncJobView } from '../../db/repositories/jobs';
+import { JobStatus } from '../../jobs/types';
 import type { ResponseField } from '../define';
 import { prettyPath } from './identity';
 
-/** An async_job row joined with its owner's names, as the job responses need it. */
-export interface AsyncJobView {
-  uuid: string; cmd: string; status: number; process_status: number; result_code: number; result_type: string | null; result: string | null;
-  instance_type: string | null; instance_id: string | null; created: number; completed: number | null; account_id: number; domain_id: number;
-  account_uuid: string | null; account_name: string | null; domain_uuid: string | null; domain_path: string | null; user_uuid: string | null;
-}
+export type { AsyncJobView } from '../../db/repositories/jobs';
 
 /** AsyncJobResponse fields in CloudStack's order (reference/cloudstack-api-protocol.md §4.2). */
 export const asyncJobFields: readonly ResponseField[] = [
@@ -30,35 +26,25 @@ export const asyncJobFields: readonly ResponseField[] = [
   { name: 'jobstatus', type: 'integer', description: 'the current job status: 0 in progress, 1 succeeded, 2 failed' },
 ];
 
-/** The jobs with their owners' names; restrict it with applyOwnerScope or a uuid. */
-export const asyncJobQuery = (db: Knex) =>
-  db('async_job as j')
-    .leftJoin('account as a', 'a.id', 'j.account_id')
-    .leftJoin('domain as d', 'd.id', 'j.domain_id')
-    .leftJoin('user as u', 'u.id', 'j.user_id')
-    .select('j.uuid', 'j.cmd', 'j.status', 'j.process_status', 'j.result_code', 'j.result_type', 'j.result', 'j.instance_type', 'j.instance_id',
-      'j.created', 'j.completed', 'j.account_id', 'j.domain_id', 'a.uuid as account_uuid', 'a.account_name', 'd.uuid as domain_uuid',
-      'd.path as domain_path', 'u.uuid as user_uuid');
-
 /** The wire form: numbers as JSON numbers, result fields only once the job finished. */
 export function asyncJobResponse(j: AsyncJobView): Record<string, unknown> {
-  const finished = Number(j.status) !== 0;
+  const finished = j.status !== JobStatus.InProgress;
   return {
-    accountid: j.account_uuid ?? undefined,
-    account: j.account_name ?? undefined,
-    domainid: j.domain_uuid ?? undefined,
-    domainpath: j.domain_path === null ? undefined : prettyPath(j.domain_path),
-    userid: j.user_uuid ?? undefined,
+    accountid: j.accountUuid ?? undefined,
+    account: j.accountName ?? undefined,
+    domainid: j.domainUuid ?? undefined,
+    domainpath: j.domainPath === null ? undefined : prettyPath(j.domainPath),
+    userid: j.userUuid ?? undefined,
     cmd: j.cmd,
-    jobprocstatus: Number(j.process_status),
-    jobresultcode: Number(j.result_code),
-    jobresulttype: finished ? (j.result_type ?? 'object') : undefined,
+    jobprocstatus: j.processStatus,
+    jobresultcode: j.resultCode,
+    jobresulttype: finished ? (j.resultType ?? 'object') : undefined,
     jobresult: finished && j.result ? (JSON.parse(j.result) as object) : undefined,
-    jobinstancetype: j.instance_type ?? undefined,
-    jobinstanceid: j.instance_id ?? undefined,
+    jobinstancetype: j.instanceType ?? undefined,
+    jobinstanceid: j.instanceId ?? undefined,
     created: formatDate(j.created),
     completed: finished ? formatDate(j.completed) : undefined,
     jobid: j.uuid,
-    jobstatus: Number(j.status),
+    jobstatus: j.status,
   };
 }

@@ -1,5 +1,4 @@
-import { formatDate } from '../../api/envelope';
-import { bool } from '../../db/paging';
+import { formatDate } from '../../core/dates';
 import type { DiskOfferingView } from '../../kms/disk-offerings';
 import type { ResponseField } from '../define';
 
@@ -44,12 +43,12 @@ const QOS_FIELDS: Record<string, string> = {
 };
 
 export function diskOfferingResponse(o: DiskOfferingView) {
-  const qos = o.qos ? (JSON.parse(o.qos) as Record<string, number | boolean>) : {};
+  const qos = o.qos ?? {};
   const qosOut = Object.fromEntries(Object.entries(qos).filter(([k]) => k in QOS_FIELDS).map(([k, v]) => [QOS_FIELDS[k]!, v]));
   const joined = (xs: string[]) => (xs.length ? xs.join(',') : undefined);
   return {
-    id: o.uuid, name: o.name, displaytext: o.display_text, disksize: Number(o.disk_size_gb), iscustomized: bool(o.customized), encrypt: bool(o.encrypt),
-    state: o.state, storagetype: o.storage_type, provisioningtype: o.provisioning_type, cacheMode: o.cache_mode, disksizestrictness: bool(o.disk_size_strictness),
+    id: o.uuid, name: o.name, displaytext: o.displayText, disksize: o.diskSizeGb, iscustomized: o.customized, encrypt: o.encrypt,
+    state: o.state, storagetype: o.storageType, provisioningtype: o.provisioningType, cacheMode: o.cacheMode, disksizestrictness: o.diskSizeStrictness,
     iscustomizediops: false, ...qosOut, tags: o.tags ?? undefined,
     domainid: joined(o.domains.map((d) => d.uuid)), domain: joined(o.domains.map((d) => d.name)),
     zoneid: joined(o.zones.map((z) => z.uuid)), zone: joined(o.zones.map((z) => z.name)),

@@ -1,8 +1,6 @@
-import { formatDate } from '../../api/envelope';
-import { bool } from '../../db/paging';
+import { formatDate } from '../../core/dates';
 import { maskedDetails } from '../../kms/hsm-profile-details';
-import type { HsmProfileView } from '../../kms/hsm-profiles';
-import type { HsmProfileDetailRow } from '../../kms/types';
+import type { HsmProfileDetail, HsmProfileView } from '../../kms/hsm-profiles';
 import type { ResponseField } from '../define';
 import { prettyPath } from './identity';
 
@@ -27,13 +25,13 @@ export const hsmProfileFields: readonly ResponseField[] = [
 ];
 
 /** A profile on the wire (sensitive details masked); `details` undefined gives CloudStack's limited view (no details at all). */
-export function hsmProfileResponse(p: HsmProfileView, details: readonly HsmProfileDetailRow[] | undefined, health: 'Healthy' | 'Degraded' = 'Healthy') {
+export function hsmProfileResponse(p: HsmProfileView, details: readonly HsmProfileDetail[] | undefined, health: 'Healthy' | 'Degraded' = 'Healthy') {
   return {
-    id: p.uuid, name: p.name, protocol: p.protocol, vendor: p.vendor_name ?? undefined,
-    accountid: p.account_uuid ?? undefined, account: p.account_name ?? undefined,
-    domainid: p.domain_uuid ?? undefined, domain: p.domain_name ?? undefined, domainpath: p.domain_path ? prettyPath(p.domain_path) : undefined,
-    zoneid: p.zone_uuid ?? undefined, zonename: p.zone_name ?? undefined,
-    ispublic: bool(p.is_public), enabled: bool(p.enabled), created: formatDate(p.created), health,
+    id: p.uuid, name: p.name, protocol: p.protocol, vendor: p.vendorName ?? undefined,
+    accountid: p.accountUuid ?? undefined, account: p.accountName ?? undefined,
+    domainid: p.domainUuid ?? undefined, domain: p.domainName ?? undefined, domainpath: p.domainPath ? prettyPath(p.domainPath) : undefined,
+    zoneid: p.zoneUuid ?? undefined, zonename: p.zoneName ?? undefined,
+    ispublic: p.isPublic, enabled: p.enabled, created: formatDate(p.created), health,
     details: details ? maskedDetails(details) : undefined,
   };
 }

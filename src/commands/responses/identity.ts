@@ -1,12 +1,10 @@
-import type { Knex } from 'knex';
-import { formatDate } from '../../api/envelope';
+import { formatDate } from '../../core/dates';
 import { roleOf, ROLE_NAMES } from '../../identity/caller';
+import type { AccountView, DomainView, UserView } from '../../identity/directory';
 import type { ResponseField } from '../define';
 
 /** ROOT/sub/child as CloudStack shows a domain path. */
 export const prettyPath = (path: string): string => (path === '/' ? 'ROOT' : `ROOT${path.replace(/\/$/, '')}`);
-
-export interface DomainView { id: number; uuid: string; name: string; path: string; level: number; network_domain: string | null; created: number; parent_uuid: string | null; parent_name: string | null; children: number }
 
 export const domainFields: readonly ResponseField[] = [
   { name: 'id', type: 'string', description: 'the ID of the domain' },
@@ -21,28 +19,10 @@ export const domainFields: readonly ResponseField[] = [
   { name: 'created', type: 'date', description: 'the date when this domain was created' },
 ];
 
-export const domainQuery = (db: Knex) =>
-  db('domain as d').leftJoin('domain as p', 'p.id', 'd.parent_id').whereNull('d.removed')
-    .select('d.id', 'd.uuid', 'd.name', 'd.path', 'd.level', 'd.network_domain', 'd.created', 'p.uuid as parent_uuid', 'p.name as parent_name',
-      db.raw('(select count(*) from domain c where c.parent_id = d.id and c.removed is null) as children'));
-
 export const domainResponse = (d: DomainView) => ({
-  id: d.uuid, name: d.name, level: Number(d.level), parentdomainid: d.parent_uuid ?? undefined, parentdomainname: d.parent_name ?? undefined,
-  haschild: Number(d.children) > 0, path: prettyPath(d.path), networkdomain: d.network_domain ?? undefined, state: 'Active', created: formatDate(d.created),
+  id: d.uuid, name: d.name, level: d.level, parentdomainid: d.parentUuid ?? undefined, parentdomainname: d.parentName ?? undefined,
+  haschild: d.hasChildren, path: prettyPath(d.path), networkdomain: d.networkDomain ?? undefined, state: 'Active', created: formatDate(d.created),
 });
-
-export interface UserView {
-  id: number; uuid: string; username: string; firstname: string; lastname: string; email: string | null; state: string; created: number;
-  timezone: string | null; api_key: string | null; account_id: number; account_uuid: string; account_name: string; account_type: number;
-  domain_id: number; domain_uuid: string; domain_name: string; domain_path: string;
-}
-
-export const userQuery = (db: Knex) =>
-  db('user as u').join('account as a', 'a.id', 'u.account_id').join('domain as d', 'd.id', 'a.domain_id')
-    .whereNull('u.removed').whereNull('a.removed')
-    .select('u.id', 'u.uuid', 'u.username', 'u.firstname', 'u.lastname', 'u.email', 'u.state', 'u.created', 'u.timezone', 'u.api_key',
-      'a.id as account_id', 'a.uuid as account_uuid', 'a.account_name', 'a.type as account_type',
-      'd.id as domain_id', 'd.uuid as domain_uuid', 'd.name as domain_name', 'd.path as domain_path');
 
 export const userFields: readonly ResponseField[] = [
   { name: 'id', type: 'string', description: 'the user ID' },
@@ -66,20 +46,14 @@ export const userFields: readonly ResponseField[] = [
 ];
 
 export const userResponse = (u: UserView) => {
-  const role = roleOf(Number(u.account_type));
+  const role = roleOf(u.accountType);
   return {
     id: u.uuid, username: u.username, firstname: u.firstname, lastname: u.lastname, email: u.email ?? undefined, created: formatDate(u.created),
-    state: u.state, account: u.account_name, accountid: u.account_uuid, accounttype: Number(u.account_type), roletype: role, rolename: ROLE_NAMES[role],
-    domain: u.domain_name, domainid: u.domain_uuid, domainpath: prettyPath(u.domain_path), timezone: u.timezone ?? undefined,
-    apikey: u.api_key ?? undefined, usersource: 'native', isdefault: u.username === 'admin' && u.domain_path === '/',
+    state: u.state, account: u.accountName, accountid: u.accountUuid, accounttype: u.accountType, roletype: role, rolename: ROLE_NAMES[role],
+    domain: u.domainName, domainid: u.domainUuid, domainpath: prettyPath(u.domainPath), timezone: u.timezone ?? undefined,
+    apikey: u.apiKey ?? undefined, usersource: 'native', isdefault: u.username === 'admin' && u.domainPath === '/',
   };
 };
-
-export interface AccountView { id: number; uuid: string; account_name: string; type: number; state: string; created: number; domain_id: number; domain_uuid: string; domain_name: string; domain_path: string }
-
-export const accountQuery = (db: Knex) =>
-  db('account as a').join('domain as d', 'd.id', 'a.domain_id').whereNull('a.removed')
-    .select('a.id', 'a.uuid', 'a.account_name', 'a.type', 'a.state', 'a.created', 'd.id as domain_id', 'd.uuid as domain_uuid', 'd.name as domain_name', 'd.path as domain_path');
 
 export const accountFields: readonly ResponseField[] = [
   { name: 'id', type: 'string', description: 'the id of the account' },
@@ -95,11 +69,11 @@ export const accountFields: readonly ResponseField[] = [
   { name: 'user', type: 'list', description: 'the list of users associated with account', response: userFields },
 ];
 
-export const accountResponse = (a: AccountView, users: UserView[]) => {
-  const role = roleOf(Number(a.type));
+export const accountResponse = (a: AccountView, users: readonly UserView[]) => {
+  const role = roleOf(a.type);
   return {
-    id: a.uuid, name: a.account_name, accounttype: Number(a.type), roletype: role, rolename: ROLE_NAMES[role],
-    domainid: a.domain_uuid, domain: a.domain_name, domainpath: prettyPath(a.domain_path), state: a.state, created: formatDate(a.created),
-    user: users.filter((u) => u.account_id === a.id).map(userResponse),
+    id: a.uuid, name: a.name, accounttype: a.type, roletype: role, rolename: ROLE_NAMES[role],
+    domainid: a.domainUuid, domain: a.domainName, domainpath: prettyPath(a.domainPath), state: a.state, created: formatDate(a.created),
+    user: users.filter((u) => u.accountId === a.id).map(userResponse),
   };
 };

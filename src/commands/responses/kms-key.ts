@@ -1,5 +1,4 @@
-import { formatDate } from '../../api/envelope';
-import { bool } from '../../db/paging';
+import { formatDate } from '../../core/dates';
 import { isRootAdmin, type Caller } from '../../identity/caller';
 import type { KmsKeyView } from '../../kms/kms-keys';
 import { rewrapRemaining, type KekVersionSummary } from '../../kms/rewrap-progress';
@@ -45,11 +44,11 @@ export const kmsKeyFields: readonly ResponseField[] = [
 export function kmsKeyResponse(k: KmsKeyView, caller: Caller, versions: readonly KekVersionSummary[] = []) {
   return {
     id: k.uuid, name: k.name, description: k.description ?? undefined,
-    account: k.account_name, accountid: k.account_uuid, domainid: k.domain_uuid, domain: k.domain_name, domainpath: prettyPath(k.domain_path),
-    zoneid: k.zone_uuid, zonename: k.zone_name, hsmprofileid: k.profile_uuid, hsmprofile: k.profile_name,
-    purpose: k.purpose, algorithm: k.algorithm, keybits: Number(k.key_bits), version: k.version === null ? undefined : Number(k.version),
-    enabled: bool(k.enabled), created: formatDate(k.created),
-    keklabel: isRootAdmin(caller) ? k.kek_label : undefined,
+    account: k.accountName, accountid: k.accountUuid, domainid: k.domainUuid, domain: k.domainName, domainpath: prettyPath(k.domainPath),
+    zoneid: k.zoneUuid, zonename: k.zoneName, hsmprofileid: k.profileUuid, hsmprofile: k.profileName,
+    purpose: k.purpose, algorithm: k.algorithm, keybits: k.keyBits, version: k.version ?? undefined,
+    enabled: k.enabled, created: formatDate(k.created),
+    keklabel: isRootAdmin(caller) ? k.kekLabel : undefined,
     rewrapremaining: rewrapRemaining(versions),
     versions: versions.map((v) => ({
       version: v.version, status: v.status, wrappedkeys: v.wrappedKeys, created: formatDate(v.created),

@@ -1,28 +1,9 @@
-import type { Knex } from 'knex';
-import { formatDate } from '../../api/envelope';
+import { formatDate } from '../../core/dates';
+import type { VolumeView } from '../../db/repositories/volumes';
 import type { ResponseField } from '../define';
 import { prettyPath } from './identity';
 
-export interface VolumeView {
-  id: number; uuid: string; name: string; size: number; state: string; encrypt_format: string | null; created: number; passphrase_id: number | null;
-  account_id: number; domain_id: number; account_name: string; account_uuid: string; domain_uuid: string; domain_name: string; domain_path: string;
-  zone_uuid: string; zone_name: string; key_uuid: string | null; key_name: string | null; key_version: number | null;
-  offering_uuid: string | null; offering_name: string | null; offering_display_text: string | null; provisioning_type: string | null; storage_type: string | null;
-}
-
-/** Volumes with owner, zone, KMS key and the KEK version their DEK is wrapped with. */
-export const volumeQuery = (db: Knex) =>
-  db('volumes as v')
-    .join('account as a', 'a.id', 'v.account_id').join('domain as d', 'd.id', 'v.domain_id').join('data_center as z', 'z.id', 'v.zone_id')
-    .leftJoin('kms_keys as k', 'k.id', 'v.kms_key_id')
-    .leftJoin('kms_wrapped_key as w', 'w.id', 'v.kms_wrapped_key_id')
-    .leftJoin('kms_kek_versions as kv', 'kv.id', 'w.kek_version_id')
-    .leftJoin('disk_offering as o', 'o.id', 'v.disk_offering_id')
-    .whereNull('v.removed')
-    .select('v.id', 'v.uuid', 'v.name', 'v.size', 'v.state', 'v.encrypt_format', 'v.created', 'v.passphrase_id', 'v.account_id', 'v.domain_id',
-      'a.account_name', 'a.uuid as account_uuid', 'd.uuid as domain_uuid', 'd.name as domain_name', 'd.path as domain_path',
-      'z.uuid as zone_uuid', 'z.name as zone_name', 'k.uuid as key_uuid', 'k.name as key_name', 'kv.version_number as key_version',
-      'o.uuid as offering_uuid', 'o.name as offering_name', 'o.display_text as offering_display_text', 'o.provisioning_type', 'o.storage_type');
+export type { VolumeView } from '../../db/repositories/volumes';
 
 export const volumeFields: readonly ResponseField[] = [
   { name: 'id', type: 'string', description: 'ID of the disk volume' },
@@ -53,11 +34,11 @@ export const volumeFields: readonly ResponseField[] = [
 ];
 
 export const volumeResponse = (v: VolumeView) => ({
-  id: v.uuid, name: v.name, type: 'DATADISK', state: v.state, size: Number(v.size),
-  diskofferingid: v.offering_uuid ?? undefined, diskofferingname: v.offering_name ?? undefined, diskofferingdisplaytext: v.offering_display_text ?? undefined,
-  storagetype: v.storage_type ?? 'shared', provisioningtype: v.provisioning_type ?? 'thin', destroyed: false, isextractable: false, deleteprotection: false, tags: [], account: v.account_name, domainid: v.domain_uuid, domain: v.domain_name,
-  domainpath: prettyPath(v.domain_path), zoneid: v.zone_uuid, zonename: v.zone_name, encryptformat: v.encrypt_format ?? undefined,
-  kmskeyid: v.key_uuid ?? undefined, kmskey: v.key_name ?? undefined, kmskeyversion: v.key_version === null ? undefined : Number(v.key_version),
+  id: v.uuid, name: v.name, type: 'DATADISK', state: v.state, size: v.size,
+  diskofferingid: v.offeringUuid ?? undefined, diskofferingname: v.offeringName ?? undefined, diskofferingdisplaytext: v.offeringDisplayText ?? undefined,
+  storagetype: v.storageType ?? 'shared', provisioningtype: v.provisioningType ?? 'thin', destroyed: false, isextractable: false, deleteprotection: false, tags: [], account: v.accountName, domainid: v.domainUuid, domain: v.domainName,
+  domainpath: prettyPath(v.domainPath), zoneid: v.zoneUuid, zonename: v.zoneName, encryptformat: v.encryptFormat ?? undefined,
+  kmskeyid: v.keyUuid ?? undefined, kmskey: v.keyName ?? undefined, kmskeyversion: v.keyVersion ?? undefined,
   created: formatDate(v.created),
 });
 
@@ -69,5 +50,5 @@ export const volumeMetricsFields: readonly ResponseField[] = [
 
 export const volumeMetricsResponse = (v: VolumeView) => ({
   ...volumeResponse(v),
-  sizegb: `${(Number(v.size) / 1024 ** 3).toFixed(2)} GiB`,
+  sizegb: `${(v.size / 1024 ** 3).toFixed(2)} GiB`,
 });

@@ -1,5 +1,8 @@
 import type { Db } from '../knex';
-import { paramError } from '../../kms/errors';
+import { paramError } from '../../core/errors';
+import type { OwnerScope } from '../../core/owner-scope';
+import { applyOwnerScope } from '../owner-scope';
+import { pagedRows, type Page, type PageWindow } from '../paging';
 
 /** One `async_job` row: the single truth of a job (owner, command, state, progress, result, lease). */
 export interface AsyncJobRow {
@@ -52,6 +55,28 @@ export interface JobFinish {
 
 const IN_PROGRESS = 0;
 
+/** A job with its owner's names, as queryAsyncJobResult and listAsyncJobs show it. */
+export interface AsyncJobView {
+  uuid: string; cmd: string;
+  /** JobStatus: 0 in progress, 1 succeeded, 2 failed. */
+  status: number;
+  processStatus: number; resultCode: number; resultType: string | null;
+  /** The stored `jobresult` JSON text; null while in progress. */
+  result: string | null;
+  instanceType: string | null; instanceId: string | null; created: Date; completed: Date | null; accountId: number; domainId: number;
+  accountUuid: string | null; accountName: string | null; domainUuid: string | null; domainPath: string | null; userUuid: string | null;
+}
+
+function toJobView(r: Record<string, any>): AsyncJobView {
+  return {
+    uuid: r.uuid, cmd: r.cmd, status: Number(r.status), processStatus: Number(r.process_status), resultCode: Number(r.result_code),
+    resultType: r.result_type ?? null, result: r.result ?? null, instanceType: r.instance_type ?? null, instanceId: r.instance_id ?? null,
+    created: new Date(Number(r.created)), completed: r.completed === null || r.completed === undefined ? null : new Date(Number(r.completed)),
+    accountId: Number(r.account_id), domainId: Number(r.domain_id), accountUuid: r.account_uuid ?? null, accountName: r.account_name ?? null,
+    domainUuid: r.domain_uuid ?? null, domainPath: r.domain_path ?? null, userUuid: r.user_uuid ?? null,
+  };
+}
+
 /**
  * Job rows. Every state change is a conditional UPDATE (status, lease owner, lease expiry), so
  * several workers and API nodes can share one database: a claim succeeds for exactly one worker,
@@ -76,6 +101,37 @@ export class JobRepository {
       if (await this.db('async_job').where({ uuid: job.uuid }).first('id')) throw paramError(`A job with id ${job.uuid} already exists`);
       throw err;
     }
+  }
+
+  private viewQuery() {
+    return this.db('async_job as j')
+      .leftJoin('account as a', 'a.id', 'j.account_id')
+      .leftJoin('domain as d', 'd.id', 'j.domain_id')
+      .leftJoin('user as u', 'u.id', 'j.user_id')
+      .select('j.uuid', 'j.cmd', 'j.status', 'j.process_status', 'j.result_code', 'j.result_type', 'j.result', 'j.instance_type', 'j.instance_id',
+        'j.created', 'j.completed', 'j.account_id', 'j.domain_id', 'a.uuid as account_uuid', 'a.account_name', 'd.uuid as domain_uuid',
+        'd.path as domain_path', 'u.uuid as user_uuid');
+  }
+
+  /** A job with its owner's names, by uuid. */
+  async view(uuid: string): Promise<AsyncJobView | undefined> {
+    const r = await this.viewQuery().where('j.uuid', uuid).first();
+    return r ? toJobView(r) : undefined;
+  }
+
+  /** The jobs in `scope`, newest first, created at or after `since`, whose command contains `keyword`: one page and the total. */
+  async listViews(scope: OwnerScope, f: { since?: Date; keyword?: string }, page: PageWindow): Promise<Page<AsyncJobView>> {
+    const q = applyOwnerScope(this.viewQuery(), scope, { accountCol: 'j.account_id', domainCol: 'j.domain_id' }).orderBy('j.id', 'desc');
+    if (f.since !== undefined) q.where('j.created', '>=', f.since.getTime());
+    if (f.keyword) q.where('j.cmd', 'like', `%${f.keyword}%`);
+    const { rows, count } = await pagedRows<Record<string, any>>(q, page);
+    return { rows: rows.map(toJobView), count };
+  }
+
+  /** The uuid of an unfinished job of `kind`, if any. */
+  async unfinishedOfKind(kind: string): Promise<string | undefined> {
+    const r: { uuid: string } | undefined = await this.db('async_job').where({ job_kind: kind, status: IN_PROGRESS }).first('uuid');
+    return r?.uuid;
   }
 
   async findByUuid(uuid: string): Promise<AsyncJobRow | undefined> {

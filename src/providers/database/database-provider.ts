@@ -1,19 +1,19 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { isKeyBits, KEY_BITS_TEXT } from '../../core/key-bits';
 import type { MasterKey } from '../../config/master-key';
-import type { Db } from '../../db/knex';
-import { KmsError } from '../../kms/errors';
-import { SecretBytes } from '../../kms/secret-bytes';
-import type { Logger } from '../../logger';
+import type { DatabaseKekRepository } from '../../db/repositories/database-keks';
+import { KmsError } from '../../core/errors';
+import { SecretBytes } from '../../core/secret-bytes';
+import type { Logger } from '../../core/logger';
 import { batchProfile, eachItem } from '../batch';
 import type { GenerateRequest, HsmProfileConfig, KekBits, KekProvider, KekRef, RewrapRequest } from '../provider';
 import { gcmOpen, gcmSeal } from './gcm';
 import { KekCache } from './kek-cache';
 
-const TABLE = 'kms_database_kek_objects';
-
 /** Options of the database provider. */
 export interface DatabaseProviderOptions {
-  db: Db;
+  /** The KEK table (kms_database_kek_objects). */
+  keks: DatabaseKekRepository;
   masterKey: MasterKey;
   logger: Logger;
   /** Decrypted KEKs kept in memory (kms.database.cache.enabled); 0 disables the cache. @defaultValue 256 */
@@ -38,12 +38,12 @@ const notFound = (label: string): KmsError => new KmsError('param', `KEK not fou
  * DEK plaintexts pass through process memory and are zeroed after each call. Safe to call concurrently.
  */
 export function createDatabaseProvider(opts: DatabaseProviderOptions): KekProvider {
-  const { db, masterKey } = opts;
+  const { keks, masterKey } = opts;
   const cache = new KekCache(opts.cacheMax ?? 256, opts.cacheTtlMs ?? 60_000);
 
-  const findRow = async (label: string, op: string): Promise<{ key_material: string } | undefined> => {
+  const findMaterial = async (label: string, op: string): Promise<string | undefined> => {
     try {
-      return await db(TABLE).where({ label }).whereNull('removed').first('key_material');
+      return await keks.findMaterial(label);
     } catch (e) {
       throw dbError(op, e);
     }
@@ -53,11 +53,11 @@ export function createDatabaseProvider(opts: DatabaseProviderOptions): KekProvid
   const loadKek = async (kek: KekRef, op: string): Promise<Buffer> => {
     const hit = cache.get(kek.label);
     if (hit) return hit;
-    const row = await findRow(kek.label, op);
-    if (!row) throw notFound(kek.label);
+    const material = await findMaterial(kek.label, op);
+    if (material === undefined) throw notFound(kek.label);
     let key: Buffer;
     try {
-      key = masterKey.decrypt(row.key_material, kek.label);
+      key = masterKey.decrypt(material, kek.label);
     } catch (e) {
       throw new KmsError('integrity', `KEK ${kek.label} cannot be decrypted with this server's master key`, { retryable: false, cause: e });
     }
@@ -109,22 +109,20 @@ export function createDatabaseProvider(opts: DatabaseProviderOptions): KekProvid
 
     async probe(_profile: HsmProfileConfig) {
       try {
-        await db.raw('select 1');
+        await keks.ping();
       } catch (e) {
         throw dbError('probe', e);
       }
     },
 
     async createKek(kek: KekRef, bits: KekBits) {
-      if (bits !== 128 && bits !== 192 && bits !== 256) throw new KmsError('param', `KEK size must be 128, 192 or 256 bits (got ${bits})`);
+      if (!isKeyBits(bits)) throw new KmsError('param', `KEK size must be ${KEY_BITS_TEXT} bits (got ${bits})`);
       const key = randomBytes(bits / 8);
       try {
         const material = masterKey.encrypt(key, kek.label);
-        await db.transaction(async (trx) => {
-          const existing = await trx(TABLE).where({ label: kek.label }).whereNull('removed').first('id');
-          if (existing) throw new KmsError('param', `Key already exists: ${kek.label}`);
-          await trx(TABLE).insert({ uuid: randomUUID(), label: kek.label, key_material: material, key_bits: bits, created: Date.now() });
-        });
+        if (!(await keks.insertIfAbsent({ uuid: randomUUID(), label: kek.label, material, bits, created: new Date() }))) {
+          throw new KmsError('param', `Key already exists: ${kek.label}`);
+        }
       } catch (e) {
         throw dbError('create', e);
       } finally {
@@ -136,7 +134,7 @@ export function createDatabaseProvider(opts: DatabaseProviderOptions): KekProvid
     async destroyKek(kek) {
       cache.delete(kek.label);
       try {
-        await db(TABLE).where({ label: kek.label }).whereNull('removed').update({ removed: Date.now(), key_material: '' }); // the material goes too: a destroyed KEK cannot come back
+        await keks.destroy(kek.label, new Date()); // the material goes too: a destroyed KEK cannot come back
       } catch (e) {
         throw dbError('destroy', e);
       }
@@ -144,7 +142,7 @@ export function createDatabaseProvider(opts: DatabaseProviderOptions): KekProvid
     },
 
     async hasKek(kek) {
-      return (await findRow(kek.label, 'lookup')) !== undefined;
+      return (await findMaterial(kek.label, 'lookup')) !== undefined;
     },
 
     wrap: ({ kek, dek, aad }) => wrapBytes(kek, dek.reveal(), aad),

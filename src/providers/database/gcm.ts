@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { KmsError } from '../../kms/errors';
+import { KmsError } from '../../core/errors';
 
 /** First byte of every database-provider blob: AES-GCM, 96-bit IV, 128-bit tag. */
 export const GCM_FORMAT = 0x01;

@@ -1,5 +1,5 @@
 import * as pkcs11js from 'pkcs11js';
-import { KmsError, type ErrorKind } from '../../kms/errors';
+import { KmsError, type ErrorKind } from '../../core/errors';
 
 interface Rule {
   kind: ErrorKind;

@@ -14,8 +14,8 @@
  */
 import { extname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { KmsError } from '../../kms/errors';
-import type { Logger } from '../../logger';
+import { KmsError } from '../../core/errors';
+import type { Logger } from '../../core/logger';
 import { StalledError } from '../policy';
 import { enterLibrary, leaveLibrary } from './library-users';
 import { zero } from './thread/packing';

@@ -1,5 +1,5 @@
 import * as pkcs11js from 'pkcs11js';
-import { KmsError } from '../../kms/errors';
+import { KmsError } from '../../core/errors';
 import { pkcs11Error } from './errors';
 
 /** First byte of every PKCS#11-provider blob: RFC 5649 key wrap + HMAC-SHA256 over (format, aad, wrapped). */

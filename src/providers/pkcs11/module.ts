@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import * as pkcs11js from 'pkcs11js';
-import { KmsError } from '../../kms/errors';
+import { KmsError } from '../../core/errors';
 import { ckrName, libraryLoadError, pkcs11Error } from './errors';
 import { enterLibrary, leaveLibrary } from './library-users';
 

@@ -22,9 +22,10 @@
  * thread (session, login, lookup, crypto, clean-up). The event loop makes no PKCS#11 call at all, and
  * a call that hangs in the HSM is abandoned with its thread, which is replaced.
  */
-import { KmsError } from '../../kms/errors';
-import { SecretBytes } from '../../kms/secret-bytes';
-import type { Logger } from '../../logger';
+import { isKeyBits, KEY_BITS_TEXT } from '../../core/key-bits';
+import { KmsError } from '../../core/errors';
+import { SecretBytes } from '../../core/secret-bytes';
+import type { Logger } from '../../core/logger';
 import { batchProfile } from '../batch';
 import { operationSignal, operationStallMs } from '../policy';
 import type {
@@ -187,7 +188,7 @@ export function createPkcs11Provider(opts: Pkcs11ProviderOptions): KekProvider {
     },
 
     async createKek(kek: KekRef, bits: KekBits) {
-      if (bits !== 128 && bits !== 192 && bits !== 256) throw new KmsError('param', `KEK size must be 128, 192 or 256 bits (got ${bits})`);
+      if (!isKeyBits(bits)) throw new KmsError('param', `KEK size must be ${KEY_BITS_TEXT} bits (got ${bits})`);
       await call(kek.profile, { kind: 'createKek', label: kek.label, bits });
       opts.logger.info('PKCS#11 KEK created', { label: kek.label, bits, profile: kek.profile.id });
     },

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { KmsError } from '../../kms/errors';
+import { KmsError } from '../../core/errors';
 import type { HsmProfileConfig } from '../provider';
 
 /** The detail keys a PKCS#11 profile accepts; anything else is reported as a problem. */

@@ -5,7 +5,7 @@
  * only this thread, which the main thread then terminates and replaces (see library-thread.ts).
  */
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
-import { KmsError } from '../../../kms/errors';
+import { KmsError } from '../../../core/errors';
 import { breaksSession } from '../errors';
 import { causeCkr, createKek, destroyKek, generateAndWrap, hasKek, probe, rewrap, unwrapBytes, wrapBytes } from './operations';
 import { pack, unpack, zero, type Packed } from './packing';

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import * as pkcs11js from 'pkcs11js';
-import { KmsError } from '../../../kms/errors';
+import { KmsError } from '../../../core/errors';
 import { ckrName, pkcs11Error } from '../errors';
 import {
   dekTemplate, HMAC, joinBlob, KWP, kekTemplate, MAC_BYTES, macInput, macKeyTemplate, macLabel, MAX_DEK_BYTES, MIN_DEK_BYTES,

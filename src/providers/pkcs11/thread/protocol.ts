@@ -6,7 +6,7 @@
  * operations. Secrets (DEK plaintexts) travel only in the `secret` buffers, which are transferred,
  * never cloned, and zeroed by whichever side reads them.
  */
-import { KmsError, type ErrorKind } from '../../../kms/errors';
+import { KmsError, type ErrorKind } from '../../../core/errors';
 import type { Pkcs11Profile } from '../profile';
 import type { Packed } from './packing';
 

@@ -5,7 +5,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import * as pkcs11js from 'pkcs11js';
-import { KmsError } from '../../../kms/errors';
+import { KmsError } from '../../../core/errors';
 import { breaksSession, ckrName, libraryLoadError, pkcs11Error } from '../errors';
 import { macLabel, sync } from '../mechanisms';
 import type { Pkcs11Profile } from '../profile';

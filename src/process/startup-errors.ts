@@ -1,6 +1,6 @@
 import type { Env } from '../config/env';
 import { LockWaitError } from '../db/db-lock';
-import { StartupError } from './preflight';
+import { StartupError } from '../ops/preflight';
 
 /** Where DATABASE_URL points, without its password. */
 function databaseTarget(env: Env): string {

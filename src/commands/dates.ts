@@ -1,5 +1,5 @@
-import { paramError } from '../kms/errors';
-import { parseExpires } from './signature';
+import { paramError } from '../core/errors';
+import { parseExpires } from '../core/dates';
 
 /**
  * A date filter of a list command (`startdate`, `enddate`) as epoch ms: `yyyy-MM-dd` (UTC midnight),

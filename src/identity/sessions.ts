@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { Db } from '../db/knex';
+import { systemClock, type Clock } from '../core/clock';
+import type { Repositories } from '../db/repositories';
 
 /** How stale a session's recorded last access may be (a 30-minute idle timeout does not notice). */
 const LAST_ACCESS_GRANULARITY_MS = 5000;
@@ -13,7 +14,7 @@ export interface HttpSession { id: string; userId: number; sessionKeyHash: strin
  * Only a hash of the session key is stored.
  */
 export class SessionStore {
-  constructor(private readonly db: Db, private readonly timeoutSec: number) {}
+  constructor(private readonly repos: Repositories, private readonly timeoutSec: number, private readonly clock: Clock = systemClock) {}
 
   get timeout(): number {
     return this.timeoutSec;
@@ -23,8 +24,7 @@ export class SessionStore {
   async create(userId: number): Promise<{ id: string; sessionKey: string }> {
     const id = `node0${randomBytes(16).toString('hex')}`;
     const sessionKey = randomBytes(20).toString('base64url');
-    const now = Date.now();
-    await this.db('http_session').insert({ id, session_key_hash: hashKey(sessionKey), user_id: userId, created: now, last_access: now, timeout_sec: this.timeoutSec });
+    await this.repos.sessions.insert({ id, keyHash: hashKey(sessionKey), userId, createdMs: this.clock.now(), timeoutSec: this.timeoutSec });
     return { id, sessionKey };
   }
 
@@ -32,16 +32,16 @@ export class SessionStore {
   async find(cookieValue: string): Promise<HttpSession | undefined> {
     const id = cookieValue.split('.')[0];
     if (!id || !cookieValue.startsWith(`${id}.`)) return undefined;
-    const row = await this.db('http_session').where({ id }).first();
+    const row = await this.repos.sessions.byId(id);
     if (!row) return undefined;
-    const now = Date.now();
-    if (Number(row.last_access) + Number(row.timeout_sec) * 1000 < now) {
+    const now = this.clock.now();
+    if (row.lastAccessMs + row.timeoutSec * 1000 < now) {
       await this.delete(id);
       return undefined;
     }
     // The idle clock needs no millisecond precision: write it at most every few seconds.
-    if (now - Number(row.last_access) > LAST_ACCESS_GRANULARITY_MS) await this.db('http_session').where({ id }).update({ last_access: now });
-    return { id, userId: row.user_id, sessionKeyHash: row.session_key_hash };
+    if (now - row.lastAccessMs > LAST_ACCESS_GRANULARITY_MS) await this.repos.sessions.touch(id, now);
+    return { id, userId: row.userId, sessionKeyHash: row.keyHash };
   }
 
   matchesKey(session: HttpSession, key: string): boolean {
@@ -49,7 +49,7 @@ export class SessionStore {
   }
 
   async delete(id: string): Promise<void> {
-    await this.db('http_session').where({ id }).delete();
+    await this.repos.sessions.delete(id);
   }
 }
 

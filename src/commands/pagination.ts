@@ -1,4 +1,4 @@
-import { paramError } from '../kms/errors';
+import { paramError } from '../core/errors';
 
 export const MAX_PAGE_SIZE = 500; // default.page.size
 

@@ -1,6 +1,6 @@
 import type { App } from '../app';
 import type { Caller } from '../identity/caller';
-import { withLogContext } from '../logger';
+import { withLogContext } from '../core/logger';
 
 /** What the access line of one API request says; filled in as the request is handled. */
 export interface ApiRequestRecord {

@@ -3,9 +3,9 @@ import { createApp, type App } from '../app';
 import { readEnv, type Env } from '../config/env';
 import { createServer } from '../api/server';
 import { registry } from '../commands/registry';
-import { createLogger, type Logger } from '../logger';
-import { createOpsServer, RequestTracker } from './http';
-import { StartupError } from './preflight';
+import { createLogger, type Logger } from '../core/logger';
+import { createOpsServer, RequestTracker } from '../api/ops-routes';
+import { StartupError } from '../ops/preflight';
 import { describeStartupError } from './startup-errors';
 
 /** Options of one server process (main.ts, worker-main.ts). */

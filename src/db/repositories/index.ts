@@ -1,0 +1,152 @@
+import type { Knex } from 'knex';
+import { JobRepository } from './jobs';
+import { LockRepository } from './locks';
+import { AccountRepository } from './accounts';
+import { DomainRepository } from './domains';
+import { ProjectRepository } from './projects';
+import { SessionRepository } from './sessions';
+import { UserRepository } from './users';
+import { HsmProfileRepository } from './hsm-profiles';
+import { KekVersionRepository } from './kek-versions';
+import { KmsKeyRepository } from './kms-keys';
+import { OpsStateRepository } from './ops-state';
+import { WrappedKeyRepository } from './wrapped-keys';
+import { BootstrapRepository } from './bootstrap';
+import { ConfigurationRepository } from './configuration';
+import { DatabaseKekRepository } from './database-keks';
+import { DiskOfferingRepository } from './disk-offerings';
+import { EventRepository } from './events';
+import { ProtectedValueRepository } from './master-key-values';
+import { MasterKeyVersionRepository } from './master-key-versions';
+import { NodeRepository } from './nodes';
+import { PassphraseRepository } from './passphrases';
+import { VolumeRepository } from './volumes';
+import { ZoneRepository } from './zones';
+
+/**
+ * Every table of the server is reached through one of these repositories (docs/architecture.md):
+ * they hold the SQL, and they return domain types (booleans are booleans, times are numbers of
+ * epoch ms or Dates as each type says, never raw 0/1 columns). No file outside src/db imports knex.
+ *
+ * A repository is bound to a connection or to a transaction; `transaction(fn)` runs `fn` with
+ * every repository bound to one transaction, committed when `fn` resolves.
+ */
+export interface Repositories {
+  // ── jobs and locks ─────────────────────────────────────────────
+  readonly jobs: JobRepository;
+  readonly locks: LockRepository;
+
+  // ── identity: domains, accounts, users, projects, sessions ─────
+  readonly domains: DomainRepository;
+  readonly accounts: AccountRepository;
+  /** Users and their login attempts. */
+  readonly users: UserRepository;
+  /** Projects and their memberships. */
+  readonly projects: ProjectRepository;
+  readonly sessions: SessionRepository;
+
+  // ── KMS keys: keys, KEK versions, HSM profiles, wrapped keys ───
+  readonly kmsKeys: KmsKeyRepository;
+  readonly kekVersions: KekVersionRepository;
+  readonly hsmProfiles: HsmProfileRepository;
+  readonly wrappedKeys: WrappedKeyRepository;
+  /** Readiness and state gauges: the database itself, the job queue depth. */
+  readonly opsState: OpsStateRepository;
+
+  // ── volumes, disk offerings, zones, events, settings, master key ──
+  readonly volumes: VolumeRepository;
+  readonly passphrases: PassphraseRepository;
+  readonly diskOfferings: DiskOfferingRepository;
+  readonly zones: ZoneRepository;
+  readonly events: EventRepository;
+  readonly configuration: ConfigurationRepository;
+  readonly masterKeyVersions: MasterKeyVersionRepository;
+  readonly nodes: NodeRepository;
+  /** The values under the master key (its rotation). */
+  readonly protectedValues: ProtectedValueRepository;
+  /** The database provider's KEKs. */
+  readonly databaseKeks: DatabaseKekRepository;
+  /** The first start's lock and rows. */
+  readonly bootstrap: BootstrapRepository;
+  /**
+   * @deprecated the knex handle these repositories are bound to, only to hand to the WrappedKeys
+   * methods (src/kms/wrapped-keys.ts) that still take a knex transaction; removed at merge.
+   */
+  readonly wrappedKeysTrx: Knex | Knex.Transaction;
+
+  /** Runs `fn` in one transaction; every repository it is given is bound to that transaction. */
+  transaction<T>(fn: (tx: Repositories) => Promise<T>): Promise<T>;
+  /** True on MariaDB/MySQL, false on SQLite (for the few statements that differ). */
+  readonly isMysql: boolean;
+}
+
+/** The repositories over a connection (or a transaction already open). */
+export function createRepositories(db: Knex | Knex.Transaction): Repositories {
+  const isMysql = db.client.config.client === 'mysql2';
+  const lazy = <T>(make: () => T): (() => T) => {
+    let v: T | undefined;
+    return () => (v ??= make());
+  };
+  const jobs = lazy(() => new JobRepository(db));
+  const locks = lazy(() => new LockRepository(db));
+
+  const domains = lazy(() => new DomainRepository(db));
+  const accounts = lazy(() => new AccountRepository(db));
+  const users = lazy(() => new UserRepository(db));
+  const projects = lazy(() => new ProjectRepository(db, isMysql));
+  const sessions = lazy(() => new SessionRepository(db));
+
+  // KMS keys
+  const kmsKeys = lazy(() => new KmsKeyRepository(db));
+  const kekVersions = lazy(() => new KekVersionRepository(db));
+  const hsmProfiles = lazy(() => new HsmProfileRepository(db));
+  const wrappedKeys = lazy(() => new WrappedKeyRepository(db));
+  const opsState = lazy(() => new OpsStateRepository(db));
+
+  const volumes = lazy(() => new VolumeRepository(db));
+  const passphrases = lazy(() => new PassphraseRepository(db));
+  const diskOfferings = lazy(() => new DiskOfferingRepository(db));
+  const zones = lazy(() => new ZoneRepository(db));
+  const events = lazy(() => new EventRepository(db));
+  const configuration = lazy(() => new ConfigurationRepository(db));
+  const masterKeyVersions = lazy(() => new MasterKeyVersionRepository(db));
+  const nodes = lazy(() => new NodeRepository(db));
+  const protectedValues = lazy(() => new ProtectedValueRepository(db));
+  const databaseKeks = lazy(() => new DatabaseKekRepository(db));
+  const bootstrap = lazy(() => new BootstrapRepository(db));
+  return {
+    get jobs() { return jobs(); },
+    get locks() { return locks(); },
+
+    // identity
+    get domains() { return domains(); },
+    get accounts() { return accounts(); },
+    get users() { return users(); },
+    get projects() { return projects(); },
+    get sessions() { return sessions(); },
+
+    // KMS keys
+    get kmsKeys() { return kmsKeys(); },
+    get kekVersions() { return kekVersions(); },
+    get hsmProfiles() { return hsmProfiles(); },
+    get wrappedKeys() { return wrappedKeys(); },
+    get opsState() { return opsState(); },
+
+    // volumes and the rest
+    get volumes() { return volumes(); },
+    get passphrases() { return passphrases(); },
+    get diskOfferings() { return diskOfferings(); },
+    get zones() { return zones(); },
+    get events() { return events(); },
+    get configuration() { return configuration(); },
+    get masterKeyVersions() { return masterKeyVersions(); },
+    get nodes() { return nodes(); },
+    get protectedValues() { return protectedValues(); },
+    get databaseKeks() { return databaseKeks(); },
+    get bootstrap() { return bootstrap(); },
+    wrappedKeysTrx: db,
+
+    transaction: (fn) => ('isTransaction' in db && db.isTransaction ? fn(createRepositories(db)) : db.transaction((trx) => fn(createRepositories(trx)))),
+    isMysql,
+  };
+}
