@@ -299,7 +299,7 @@ export class LibraryThread {
     const secs = Math.round(bound / 100) / 10;
     this.logger.warn('HSM library thread made no progress; a call hung in the library. Terminating and replacing the thread', { library: this.path, seconds: secs });
     this.#lost(worker, new StalledError(`HSM call timed out: library ${this.path} made no progress for ${secs}s; its thread is replaced`),
-      new KmsError('unavailable', `HSM library thread of ${this.path} was replaced (an earlier call hung); this operation did not run`));
+      new KmsError('unavailable', `HSM call timed out: an earlier call hung in library ${this.path} for ${secs}s, so this one did not run; its thread is replaced`));
     this.#hung++;
     worker.once('exit', () => { this.#hung--; });
     void worker.terminate().catch(() => undefined);
