@@ -17,13 +17,16 @@ const NEEDS_REINIT = new Set(['CKR_DEVICE_REMOVED', 'CKR_TOKEN_NOT_PRESENT', 'CK
 const RECOVERY_BASE_MS = 100;
 const RECOVERY_MAX_MS = 5000;
 
-const port = parentPort!;
+if (!parentPort) throw new Error('hsm-thread runs only as a worker thread (see library-thread.ts)');
+const port = parentPort;
 const data = workerData as ThreadData;
 const heartbeat = new Int32Array(data.heartbeat);
 const beat = (): void => { Atomics.add(heartbeat, 0, 1); };
 const token = new Token(data.library, data.pins);
 let recovering = false;
 let closed = false;
+/** The next C_Initialize attempt of a recovery; cleared on close so the thread can end at once. */
+let retryTimer: NodeJS.Timeout | undefined;
 
 const notice = (n: Notice): void => port.postMessage(n);
 const log = (level: 'info' | 'warn', msg: string, fields: Record<string, unknown>): void => notice({ type: 'log', level, msg, fields });
@@ -172,7 +175,7 @@ function recover(): void {
       log('info', 'HSM library initialised again', { library: data.library, attempts: n });
     } catch (e) {
       log('warn', 'HSM library did not initialise yet', { library: data.library, attempt: n, error: toWire(e).message });
-      setTimeout(() => attempt(n + 1), Math.min(RECOVERY_MAX_MS, RECOVERY_BASE_MS * 2 ** (n - 1)));
+      retryTimer = setTimeout(() => attempt(n + 1), Math.min(RECOVERY_MAX_MS, RECOVERY_BASE_MS * 2 ** (n - 1)));
     }
   };
   attempt(1);
@@ -201,6 +204,7 @@ function flush(): void {
 
 function closeAll(finalize: boolean): void {
   closed = true;
+  clearTimeout(retryTimer);
   for (const key of [...token.profiles.keys()]) token.forget(key);
   try {
     if (finalize) token.lib.C_Finalize();
