@@ -111,7 +111,7 @@ export function createServer(app: App, registry: Registry, opts: ServerOptions =
       backendPrefix = spec.backendErrorPrefix;
       assertNoControlCharacters(params);
       const p = parseParams(spec, params);
-      const ctx: CommandContext = { ...services, caller: caller ?? ANONYMOUS, app, command: spec.name, commands: registry.commands };
+      const ctx: CommandContext = { ...services, caller: caller ?? ANONYMOUS, command: spec.name, commands: registry.commands };
       const result = await spec.handler(p, ctx);
       send(res, json, wrapper, resultBody(result), 200, caller !== undefined);
     } catch (err) {

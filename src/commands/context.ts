@@ -1,4 +1,3 @@
-import type { App } from '../app';
 import type { Logger } from '../core/logger';
 import type { Settings } from '../config/settings';
 import type { Repositories } from '../db/repositories';
@@ -37,8 +36,6 @@ export interface Services {
 /** What a handler may use: the caller and the services (never the HTTP request). */
 export interface CommandContext extends Services {
   readonly caller: Caller;
-  /** @deprecated the composition root, while handlers move to the services above; removed when none reads it. */
-  readonly app: App;
   /** The command name as declared. */
   readonly command: string;
   /** Every command this server answers (listApis reads it). */

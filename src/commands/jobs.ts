@@ -12,10 +12,14 @@ import type { CommandSpec } from './define';
  */
 
 /** How a stored argument is read back: its JSON type, `?` when it may be absent. */
-type ArgType = 'string' | 'number' | 'boolean';
+type ArgType = 'string' | 'number' | 'boolean' | 'string[]';
 export type ArgShape = Readonly<Record<string, ArgType | `${ArgType}?`>>;
 
-type TypeOf<T> = T extends 'string' | 'string?' ? string : T extends 'number' | 'number?' ? number : boolean;
+type TypeOf<T> = T extends 'string[]' | 'string[]?' ? string[]
+  : T extends 'string' | 'string?' ? string : T extends 'number' | 'number?' ? number : boolean;
+
+const hasType = (v: unknown, type: string): boolean =>
+  type === 'string[]' ? Array.isArray(v) && v.every((x) => typeof x === 'string') : typeof v === type;
 type Required<S extends ArgShape> = { [K in keyof S as S[K] extends `${string}?` ? never : K]: TypeOf<S[K]> };
 type Optional<S extends ArgShape> = { [K in keyof S as S[K] extends `${string}?` ? K : never]?: TypeOf<S[K]> };
 /** The typed arguments of a shape. */
@@ -42,7 +46,7 @@ function readArgs<S extends ArgShape>(shape: S, raw: Readonly<Record<string, unk
       if (!optional) throw new JobArgsError(`job argument ${name} is missing`);
       continue;
     }
-    if (typeof v !== type) throw new JobArgsError(`job argument ${name} is not a ${type}`);
+    if (!hasType(v, type)) throw new JobArgsError(`job argument ${name} is not a ${type}`);
     out[name] = v;
   }
   return out as ArgsOf<S>; // every declared field was checked above
