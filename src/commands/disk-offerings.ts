@@ -1,6 +1,6 @@
 import { listUnowned } from './list';
 import type { ApiResult } from './result';
-import type { CommandContext } from './context';
+import type { CommandContext } from './define';
 import { paramError } from '../core/errors';
 import { DISK_OFFERING_STATES, MAX_DISK_SIZE_GB, type DiskOffering, type DiskOfferingState } from '../kms/disk-offerings';
 import { defineCommand, isUuid, listParams, param, type Role } from './define';

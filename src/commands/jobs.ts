@@ -2,8 +2,8 @@ import { permissionError } from '../core/errors';
 import type { JobService } from '../jobs/job-service';
 import type { JobOutcome, RunningJob } from '../jobs/types';
 import type { ApiResult } from './result';
-import type { CommandContext, JobContext, Services } from './context';
-import type { CommandSpec } from './define';
+import type { Services } from './context';
+import type { CommandContext, CommandSpec, JobContext, JobSpec } from './define';
 
 /**
  * The async half of a command, declared next to its parameters (docs/architecture.md): the job
@@ -24,14 +24,6 @@ type Required<S extends ArgShape> = { [K in keyof S as S[K] extends `${string}?`
 type Optional<S extends ArgShape> = { [K in keyof S as S[K] extends `${string}?` ? K : never]?: TypeOf<S[K]> };
 /** The typed arguments of a shape. */
 export type ArgsOf<S extends ArgShape> = Required<S> & Optional<S>;
-
-/** A declared job: `handle` reads its arguments back by the shape and runs it. */
-export interface JobSpec<A> {
-  readonly kind: string;
-  /** Checks arguments before they are stored (the same reading a worker does). */
-  readonly check: (args: A) => void;
-  readonly handle: (job: RunningJob, ctx: JobContext) => Promise<JobOutcome>;
-}
 
 /** Thrown when a stored job record does not have the declared shape (a bug or a foreign row). */
 export class JobArgsError extends Error {}

@@ -3,7 +3,7 @@ import { paramError } from '../core/errors';
 import type { RunningJob } from '../jobs/types';
 import { PROJECT_ROLES, type ProjectMember, type ProjectView } from '../identity/projects';
 import { asyncParams } from './async-jobs';
-import type { JobContext } from './context';
+import type { JobContext } from './define';
 import { ALL_ROLES, defineCommand, listParams, param, type ResponseField } from './define';
 import { defineJob, JobArgsError, submitJob } from './jobs';
 import { listUnowned } from './list';

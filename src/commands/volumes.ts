@@ -1,6 +1,6 @@
 import { paramError } from '../core/errors';
 import { asyncParams } from './async-jobs';
-import type { CommandContext } from './context';
+import type { CommandContext } from './define';
 import { ADMIN_ONLY, ALL_ROLES, defineCommand, ownerListParams, param, type Infer } from './define';
 import { defineJob, submitJob } from './jobs';
 import { listOwned } from './list';
