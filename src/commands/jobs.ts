@@ -53,7 +53,7 @@ export function defineJob<const S extends ArgShape>(spec: {
   return {
     kind: spec.kind,
     check: (args) => void readArgs(spec.args, args),
-    handle: (job, ctx) => spec.run(readArgs(spec.args, job.args), job, ctx),
+    handle: async (job, ctx) => spec.run(readArgs(spec.args, job.args), job, ctx),
   };
 }
 
