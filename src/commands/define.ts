@@ -148,6 +148,9 @@ export function defineCommand<const P extends Params>(spec: CommandSpec<P>): Com
   return spec;
 }
 
+/** The response of a command that answers CloudStack's SuccessResponse. */
+export const SUCCESS_FIELDS: readonly ResponseField[] = [{ name: 'success', type: 'boolean', description: 'true if operation is executed successfully' }];
+
 /** CloudStack's list parameters (BaseListProjectAndAccountResourcesCmd), as composition. */
 export const listParams = {
   keyword: param.string({ description: 'List by keyword' }),
