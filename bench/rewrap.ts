@@ -1,3 +1,4 @@
+import { createRepositories } from '../src/db/repositories';
 /**
  * Background rewrap throughput: N wrapped DEKs (10,000 and 100,000) on KEK v1, rotate, then the
  * rewrap ticks run back to back with a large batch size until v1 is Archived. Printed beside the raw
@@ -26,7 +27,7 @@ async function seed(w: BenchWorld, n: number): Promise<void> {
       const byOwner = new Map<string, number>();
       for (let i = 0; i < owners.length; i += 500) {
         const part = owners.slice(i, i + 500).map((o, j) => ({ zoneId: w.zoneId, ownerUuid: o, blob: blobs[i + j]! }));
-        for (const [o, id] of await wk.insertMany(trx, v, part)) byOwner.set(o, id);
+        for (const [o, id] of await wk.insertMany(createRepositories(trx), v, part)) byOwner.set(o, id);
       }
       await trx.batchInsert('volumes', owners.map((o, i) => ({
         uuid: o, name: `b${done + i}`, account_id: w.accountId, domain_id: w.domainId, zone_id: w.zoneId, size: 0, state: 'Ready',

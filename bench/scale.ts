@@ -8,7 +8,7 @@
  *   BENCH_SIZES=1000,1000000 BENCH_CALLS=200   (defaults); DATABASE_URL=mysql://… for MariaDB
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { adjustWrappedKeyCount } from '../src/kms/wrapped-keys';
+import { createRepositories } from '../src/db/repositories';
 import { call, startBenchWorld, type BenchWorld } from './world';
 
 const SIZES = (process.env.BENCH_SIZES ?? '1000,1000000').split(',').map(Number);
@@ -27,7 +27,7 @@ async function seedTo(w: BenchWorld, have: number, total: number): Promise<void>
       await trx.batchInsert('kms_wrapped_key', keys.map((k) => ({
         uuid: k.uuid, kms_key_id: w.keyId, kek_version_id: version.id, zone_id: w.zoneId, owner_uuid: k.owner, wrapped_blob: blob, created: now,
       })), 400);
-      await adjustWrappedKeyCount(trx, version.id, n);
+      await createRepositories(trx).kekVersions.adjustWrappedKeyCount(version.id, n);
       const ids: Array<{ id: number; owner_uuid: string }> = await trx('kms_wrapped_key').whereIn('uuid', keys.map((k) => k.uuid)).select('id', 'owner_uuid');
       await trx.batchInsert('volumes', ids.map((r, i) => ({
         uuid: r.owner_uuid, name: `s${done + i}`, account_id: w.accountId, domain_id: w.domainId, zone_id: w.zoneId, size: 0, state: 'Ready',

@@ -85,8 +85,8 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
     // processes started at the same instant make one version 1, one ROOT and one admin.
     ({ generatedKeys } = await bootstrapDeployment(repos, env, {
       logger,
-      directory: (key) => new Directory(db, key),
-      ensureDefaultProfile: (directory) => ensureDefaultHsmProfile(db, directory),
+      directory: (key) => new Directory({ repos, masterKey: key, events: new EventLog(repos), clock: systemClock }),
+      ensureDefaultProfile: () => ensureDefaultHsmProfile(repos),
       openKey: async () => {
         const opened = await openMasterKey(repos, env);
         for (const w of opened.warnings) logger.warn(w);
@@ -132,7 +132,7 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
   });
   const directory = new Directory({ repos, masterKey, events, clock: systemClock });
   const sessions = new SessionStore(repos, env.sessionTimeoutSec, systemClock);
-  const kmsDeps: KmsDeps = { repos, db, providers, settings, events, directory, masterKey, clock: systemClock, logger };
+  const kmsDeps: KmsDeps = { repos, providers, settings, events, directory, masterKey, clock: systemClock, logger };
   const kms = createKmsServices(kmsDeps);
   const health = new Health({ repos, providers, profiles: kms.profiles, redisUrl: env.redisUrl, logger }, env.readyTimeoutMs);
   const closers: Array<() => Promise<void>> = [() => db.destroy(), () => node.stop(), () => providers.close(), () => health.close(), () => jobs.close()];

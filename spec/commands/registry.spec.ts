@@ -10,6 +10,17 @@ describe('the command registry', () => {
     expect(new Set(names).size).toBe(names.length);
   });
 
+  it('gives every async command its declared job, one kind per command, and no sync command a job', () => {
+    const kinds = new Map<string, string>();
+    for (const c of ALL_COMMANDS) {
+      expect({ command: c.name, hasJob: c.job !== undefined }).toEqual({ command: c.name, hasJob: c.isAsync === true });
+      if (!c.job) continue;
+      expect({ kind: c.job.kind, alsoDeclaredBy: kinds.get(c.job.kind) }).toEqual({ kind: c.job.kind, alsoDeclaredBy: undefined });
+      kinds.set(c.job.kind, c.name);
+    }
+    expect(kinds.size).toBeGreaterThanOrEqual(12);
+  });
+
   it('describes every command, parameter and response field', () => {
     for (const c of ALL_COMMANDS) {
       expect(c.description.length).toBeGreaterThan(5);

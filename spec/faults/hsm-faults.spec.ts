@@ -1,3 +1,4 @@
+import { createRepositories } from '../../src/db/repositories';
 /**
  * HSM faults, injected by the fault module (spec/support/faultmod) between the server and SoftHSM2.
  * Each fault hits while volumes are being created and a rewrap of 2,000 DEKs runs, and each test
@@ -87,7 +88,7 @@ async function seedRotatedKey(): Promise<{ keyUuid: string; v1: number; deks: Ma
   await app.db.transaction(async (trx) => {
     for (let i = 0; i < owners.length; i += 500) {
       const part = owners.slice(i, i + 500).map((o, j) => ({ zoneId: zoneRow.id, ownerUuid: o, blob: blobs[i + j]! }));
-      for (const [o, id] of await wk.insertMany(trx, v, part)) ids.set(o, id);
+      for (const [o, id] of await wk.insertMany(createRepositories(trx), v, part)) ids.set(o, id);
     }
   });
   const rotate = await ts.client.signed(ADMIN_KEYS, { command: 'rotateKMSKey', id: key.id });

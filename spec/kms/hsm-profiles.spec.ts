@@ -24,7 +24,7 @@ const root = (params: Record<string, string | number | boolean>) => ts.client.si
 
 describe('the default database profile', () => {
   it('is seeded once, disabled, public, owned by the root admin account in ROOT', async () => {
-    await Promise.all([ensureDefaultHsmProfile(ts.app.repos, ts.app.directory), ensureDefaultHsmProfile(ts.app.repos, ts.app.directory)]);
+    await Promise.all([ensureDefaultHsmProfile(ts.app.repos), ensureDefaultHsmProfile(ts.app.repos)]);
     const body = await ok(ts.client, w.root.keys, { command: 'listHSMProfiles', listall: true, protocol: 'database', keyword: 'default' });
     const seeded = body.hsmprofile.filter((p: { name: string }) => p.name === 'default');
     expect(seeded).toHaveLength(1);

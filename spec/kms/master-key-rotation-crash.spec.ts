@@ -173,7 +173,7 @@ describe('master key rotation over 20,000 values under SIGKILL of its worker', (
       const rows = await s.app.db('kms_hsm_profiles').where('name', 'like', 'hsm-%').select('id', 'uuid', 'name', 'protocol', 'enabled');
       expect(rows).toHaveLength(PINS);
       let loggedIn = 0;
-      for (const r of rows) if (login(String((await loadProfileConfig(s.app.db, s.app.masterKey, r)).details.pin))) loggedIn++;
+      for (const r of rows) if (login(String((await loadProfileConfig(s.app.repos, s.app.masterKey, r)).details.pin))) loggedIn++;
       expect(loggedIn).toBe(PINS);
     } finally {
       releaseModule(module);

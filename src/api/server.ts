@@ -2,7 +2,8 @@ import express, { type Request, type Response } from 'express';
 import { randomUUID } from 'node:crypto';
 import type { App } from '../app';
 import type { Registry } from '../commands/registry';
-import type { CommandContext, Services } from '../commands/context';
+import type { Services } from '../commands/context';
+import type { CommandContext } from '../commands/define';
 import type { Caller } from '../identity/caller';
 import { authenticate } from './authenticate';
 import { parseParams } from './dispatch';
@@ -111,7 +112,7 @@ export function createServer(app: App, registry: Registry, opts: ServerOptions =
       backendPrefix = spec.backendErrorPrefix;
       assertNoControlCharacters(params);
       const p = parseParams(spec, params);
-      const ctx: CommandContext = { ...services, caller: caller ?? ANONYMOUS, app, command: spec.name, commands: registry.commands };
+      const ctx: CommandContext = { ...services, caller: caller ?? ANONYMOUS, command: spec.name, commands: registry.commands };
       const result = await spec.handler(p, ctx);
       send(res, json, wrapper, resultBody(result), 200, caller !== undefined);
     } catch (err) {

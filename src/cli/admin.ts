@@ -47,8 +47,8 @@ async function withRepos(env: Env, fn: (repos: Repositories) => Promise<void>): 
 async function rotate(env: Env, print: Print, wait: boolean): Promise<void> {
   const { app } = await createApp({ ...env, role: 'api' }, { logger: silentLogger, announce: false });
   try {
-    const root = await app.directory.domainByPath('/');
-    const admin = root && (await app.directory.findUserForLogin('admin', root.id));
+    const root = await app.repos.domains.byPath('/');
+    const admin = root && (await app.repos.users.forLogin('admin', root.id));
     const caller = admin && (await app.directory.loadCaller(admin.id));
     if (!caller) throw new Error('The ROOT admin user is missing or disabled; the rotation job runs as that user');
     const { from, to } = await beginRotation(app.repos, app.masterKeys);

@@ -1,36 +1,13 @@
 import { parseListDate } from './dates';
-import type { ApiResult } from './result';
 import { paramError, permissionError } from '../core/errors';
-import type { JobSubmission } from '../jobs/types';
-import type { CommandContext } from './context';
 import { ALL_ROLES, defineCommand, ownerListParams, param } from './define';
-import { asyncResult } from './jobs';
 import { listOwned } from './list';
 import { asyncJobFields, asyncJobResponse } from './responses/async-job';
-
-/** @deprecated shim: `asyncResult` lives in src/commands/jobs.ts. */
-export { asyncResult } from './jobs';
 
 /** The parameters every async command takes (BaseAsyncCmd); spread them into `params`. */
 export const asyncParams = {
   customjobid: param.uuid({ description: 'the ID of the job to create, chosen by the caller instead of a generated one; it must not be in use' }),
 };
-
-/**
- * Submits an async command's job as the caller (honouring `customjobid`) and answers `{jobid}`
- * or `{id, jobid}`. The job row is written before this returns; a worker runs it.
- * @deprecated shim for src/commands/projects.ts, identity-states.ts and kms-keys.ts: declare the job with defineJob and use submitJob (src/commands/jobs.ts).
- */
-export async function submitAsync(
-  ctx: CommandContext,
-  p: { customjobid?: string },
-  job: Omit<JobSubmission, 'caller' | 'cmd' | 'jobUuid'>,
-  id?: string,
-): Promise<ApiResult> {
-  const { jobId } = await ctx.jobs.submit({ ...job, cmd: ctx.command, caller: ctx.caller, jobUuid: p.customjobid });
-  return asyncResult(jobId, id);
-}
-
 
 /** queryAsyncJobResult and listAsyncJobs (reference/cloudstack-api-protocol.md §4.2, §4.3). */
 export const asyncJobCommands = [

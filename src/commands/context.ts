@@ -1,15 +1,12 @@
-import type { App } from '../app';
 import type { Logger } from '../core/logger';
 import type { Settings } from '../config/settings';
 import type { Repositories } from '../db/repositories';
 import type { EventLog } from '../events/event-log';
-import type { Caller } from '../identity/caller';
 import type { Directory } from '../identity/directory';
 import type { SessionStore } from '../identity/sessions';
 import type { JobSubmitter } from '../jobs/types';
 import type { KmsServices } from '../kms';
 import type { MasterKeyNode } from '../kms/master-key-versions';
-import type { CommandSpec } from './define';
 
 /**
  * The services a handler or a declared job may use, built once by app.ts (which satisfies this
@@ -32,21 +29,4 @@ export interface Services {
   /** This process's management-server id (login and job responses). */
   readonly managementServerId: string;
   readonly logger: Logger;
-}
-
-/** What a handler may use: the caller and the services (never the HTTP request). */
-export interface CommandContext extends Services {
-  readonly caller: Caller;
-  /** @deprecated the composition root, while handlers move to the services above; removed when none reads it. */
-  readonly app: App;
-  /** The command name as declared. */
-  readonly command: string;
-  /** Every command this server answers (listApis reads it). */
-  readonly commands: readonly CommandSpec[];
-}
-
-/** What a declared job's `run` may use: the services and the job's submitter as it is now. */
-export interface JobContext extends Services {
-  /** The submitting user, re-loaded: a job acts with the rights its user has when it runs (531 when gone or disabled). */
-  submitter(): Promise<Caller>;
 }

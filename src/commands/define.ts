@@ -1,8 +1,8 @@
-import type { ApiResult } from './result';
-import type { CommandContext } from './context';
-import type { JobSpec } from './jobs';
-import type { Role } from '../identity/caller';
 import { isUuid } from '../core/ids';
+import type { Caller, Role } from '../identity/caller';
+import type { JobOutcome, RunningJob } from '../jobs/types';
+import type { Services } from './context';
+import type { ApiResult } from './result';
 
 export type { Role } from '../identity/caller';
 export { isUuid } from '../core/ids';
@@ -148,6 +148,9 @@ export function defineCommand<const P extends Params>(spec: CommandSpec<P>): Com
   return spec;
 }
 
+/** The response of a command that answers CloudStack's SuccessResponse. */
+export const SUCCESS_FIELDS: readonly ResponseField[] = [{ name: 'success', type: 'boolean', description: 'true if operation is executed successfully' }];
+
 /** CloudStack's list parameters (BaseListProjectAndAccountResourcesCmd), as composition. */
 export const listParams = {
   keyword: param.string({ description: 'List by keyword' }),
@@ -163,3 +166,26 @@ export const ownerListParams = {
   listall: param.boolean({ default: false, description: "If set to false, list only resources belonging to the command's caller; if set to true - list resources that the caller is authorized to see. Default value is false" }),
   projectid: param.string({ description: 'List objects by project; if projectid=-1 lists all resources from all projects the caller may see. Without it no project-owned object is listed', related: 'listProjects' }),
 };
+
+/** What a handler may use: the caller and the services (never the HTTP request). */
+export interface CommandContext extends Services {
+  readonly caller: Caller;
+  /** The command name as declared. */
+  readonly command: string;
+  /** Every command this server answers (listApis reads it). */
+  readonly commands: readonly CommandSpec[];
+}
+
+/** What a declared job's `run` may use: the services and the job's submitter as it is now. */
+export interface JobContext extends Services {
+  /** The submitting user, re-loaded: a job acts with the rights its user has when it runs (531 when gone or disabled). */
+  submitter(): Promise<Caller>;
+}
+
+/** A declared job: `handle` reads its arguments back by the shape and runs it. */
+export interface JobSpec<A> {
+  readonly kind: string;
+  /** Checks arguments before they are stored (the same reading a worker does). */
+  readonly check: (args: A) => void;
+  readonly handle: (job: RunningJob, ctx: JobContext) => Promise<JobOutcome>;
+}

@@ -1,9 +1,9 @@
 import { listUnowned } from './list';
 import type { ApiResult } from './result';
-import type { CommandContext } from './context';
+import type { CommandContext } from './define';
 import { paramError } from '../core/errors';
 import { DISK_OFFERING_STATES, MAX_DISK_SIZE_GB, type DiskOffering, type DiskOfferingState } from '../kms/disk-offerings';
-import { defineCommand, isUuid, listParams, param, type Role } from './define';
+import { defineCommand, isUuid, listParams, param, SUCCESS_FIELDS, type Role } from './define';
 import { diskOfferingFields, diskOfferingResponse } from './responses/disk-offering';
 
 const MANAGERS: readonly Role[] = ['Admin', 'DomainAdmin'];
@@ -142,7 +142,7 @@ export const diskOfferingCommands = [
     description: 'Deletes a disk offering: as CloudStack, it becomes Inactive; volumes made from it keep it, new volumes cannot use it (updateDiskOffering state=Active brings it back).',
     roles: MANAGERS,
     params: { id: param.uuid({ required: true, description: 'ID of the disk offering', related: 'listDiskOfferings' }) },
-    response: [{ name: 'success', type: 'boolean', description: 'true if operation is executed successfully' }],
+    response: SUCCESS_FIELDS,
     async handler(p, ctx) {
       await ctx.kms.diskOfferings.delete(ctx.caller, p.id);
       return { kind: 'success' };

@@ -1,6 +1,6 @@
 import { PROVIDER_KINDS } from '../providers/provider';
 import type { ApiResult } from './result';
-import type { CommandContext } from './context';
+import type { CommandContext } from './define';
 import { listOwned } from './list';
 import { ADMIN_ONLY, ALL_ROLES, defineCommand, ownerListParams, param, type Infer } from './define';
 import { hsmProfileFields, hsmProfileResponse } from './responses/hsm-profile';

@@ -2,7 +2,7 @@ import { ACCOUNT_TYPES, isRootAdmin, type Caller } from '../identity/caller';
 import type { OwnerScope } from '../core/owner-scope';
 import type { User } from '../identity/directory';
 import { paramError, permissionError } from '../core/errors';
-import type { CommandContext } from './context';
+import type { CommandContext } from './define';
 import { ALL_ROLES, defineCommand, listParams, ownerListParams, param } from './define';
 import { listOwned, listUnowned } from './list';
 import { accountFields, accountResponse, domainFields, domainResponse, userFields, userResponse } from './responses/identity';

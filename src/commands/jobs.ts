@@ -2,8 +2,8 @@ import { permissionError } from '../core/errors';
 import type { JobService } from '../jobs/job-service';
 import type { JobOutcome, RunningJob } from '../jobs/types';
 import type { ApiResult } from './result';
-import type { CommandContext, JobContext, Services } from './context';
-import type { CommandSpec } from './define';
+import type { Services } from './context';
+import type { CommandContext, CommandSpec, JobContext, JobSpec } from './define';
 
 /**
  * The async half of a command, declared next to its parameters (docs/architecture.md): the job
@@ -12,22 +12,18 @@ import type { CommandSpec } from './define';
  */
 
 /** How a stored argument is read back: its JSON type, `?` when it may be absent. */
-type ArgType = 'string' | 'number' | 'boolean';
+type ArgType = 'string' | 'number' | 'boolean' | 'string[]';
 export type ArgShape = Readonly<Record<string, ArgType | `${ArgType}?`>>;
 
-type TypeOf<T> = T extends 'string' | 'string?' ? string : T extends 'number' | 'number?' ? number : boolean;
+type TypeOf<T> = T extends 'string[]' | 'string[]?' ? string[]
+  : T extends 'string' | 'string?' ? string : T extends 'number' | 'number?' ? number : boolean;
+
+const hasType = (v: unknown, type: string): boolean =>
+  type === 'string[]' ? Array.isArray(v) && v.every((x) => typeof x === 'string') : typeof v === type;
 type Required<S extends ArgShape> = { [K in keyof S as S[K] extends `${string}?` ? never : K]: TypeOf<S[K]> };
 type Optional<S extends ArgShape> = { [K in keyof S as S[K] extends `${string}?` ? K : never]?: TypeOf<S[K]> };
 /** The typed arguments of a shape. */
 export type ArgsOf<S extends ArgShape> = Required<S> & Optional<S>;
-
-/** A declared job: `handle` reads its arguments back by the shape and runs it. */
-export interface JobSpec<A> {
-  readonly kind: string;
-  /** Checks arguments before they are stored (the same reading a worker does). */
-  readonly check: (args: A) => void;
-  readonly handle: (job: RunningJob, ctx: JobContext) => Promise<JobOutcome>;
-}
 
 /** Thrown when a stored job record does not have the declared shape (a bug or a foreign row). */
 export class JobArgsError extends Error {}
@@ -42,7 +38,7 @@ function readArgs<S extends ArgShape>(shape: S, raw: Readonly<Record<string, unk
       if (!optional) throw new JobArgsError(`job argument ${name} is missing`);
       continue;
     }
-    if (typeof v !== type) throw new JobArgsError(`job argument ${name} is not a ${type}`);
+    if (!hasType(v, type)) throw new JobArgsError(`job argument ${name} is not a ${type}`);
     out[name] = v;
   }
   return out as ArgsOf<S>; // every declared field was checked above
@@ -57,7 +53,7 @@ export function defineJob<const S extends ArgShape>(spec: {
   return {
     kind: spec.kind,
     check: (args) => void readArgs(spec.args, args),
-    handle: (job, ctx) => spec.run(readArgs(spec.args, job.args), job, ctx),
+    handle: async (job, ctx) => spec.run(readArgs(spec.args, job.args), job, ctx),
   };
 }
 

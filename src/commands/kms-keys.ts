@@ -1,5 +1,5 @@
 import type { ApiResult } from './result';
-import type { CommandContext } from './context';
+import type { CommandContext } from './define';
 import { KEY_BITS } from '../core/key-bits';
 import { assertKeyBits } from '../kms/kms-keys';
 import { asyncParams } from './async-jobs';

@@ -11,19 +11,17 @@ export const MIGRATION_BATCH_SIZE = 500;
 /**
  * The migration job: re-checks the plan (the key may have changed since), then migrates in batches.
  * Volumes are marked with the job as they migrate, so after a worker takeover the result and the
- * summary event count the whole job, not only the last attempt. `volumeUuids` is stored as a
- * comma-separated list (job arguments are flat).
+ * summary event count the whole job, not only the last attempt.
  */
 const migrationJob = defineJob({
   kind: 'kms.migrate',
-  args: { keyUuid: 'string', volumeUuids: 'string?', zoneUuid: 'string?', account: 'string?', domainUuid: 'string?' },
+  args: { keyUuid: 'string', volumeUuids: 'string[]?', zoneUuid: 'string?', account: 'string?', domainUuid: 'string?' },
   async run(args, job, ctx) {
     const caller = await ctx.directory.loadCaller(job.userId);
     if (!caller) throw new KmsError('permission', 'The user who started this migration no longer exists or is disabled');
     const migration = ctx.kms.migration;
     const scope: MigrationScope = {
-      volumeUuids: args.volumeUuids === undefined ? undefined : args.volumeUuids.split(',').filter(Boolean),
-      zoneUuid: args.zoneUuid, account: args.account, domainUuid: args.domainUuid,
+      volumeUuids: args.volumeUuids, zoneUuid: args.zoneUuid, account: args.account, domainUuid: args.domainUuid,
     };
     const plan = await migration.plan(caller, args.keyUuid, scope);
     const r = await migration.run(plan, {
@@ -73,7 +71,7 @@ export const kmsMigrationCommands = [
       Migration.checkScopeShape(scope);
       await ctx.kms.migration.assertKeyExists(p.kmskeyid);
       return submitJob(ctx, p, migrationJob, {
-        keyUuid: p.kmskeyid, volumeUuids: p.volumeids?.join(','), zoneUuid: p.zoneid, account: p.account, domainUuid: p.domainid,
+        keyUuid: p.kmskeyid, volumeUuids: p.volumeids, zoneUuid: p.zoneid, account: p.account, domainUuid: p.domainid,
       }, { instanceType: 'KmsKey', instanceId: p.kmskeyid });
     },
   }),

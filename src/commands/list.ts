@@ -1,7 +1,7 @@
 import type { OwnerScope } from '../core/owner-scope';
 import type { Page, PageWindow } from '../db/paging';
 import type { ScopeRequest } from '../identity/directory';
-import type { CommandContext } from './context';
+import type { CommandContext } from './define';
 import { pageWindow } from './pagination';
 import type { ApiResult } from './result';
 

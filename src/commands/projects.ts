@@ -3,8 +3,8 @@ import { paramError } from '../core/errors';
 import type { RunningJob } from '../jobs/types';
 import { PROJECT_ROLES, type ProjectMember, type ProjectView } from '../identity/projects';
 import { asyncParams } from './async-jobs';
-import type { JobContext } from './context';
-import { ALL_ROLES, defineCommand, listParams, param, type ResponseField } from './define';
+import type { JobContext } from './define';
+import { ALL_ROLES, defineCommand, listParams, param, SUCCESS_FIELDS, type ResponseField } from './define';
 import { defineJob, JobArgsError, submitJob } from './jobs';
 import { listUnowned } from './list';
 
@@ -42,7 +42,6 @@ const projectAccountFields: readonly ResponseField[] = [
   { name: 'domainpath', type: 'string', description: 'path of the Domain the account belongs to' },
 ];
 
-const successFields: readonly ResponseField[] = [{ name: 'success', type: 'boolean', description: 'true if operation is executed successfully' }];
 
 function projectResponse(p: ProjectView) {
   const owners = p.owners.map((o) => ({ account: o.accountName, accountid: o.accountUuid }));
@@ -212,7 +211,7 @@ export const projectCommands = [
     isAsync: true,
     roles: ALL_ROLES,
     params: { ...asyncParams, id: projectId, cleanup: param.boolean({ description: 'true to delete the project\'s resources too (not supported: delete them first)' }) },
-    response: successFields,
+    response: SUCCESS_FIELDS,
     job: deleteProjectJob,
     async handler(p, ctx) {
       const service = ctx.directory.projects;
@@ -234,7 +233,7 @@ export const projectCommands = [
       roletype: param.string({ default: 'Regular', description: 'Project role type to be assigned to the account (Admin or Regular), Regular when absent' }),
       email: param.string({ description: 'email to which the invitation would be sent (invitations are not used by this server)' }),
     },
-    response: successFields,
+    response: SUCCESS_FIELDS,
     job: addAccountToProjectJob,
     async handler(p, ctx) {
       const service = ctx.directory.projects;
@@ -255,7 +254,7 @@ export const projectCommands = [
       projectid: projectId,
       account: param.string({ required: true, description: 'name of the account to be removed from the project' }),
     },
-    response: successFields,
+    response: SUCCESS_FIELDS,
     job: deleteAccountFromProjectJob,
     async handler(p, ctx) {
       const service = ctx.directory.projects;

@@ -1,7 +1,7 @@
 import { paramError } from '../core/errors';
 import { asyncParams } from './async-jobs';
-import type { CommandContext } from './context';
-import { ADMIN_ONLY, ALL_ROLES, defineCommand, ownerListParams, param, type Infer } from './define';
+import type { CommandContext } from './define';
+import { ADMIN_ONLY, ALL_ROLES, defineCommand, ownerListParams, param, SUCCESS_FIELDS, type Infer } from './define';
 import { defineJob, submitJob } from './jobs';
 import { listOwned } from './list';
 import type { ApiResult } from './result';
@@ -96,7 +96,7 @@ export const volumeCommands = [
     description: 'Deletes a detached disk volume and destroys its encryption secret (the wrapped DEK or the legacy passphrase).',
     roles: ALL_ROLES,
     params: { id: param.uuid({ required: true, description: 'The ID of the disk volume', related: 'listVolumes' }) },
-    response: [{ name: 'success', type: 'boolean', description: 'true if operation is executed successfully' }],
+    response: SUCCESS_FIELDS,
     async handler(p, ctx) {
       await ctx.kms.volumes.delete(ctx.caller, p.id);
       return { kind: 'success' };

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createRepositories, type Repositories } from '../db/repositories';
+import type { Repositories } from '../db/repositories';
 import type { NewEvent } from '../db/repositories/events';
 
 /** CloudStack event types this server records. */
@@ -25,23 +25,17 @@ export interface EventInput {
   resourceId?: string;
 }
 
-/** @deprecated shim for src/kms/kms-keys.ts: a knex transaction where `Repositories` are expected. */
-type LegacyTrx = Repositories['wrappedKeysTrx'];
-
-/** The repositories of `tx`: those given, or (deprecated) those over a knex transaction. */
-const reposOf = (tx: Repositories | LegacyTrx): Repositories => (typeof tx === 'function' ? createRepositories(tx) : tx);
-
 /** Appends events (never secrets: descriptions name objects by uuid and name only). */
 export class EventLog {
   constructor(private readonly repos: Repositories) {}
 
   /** Records one event; with `tx`, in that transaction. */
-  async record(e: EventInput, tx: Repositories | LegacyTrx = this.repos): Promise<void> {
-    await reposOf(tx).events.insert(toNewEvent(e));
+  async record(e: EventInput, tx: Repositories = this.repos): Promise<void> {
+    await tx.events.insert(toNewEvent(e));
   }
 
-  async recordMany(events: EventInput[], tx: Repositories | LegacyTrx = this.repos): Promise<void> {
-    await reposOf(tx).events.insertMany(events.map(toNewEvent));
+  async recordMany(events: EventInput[], tx: Repositories = this.repos): Promise<void> {
+    await tx.events.insertMany(events.map(toNewEvent));
   }
 }
 

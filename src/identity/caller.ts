@@ -1,20 +1,13 @@
+import type { UserAccountAndDomain } from '../db/repositories/users';
+
 /** CloudStack role types that may call a command. */
 export type Role = 'Admin' | 'DomainAdmin' | 'User';
 
-/** Who is calling: the authenticated user with its account and domain. */
-export interface Caller {
+/** Who is calling: the authenticated user with its account and domain (a project's account, type 5, never calls). */
+export interface Caller extends UserAccountAndDomain {
   readonly userId: number;
   readonly userUuid: string;
   readonly username: string;
-  readonly accountId: number;
-  readonly accountUuid: string;
-  readonly accountName: string;
-  /** CloudStack Account.Type ordinal: 0 user, 1 root admin, 2 domain admin (5, a project's account, never calls) */
-  readonly accountType: number;
-  readonly domainId: number;
-  readonly domainUuid: string;
-  readonly domainName: string;
-  readonly domainPath: string;
   readonly role: Role;
 }
 

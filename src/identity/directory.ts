@@ -3,7 +3,7 @@ import type { MasterKey } from '../config/master-key';
 import { systemClock, type Clock } from '../core/clock';
 import { paramError, permissionError } from '../core/errors';
 import { isUuid } from '../core/ids';
-import { createRepositories, type Repositories } from '../db/repositories';
+import type { Repositories } from '../db/repositories';
 import type { Account, IdentityState } from '../db/repositories/accounts';
 import type { Domain } from '../db/repositories/domains';
 import type { Project } from '../db/repositories/projects';
@@ -43,7 +43,7 @@ export class Directory {
   /** The authorization rule (src/identity/access.ts); the access methods below only apply it. */
   readonly access: Access;
   private readonly repos: Repositories;
-  private readonly events: EventLog | undefined;
+  private readonly events: EventLog;
   #projects: Projects | undefined;
   private readonly masterKey: MasterKey;
   private readonly clock: Clock;
@@ -54,14 +54,7 @@ export class Directory {
   readonly #apiKeys = new Map<string, { holder: { userId: number; secretKey: string }; at: number }>();
   #generation = 0;
 
-  constructor(deps: IdentityDeps);
-  /** @deprecated shim for src/kms/bootstrap.ts: `new Directory({ repos, masterKey, events })`. */
-  constructor(db: Parameters<typeof createRepositories>[0], masterKey: MasterKey, credentialTtlMs?: number);
-  constructor(depsOrDb: IdentityDeps | Parameters<typeof createRepositories>[0], masterKey?: MasterKey, credentialTtlMs?: number) {
-    // The bootstrap's directory (the deprecated form) records no event: it has no event log.
-    const deps: Omit<IdentityDeps, 'events'> & { events?: EventLog } = typeof depsOrDb === 'function'
-      ? { repos: createRepositories(depsOrDb), masterKey: masterKey!, credentialTtlMs }
-      : depsOrDb;
+  constructor(deps: IdentityDeps) {
     this.repos = deps.repos;
     this.events = deps.events;
     this.masterKey = deps.masterKey;
@@ -72,7 +65,7 @@ export class Directory {
 
   /** Projects, their memberships and their commands' rules (src/identity/projects.ts). */
   get projects(): Projects {
-    if (!this.events) throw new Error('this directory was built without an event log: it has no project service');
+    // Built on first use: Projects asks this directory back (membership, owners).
     return (this.#projects ??= new Projects({ repos: this.repos, events: this.events, clock: this.clock }, this));
   }
 
@@ -364,128 +357,4 @@ export class Directory {
     if (req.listall) return this.access.reach(caller);
     return { kind: 'accounts', accountIds: [caller.accountId] };
   }
-
-  // ---- deprecated shims for the other areas (removed by the lead at merge) --------------------
-  // Each answers in the old row shape (snake_case columns, epoch-ms numbers) over the methods above.
-
-  /** @deprecated shim for the other areas: use `repos.domains.byId`. */
-  async domainById(id: number): Promise<DomainRow | undefined> {
-    return rowOfDomain(await this.repos.domains.byId(id));
-  }
-
-  /** @deprecated shim for src/kms: use `repos.domains.byUuid`. */
-  async domainByUuid(uuid: string): Promise<DomainRow | undefined> {
-    return rowOfDomain(await this.repos.domains.byUuid(uuid));
-  }
-
-  /** @deprecated shim for src/kms/bootstrap.ts and src/kms/hsm-profiles.ts: use `repos.domains.byPath`. */
-  async domainByPath(path: string): Promise<DomainRow | undefined> {
-    return rowOfDomain(await this.repos.domains.byPath(path));
-  }
-
-  /** @deprecated shim for src/kms/disk-offerings.ts and src/kms/hsm-profiles.ts: use `accessibleDomain`. */
-  async requireDomain(caller: Caller, uuid: string): Promise<DomainRow> {
-    return rowOfDomain(await this.accessibleDomain(caller, uuid));
-  }
-
-  /** @deprecated shim for the other areas: use `repos.accounts.byId`. */
-  async accountById(id: number): Promise<AccountRow | undefined> {
-    return rowOfAccount(await this.repos.accounts.byId(id));
-  }
-
-  /** @deprecated shim for the other areas: use `repos.accounts.byUuid`. */
-  async accountByUuid(uuid: string): Promise<AccountRow | undefined> {
-    return rowOfAccount(await this.repos.accounts.byUuid(uuid));
-  }
-
-  /** @deprecated shim for src/kms/bootstrap.ts and src/kms/hsm-profiles.ts: use `repos.accounts.byName`. */
-  async accountByName(domainId: number, name: string): Promise<AccountRow | undefined> {
-    return rowOfAccount(await this.repos.accounts.byName(domainId, name));
-  }
-
-  /** @deprecated shim for the other areas: use `repos.users.byUuid`. */
-  async userByUuid(uuid: string): Promise<UserRow | undefined> {
-    return rowOfUser(await this.repos.users.byUuid(uuid));
-  }
-
-  /** @deprecated shim for src/kms/bootstrap.ts: use `userForLogin`. */
-  async findUserForLogin(username: string, domainId: number): Promise<UserRow | undefined> {
-    return rowOfUser(await this.repos.users.forLogin(username, domainId));
-  }
-
-  /** @deprecated shim for src/kms/bootstrap.ts: use `storeUserKeys`. */
-  async setUserKeys(user: UserRow, keys: { apiKey: string; secretKey: string }): Promise<void> {
-    await this.storeUserKeys(user, keys);
-  }
-
-  /** @deprecated shim for src/kms/bootstrap.ts: use `userKeys`. */
-  getUserKeys(user: UserRow): { apiKey: string; secretKey: string } | undefined {
-    return this.userKeys({ uuid: user.uuid, apiKey: user.api_key, sealedSecretKey: user.secret_key });
-  }
-
-  /** @deprecated shim for src/kms (keys, volumes, profiles, migration): use `owningAccount`. */
-  async resolveOwner(caller: Caller, req: { account?: string; domainid?: string; projectid?: string }): Promise<AccountRow> {
-    return rowOfAccount(await this.owningAccount(caller, req));
-  }
-
-  /** @deprecated shim for the other areas: use `accessibleAccount`. */
-  async requireAccountAccess(caller: Caller, account: AccountRow, denied: string): Promise<AccountRow> {
-    await this.accessibleAccount(caller, accountOfRow(account), denied);
-    return account;
-  }
-
-  /** @deprecated shim for the other areas: use `repos.projects.byUuid`. */
-  async projectByUuid(uuid: string): Promise<ProjectRow | undefined> {
-    return rowOfProject(await this.repos.projects.byUuid(uuid));
-  }
-
-  /** @deprecated shim for the other areas: use `accessibleProject`. */
-  async requireProjectAccess(caller: Caller, uuid: string): Promise<ProjectRow> {
-    return rowOfProject(await this.accessibleProject(caller, uuid));
-  }
-}
-
-// ---- the old row shapes, kept for the shims above (removed by the lead at merge) ----------------
-
-/** @deprecated the old row shape; use `Domain` (src/db/repositories/domains.ts). */
-export interface DomainRow { id: number; uuid: string; name: string; path: string; parent_id: number | null; level: number; network_domain: string | null; created: number }
-/** @deprecated the old row shape; use `Account` (src/db/repositories/accounts.ts). */
-export interface AccountRow { id: number; uuid: string; account_name: string; type: number; domain_id: number; state: string; created: number }
-/** @deprecated the old row shape; use `User` (src/db/repositories/users.ts). */
-export interface UserRow {
-  id: number; uuid: string; username: string; password: string; account_id: number; firstname: string; lastname: string;
-  email: string | null; state: string; api_key: string | null; secret_key: string | null; timezone: string | null; created: number;
-  login_attempts: number;
-}
-/** @deprecated the old row shape; use `Project` (src/db/repositories/projects.ts). */
-export interface ProjectRow { id: number; uuid: string; name: string; display_text: string | null; domain_id: number; project_account_id: number; state: string; created: number }
-
-function rowOfDomain(d: Domain): DomainRow;
-function rowOfDomain(d: Domain | undefined): DomainRow | undefined;
-function rowOfDomain(d: Domain | undefined): DomainRow | undefined {
-  return d && { id: d.id, uuid: d.uuid, name: d.name, path: d.path, parent_id: d.parentId, level: d.level, network_domain: d.networkDomain, created: d.created.getTime() };
-}
-
-function rowOfAccount(a: Account): AccountRow;
-function rowOfAccount(a: Account | undefined): AccountRow | undefined;
-function rowOfAccount(a: Account | undefined): AccountRow | undefined {
-  return a && { id: a.id, uuid: a.uuid, account_name: a.name, type: a.type, domain_id: a.domainId, state: a.state, created: a.created.getTime() };
-}
-
-const accountOfRow = (a: AccountRow): Account => ({
-  id: a.id, uuid: a.uuid, name: a.account_name, type: a.type, domainId: a.domain_id, state: a.state as IdentityState, created: new Date(a.created),
-});
-
-function rowOfUser(u: User | undefined): UserRow | undefined {
-  return u && {
-    id: u.id, uuid: u.uuid, username: u.username, password: u.passwordHash, account_id: u.accountId, firstname: u.firstname, lastname: u.lastname,
-    email: u.email, state: u.state, api_key: u.apiKey, secret_key: u.sealedSecretKey, timezone: u.timezone, created: u.created.getTime(),
-    login_attempts: u.loginAttempts,
-  };
-}
-
-function rowOfProject(p: Project): ProjectRow;
-function rowOfProject(p: Project | undefined): ProjectRow | undefined;
-function rowOfProject(p: Project | undefined): ProjectRow | undefined {
-  return p && { id: p.id, uuid: p.uuid, name: p.name, display_text: p.displayText, domain_id: p.domainId, project_account_id: p.accountId, state: p.state, created: p.created.getTime() };
 }

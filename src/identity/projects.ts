@@ -65,12 +65,11 @@ export class Projects {
         uuid: randomUUID(), name, displayText: input.displayText?.trim() || name, domainId: owner.domainId, accountId: account.id, state: 'Active', created: now,
       });
       await tx.projects.addMember(p.id, owner.id, 'Admin', now);
+      await this.deps.events.record({
+        type: 'PROJECT.CREATE', description: `Created project ${name}`, actor: { userId: caller.userId, accountId: p.accountId, domainId: owner.domainId },
+        resourceType: 'Project', resourceId: p.uuid,
+      }, tx);
       return p;
-    });
-    // TODO(lead, at merge): record in the transaction (`events.record(e, tx)`) once EventLog.record takes Repositories (area C's branch).
-    await this.deps.events.record({
-      type: 'PROJECT.CREATE', description: `Created project ${name}`, actor: { userId: caller.userId, accountId: project.accountId, domainId: owner.domainId },
-      resourceType: 'Project', resourceId: project.uuid,
     });
     return project;
   }

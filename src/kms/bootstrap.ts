@@ -3,6 +3,7 @@ import type { Repositories } from '../db/repositories';
 import type { Env } from '../config/env';
 import type { MasterKey } from '../config/master-key';
 import type { Directory } from '../identity/directory';
+import type { User } from '../db/repositories/users';
 import type { Logger } from '../core/logger';
 import { ACCOUNT_TYPES } from '../identity/caller';
 import { generateKey, hashPassword } from '../identity/password';
@@ -11,33 +12,32 @@ import { generateKey, hashPassword } from '../identity/password';
  * First-start setup, idempotent: ROOT domain, `admin` root-admin account and user `admin`, and the
  * admin's API keys (from the environment, or generated once and returned so main can print them).
  */
-export async function bootstrapIdentity(repos: Pick<Repositories, 'bootstrap'>, directory: Directory, env: Env): Promise<{ generatedKeys?: { apiKey: string; secretKey: string } }> {
-  const rootId = (await directory.domainByPath('/'))?.id ?? (await repos.bootstrap.insertRootDomain({ uuid: randomUUID(), created: new Date() }));
-  let admin = await directory.findUserForLogin('admin', rootId);
+export async function bootstrapIdentity(
+  repos: Pick<Repositories, 'bootstrap' | 'domains' | 'accounts' | 'users'>, directory: Directory, env: Env,
+): Promise<{ generatedKeys?: { apiKey: string; secretKey: string } }> {
+  const rootId = (await repos.domains.byPath('/'))?.id ?? (await repos.bootstrap.insertRootDomain({ uuid: randomUUID(), created: new Date() }));
+  let admin: Pick<User, 'id' | 'uuid' | 'apiKey' | 'sealedSecretKey'> | undefined = await repos.users.forLogin('admin', rootId);
   if (!admin) {
-    const accountId = (await directory.accountByName(rootId, 'admin'))?.id ?? (await repos.bootstrap.insertAccount({
+    const accountId = (await repos.accounts.byName(rootId, 'admin'))?.id ?? (await repos.bootstrap.insertAccount({
       uuid: randomUUID(), name: 'admin', type: ACCOUNT_TYPES.Admin, domainId: rootId, state: 'enabled', created: new Date(),
     }));
-    const user = {
-      uuid: randomUUID(), username: 'admin', password: await hashPassword(env.adminPassword), account_id: accountId,
-      firstname: 'Admin', lastname: 'User', email: null, state: 'enabled', api_key: null, secret_key: null, timezone: null, created: Date.now(), login_attempts: 0,
-    };
+    const uuid = randomUUID();
     const id = await repos.bootstrap.insertUser({
-      uuid: user.uuid, username: user.username, passwordHash: user.password, accountId, firstname: user.firstname, lastname: user.lastname,
-      state: user.state, created: new Date(user.created),
+      uuid, username: 'admin', passwordHash: await hashPassword(env.adminPassword), accountId, firstname: 'Admin', lastname: 'User',
+      state: 'enabled', created: new Date(),
     });
-    admin = { ...user, id };
+    admin = { id, uuid, apiKey: null, sealedSecretKey: null };
   }
   if (env.adminApiKey && env.adminSecretKey) {
-    const current = directory.getUserKeys(admin);
+    const current = directory.userKeys(admin);
     if (current?.apiKey !== env.adminApiKey || current.secretKey !== env.adminSecretKey) {
-      await directory.setUserKeys(admin, { apiKey: env.adminApiKey, secretKey: env.adminSecretKey });
+      await directory.storeUserKeys(admin, { apiKey: env.adminApiKey, secretKey: env.adminSecretKey });
     }
     return {};
   }
-  if (!admin.api_key) {
+  if (!admin.apiKey) {
     const keys = { apiKey: generateKey(), secretKey: generateKey() };
-    await directory.setUserKeys(admin, keys);
+    await directory.storeUserKeys(admin, keys);
     return { generatedKeys: keys };
   }
   return {};
@@ -50,7 +50,7 @@ export async function bootstrapIdentity(repos: Pick<Repositories, 'bootstrap'>, 
  * keys and the default `database` HSM profile. Each step is idempotent.
  */
 export async function bootstrapDeployment(
-  repos: Pick<Repositories, 'bootstrap'>, env: Env,
+  repos: Pick<Repositories, 'bootstrap' | 'domains' | 'accounts' | 'users'>, env: Env,
   opts: {
     logger?: Logger;
     openKey: () => Promise<MasterKey>;

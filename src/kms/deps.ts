@@ -2,7 +2,6 @@ import type { Clock } from '../core/clock';
 import type { Logger } from '../core/logger';
 import type { MasterKey } from '../config/master-key';
 import type { Settings } from '../config/settings';
-import type { Db } from '../db/knex';
 import type { Repositories } from '../db/repositories';
 import type { EventLog } from '../events/event-log';
 import type { Directory } from '../identity/directory';
@@ -22,6 +21,4 @@ export interface KmsDeps {
   readonly masterKey: MasterKey;
   readonly clock: Clock;
   readonly logger: Logger;
-  /** @deprecated the knex handle, while services move to `repos`; removed when none reads it. */
-  readonly db: Db;
 }

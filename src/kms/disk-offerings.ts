@@ -166,7 +166,7 @@ export class DiskOfferings {
       rows = rows.filter((r) => !r.zoneIds.length || r.zoneIds.includes(zone.id));
     }
     if (f.usableInDomainUuid) {
-      const domain = await this.deps.directory.requireDomain(caller, f.usableInDomainUuid);
+      const domain = await this.deps.directory.accessibleDomain(caller, f.usableInDomainUuid);
       const above = new Set(await this.deps.directory.access.ancestorIds(domain.id));
       rows = rows.filter((r) => usableIn(r, above));
     }
@@ -199,7 +199,7 @@ export class DiskOfferings {
   private async domainIdsFor(caller: Caller, uuids: readonly string[] | null): Promise<number[] | null> {
     if (!uuids || !uuids.length) return null;
     const out: number[] = [];
-    for (const uuid of uuids) out.push((await this.deps.directory.requireDomain(caller, uuid)).id);
+    for (const uuid of uuids) out.push((await this.deps.directory.accessibleDomain(caller, uuid)).id);
     return out;
   }
 

@@ -1,5 +1,5 @@
 import type { MasterKey } from '../config/master-key';
-import { createRepositories, type Repositories } from '../db/repositories';
+import type { Repositories } from '../db/repositories';
 import type { HsmProfileConfig, ProviderKind } from '../providers/provider';
 
 /** CloudStack's KMSProvider.isSensitiveKey: pin, password, anything with "secret", private_key. */
@@ -28,10 +28,9 @@ export interface ProfileIdentity { id: number; uuid: string; name: string; proto
 
 /** A profile as a provider needs it, with sensitive details decrypted (never log or return it). */
 export async function loadProfileConfig(
-  repos: Pick<Repositories, 'hsmProfiles'> | Parameters<typeof createRepositories>[0], masterKey: MasterKey, profile: ProfileIdentity,
+  repos: Pick<Repositories, 'hsmProfiles'>, masterKey: MasterKey, profile: ProfileIdentity,
 ): Promise<HsmProfileConfig> {
-  // @deprecated form for spec/kms/master-key-rotation-crash.spec.ts: a knex handle instead of the repositories.
-  const { hsmProfiles } = typeof repos === 'function' ? createRepositories(repos) : repos;
+  const { hsmProfiles } = repos;
   const details: Record<string, string> = {};
   for (const r of await hsmProfiles.details(profile.id)) {
     details[r.name] = isSensitiveDetail(r.name) ? masterKey.decryptString(r.value, detailAad(profile.uuid, r.name)) : r.value;

@@ -1,15 +1,14 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { KmsDeps } from './deps';
 import { isRootAdmin, type Caller } from '../identity/caller';
-import type { Directory, ScopeRequest } from '../identity/directory';
+import type { ScopeRequest } from '../identity/directory';
 import type { OwnerScope } from '../core/owner-scope';
 import type { Page, PageWindow } from '../db/paging';
-import { createRepositories, type Repositories } from '../db/repositories';
+import type { Repositories } from '../db/repositories';
 import type { HsmProfile, HsmProfileDetail, HsmProfileView } from '../db/repositories/hsm-profiles';
 import type { ProfileHealth } from '../providers/circuit';
 import { PROVIDER_KINDS, type HsmProfileConfig, type ProviderKind } from '../providers/provider';
 import { isKmsError, KmsError, paramError, permissionError } from '../core/errors';
-import { recordIn } from './audit';
 import { requireEnabledProfile, requireProfile } from './guards';
 import { loadProfileConfig, storedDetailValue } from './hsm-profile-details';
 
@@ -68,16 +67,12 @@ export function defaultProfileUuid(rootDomainUuid: string): string {
 /**
  * Seeds CloudStack's default `database` profile (name `default`, public, disabled, owned by the root
  * admin account in ROOT) once; an admin enables it with updateHSMProfile. Idempotent and safe when
- * several servers start at once. (A knex handle instead of the repositories is the
- * deprecated form src/kms/bootstrap.ts still uses.)
+ * several servers start at once.
  */
-export async function ensureDefaultHsmProfile(
-  repos: Pick<Repositories, 'hsmProfiles'> | Parameters<typeof createRepositories>[0],
-  directory: Pick<Directory, 'domainByPath' | 'accountByName'>,
-): Promise<void> {
-  const { hsmProfiles } = typeof repos === 'function' ? createRepositories(repos) : repos;
-  const root = await directory.domainByPath('/');
-  const admin = root && (await directory.accountByName(root.id, 'admin'));
+export async function ensureDefaultHsmProfile(repos: Pick<Repositories, 'hsmProfiles' | 'domains' | 'accounts'>): Promise<void> {
+  const { hsmProfiles } = repos;
+  const root = await repos.domains.byPath('/');
+  const admin = root && (await repos.accounts.byName(root.id, 'admin'));
   if (!root || !admin) throw new KmsError('internal', 'The ROOT domain and admin account must exist before the default HSM profile');
   const uuid = defaultProfileUuid(root.uuid);
   if (await hsmProfiles.anyByUuid(uuid)) return;
@@ -159,10 +154,10 @@ export class HsmProfiles {
     const zoneId = input.zoneUuid ? await this.requireZone(input.zoneUuid) : undefined;
     let owner: { accountId: number | null; domainId: number };
     if (input.account || input.projectUuid) {
-      const account = await directory.resolveOwner(caller, { account: input.account, domainid: input.domainUuid, projectid: input.projectUuid });
-      owner = { accountId: account.id, domainId: account.domain_id };
+      const account = await directory.owningAccount(caller, { account: input.account, domainid: input.domainUuid, projectid: input.projectUuid });
+      owner = { accountId: account.id, domainId: account.domainId };
     } else if (input.domainUuid) {
-      owner = { accountId: null, domainId: (await directory.requireDomain(caller, input.domainUuid)).id };
+      owner = { accountId: null, domainId: (await directory.accessibleDomain(caller, input.domainUuid)).id };
     } else {
       owner = { accountId: caller.accountId, domainId: caller.domainId };
     }
@@ -187,10 +182,10 @@ export class HsmProfiles {
       const id = await repos.transaction(async (tx) => {
         const details = Object.entries(input.details).map(([name, value]) => ({ name, value: storedDetailValue(this.deps.masterKey, uuid, name, value) }));
         const newId = await tx.hsmProfiles.insert(profile, details);
-        await recordIn(this.deps.events, tx, {
+        await this.deps.events.record({
           type: 'HSM.PROFILE.CREATE', description: `Created HSM profile ${input.name} (${protocol})`, actor: actorOf(caller),
           resourceType: 'HsmProfile', resourceId: uuid,
-        });
+        }, tx);
         return newId;
       });
       return { ...profile, id, removed: null };
@@ -227,10 +222,10 @@ export class HsmProfiles {
     const patch = { ...(change.name !== undefined ? { name: change.name } : {}), ...(change.enabled !== undefined ? { enabled: change.enabled } : {}) };
     await this.deps.repos.transaction(async (tx) => {
       await tx.hsmProfiles.update(p.id, patch);
-      await recordIn(this.deps.events, tx, {
+      await this.deps.events.record({
         type: 'HSM.PROFILE.UPDATE', description: `Updated HSM profile ${change.name ?? p.name}${change.enabled === undefined ? '' : change.enabled ? ' (enabled)' : ' (disabled)'}`,
         actor: actorOf(caller), resourceType: 'HsmProfile', resourceId: p.uuid,
-      });
+      }, tx);
     });
     if (change.enabled === false) await this.invalidate(p);
     return { ...p, ...patch };
@@ -239,7 +234,7 @@ export class HsmProfiles {
   /** Deletes a profile no key and no wrapped key uses (texts of reference §1.4); the default one stays. */
   async delete(caller: Caller, uuid: string): Promise<void> {
     const p = await this.requireModifiable(caller, uuid);
-    const root = await this.deps.directory.domainByPath('/');
+    const root = await this.deps.repos.domains.byPath('/');
     if (p.protocol === 'database' && root && p.uuid === defaultProfileUuid(root.uuid)) throw paramError('Default database HSM profile cannot be deleted');
     await this.deps.repos.transaction(async (tx) => {
       const { keys, wrappedKeys } = await tx.hsmProfiles.usage(p.id);
@@ -248,9 +243,9 @@ export class HsmProfiles {
         throw paramError(`Cannot delete HSM profile '${p.name}': it is referenced by ${wrappedKeys} wrapped key(s) through KEK versions. Please wait for key rotation to complete or delete those volumes first.`);
       }
       await tx.hsmProfiles.remove(p.id, new Date());
-      await recordIn(this.deps.events, tx, {
+      await this.deps.events.record({
         type: 'HSM.PROFILE.DELETE', description: `Deleted HSM profile ${p.name}`, actor: actorOf(caller), resourceType: 'HsmProfile', resourceId: p.uuid,
-      });
+      }, tx);
     });
     await this.invalidate(p);
   }

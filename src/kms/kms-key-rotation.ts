@@ -8,7 +8,6 @@ import { kekLabel } from './aad';
 import { paramError } from '../core/errors';
 import { keyNotFound, requireEnabledProfile, requireUsableKey } from './guards';
 import { changeKekState, NEW_VERSION_STATUS, WRAPPING_STATUS } from './kek-states';
-import { recordIn } from './audit';
 import { assertKeyBits, KmsKeys, type KmsKeyDeps } from './kms-keys';
 
 /** rotateKMSKey options: another size or another profile for the new version (default: the key's). */
@@ -109,10 +108,10 @@ export class KeyRotation {
         if (active && demoted !== 1) throw paramError(`KMS key ${key.uuid} was rotated concurrently; try again`);
         const newId = await tx.kekVersions.insert(version);
         if (!(await tx.kmsKeys.moveToKek(key.id, { kekLabel: label, hsmProfileId: profile.id, keyBits: bits }))) throw keyNotFound(key.uuid);
-        await recordIn(this.deps.events, tx, {
+        await this.deps.events.record({
           type: 'KMS.KEY.ROTATE', description: `Rotated KMS key ${key.name} (${key.uuid}) to version ${next} on HSM profile ${profile.name}`,
           actor: { userId: caller.userId, accountId: key.accountId, domainId: key.domainId }, resourceType: 'KmsKey', resourceId: key.uuid,
-        });
+        }, tx);
         return newId;
       });
       return { ...version, id, archived: null, removed: null, wrappedKeys: 0 };

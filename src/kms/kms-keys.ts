@@ -1,21 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import type { KmsDeps } from './deps';
+import type { Repositories } from '../db/repositories';
 import type { Caller } from '../identity/caller';
 import type { OwnerScope } from '../core/owner-scope';
 import type { Page, PageWindow } from '../db/paging';
-import { createRepositories, type Repositories } from '../db/repositories';
 import type { KekVersion } from '../db/repositories/kek-versions';
 import type { KmsKey, KmsKeyView } from '../db/repositories/kms-keys';
 import type { KekBits, KekProvider, KekRef, ProviderKind } from '../providers/provider';
 import { isKeyBits, KEY_BITS_TEXT, type KeyBits } from '../core/key-bits';
 import { kekLabel } from './aad';
-import { recordIn } from './audit';
 import { isKmsError, KmsError, paramError, permissionError } from '../core/errors';
 import { keyNotFound, requireKey } from './guards';
 import { HsmProfiles, profileConfigFor, type HsmProfileDeps } from './hsm-profiles';
 import { NEW_VERSION_STATUS } from './kek-states';
 import { kekVersionSummaries, type KekVersionSummary } from './rewrap-progress';
-import { KEY_ALGORITHM, KEY_PURPOSE, type KmsKeyRow } from './types';
+import { KEY_ALGORITHM, KEY_PURPOSE } from './types';
 
 export type { KmsKey, KmsKeyView } from '../db/repositories/kms-keys';
 
@@ -144,20 +143,20 @@ export class KmsKeys {
   async create(caller: Caller, input: CreateKmsKeyInput): Promise<KmsKey> {
     const { repos, directory } = this.deps;
     assertKeyBits(input.keyBits);
-    const owner = await directory.resolveOwner(caller, { account: input.account, domainid: input.domainUuid, projectid: input.projectUuid });
+    const owner = await directory.owningAccount(caller, { account: input.account, domainid: input.domainUuid, projectid: input.projectUuid });
     const zoneId = await repos.kmsKeys.liveZoneId(input.zoneUuid);
     if (zoneId === undefined) throw paramError(`Unable to find zone by id ${input.zoneUuid}`);
-    const profile = await this.profiles.requireForKey(caller, input.profileUuid, { accountId: owner.id, domainId: owner.domain_id }, zoneId);
+    const profile = await this.profiles.requireForKey(caller, input.profileUuid, { accountId: owner.id, domainId: owner.domainId }, zoneId);
     await this.assertNameFree(owner.id, input.name);
 
     const uuid = randomUUID();
-    const label = kekLabel({ domainId: owner.domain_id, accountId: owner.id, keyUuid: uuid }, 1);
+    const label = kekLabel({ domainId: owner.domainId, accountId: owner.id, keyUuid: uuid }, 1);
     const kek = await this.kekRef(profile.id, label);
     await this.createKek(kek, input.keyBits);
     const now = new Date();
     const key = {
       uuid, name: input.name, description: input.description ?? null, kekLabel: label, purpose: KEY_PURPOSE, accountId: owner.id,
-      domainId: owner.domain_id, zoneId, algorithm: KEY_ALGORITHM, keyBits: input.keyBits, enabled: true,
+      domainId: owner.domainId, zoneId, algorithm: KEY_ALGORITHM, keyBits: input.keyBits, enabled: true,
       hsmProfileId: profile.id, created: now,
     };
     try {
@@ -167,10 +166,10 @@ export class KmsKeys {
           uuid: randomUUID(), kmsKeyId: keyId, versionNumber: 1, kekLabel: label, status: NEW_VERSION_STATUS, keyBits: input.keyBits,
           hsmProfileId: profile.id, created: now,
         });
-        await recordIn(this.deps.events, tx, {
+        await this.deps.events.record({
           type: 'KMS.KEY.CREATE', description: `Created KMS key ${input.name} (${uuid}) with HSM profile ${profile.name}`,
-          actor: { userId: caller.userId, accountId: owner.id, domainId: owner.domain_id }, resourceType: 'KmsKey', resourceId: uuid,
-        });
+          actor: { userId: caller.userId, accountId: owner.id, domainId: owner.domainId }, resourceType: 'KmsKey', resourceId: uuid,
+        }, tx);
         return keyId;
       });
       return { ...key, id, removed: null };
@@ -198,10 +197,10 @@ export class KmsKeys {
     };
     await this.deps.repos.transaction(async (tx) => {
       await tx.kmsKeys.update(key.id, patch);
-      await recordIn(this.deps.events, tx, {
+      await this.deps.events.record({
         type: 'KMS.KEY.UPDATE', description: `Updated KMS key ${change.name ?? key.name} (${key.uuid})`,
         actor: { userId: caller.userId, accountId: key.accountId, domainId: key.domainId }, resourceType: 'KmsKey', resourceId: key.uuid,
-      });
+      }, tx);
     });
     return { ...key, ...patch };
   }
@@ -234,7 +233,7 @@ export class KmsKeys {
         const now = new Date();
         if (!(await tx.kmsKeys.markRemoved(key.id, now))) throw keyNotFound(uuid);
         await tx.kekVersions.removeAllOf(key.id, now);
-        await recordIn(this.deps.events, tx, { type: 'KMS.KEY.DELETE', description: `Deleted KMS key ${key.name} (${key.uuid})`, actor, resourceType: 'KmsKey', resourceId: key.uuid });
+        await this.deps.events.record({ type: 'KMS.KEY.DELETE', description: `Deleted KMS key ${key.name} (${key.uuid})`, actor, resourceType: 'KmsKey', resourceId: key.uuid }, tx);
       });
     }
     for (const v of versions) {
@@ -269,14 +268,4 @@ export class KmsKeys {
       throw paramError(`A KMS key with name ${name} already exists in this account`);
     }
   }
-}
-
-/** @deprecated shim for src/kms/volumes.ts, src/kms/migration.ts, src/commands/kms-migration.ts (area C): use `kms.keys.byUuid` (a `KmsKey`). */
-export async function getKeyByUuid(db: Parameters<typeof createRepositories>[0], uuid: string): Promise<KmsKeyRow | undefined> {
-  const k = await createRepositories(db).kmsKeys.byUuid(uuid);
-  return k && {
-    id: k.id, uuid: k.uuid, name: k.name, description: k.description, kek_label: k.kekLabel, purpose: k.purpose, account_id: k.accountId,
-    domain_id: k.domainId, zone_id: k.zoneId, algorithm: k.algorithm, key_bits: k.keyBits, enabled: k.enabled, hsm_profile_id: k.hsmProfileId,
-    created: k.created.getTime(), removed: k.removed === null ? null : k.removed.getTime(),
-  };
 }

@@ -1,7 +1,9 @@
 import type { KmsDeps } from './deps';
 import type { Caller } from '../identity/caller';
 import type { Repositories } from '../db/repositories';
-import type { MigratingVolume, VolumeKmsKey } from '../db/repositories/volumes';
+import type { MigratingVolume } from '../db/repositories/volumes';
+import type { KmsKey } from '../db/repositories/kms-keys';
+import { requireEnabledProfile, requireKey, requireUsableKey } from './guards';
 import { KmsError, isKmsError, paramError } from '../core/errors';
 import { PassphraseGoneError, Passphrases } from './passphrases';
 import { using } from '../core/secret-bytes';
@@ -75,14 +77,12 @@ export class Migration {
    * The KMS key checks of this file, in one place (the shared guards of src/kms/guards.ts replace
    * them at merge): the key exists and, unless `existsOnly`, it and its HSM profile are enabled.
    */
-  private async checkedKey(keyUuid: string, existsOnly = false): Promise<VolumeKmsKey> {
-    const { volumes } = this.deps.repos;
-    const key = await volumes.kmsKey(keyUuid);
-    if (!key) throw paramError(`KMS key not found: ${keyUuid}`);
+  private async checkedKey(keyUuid: string, existsOnly = false): Promise<KmsKey> {
+    const { kmsKeys, hsmProfiles } = this.deps.repos;
+    const key = requireKey(await kmsKeys.byUuid(keyUuid), keyUuid);
     if (existsOnly) return key;
-    if (!key.enabled) throw paramError(`KMS key is not enabled: ${keyUuid}`);
-    const profile = await volumes.hsmProfileState(key.hsmProfileId);
-    if (!profile || !profile.enabled) throw paramError(`HSM profile is not enabled: ${profile?.name ?? key.hsmProfileId}`);
+    requireUsableKey(key);
+    requireEnabledProfile(await hsmProfiles.byId(key.hsmProfileId), key.hsmProfileId);
     return key;
   }
 
@@ -116,7 +116,7 @@ export class Migration {
       if (zone.id !== key.zoneId) throw paramError(`KMS key ${keyUuid} belongs to another zone than ${scope.zoneUuid}`);
     }
     if (scope.account) {
-      const account = await directory.resolveOwner(caller, { account: scope.account, domainid: scope.domainUuid });
+      const account = await directory.owningAccount(caller, { account: scope.account, domainid: scope.domainUuid });
       if (account.id !== key.accountId) throw paramError(`Account ${scope.account} does not own KMS key ${keyUuid}; only the key's account can migrate to it`);
     }
     if (scope.volumeUuids) {
@@ -211,7 +211,7 @@ export class Migration {
     }
     try {
       const committed = await this.deps.repos.transaction(async (tx) => {
-        await this.wrappedKeys.assertVersionUsable(tx.wrappedKeysTrx, version);
+        await this.wrappedKeys.assertVersionUsable(tx, version);
         const out = new Map<number, Outcome>();
         for (let i = 0; i < wrapped.length; i += COMMIT_CHUNK) {
           for (const [id, o] of await this.commitChunk(tx, plan, version, wrapped.slice(i, i + COMMIT_CHUNK), run)) out.set(id, o);
@@ -239,10 +239,10 @@ export class Migration {
    * migrated some). Wrapped keys no volume took are deleted again; migrated volumes' passphrases too.
    */
   private async commitChunk(tx: Repositories, plan: MigrationPlan, version: KekVersionContext, chunk: Array<{ v: LegacyVolume; blob: Buffer }>, run: RunContext): Promise<Map<number, Outcome>> {
-    const wrappedIdOf = await this.wrappedKeys.insertMany(tx.wrappedKeysTrx, version, chunk.map(({ v, blob }) => ({ zoneId: v.zoneId, ownerUuid: v.uuid, blob })));
+    const wrappedIdOf = await this.wrappedKeys.insertMany(tx, version, chunk.map(({ v, blob }) => ({ zoneId: v.zoneId, ownerUuid: v.uuid, blob })));
     const migrated = await tx.volumes.linkWrappedKeys(plan.keyId, run.jobUuid, chunk.map(({ v }) => ({ volumeId: v.id, wrappedKeyId: wrappedIdOf.get(v.uuid)! })));
     const orphans = chunk.filter(({ v }) => !migrated.has(v.id)).map(({ v }) => wrappedIdOf.get(v.uuid)!);
-    await this.wrappedKeys.deleteUnused(tx.wrappedKeysTrx, orphans);
+    await this.wrappedKeys.deleteUnused(tx, orphans);
     await tx.passphrases.delete(chunk.filter(({ v }) => migrated.has(v.id)).map(({ v }) => v.passphraseId!));
     await this.deps.events.recordMany(chunk.filter(({ v }) => migrated.has(v.id)).map(({ v }) => migratedEvent(plan, v, run)), tx);
     return new Map(chunk.map(({ v }) => [v.id, migrated.has(v.id) ? 'migrated' : 'skipped']));
@@ -253,12 +253,12 @@ export class Migration {
    * passphrase (a concurrent run may have migrated it). The caller deletes the passphrase row.
    */
   private async commitOne(tx: Repositories, plan: MigrationPlan, version: KekVersionContext, v: LegacyVolume, blob: Buffer, run: RunContext): Promise<Outcome> {
-    const wrappedKeyId = await this.wrappedKeys.insert(tx.wrappedKeysTrx, version, { zoneId: v.zoneId, ownerUuid: v.uuid, blob }, { versionChecked: true });
+    const wrappedKeyId = await this.wrappedKeys.insert(tx, version, { zoneId: v.zoneId, ownerUuid: v.uuid, blob }, { versionChecked: true });
     if (await tx.volumes.linkWrappedKey(v.id, v.passphraseId, plan.keyId, wrappedKeyId, run.jobUuid)) {
       await this.deps.events.record(migratedEvent(plan, v, run), tx);
       return 'migrated';
     }
-    await this.wrappedKeys.deleteUnused(tx.wrappedKeysTrx, [wrappedKeyId]);
+    await this.wrappedKeys.deleteUnused(tx, [wrappedKeyId]);
     return 'skipped';
   }
 
@@ -269,7 +269,7 @@ export class Migration {
         const version = await this.wrappedKeys.activeVersion(plan.keyId);
         const blob = await using(await this.passphrases.read(this.deps.repos, v.passphraseId!), (secret) => this.wrappedKeys.wrap(version, v.uuid, secret));
         return await this.deps.repos.transaction(async (tx) => {
-          await this.wrappedKeys.assertVersionUsable(tx.wrappedKeysTrx, version);
+          await this.wrappedKeys.assertVersionUsable(tx, version);
           const outcome = await this.commitOne(tx, plan, version, v, blob, run);
           if (outcome === 'migrated') await this.passphrases.delete(tx, v.passphraseId!);
           return outcome;

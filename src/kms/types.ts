@@ -14,25 +14,3 @@ export const KEY_PURPOSE = 'volume';
 
 /** The algorithm CloudStack stores and shows for every KMS key. */
 export const KEY_ALGORITHM = 'AES/GCM/NoPadding';
-
-/**
- * @deprecated shim for src/kms/volumes.ts (area C): a `kms_keys` row as getKeyByUuid returned it.
- * New code uses `KmsKey` (kms.keys.byUuid / repos.kmsKeys.byUuid).
- */
-export interface KmsKeyRow {
-  id: number;
-  uuid: string;
-  name: string;
-  description: string | null;
-  kek_label: string;
-  purpose: string;
-  account_id: number;
-  domain_id: number;
-  zone_id: number;
-  algorithm: string;
-  key_bits: number;
-  enabled: number | boolean;
-  hsm_profile_id: number;
-  created: number;
-  removed: number | null;
-}

@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { KmsDeps } from './deps';
 import type { Caller } from '../identity/caller';
-import type { Volume, VolumeKmsKey } from '../db/repositories/volumes';
+import type { Volume } from '../db/repositories/volumes';
+import type { KmsKey } from '../db/repositories/kms-keys';
+import { requireKey, requireUsableKey } from './guards';
 import { KmsError, paramError, permissionError } from '../core/errors';
 import { CUSTOM_DISK_SIZE_GB, DiskOfferings, type DiskOffering } from './disk-offerings';
 import { Passphrases } from './passphrases';
@@ -59,19 +61,17 @@ export class Volumes {
    * The KMS key checks of this file, in one place (the shared guards of src/kms/guards.ts replace
    * them at merge): the key exists, then the caller's own checks (`then`), then it is enabled.
    */
-  private async usableKey(keyUuid: string, then: (key: VolumeKmsKey) => Promise<void>): Promise<VolumeKmsKey> {
-    const key = await this.deps.repos.volumes.kmsKey(keyUuid);
-    if (!key) throw paramError(`KMS key not found: ${keyUuid}`);
+  private async usableKey(keyUuid: string, then: (key: KmsKey) => Promise<void>): Promise<KmsKey> {
+    const key = requireKey(await this.deps.repos.kmsKeys.byUuid(keyUuid), keyUuid);
     await then(key);
-    if (!key.enabled) throw paramError(`KMS key is not enabled and cannot be used for volume encryption: ${keyUuid}`);
-    return key;
+    return requireUsableKey(key, 'volume encryption');
   }
 
   /**
    * A KMS key the caller may use for a volume in zone `zoneId` (reference/cloudstack-kms-4.23.md §1.11
    * checkKmsKeyForVolumeEncryption): caller access, same zone, key and profile enabled.
    */
-  async keyForVolume(caller: Caller, keyUuid: string, zone: { id: number; uuid: string }): Promise<VolumeKmsKey> {
+  async keyForVolume(caller: Caller, keyUuid: string, zone: { id: number; uuid: string }): Promise<KmsKey> {
     return this.usableKey(keyUuid, async (key) => {
       if (!(await this.deps.directory.canAccessOwner(caller, { accountId: key.accountId, domainId: key.domainId }))) {
         throw permissionError(`Account ${caller.accountName} does not have permission to use KMS key ${keyUuid}`);
@@ -85,10 +85,10 @@ export class Volumes {
 
   async create(caller: Caller, input: CreateVolumeInput): Promise<Volume> {
     const { repos, directory, settings } = this.deps;
-    const owner = await directory.resolveOwner(caller, { account: input.account, domainid: input.domainUuid, projectid: input.projectUuid });
+    const owner = await directory.owningAccount(caller, { account: input.account, domainid: input.domainUuid, projectid: input.projectUuid });
     const zone = await repos.zones.findLive(input.zoneUuid);
     if (!zone) throw paramError(`Unable to find zone by id ${input.zoneUuid}`);
-    const offering = input.diskOfferingUuid ? await new DiskOfferings(this.deps).forNewVolume(caller, input.diskOfferingUuid, zone.id, owner.domain_id) : undefined;
+    const offering = input.diskOfferingUuid ? await new DiskOfferings(this.deps).forNewVolume(caller, input.diskOfferingUuid, zone.id, owner.domainId) : undefined;
     const sizeGb = offering ? sizeFromOffering(offering, input.sizeGb) : input.sizeGb ?? 0;
     if (offering && !offering.encrypt && (input.kmsKeyUuid || input.encrypt)) {
       throw paramError(`Disk offering ${offering.name} (${offering.uuid}) does not encrypt volumes; choose a disk offering with encrypt=true to use ${input.kmsKeyUuid ? 'a KMS key' : 'encrypt=true'}`);
@@ -97,7 +97,7 @@ export class Volumes {
     // The volume's owner must own the key: otherwise another account could disable, rotate or
     // delete the key that protects this volume (migrateVolumesToKMS has the same rule).
     if (key && key.accountId !== owner.id) {
-      throw paramError(`KMS key ${key.uuid} belongs to another account than the volume's owner ${owner.account_name}`);
+      throw paramError(`KMS key ${key.uuid} belongs to another account than the volume's owner ${owner.name}`);
     }
     const uuid = randomUUID();
     const encrypted = offering ? offering.encrypt : input.encrypt || key !== undefined;
@@ -114,11 +114,10 @@ export class Volumes {
           wrapped = { version, blob: await this.wrappedKeys.generate(version, uuid, bits / 8) };
         }
         volume = await repos.transaction(async (tx) => {
-          // wrappedKeysTrx: WrappedKeys (area B) still takes a knex transaction; see Repositories.
-          const wrappedKeyId = wrapped ? await this.wrappedKeys.insert(tx.wrappedKeysTrx, wrapped.version, { zoneId: zone.id, ownerUuid: uuid, blob: wrapped.blob }) : null;
+          const wrappedKeyId = wrapped ? await this.wrappedKeys.insert(tx, wrapped.version, { zoneId: zone.id, ownerUuid: uuid, blob: wrapped.blob }) : null;
           const passphraseId = encrypted && !key ? await this.passphrases.create(tx) : null;
           const row = {
-            uuid, name: input.name, accountId: owner.id, domainId: owner.domain_id, zoneId: zone.id, size: sizeGb * 1024 ** 3,
+            uuid, name: input.name, accountId: owner.id, domainId: owner.domainId, zoneId: zone.id, size: sizeGb * 1024 ** 3,
             state: 'Allocated', encryptFormat: encrypted ? 'LUKS' : null, passphraseId, kmsKeyId: key?.id ?? null,
             wrappedKeyId, diskOfferingId: offering?.id ?? null, created: new Date(),
           };
@@ -129,7 +128,7 @@ export class Volumes {
         if (attempt >= 3 || !(err instanceof VersionArchivedError)) throw err;
       }
     }
-    const actor = { userId: caller.userId, accountId: owner.id, domainId: owner.domain_id };
+    const actor = { userId: caller.userId, accountId: owner.id, domainId: owner.domainId };
     await this.deps.events.record({ type: 'VOLUME.CREATE', description: `Created volume ${input.name}${key ? ` encrypted with KMS key ${key.uuid}` : encrypted ? ' encrypted with a passphrase' : ''}`, actor, resourceType: 'Volume', resourceId: uuid });
     if (key && wrapped) {
       await this.deps.events.record({ type: 'KMS.KEY.WRAP', description: `Generated a DEK for volume ${uuid} wrapped by KMS key ${key.uuid} (v${wrapped.version.versionNumber})`, actor, resourceType: 'KmsKey', resourceId: key.uuid });
@@ -156,7 +155,7 @@ export class Volumes {
       const now = await tx.volumes.lockSecrets(v.id);
       if (!now) return;
       await tx.volumes.expunge(v.id, new Date());
-      if (now.wrappedKeyId) await this.wrappedKeys.destroy(tx.wrappedKeysTrx, now.wrappedKeyId);
+      if (now.wrappedKeyId) await this.wrappedKeys.destroy(tx, now.wrappedKeyId);
       if (now.passphraseId) await this.passphrases.delete(tx, now.passphraseId);
     });
     await this.deps.events.record({ type: 'VOLUME.DELETE', description: `Deleted volume ${v.name} and destroyed its encryption secret`, actor: { userId: caller.userId, accountId: v.accountId, domainId: v.domainId }, resourceType: 'Volume', resourceId: v.uuid });

@@ -2,7 +2,7 @@ import type { KmsDeps } from './deps';
 import type { KekProvider, KekRef, ProviderKind } from '../providers/provider';
 import { dekAad } from './aad';
 import { isKmsError, KmsError, paramError } from '../core/errors';
-import { createRepositories, type Repositories } from '../db/repositories';
+import type { Repositories } from '../db/repositories';
 import type { KekVersionContext } from '../db/repositories/kek-versions';
 import type { WrappedKeyInput } from '../db/repositories/wrapped-keys';
 import { loadProfileConfig } from './hsm-profile-details';
@@ -12,14 +12,6 @@ import type { SecretBytes } from '../core/secret-bytes';
 
 export type { KekVersionContext } from '../db/repositories/kek-versions';
 export type { WrappedKeyInput } from '../db/repositories/wrapped-keys';
-
-/**
- * The repositories of a transaction; a knex transaction is the deprecated form that
- * src/kms/volumes.ts and src/kms/migration.ts (area C) still pass.
- */
-export type TxRepositories = Repositories | Parameters<typeof createRepositories>[0];
-
-const reposOf = (tx: TxRepositories): Repositories => (typeof tx === 'function' ? createRepositories(tx) : tx);
 
 /** The KEK of a version is missing from its backend: the key material is gone (530, never retried), named by key and version, not label. */
 const kekMissing = (v: Pick<KekVersionContext, 'keyUuid' | 'versionNumber'>) =>
@@ -92,14 +84,14 @@ export class WrappedKeys {
    * destroyed) fails as retryable, so no DEK is ever stored under a destroyed KEK. Call it in the
    * transaction that stores the blobs.
    */
-  async assertVersionUsable(tx: TxRepositories, v: KekVersionContext): Promise<void> {
-    if (!(await reposOf(tx).kekVersions.lockIfUsable(v.versionId, USABLE_STATUSES))) {
+  async assertVersionUsable(tx: Repositories, v: KekVersionContext): Promise<void> {
+    if (!(await tx.kekVersions.lockIfUsable(v.versionId, USABLE_STATUSES))) {
       throw new VersionArchivedError(`KEK version v${v.versionNumber} of KMS key ${v.keyUuid} was archived or deleted meanwhile; retry`);
     }
   }
 
   /** Inserts the wrapped-key row after assertVersionUsable; returns its id. */
-  async insert(tx: TxRepositories, v: KekVersionContext, row: WrappedKeyInput, opts: { versionChecked?: boolean } = {}): Promise<number> {
+  async insert(tx: Repositories, v: KekVersionContext, row: WrappedKeyInput, opts: { versionChecked?: boolean } = {}): Promise<number> {
     if (!opts.versionChecked) await this.assertVersionUsable(tx, v);
     return (await this.insertMany(tx, v, [row])).get(row.ownerUuid)!;
   }
@@ -108,8 +100,8 @@ export class WrappedKeys {
    * Inserts several wrapped-key rows with one statement, after the caller's assertVersionUsable in
    * the same transaction; returns each owner's new row id.
    */
-  insertMany(tx: TxRepositories, v: KekVersionContext, rows: readonly WrappedKeyInput[]): Promise<Map<string, number>> {
-    return reposOf(tx).wrappedKeys.insertMany(v.keyId, v.versionId, rows, new Date());
+  insertMany(tx: Repositories, v: KekVersionContext, rows: readonly WrappedKeyInput[]): Promise<Map<string, number>> {
+    return tx.wrappedKeys.insertMany(v.keyId, v.versionId, rows, new Date());
   }
 
   /**
@@ -130,13 +122,13 @@ export class WrappedKeys {
   }
 
   /** Crypto-shreds a wrapped key: the blob is overwritten and the row marked removed. */
-  destroy(tx: TxRepositories, wrappedKeyId: number): Promise<void> {
-    return reposOf(tx).wrappedKeys.destroy(wrappedKeyId, new Date());
+  destroy(tx: Repositories, wrappedKeyId: number): Promise<void> {
+    return tx.wrappedKeys.destroy(wrappedKeyId, new Date());
   }
 
   /** Deletes wrapped keys no volume took (a migration's leftovers), keeping the version counts exact. */
-  deleteUnused(tx: TxRepositories, ids: readonly number[]): Promise<void> {
-    return reposOf(tx).wrappedKeys.deleteUnused(ids);
+  deleteUnused(tx: Repositories, ids: readonly number[]): Promise<void> {
+    return tx.wrappedKeys.deleteUnused(ids);
   }
 
   aad(v: Pick<KekVersionContext, 'keyUuid' | 'versionNumber'>, ownerUuid: string): Buffer {
@@ -146,9 +138,4 @@ export class WrappedKeys {
   private providerOf(kek: KekRef): KekProvider {
     return this.deps.providers.get(kek.profile.protocol as ProviderKind);
   }
-}
-
-/** @deprecated shim for bench/scale.ts: use `repos.kekVersions.adjustWrappedKeyCount` in a transaction. */
-export async function adjustWrappedKeyCount(tx: TxRepositories, versionId: number, delta: number): Promise<void> {
-  await reposOf(tx).kekVersions.adjustWrappedKeyCount(versionId, delta);
 }

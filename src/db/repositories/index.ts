@@ -68,12 +68,6 @@ export interface Repositories {
   readonly databaseKeks: DatabaseKekRepository;
   /** The first start's lock and rows. */
   readonly bootstrap: BootstrapRepository;
-  /**
-   * @deprecated the knex handle these repositories are bound to, only to hand to the WrappedKeys
-   * methods (src/kms/wrapped-keys.ts) that still take a knex transaction; removed at merge.
-   */
-  readonly wrappedKeysTrx: Knex | Knex.Transaction;
-
   /** Runs `fn` in one transaction; every repository it is given is bound to that transaction. */
   transaction<T>(fn: (tx: Repositories) => Promise<T>): Promise<T>;
   /** True on MariaDB/MySQL, false on SQLite (for the few statements that differ). */
@@ -144,7 +138,6 @@ export function createRepositories(db: Knex | Knex.Transaction): Repositories {
     get protectedValues() { return protectedValues(); },
     get databaseKeks() { return databaseKeks(); },
     get bootstrap() { return bootstrap(); },
-    wrappedKeysTrx: db,
 
     transaction: (fn) => ('isTransaction' in db && db.isTransaction ? fn(createRepositories(db)) : db.transaction((trx) => fn(createRepositories(trx)))),
     isMysql,

@@ -23,16 +23,7 @@ export interface KekVersion {
 }
 
 /** A new version row. */
-export interface NewKekVersion {
-  uuid: string;
-  kmsKeyId: number;
-  versionNumber: number;
-  kekLabel: string;
-  status: KekStatus;
-  keyBits: number;
-  hsmProfileId: number;
-  created: Date;
-}
+export type NewKekVersion = Omit<KekVersion, 'id' | 'archived' | 'removed' | 'wrappedKeys'>;
 
 /** The profile a KEK version lives in, as wrapping needs it. */
 export interface KekProfileRef {

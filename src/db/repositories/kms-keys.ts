@@ -178,15 +178,6 @@ export class KmsKeyRepository {
     return n === 1;
   }
 
-  /**
-   * @deprecated bridge for the event log, which takes a knex connection: runs `fn` with this
-   * repository's connection or transaction, so an event commits with the rows it describes. Goes
-   * away when the event log takes a Repositories transaction.
-   */
-  withConnection<T>(fn: (db: Knex | Knex.Transaction) => Promise<T>): Promise<T> {
-    return fn(this.db);
-  }
-
   private viewQuery(): Knex.QueryBuilder {
     return this.db('kms_keys as k')
       .join('account as a', 'a.id', 'k.account_id')

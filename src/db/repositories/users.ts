@@ -24,8 +24,21 @@ export interface User {
   readonly loginAttempts: number;
 }
 
+/** The account and domain a user belongs to, named as responses and callers name them. */
+export interface UserAccountAndDomain {
+  readonly accountId: number;
+  readonly accountUuid: string;
+  readonly accountName: string;
+  /** CloudStack Account.Type ordinal: 0 user, 1 root admin, 2 domain admin, 5 a project's account. */
+  readonly accountType: number;
+  readonly domainId: number;
+  readonly domainUuid: string;
+  readonly domainName: string;
+  readonly domainPath: string;
+}
+
 /** A user with its account and domain, as lists show it. */
-export interface UserView {
+export interface UserView extends UserAccountAndDomain {
   readonly id: number;
   readonly uuid: string;
   readonly username: string;
@@ -36,31 +49,15 @@ export interface UserView {
   readonly created: Date;
   readonly timezone: string | null;
   readonly apiKey: string | null;
-  readonly accountId: number;
-  readonly accountUuid: string;
-  readonly accountName: string;
-  readonly accountType: number;
-  readonly domainId: number;
-  readonly domainUuid: string;
-  readonly domainName: string;
-  readonly domainPath: string;
 }
 
 /** A user with its account and domain and their states: what a caller is made of. */
-export interface CallerRecord {
+export interface CallerRecord extends UserAccountAndDomain {
   readonly userId: number;
   readonly userUuid: string;
   readonly username: string;
   readonly userState: IdentityState;
   readonly accountState: IdentityState;
-  readonly accountId: number;
-  readonly accountUuid: string;
-  readonly accountName: string;
-  readonly accountType: number;
-  readonly domainId: number;
-  readonly domainUuid: string;
-  readonly domainName: string;
-  readonly domainPath: string;
 }
 
 /** What listUsers filters by (all optional, combined with AND). */

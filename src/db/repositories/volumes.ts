@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import type { OwnerScope } from '../../core/owner-scope';
 import { isMysql } from '../knex';
 import { applyOwnerScope } from '../owner-scope';
-import { bool, pagedRows, type Page, type PageWindow } from '../paging';
+import { pagedRows, type Page, type PageWindow } from '../paging';
 
 /** A volume (the `volumes` table). */
 export interface Volume {
@@ -37,11 +37,6 @@ export interface VolumeView {
 /** listVolumes filters (all optional; `keyword` matches the name). */
 export interface VolumeFilter {
   uuid?: string; name?: string; zoneUuid?: string; diskOfferingUuid?: string; state?: string; encrypted?: boolean; kmsKeyUuid?: string; keyword?: string;
-}
-
-/** A KMS key as a volume or a migration needs it (a view of `kms_keys`). */
-export interface VolumeKmsKey {
-  id: number; uuid: string; name: string; accountId: number; domainId: number; zoneId: number; enabled: boolean; hsmProfileId: number;
 }
 
 /** Which volumes a migration covers: the named ones, or the account's passphrase volumes in the zone. */
@@ -130,25 +125,10 @@ export class VolumeRepository {
     return r ? { keyUuid: r.keyUuid, version: Number(r.version) } : undefined;
   }
 
-  /** A live KMS key by uuid, as volumes and migrations check it. */
-  async kmsKey(uuid: string): Promise<VolumeKmsKey | undefined> {
-    const r = await this.db('kms_keys').where({ uuid }).whereNull('removed').first('id', 'uuid', 'name', 'account_id', 'domain_id', 'zone_id', 'enabled', 'hsm_profile_id');
-    return r ? {
-      id: Number(r.id), uuid: r.uuid, name: r.name, accountId: Number(r.account_id), domainId: Number(r.domain_id), zoneId: Number(r.zone_id),
-      enabled: bool(r.enabled), hsmProfileId: Number(r.hsm_profile_id),
-    } : undefined;
-  }
-
   /** A KMS key's name and owner by id (removed or not), for the migration's summary event. */
   async kmsKeyOwner(id: number): Promise<{ name: string; accountId: number; domainId: number } | undefined> {
     const r = await this.db('kms_keys').where({ id }).first('name', 'account_id', 'domain_id');
     return r ? { name: r.name, accountId: Number(r.account_id), domainId: Number(r.domain_id) } : undefined;
-  }
-
-  /** The name and state of an HSM profile by id. */
-  async hsmProfileState(id: number): Promise<{ name: string; enabled: boolean } | undefined> {
-    const r = await this.db('kms_hsm_profiles').where({ id }).first('name', 'enabled');
-    return r ? { name: r.name, enabled: bool(r.enabled) } : undefined;
   }
 
   private viewQuery(): Knex.QueryBuilder {
