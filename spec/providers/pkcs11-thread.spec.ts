@@ -96,6 +96,14 @@ describe('PKCS#11 library thread under HSM faults', () => {
     back.dispose();
   });
 
+  it('a slow HSM: a batch that takes longer than the operation timeout succeeds while its items keep finishing', async () => {
+    const logBefore = fault.log().length;
+    fault.set([{ delay: 'C_WrapKey', ms: 40 }]); // 50 items × 40 ms: beyond the 1.5 s timeout in all
+    const results = await provider.generateAndWrapMany(Array.from({ length: N }, (_, i) => ({ kek, bytes: 32, aad: aad(i) })));
+    expect(results.every((r) => r.ok)).toBe(true);
+    expect(fault.log().slice(logBefore)).toEqual([]); // delayed, never failed
+  });
+
   it('a device error in the middle of a batch: the items it stopped are retried alone, and every item succeeds', async () => {
     const deks = Array.from({ length: N }, () => SecretBytes.random(32));
     try {

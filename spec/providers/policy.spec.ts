@@ -4,7 +4,7 @@ import { KmsError } from '../../src/core/errors';
 import { SecretBytes } from '../../src/core/secret-bytes';
 import { silentLogger } from '../../src/core/logger';
 import { ProfileCircuits } from '../../src/providers/circuit';
-import { batchTimeoutMs, callBatchWithPolicy, callWithPolicy, operationSignal, operationStallMs, StalledError } from '../../src/providers/policy';
+import { batchTimeoutMs, callBatchWithPolicy, callWithPolicy, operationProgress, operationSignal, operationStallMs, StalledError } from '../../src/providers/policy';
 import type { BackendPolicy, ItemResult, KekProvider } from '../../src/providers/provider';
 import { withPolicy } from '../../src/providers/registry';
 import { createProviderRegistry } from '../../src/providers/registry';
@@ -194,18 +194,29 @@ describe('callBatchWithPolicy', () => {
     }
   });
 
-  it('scales the timeout by the batch size but bounds the backend\'s silence by the operation timeout', async () => {
+  it('gives a batch one operation timeout per item, but fails it as stalled when no item finishes within one', async () => {
     expect(batchTimeoutMs(2000, 1)).toBe(2000);
-    expect(batchTimeoutMs(2000, 100)).toBe(2000);
-    expect(batchTimeoutMs(2000, 101)).toBe(4000);
-    expect(batchTimeoutMs(2000, 500)).toBe(10_000);
+    expect(batchTimeoutMs(2000, 500)).toBe(1_000_000);
     let stall: number | undefined;
     const err = await rejection(callBatchWithPolicy(policy({ timeoutMs: 100 }), 'pkcs11.wrapMany', Array.from({ length: 150 }, (_, i) => i), () => {
       stall = operationStallMs();
       return new Promise<never>(() => undefined);
     }, hooks));
     expect(stall).toBe(100);
-    expect(err.message).toMatch(/^KMS operation pkcs11.wrapMany timed out after 0\.[12]s$/);
+    expect(err).toBeInstanceOf(StalledError);
+    expect(err.message).toBe('KMS operation pkcs11.wrapMany timed out: no item finished for 0.1s');
+  });
+
+  it('does not fail a batch that takes longer than one operation timeout while its items keep finishing', async () => {
+    const results = await callBatchWithPolicy(policy({ timeoutMs: 1000 }), 'database.wrapMany', Array.from({ length: 10 }, (_, i) => i), async (items) => {
+      const progress = operationProgress();
+      for (let i = 0; i < items.length; i++) {
+        await new Promise((r) => setTimeout(r, 150)); // 10 × 150 ms: beyond the 1 s timeout in all
+        progress();
+      }
+      return items.map((i) => okItem(String(i)));
+    }, hooks);
+    expect(results.map((r) => (r.ok ? r.value : r.error.kind))).toEqual(['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
   });
 
   it('disposes plaintext results of a batch that arrives after the timeout', async () => {

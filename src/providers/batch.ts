@@ -1,4 +1,5 @@
 import { KmsError } from '../core/errors';
+import { operationProgress } from './policy';
 import type { HsmProfileConfig } from './provider';
 
 /**
@@ -18,11 +19,13 @@ export function batchProfile<R>(reqs: readonly R[], profileOf: (r: R) => HsmProf
 }
 
 /**
- * Runs `fn` per item, one after another, turning a KmsError into that item's failed result. Anything
- * else is a bug: it is thrown, after disposing results already made (SecretBytes).
+ * Runs `fn` per item, one after another, turning a KmsError into that item's failed result, and
+ * reports each item to the batch's stall bound (operationProgress). Anything else is a bug: it is
+ * thrown, after disposing results already made (SecretBytes).
  */
 export async function eachItem<R, T>(reqs: readonly R[], fn: (r: R) => Promise<T>): Promise<Array<{ ok: true; value: T } | { ok: false; error: KmsError }>> {
   const out: Array<{ ok: true; value: T } | { ok: false; error: KmsError }> = [];
+  const progress = operationProgress();
   for (const r of reqs) {
     try {
       out.push({ ok: true, value: await fn(r) });
@@ -33,6 +36,7 @@ export async function eachItem<R, T>(reqs: readonly R[], fn: (r: R) => Promise<T
       }
       out.push({ ok: false, error: e });
     }
+    progress();
   }
   return out;
 }

@@ -28,6 +28,8 @@ interface OperationContext {
   readonly signal: AbortSignal;
   /** How long the backend may make no progress at all before the operation counts as hung. */
   readonly stallMs: number;
+  /** Tells the caller's stall bound that the backend finished a step (a batch item). */
+  readonly progress?: () => void;
 }
 const operation = new AsyncLocalStorage<OperationContext>();
 
@@ -47,6 +49,16 @@ export function operationSignal(): AbortSignal | undefined {
 export function operationStallMs(): number | undefined {
   return operation.getStore()?.stallMs;
 }
+
+/**
+ * The running operation's progress callback, for a backend to call after each step of a batch (an
+ * item done): a batch fails as stalled only when no step finished for operationStallMs(). A no-op
+ * outside a batch.
+ */
+export function operationProgress(): () => void {
+  return operation.getStore()?.progress ?? noProgress;
+}
+const noProgress = (): void => undefined;
 
 /**
  * A backend that made no progress for the operation timeout (a call hung in the HSM). Retryable by
@@ -91,8 +103,9 @@ export async function callWithPolicy<T>(
   op: string,
   fn: () => Promise<T>,
   hooks: PolicyHooks = {},
-  stallMs: number = policy.timeoutMs,
+  stall: { stallMs?: number; progress?: () => void } = {},
 ): Promise<T> {
+  const stallMs = stall.stallMs ?? policy.timeoutMs;
   const sleep = hooks.sleep ?? defaultSleep;
   const random = hooks.random ?? Math.random;
   const deadline = Date.now() + policy.timeoutMs;
@@ -111,7 +124,7 @@ export async function callWithPolicy<T>(
 
   const attempts = async (): Promise<T> => {
     for (let attempt = 0; ; attempt++) {
-      const pending = operation.run({ signal: abort.signal, stallMs }, fn);
+      const pending = operation.run({ signal: abort.signal, stallMs, progress: stall.progress }, fn);
       try {
         const value = await pending;
         if (timedOut) disposeLate(value);
@@ -137,16 +150,18 @@ export async function callWithPolicy<T>(
   }
 }
 
-/** Items of a batch that one policy timeout covers; a larger batch gets one more timeout per this many. */
-export const BATCH_ITEMS_PER_TIMEOUT = 100;
-
-/** The overall timeout of a batch of `n` items: one operation timeout per BATCH_ITEMS_PER_TIMEOUT items begun. */
-export const batchTimeoutMs = (timeoutMs: number, n: number): number => timeoutMs * Math.max(1, Math.ceil(n / BATCH_ITEMS_PER_TIMEOUT));
+/**
+ * The overall timeout of a batch of `n` items: one operation timeout per item, as if they ran one
+ * after another. A batch on a slow HSM must not fail for its size; a hung one fails sooner, by the
+ * stall bound (no item finished within one operation timeout).
+ */
+export const batchTimeoutMs = (timeoutMs: number, n: number): number => timeoutMs * Math.max(1, n);
 
 /**
  * Runs a batch under the policy. The whole batch is bounded by batchTimeoutMs, while the backend may
- * go no longer than the policy timeout without progress (see operationStallMs), so a hung HSM fails a
- * batch as fast as a single call. The first attempt runs every item; when it rejects as a whole with a
+ * go no longer than the policy timeout without finishing an item (operationStallMs; backends report
+ * items through operationProgress, the PKCS#11 library thread through its heartbeat), so a hung HSM
+ * fails a batch as fast as a single call, and a slow one is not failed for the batch's size. The first attempt runs every item; when it rejects as a whole with a
  * retryable error (not a stall) it is retried like a single call, else that error is thrown. Once
  * results are in, items that failed retryably are retried alone after the same back-off, up to
  * `policy.retries` attempts in all, within the batch's timeout; a retry that fails as a whole leaves
@@ -163,8 +178,28 @@ export async function callBatchWithPolicy<R, T>(
   const sleep = hooks.sleep ?? defaultSleep;
   const random = hooks.random ?? Math.random;
   const deadline = Date.now() + batchTimeoutMs(policy.timeoutMs, items.length);
-  const once = (part: readonly R[]): Promise<ItemResult<T>[]> =>
-    callWithPolicy({ ...policy, timeoutMs: Math.max(1, deadline - Date.now()), retries: 0 }, op, () => fn(part), hooks, policy.timeoutMs);
+  const once = async (part: readonly R[]): Promise<ItemResult<T>[]> => {
+    let last = Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    const stalled = new Promise<never>((_, reject) => {
+      timer = setInterval(() => {
+        if (Date.now() - last < policy.timeoutMs) return;
+        reject(new StalledError(`KMS operation ${op} timed out: no item finished for ${Math.round(policy.timeoutMs / 100) / 10}s`));
+      }, Math.max(10, Math.min(250, policy.timeoutMs / 4)));
+      timer.unref?.();
+    });
+    const run = callWithPolicy({ ...policy, timeoutMs: Math.max(1, deadline - Date.now()), retries: 0 }, op, () => fn(part), hooks, {
+      stallMs: policy.timeoutMs, progress: () => { last = Date.now(); },
+    });
+    try {
+      return await Promise.race([run, stalled]);
+    } catch (e) {
+      run.then(disposeLate, () => undefined); // a stalled batch that answers late: zero its secrets
+      throw e;
+    } finally {
+      clearInterval(timer);
+    }
+  };
   let results: ItemResult<T>[] | undefined;
   let pending = items.map((_, i) => i);
   for (let attempt = 0; ; attempt++) {

@@ -28,12 +28,15 @@ export type OkReply = Extract<Reply, { ok: true }>;
 export interface CallOptions {
   signal?: AbortSignal;
   stallMs?: number;
+  /** Called while the request is outstanding whenever the thread finished an operation or item. */
+  progress?: () => void;
 }
 
 interface Pending {
   resolve(r: OkReply): void;
   reject(e: Error): void;
   stallMs?: number;
+  progress?: () => void;
   /** The caller stopped waiting (its operation timed out); a late reply is discarded and its secrets zeroed. */
   abandoned: boolean;
 }
@@ -147,7 +150,7 @@ export class LibraryThread {
     const id = this.#nextId++;
     const msg = build(id);
     return new Promise<OkReply>((resolve, reject) => {
-      const entry: Pending = { resolve, reject, stallMs: opts.stallMs, abandoned: false };
+      const entry: Pending = { resolve, reject, stallMs: opts.stallMs, progress: opts.progress, abandoned: false };
       const onAbort = (): void => {
         entry.abandoned = true;
         reject(new KmsError('unavailable', 'The operation timed out while waiting for the HSM'));
@@ -285,6 +288,7 @@ export class LibraryThread {
     if (beat !== this.#lastBeat) {
       this.#lastBeat = beat;
       this.#lastBeatAt = now;
+      for (const p of this.#pending.values()) p.progress?.();
       return;
     }
     let bound = Infinity;

@@ -27,7 +27,7 @@ import { KmsError } from '../../core/errors';
 import { SecretBytes } from '../../core/secret-bytes';
 import type { Logger } from '../../core/logger';
 import { batchProfile } from '../batch';
-import { operationSignal, operationStallMs } from '../policy';
+import { operationProgress, operationSignal, operationStallMs } from '../policy';
 import type {
   GenerateRequest, HsmProfileConfig, ItemResult, KekBits, KekProvider, KekRef, RewrapRequest, UnwrapRequest, WrapRequest,
 } from '../provider';
@@ -121,7 +121,7 @@ export function createPkcs11Provider(opts: Pkcs11ProviderOptions): KekProvider {
       throw e;
     }
     const stallMs = operationStallMs() ?? opts.stallMs;
-    return state.thread.call(state.key, () => state.connect, state.fingerprint, op, { signal: operationSignal(), stallMs });
+    return state.thread.call(state.key, () => state.connect, state.fingerprint, op, { signal: operationSignal(), stallMs, progress: operationProgress() });
   };
 
   const wrapMany = async (reqs: readonly WrapRequest[]): Promise<ItemResult<Buffer>[]> => {
