@@ -197,6 +197,7 @@ describe('callBatchWithPolicy', () => {
   it('gives a batch one operation timeout per item, but fails it as stalled when no item finishes within one', async () => {
     expect(batchTimeoutMs(2000, 1)).toBe(2000);
     expect(batchTimeoutMs(2000, 500)).toBe(1_000_000);
+    expect(batchTimeoutMs(30_000, 100_000)).toBe(2 ** 31 - 1); // setTimeout's limit, not an instant timeout
     let stall: number | undefined;
     const err = await rejection(callBatchWithPolicy(policy({ timeoutMs: 100 }), 'pkcs11.wrapMany', Array.from({ length: 150 }, (_, i) => i), () => {
       stall = operationStallMs();

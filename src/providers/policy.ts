@@ -150,12 +150,15 @@ export async function callWithPolicy<T>(
   }
 }
 
+/** setTimeout's largest delay; a larger one fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /**
  * The overall timeout of a batch of `n` items: one operation timeout per item, as if they ran one
  * after another. A batch on a slow HSM must not fail for its size; a hung one fails sooner, by the
  * stall bound (no item finished within one operation timeout).
  */
-export const batchTimeoutMs = (timeoutMs: number, n: number): number => timeoutMs * Math.max(1, n);
+export const batchTimeoutMs = (timeoutMs: number, n: number): number => Math.min(MAX_TIMER_MS, timeoutMs * Math.max(1, n));
 
 /**
  * Runs a batch under the policy. The whole batch is bounded by batchTimeoutMs, while the backend may
