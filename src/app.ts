@@ -56,6 +56,14 @@ export interface App extends Services, KmsDeps {
   close(): Promise<void>;
 }
 
+/** What handlers and declared jobs may use of the app: the services, never the database handle or the process. */
+export function servicesOf(app: App): Services {
+  return {
+    kms: app.kms, directory: app.directory, sessions: app.sessions, events: app.events, settings: app.settings, jobs: app.jobs,
+    repos: app.repos, masterKeys: app.masterKeys, managementServerId: app.managementServerId, logger: app.logger,
+  };
+}
+
 export interface StartedApp {
   app: App;
   /** API keys generated on this first start, to print once. */
@@ -161,7 +169,7 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
       for (const close of closers.reverse()) await close();
     },
   };
-  registerDeclaredJobs(jobs, app, ALL_COMMANDS);
+  registerDeclaredJobs(jobs, servicesOf(app), ALL_COMMANDS);
   // Row claims last as long as the schedule lock (see RewrapTick.claimMs).
   const rewrapClaimMs = resolveWorkerOptions(env.jobOptions).leaseMs;
   jobs.schedule(REWRAP_SCHEDULE, {

@@ -124,11 +124,6 @@ export class KmsKeyRepository {
     return zone ? Number(zone.id) : undefined;
   }
 
-  /** The uuid of a zone by id, removed or not. */
-  async zoneUuid(id: number): Promise<string | undefined> {
-    return (await this.db('data_center').where({ id }).first('uuid'))?.uuid;
-  }
-
   async insert(k: NewKmsKey): Promise<number> {
     const [id] = await this.db('kms_keys').insert({
       uuid: k.uuid, name: k.name, description: k.description, kek_label: k.kekLabel, purpose: k.purpose, account_id: k.accountId,
