@@ -18,6 +18,7 @@ import { ALL_COMMANDS } from './commands/registry';
 import { registerDeclaredJobs } from './commands/jobs';
 import type { Services } from './commands/context';
 import { createRepositories, type Repositories } from './db/repositories';
+import { createReader } from './db/reader';
 import { systemClock, type Clock } from './core/clock';
 import { createKmsServices, type KmsDeps, type KmsServices } from './kms';
 import { Metrics } from './ops/metrics';
@@ -55,6 +56,14 @@ export interface App extends Services, KmsDeps {
   close(): Promise<void>;
 }
 
+/** What handlers and declared jobs may use of the app: the services, never the database handle or the process. */
+export function servicesOf(app: App): Services {
+  return {
+    kms: app.kms, directory: app.directory, sessions: app.sessions, events: app.events, settings: app.settings, jobs: app.jobs,
+    repos: app.repos, masterKeys: app.masterKeys, managementServerId: app.managementServerId, logger: app.logger,
+  };
+}
+
 export interface StartedApp {
   app: App;
   /** API keys generated on this first start, to print once. */
@@ -76,7 +85,8 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
   // The database first: a wrong password or an unreachable server is refused before any file is written.
   const db = await openDb({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, lockWaitSec: env.startupLockWaitSec, logger });
   const managementServerId = randomUUID();
-  const repos = createRepositories(db);
+  const reader = createReader(db);
+  const repos = createRepositories(db, { reader });
   let masterKeys: MasterKeyNode | undefined;
   let masterKeyGenerated = false;
   let generatedKeys: StartedApp['generatedKeys'];
@@ -102,6 +112,7 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
     await masterKeys!.start();
   } catch (e) {
     await masterKeys?.stop().catch(() => undefined);
+    reader.close();
     await db.destroy();
     throw e;
   }
@@ -135,7 +146,7 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
   const kmsDeps: KmsDeps = { repos, providers, settings, events, directory, masterKey, clock: systemClock, logger };
   const kms = createKmsServices(kmsDeps);
   const health = new Health({ repos, providers, profiles: kms.profiles, redisUrl: env.redisUrl, logger }, env.readyTimeoutMs);
-  const closers: Array<() => Promise<void>> = [() => db.destroy(), () => node.stop(), () => providers.close(), () => health.close(), () => jobs.close()];
+  const closers: Array<() => Promise<void>> = [() => db.destroy(), async () => reader.close(), () => node.stop(), () => providers.close(), () => health.close(), () => jobs.close()];
   const app: App = {
     env,
     db,
@@ -158,7 +169,7 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
       for (const close of closers.reverse()) await close();
     },
   };
-  registerDeclaredJobs(jobs, app, ALL_COMMANDS);
+  registerDeclaredJobs(jobs, servicesOf(app), ALL_COMMANDS);
   // Row claims last as long as the schedule lock (see RewrapTick.claimMs).
   const rewrapClaimMs = resolveWorkerOptions(env.jobOptions).leaseMs;
   jobs.schedule(REWRAP_SCHEDULE, {

@@ -1,8 +1,7 @@
 import express, { type Request, type Response } from 'express';
 import { randomUUID } from 'node:crypto';
-import type { App } from '../app';
+import { servicesOf, type App } from '../app';
 import type { Registry } from '../commands/registry';
-import type { Services } from '../commands/context';
 import type { CommandContext } from '../commands/define';
 import type { Caller } from '../identity/caller';
 import { authenticate } from './authenticate';
@@ -51,10 +50,7 @@ export interface ServerOptions {
 
 /** The CloudStack API endpoint: `/client/api` and `/client/api/`, GET and form POST. */
 export function createServer(app: App, registry: Registry, opts: ServerOptions = {}): express.Express {
-  const services: Services = {
-    kms: app.kms, directory: app.directory, sessions: app.sessions, events: app.events, settings: app.settings, jobs: app.jobs,
-    repos: app.repos, masterKeys: app.masterKeys, managementServerId: app.managementServerId, logger: app.logger,
-  };
+  const services = servicesOf(app);
   const server = express();
   server.disable('x-powered-by');
   server.set('etag', false);

@@ -1,12 +1,11 @@
 import { ACCOUNT_TYPES, type Caller } from '../identity/caller';
 import type { Account, User } from '../identity/directory';
-import type { RunningJob } from '../jobs/types';
 import { KmsError, paramError, permissionError } from '../core/errors';
 import { asyncParams } from './async-jobs';
 import type { Services } from './context';
 import type { CommandContext } from './define';
 import { defineCommand, param, type Role } from './define';
-import { defineJob, JobArgsError, submitJob } from './jobs';
+import { defineJob, instanceOf, submitJob } from './jobs';
 import { accountFields, accountResponse, userFields, userResponse } from './responses/identity';
 
 /**
@@ -57,20 +56,14 @@ const actorOf = (c: Caller) => ({ userId: c.userId, accountId: c.accountId, doma
 
 async function userObject(s: Services, userId: number) {
   const view = await s.repos.users.view(userId);
-  if (!view) throw paramError(`Unable to find user by id ${userId}`);
+  if (!view) throw new KmsError('internal', `user ${userId} was removed while its answer was written`);
   return userResponse(view);
 }
 
 async function accountObject(s: Services, accountId: number) {
   const view = await s.repos.accounts.view(accountId);
-  if (!view) throw paramError(`Unable to find account by id ${accountId}`);
+  if (!view) throw new KmsError('internal', `account ${accountId} was removed while its answer was written`);
   return accountResponse(view, await s.repos.users.viewsOfAccounts([accountId]));
-}
-
-/** The uuid of the object a job acts on (its instance id, stored with the job). */
-function instanceOf(job: RunningJob): string {
-  if (job.instanceId === undefined) throw new JobArgsError(`job ${job.uuid} has no instance id`);
-  return job.instanceId;
 }
 
 export const IDENTITY_JOBS = { disableUser: 'user.disable', disableAccount: 'account.disable' } as const;

@@ -1,7 +1,7 @@
 import { ACCOUNT_TYPES, isRootAdmin, type Caller } from '../identity/caller';
 import type { OwnerScope } from '../core/owner-scope';
 import type { User } from '../identity/directory';
-import { paramError, permissionError } from '../core/errors';
+import { KmsError, paramError, permissionError } from '../core/errors';
 import type { CommandContext } from './define';
 import { ALL_ROLES, defineCommand, listParams, ownerListParams, param } from './define';
 import { listOwned, listUnowned } from './list';
@@ -32,14 +32,14 @@ async function ownDomainForAdmins(ctx: CommandContext, scope: OwnerScope, accoun
 /** An account as the API shows it, with its users. */
 async function accountObject(ctx: CommandContext, accountId: number) {
   const view = await ctx.repos.accounts.view(accountId);
-  if (!view) throw paramError(`Unable to find account by id ${accountId}`);
+  if (!view) throw new KmsError('internal', `account ${accountId} was removed while its answer was written`);
   return accountResponse(view, await ctx.repos.users.viewsOfAccounts([accountId]));
 }
 
 /** A user as the API shows it. */
 async function userObject(ctx: CommandContext, userId: number) {
   const view = await ctx.repos.users.view(userId);
-  if (!view) throw paramError(`Unable to find user by id ${userId}`);
+  if (!view) throw new KmsError('internal', `user ${userId} was removed while its answer was written`);
   return userResponse(view);
 }
 

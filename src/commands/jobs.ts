@@ -44,6 +44,12 @@ function readArgs<S extends ArgShape>(shape: S, raw: Readonly<Record<string, unk
   return out as ArgsOf<S>; // every declared field was checked above
 }
 
+/** The uuid of the object a job acts on: its instance id, stored with the job when it was submitted. */
+export function instanceOf(job: Pick<RunningJob, 'uuid' | 'instanceId'>): string {
+  if (job.instanceId === undefined) throw new JobArgsError(`job ${job.uuid} has no instance id`);
+  return job.instanceId;
+}
+
 /** Declares a job: kind, argument shape, and `run` with typed arguments. */
 export function defineJob<const S extends ArgShape>(spec: {
   kind: string;

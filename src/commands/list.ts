@@ -17,9 +17,9 @@ export async function listOwned<T>(
   fetch: (scope: OwnerScope, page: PageWindow) => Promise<Page<T>>,
   item: (row: T) => object,
 ): Promise<ApiResult> {
-  const window = pageWindow(p); // bad paging is a 431 before any query
+  // CloudStack's order: the caller's scope (531) before the paging (431).
   const scope = await ctx.directory.listScope(ctx.caller, p);
-  const { rows, count } = await fetch(scope, window);
+  const { rows, count } = await fetch(scope, pageWindow(p));
   return { kind: 'list', name, items: rows.map(item), count };
 }
 

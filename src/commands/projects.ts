@@ -1,11 +1,10 @@
 import { formatDate } from '../core/dates';
 import { paramError } from '../core/errors';
-import type { RunningJob } from '../jobs/types';
 import { PROJECT_ROLES, type ProjectMember, type ProjectView } from '../identity/projects';
 import { asyncParams } from './async-jobs';
 import type { JobContext } from './define';
 import { ALL_ROLES, defineCommand, listParams, param, SUCCESS_FIELDS, type ResponseField } from './define';
-import { defineJob, JobArgsError, submitJob } from './jobs';
+import { defineJob, instanceOf, JobArgsError, submitJob } from './jobs';
 import { listUnowned } from './list';
 
 /**
@@ -66,11 +65,6 @@ export const PROJECT_JOBS = {
   addAccount: 'project.account.add', removeAccount: 'project.account.remove',
 } as const;
 
-/** The uuid of the project a job acts on (its instance id, stored with the job). */
-function projectOf(job: RunningJob): string {
-  if (job.instanceId === undefined) throw new JobArgsError(`job ${job.uuid} has no instance id`);
-  return job.instanceId;
-}
 
 async function liveProject(ctx: JobContext, uuid: string) {
   const project = await ctx.repos.projects.byUuid(uuid);
@@ -87,7 +81,7 @@ async function liveProject(ctx: JobContext, uuid: string) {
 const createProjectJob = defineJob({
   kind: PROJECT_JOBS.create,
   args: {},
-  run: async (_args, job, ctx) => ({ type: 'object', name: 'project', value: await projectObject(ctx, (await liveProject(ctx, projectOf(job))).id) }),
+  run: async (_args, job, ctx) => ({ type: 'object', name: 'project', value: await projectObject(ctx, (await liveProject(ctx, instanceOf(job))).id) }),
 });
 
 const updateProjectJob = defineJob({
@@ -95,7 +89,7 @@ const updateProjectJob = defineJob({
   args: { name: 'string?', displaytext: 'string?' },
   async run({ name, displaytext }, job, ctx) {
     const caller = await ctx.submitter();
-    const project = await ctx.directory.projects.update(caller, projectOf(job), { name, displayText: displaytext });
+    const project = await ctx.directory.projects.update(caller, instanceOf(job), { name, displayText: displaytext });
     return { type: 'object', name: 'project', value: await projectObject(ctx, project.id) };
   },
 });
@@ -105,7 +99,7 @@ const deleteProjectJob = defineJob({
   args: {},
   async run(_args, job, ctx) {
     const caller = await ctx.submitter();
-    const uuid = projectOf(job);
+    const uuid = instanceOf(job);
     if (job.attempt > 1 && !(await ctx.repos.projects.byUuid(uuid))) return { type: 'success' };
     await ctx.directory.projects.delete(caller, uuid);
     return { type: 'success' };
@@ -117,7 +111,7 @@ const addAccountToProjectJob = defineJob({
   args: { account: 'string', role: 'string' },
   async run(args, job, ctx) {
     const caller = await ctx.submitter();
-    const uuid = projectOf(job);
+    const uuid = instanceOf(job);
     const role = PROJECT_ROLES.find((r) => r === args.role);
     if (!role) throw new JobArgsError(`job argument role is not a project role: ${args.role}`);
     if (job.attempt > 1 && (await ctx.directory.projects.isMember(uuid, args.account))) return { type: 'success' };
@@ -131,7 +125,7 @@ const deleteAccountFromProjectJob = defineJob({
   args: { account: 'string' },
   async run({ account }, job, ctx) {
     const caller = await ctx.submitter();
-    const uuid = projectOf(job);
+    const uuid = instanceOf(job);
     if (job.attempt > 1 && !(await ctx.directory.projects.isMember(uuid, account))) return { type: 'success' };
     await ctx.directory.projects.removeAccount(caller, uuid, account);
     return { type: 'success' };

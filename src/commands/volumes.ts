@@ -2,7 +2,7 @@ import { paramError } from '../core/errors';
 import { asyncParams } from './async-jobs';
 import type { CommandContext } from './define';
 import { ADMIN_ONLY, ALL_ROLES, defineCommand, ownerListParams, param, SUCCESS_FIELDS, type Infer } from './define';
-import { defineJob, submitJob } from './jobs';
+import { defineJob, instanceOf, submitJob } from './jobs';
 import { listOwned } from './list';
 import type { ApiResult } from './result';
 import { volumeFields, volumeMetricsFields, volumeMetricsResponse, volumeResponse } from './responses/volume';
@@ -16,7 +16,7 @@ const createVolumeJob = defineJob({
   kind: 'volume.create',
   args: {},
   async run(_args, job, ctx) {
-    const uuid = job.instanceId ?? '';
+    const uuid = instanceOf(job);
     const view = await ctx.repos.volumes.view(uuid);
     if (!view) throw paramError(`Unable to find volume by id ${uuid}`);
     return { type: 'object', name: 'volume', value: volumeResponse(view) };

@@ -49,7 +49,7 @@ export class Directory {
   private readonly clock: Clock;
   private readonly credentialTtlMs: number;
 
-  /** Credentials of recent requests, so a signed request costs no lookup; see `forRequest`. */
+  /** Credentials of recent requests, so a signed request costs no lookup; see `callerForRequest`. */
   readonly #callers = new Map<number, { caller: Caller | undefined; at: number }>();
   readonly #apiKeys = new Map<string, { holder: { userId: number; secretKey: string }; at: number }>();
   #generation = 0;

@@ -126,7 +126,10 @@ export class HsmProfiles {
 
   /** The response view of one live profile. */
   async view(id: number): Promise<HsmProfileView> {
-    return requireProfile(await this.deps.repos.hsmProfiles.view(id), id);
+    const view = await this.deps.repos.hsmProfiles.view(id);
+    // The row was just written or read by this request: gone now is a race, not the caller's input.
+    if (!view) throw new KmsError('internal', `HSM profile ${id} was removed while its answer was written`);
+    return view;
   }
 
   /** One profile as this caller sees it (details masked by the response, or left out in the limited view). */

@@ -90,11 +90,6 @@ export class KmsKeys {
     return requireKey(await this.byUuid(uuid), uuid);
   }
 
-  /** The key's Active KEK version (exactly one for a live key). */
-  activeVersion(keyId: number): Promise<KekVersion | undefined> {
-    return this.deps.repos.kekVersions.active(keyId);
-  }
-
   /** Every live KEK version of a key, oldest first. */
   versionsOf(keyId: number): Promise<KekVersion[]> {
     return this.deps.repos.kekVersions.liveOf(keyId);
@@ -103,7 +98,8 @@ export class KmsKeys {
   /** The response view of one key with its versions. */
   async item(id: number): Promise<KmsKeyItem> {
     const key = await this.deps.repos.kmsKeys.view(id);
-    if (!key) throw keyNotFound(String(id));
+    // The row was just written or read by this request: gone now is a race, not the caller's input.
+    if (!key) throw new KmsError('internal', `KMS key ${id} was removed while its answer was written`);
     return { key, versions: (await kekVersionSummaries(this.deps.repos.kekVersions, [id])).get(id) ?? [] };
   }
 

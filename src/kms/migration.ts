@@ -74,8 +74,8 @@ export class Migration {
   }
 
   /**
-   * The KMS key checks of this file, in one place (the shared guards of src/kms/guards.ts replace
-   * them at merge): the key exists and, unless `existsOnly`, it and its HSM profile are enabled.
+   * The KMS key checks of a migration (the shared guards of src/kms/guards.ts): the key exists and,
+   * unless `existsOnly`, it and its HSM profile are enabled.
    */
   private async checkedKey(keyUuid: string, existsOnly = false): Promise<KmsKey> {
     const { kmsKeys, hsmProfiles } = this.deps.repos;

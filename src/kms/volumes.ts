@@ -58,8 +58,8 @@ export class Volumes {
   }
 
   /**
-   * The KMS key checks of this file, in one place (the shared guards of src/kms/guards.ts replace
-   * them at merge): the key exists, then the caller's own checks (`then`), then it is enabled.
+   * The KMS key checks of a volume (the shared guards of src/kms/guards.ts): the key exists, then
+   * the caller's own checks (`then`), then it is enabled.
    */
   private async usableKey(keyUuid: string, then: (key: KmsKey) => Promise<void>): Promise<KmsKey> {
     const key = requireKey(await this.deps.repos.kmsKeys.byUuid(keyUuid), keyUuid);

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { knexReader, type Reader } from '../reader';
 import type { OwnerScope } from '../../core/owner-scope';
 import { applyOwnerScope } from '../owner-scope';
 import { pagedRows, type Page, type PageWindow } from '../paging';
@@ -51,7 +52,7 @@ const toView = (r: AccountDbRow & { domain_uuid: string; domain_name: string; do
 
 /** The `account` table. */
 export class AccountRepository {
-  constructor(private readonly db: Knex | Knex.Transaction) {}
+  constructor(private readonly db: Knex | Knex.Transaction, private readonly read: Reader = knexReader) {}
 
   async byId(id: number): Promise<Account | undefined> {
     const r: AccountDbRow | undefined = await this.db('account').where({ id }).whereNull('removed').first();
@@ -100,13 +101,13 @@ export class AccountRepository {
     const q = this.db('account').where('type', PROJECT_ACCOUNT_TYPE).select('id');
     if (domainIds) q.whereIn('domain_id', [...domainIds]);
     if (amongIds) q.whereIn('id', [...amongIds]);
-    const rows: Array<{ id: number }> = await q;
+    const rows = await this.read.rows<{ id: number }>(q);
     return rows.map((r) => Number(r.id));
   }
 
   /** The root-admin accounts (type 1) in these domains. */
   async rootAdminIdsIn(domainIds: readonly number[]): Promise<number[]> {
-    const rows: Array<{ id: number }> = await this.db('account').where('type', ROOT_ADMIN_ACCOUNT_TYPE).whereIn('domain_id', [...domainIds]).select('id');
+    const rows = await this.read.rows<{ id: number }>(this.db('account').where('type', ROOT_ADMIN_ACCOUNT_TYPE).whereIn('domain_id', [...domainIds]).select('id'));
     return rows.map((r) => Number(r.id));
   }
 

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { knexReader, type Reader } from '../reader';
 import { JobRepository } from './jobs';
 import { LockRepository } from './locks';
 import { AccountRepository } from './accounts';
@@ -75,7 +76,9 @@ export interface Repositories {
 }
 
 /** The repositories over a connection (or a transaction already open). */
-export function createRepositories(db: Knex | Knex.Transaction): Repositories {
+export function createRepositories(db: Knex | Knex.Transaction, opts: { reader?: Reader } = {}): Repositories {
+  // Reads of a transaction stay on its connection; others may take the fast reader (src/db/reader.ts).
+  const read = opts.reader ?? knexReader;
   const isMysql = db.client.config.client === 'mysql2';
   const lazy = <T>(make: () => T): (() => T) => {
     let v: T | undefined;
@@ -85,14 +88,14 @@ export function createRepositories(db: Knex | Knex.Transaction): Repositories {
   const locks = lazy(() => new LockRepository(db));
 
   const domains = lazy(() => new DomainRepository(db));
-  const accounts = lazy(() => new AccountRepository(db));
+  const accounts = lazy(() => new AccountRepository(db, read));
   const users = lazy(() => new UserRepository(db));
   const projects = lazy(() => new ProjectRepository(db, isMysql));
   const sessions = lazy(() => new SessionRepository(db));
 
   // KMS keys
-  const kmsKeys = lazy(() => new KmsKeyRepository(db));
-  const kekVersions = lazy(() => new KekVersionRepository(db));
+  const kmsKeys = lazy(() => new KmsKeyRepository(db, read));
+  const kekVersions = lazy(() => new KekVersionRepository(db, read));
   const hsmProfiles = lazy(() => new HsmProfileRepository(db));
   const wrappedKeys = lazy(() => new WrappedKeyRepository(db));
   const opsState = lazy(() => new OpsStateRepository(db));
@@ -100,7 +103,7 @@ export function createRepositories(db: Knex | Knex.Transaction): Repositories {
   const volumes = lazy(() => new VolumeRepository(db));
   const passphrases = lazy(() => new PassphraseRepository(db));
   const diskOfferings = lazy(() => new DiskOfferingRepository(db));
-  const zones = lazy(() => new ZoneRepository(db));
+  const zones = lazy(() => new ZoneRepository(db, read));
   const events = lazy(() => new EventRepository(db));
   const configuration = lazy(() => new ConfigurationRepository(db));
   const masterKeyVersions = lazy(() => new MasterKeyVersionRepository(db));

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { knexReader, type Reader } from '../reader';
 import { isMysql } from '../knex';
 
 /** KEK version states with CloudStack's spelling; their transitions are src/kms/kek-states.ts. */
@@ -75,7 +76,7 @@ function toContext(r: Record<string, any>): KekVersionContext {
  * racing on one version change it once.
  */
 export class KekVersionRepository {
-  constructor(private readonly db: Knex | Knex.Transaction) {}
+  constructor(private readonly db: Knex | Knex.Transaction, private readonly read: Reader = knexReader) {}
 
   /** The key's live Active version (exactly one for a live key). */
   async active(keyId: number): Promise<KekVersion | undefined> {
@@ -97,7 +98,7 @@ export class KekVersionRepository {
   async ofKeys(keyIds: readonly number[]): Promise<Map<number, KekVersion[]>> {
     const out = new Map<number, KekVersion[]>();
     if (!keyIds.length) return out;
-    const rows = await this.db('kms_kek_versions').whereIn('kms_key_id', [...keyIds]).orderBy('version_number');
+    const rows = await this.read.rows<Record<string, any>>(this.db('kms_kek_versions').whereIn('kms_key_id', [...keyIds]).orderBy('version_number'));
     for (const r of rows.map(toVersion)) out.set(r.kmsKeyId, [...(out.get(r.kmsKeyId) ?? []), r]);
     return out;
   }

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { knexReader, type Reader } from '../reader';
 import type { OwnerScope } from '../../core/owner-scope';
 import { applyOwnerScope } from '../owner-scope';
 import { pagedRows, type Page, type PageWindow } from '../paging';
@@ -73,7 +74,7 @@ const count = async (q: Knex.QueryBuilder): Promise<number> => Number(((await q.
 
 /** `kms_keys`, and the views of keys that responses and guards need (owner, zone, profile names; usage). */
 export class KmsKeyRepository {
-  constructor(private readonly db: Knex | Knex.Transaction) {}
+  constructor(private readonly db: Knex | Knex.Transaction, private readonly read: Reader = knexReader) {}
 
   /** A live (not removed) key by uuid. */
   async byUuid(uuid: string): Promise<KmsKey | undefined> {
@@ -108,7 +109,7 @@ export class KmsKeyRepository {
     if (f.profileUuid) q.where('p.uuid', f.profileUuid);
     if (f.enabled !== undefined) q.where('k.enabled', f.enabled);
     if (f.keyword) q.where((b) => b.where('k.name', 'like', `%${f.keyword}%`).orWhere('k.description', 'like', `%${f.keyword}%`));
-    const { rows, count: n } = await pagedRows<Record<string, any>>(q, page);
+    const { rows, count: n } = await pagedRows<Record<string, any>>(q, page, this.read);
     return { rows: rows.map(toView), count: n };
   }
 
@@ -121,11 +122,6 @@ export class KmsKeyRepository {
   async liveZoneId(uuid: string): Promise<number | undefined> {
     const zone = await this.db('data_center').where({ uuid }).whereNull('removed').first('id');
     return zone ? Number(zone.id) : undefined;
-  }
-
-  /** The uuid of a zone by id, removed or not. */
-  async zoneUuid(id: number): Promise<string | undefined> {
-    return (await this.db('data_center').where({ id }).first('uuid'))?.uuid;
   }
 
   async insert(k: NewKmsKey): Promise<number> {

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { knexReader, type Reader } from '../reader';
 import { pagedRows, type Page, type PageWindow } from '../paging';
 
 /** A zone (`data_center`): zones scope KMS keys and volumes. */
@@ -34,7 +35,7 @@ function toZone(r: Record<string, any>): Zone {
 
 /** The `data_center` table. */
 export class ZoneRepository {
-  constructor(private readonly db: Knex) {}
+  constructor(private readonly db: Knex, private readonly read: Reader = knexReader) {}
 
   /** A live (not removed) zone by uuid. */
   async findLive(uuid: string): Promise<Zone | undefined> {
@@ -74,7 +75,7 @@ export class ZoneRepository {
     if (f.name) q.where('name', f.name);
     if (f.keyword) q.where('name', 'like', `%${f.keyword}%`);
     if (f.enabledOnly) q.where('allocation_state', 'Enabled');
-    const { rows, count } = await pagedRows<Record<string, any>>(q, page);
+    const { rows, count } = await pagedRows<Record<string, any>>(q, page, this.read);
     return { rows: rows.map(toZone), count };
   }
 }
