@@ -123,20 +123,20 @@ describe('migrateVolumesToKMS', () => {
     const before = new Map(await Promise.all(ids.map(async (id) => [id, await secret(id)] as const)));
     const migration = w.s.app.kms.migration;
     const provider = w.s.app.providers.get('database');
-    const original = provider.wrap;
+    const original = provider.wrapMany;
     let raced = false;
-    provider.wrap = async (req) => {
+    provider.wrapMany = async (reqs) => {
       if (!raced) {
         raced = true; // the other run migrates ids[0] while this batch is being wrapped
         await migration.run(await migration.plan(admin, w.aliceKey, { volumeUuids: [ids[0]!] }), { batchSize: 10, userId: 1, progress: async () => undefined });
       }
-      return original.call(provider, req);
+      return original.call(provider, reqs);
     };
     try {
       const report = await migration.run(await migration.plan(admin, w.aliceKey, { volumeUuids: ids }), { batchSize: 10, userId: 1, progress: async () => undefined });
       expect(report).toMatchObject({ migrated: 3, skipped: 1, failed: 0 });
     } finally {
-      provider.wrap = original;
+      provider.wrapMany = original;
     }
     for (const id of ids) {
       expect(await secret(id)).toBe(before.get(id));

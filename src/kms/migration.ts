@@ -8,7 +8,7 @@ import { KmsError, isKmsError, paramError } from '../core/errors';
 import { PassphraseGoneError, Passphrases } from './passphrases';
 import { using } from '../core/secret-bytes';
 import { VersionArchivedError, WrappedKeys, type KekVersionContext } from './wrapped-keys';
-import { mapLimit } from './concurrency';
+import type { SecretBytes } from '../core/secret-bytes';
 
 /** Which volumes to migrate: explicit ids, or every legacy volume of the key's account in the zone / account. */
 export interface MigrationScope {
@@ -192,17 +192,24 @@ export class Migration {
       let pending = todo;
       for (let round = 0; pending.length; round++) {
         const transient: LegacyVolume[] = [];
-        await mapLimit(pending, 16, async (v) => {
-          const secret = secrets.get(v.passphraseId!);
-          if (!secret) return outcomes.set(v.id, 'skipped');
-          try {
-            wrapped.push({ v, blob: await this.wrappedKeys.wrap(version, v.uuid, secret, kek) });
-          } catch (err) {
-            if (isKmsError(err) && err.retryable && round < TRANSIENT_ROUNDS) return transient.push(v);
-            this.deps.logger.warn('volume migration to KMS failed', { volume: v.uuid, error: isKmsError(err) ? err.message : String(err) });
-            outcomes.set(v.id, 'failed');
-          }
-        });
+        const failed = (v: LegacyVolume, err: unknown) => {
+          if (isKmsError(err) && err.retryable && round < TRANSIENT_ROUNDS) return void transient.push(v);
+          this.deps.logger.warn('volume migration to KMS failed', { volume: v.uuid, error: isKmsError(err) ? err.message : String(err) });
+          outcomes.set(v.id, 'failed');
+        };
+        const items: Array<{ v: LegacyVolume; dek: SecretBytes }> = [];
+        for (const v of pending) {
+          const dek = secrets.get(v.passphraseId!);
+          if (dek) items.push({ v, dek });
+          else outcomes.set(v.id, 'skipped');
+        }
+        // One backend batch per round (one hop to the HSM's thread): each volume's result is its own.
+        try {
+          const results = await this.wrappedKeys.wrapMany(version, items.map(({ v, dek }) => ({ ownerUuid: v.uuid, dek })), kek);
+          results.forEach((r, i) => (r.ok ? wrapped.push({ v: items[i]!.v, blob: r.value }) : failed(items[i]!.v, r.error)));
+        } catch (err) {
+          for (const { v } of items) failed(v, err);
+        }
         if (transient.length) await this.untilProfileAnswers(version.profile.uuid, round);
         pending = transient;
       }

@@ -36,6 +36,9 @@ const PERMANENT_FAILURE_PARK_MS = 60 * 60 * 1000;
 /** Rows per UPDATE statement when committing rewrapped blobs. */
 const COMMIT_CHUNK = 250;
 
+/** Wrapped keys per backend batch (one hop to the HSM's thread each). */
+const REWRAP_BATCH = 250;
+
 /** What the rewrap uses. */
 export type RewrapDeps = Pick<KmsDeps, 'repos' | 'providers' | 'masterKey' | 'events' | 'logger'>;
 
@@ -82,6 +85,17 @@ export class Rewrapper {
 
     const done: Array<{ row: ClaimedRow; to: KekVersionContext; blob: Buffer }> = [];
     const permanent = new Set<number>();
+    const fail = (row: ClaimedRow, err: unknown) => {
+      if (isKmsError(err) && !err.retryable) permanent.add(row.id);
+      report.failed.push({ wrappedKeyId: row.uuid, error: isKmsError(err) ? err.message : 'internal error' });
+      if (!isKmsError(err)) this.deps.logger.error('rewrap failed', { wrappedKey: row.uuid, error: err instanceof Error ? err.stack : String(err) });
+    };
+
+    // Rows whose two versions share a backend kind are rewrapped in batches, one per pair of
+    // profiles (one hop to the HSM's thread per batch; inside the HSM within one PKCS#11 profile);
+    // rows moving between kinds are unwrapped and wrapped again one by one.
+    const batches = new Map<string, Array<{ row: ClaimedRow; from: KekVersionContext; to: KekVersionContext }>>();
+    const across: Array<{ row: ClaimedRow; from: KekVersionContext; to: KekVersionContext }> = [];
     await mapLimit(rows, opts.concurrency ?? 16, async (row) => {
       try {
         const from = await versionOf(row.kekVersionId);
@@ -91,12 +105,33 @@ export class Rewrapper {
           report.paused++;
           return;
         }
-        const blob = await this.rewrapBlob(row, from, to, refOf);
-        done.push({ row, to, blob });
+        if (from.profile.protocol !== to.profile.protocol) return void across.push({ row, from, to });
+        const pair = `${from.profile.uuid}>${to.profile.uuid}`;
+        batches.set(pair, [...(batches.get(pair) ?? []), { row, from, to }]);
       } catch (err) {
-        if (isKmsError(err) && !err.retryable) permanent.add(row.id);
-        report.failed.push({ wrappedKeyId: row.uuid, error: isKmsError(err) ? err.message : 'internal error' });
-        if (!isKmsError(err)) this.deps.logger.error('rewrap failed', { wrappedKey: row.uuid, error: err instanceof Error ? err.stack : String(err) });
+        fail(row, err);
+      }
+    });
+    for (const group of batches.values()) {
+      for (let i = 0; i < group.length; i += REWRAP_BATCH) {
+        const part = group.slice(i, i + REWRAP_BATCH);
+        try {
+          const requests = await Promise.all(part.map(async ({ row, from, to }) => ({
+            from: { kek: await refOf(from), blob: Buffer.from(row.blob), aad: this.wrappedKeys.aad(from, row.ownerUuid) },
+            to: { kek: await refOf(to), aad: this.wrappedKeys.aad(to, row.ownerUuid) },
+          })));
+          const results = await this.deps.providers.get(part[0]!.from.profile.protocol as ProviderKind).rewrapMany(requests);
+          results.forEach((r, j) => (r.ok ? done.push({ row: part[j]!.row, to: part[j]!.to, blob: r.value }) : fail(part[j]!.row, r.error)));
+        } catch (err) {
+          for (const { row } of part) fail(row, err);
+        }
+      }
+    }
+    await mapLimit(across, opts.concurrency ?? 16, async ({ row, from, to }) => {
+      try {
+        done.push({ row, to, blob: await this.rewrapAcrossKinds(row, from, to, refOf) });
+      } catch (err) {
+        fail(row, err);
       }
     });
 
@@ -132,23 +167,18 @@ export class Rewrapper {
     await this.deps.repos.wrappedKeys.parkClaims([...permanent], opts.workerId, PARKED_OWNER, Date.now() + PERMANENT_FAILURE_PARK_MS);
   }
 
-  /** Within one backend kind the provider rewraps (inside the HSM for pkcs11); across kinds, in memory. */
-  private async rewrapBlob(row: ClaimedRow, from: KekVersionContext, to: KekVersionContext, refOf: (v: KekVersionContext) => Promise<KekRef>): Promise<Buffer> {
+  /** Between backend kinds (database ⇄ pkcs11) the DEK is unwrapped by one and wrapped by the other, in memory. */
+  private async rewrapAcrossKinds(row: ClaimedRow, from: KekVersionContext, to: KekVersionContext, refOf: (v: KekVersionContext) => Promise<KekRef>): Promise<Buffer> {
     const [fromKek, toKek] = await Promise.all([refOf(from), refOf(to)]);
-    const blob = Buffer.from(row.blob);
-    const fromAad = this.wrappedKeys.aad(from, row.ownerUuid);
-    const toAad = this.wrappedKeys.aad(to, row.ownerUuid);
-    const source = this.deps.providers.get(fromKek.profile.protocol as ProviderKind);
-    if (fromKek.profile.protocol === toKek.profile.protocol) {
-      return source.rewrap({ from: { kek: fromKek, blob, aad: fromAad }, to: { kek: toKek, aad: toAad } });
-    }
-    const dek = await source.unwrap({ kek: fromKek, blob, aad: fromAad });
+    const dek = await this.deps.providers.get(fromKek.profile.protocol as ProviderKind)
+      .unwrap({ kek: fromKek, blob: Buffer.from(row.blob), aad: this.wrappedKeys.aad(from, row.ownerUuid) });
     try {
-      return await this.deps.providers.get(toKek.profile.protocol as ProviderKind).wrap({ kek: toKek, dek, aad: toAad });
+      return await this.deps.providers.get(toKek.profile.protocol as ProviderKind).wrap({ kek: toKek, dek, aad: this.wrappedKeys.aad(to, row.ownerUuid) });
     } finally {
       dek.dispose();
     }
   }
+
 
   /**
    * Previous versions without live wrapped keys become Archived (a conditional update that re-checks

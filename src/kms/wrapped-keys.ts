@@ -1,5 +1,5 @@
 import type { KmsDeps } from './deps';
-import type { KekProvider, KekRef, ProviderKind } from '../providers/provider';
+import type { ItemResult, KekProvider, KekRef, ProviderKind } from '../providers/provider';
 import { dekAad } from './aad';
 import { isKmsError, KmsError, paramError } from '../core/errors';
 import type { Repositories } from '../db/repositories';
@@ -77,6 +77,22 @@ export class WrappedKeys {
     const ref = kek ?? (await this.kekRef(v));
     const provider = this.providerOf(ref);
     return withKekContext(v, provider.wrap({ kek: ref, dek, aad: this.aad(v, ownerUuid) }), { provider, ref });
+  }
+
+  /**
+   * Wraps many secrets under one version in one backend batch (one hop to the HSM's thread); the
+   * caller keeps and disposes the secrets. One result per item, same order: an item's failure is
+   * its own (a KEK missing from the backend is named by key and version, as `wrap` names it).
+   */
+  async wrapMany(v: KekVersionContext, items: ReadonlyArray<{ ownerUuid: string; dek: SecretBytes }>, kek?: KekRef): Promise<ItemResult<Buffer>[]> {
+    if (!items.length) return [];
+    const ref = kek ?? (await this.kekRef(v));
+    const provider = this.providerOf(ref);
+    const results = await provider.wrapMany(items.map((i) => ({ kek: ref, dek: i.dek, aad: this.aad(v, i.ownerUuid) })));
+    if (results.some((r) => !r.ok && r.error.kind === 'param') && !(await provider.hasKek(ref).catch(() => true))) {
+      return results.map((r): ItemResult<Buffer> => (r.ok || r.error.kind !== 'param' ? r : { ok: false, error: kekMissing(v) }));
+    }
+    return results;
   }
 
   /**
