@@ -1,10 +1,10 @@
 /**
- * A preview of the background rewrap on KekProvider.rewrapMany, beside today's Rewrapper (single
- * rewraps, 16 in flight) in the same run: N wrapped DEKs on v1, rotate, then rewrap until v1 is
+ * The background rewrap (src/kms/rewrap.ts: Rewrapper ticks, one rewrapMany per pair of profiles)
+ * beside a bare batched loop, in the same run: N wrapped DEKs on v1, rotate, then rewrap until v1 is
  * drained. The batched loop claims up to BENCH_BATCH rows on Previous versions, makes one
  * rewrapMany of them and commits with the ticks' conditional UPDATE (the wrapped-key repository's
  * claim and commitRewrapped). It skips the archive step, so it shows what the backend and the
- * database allow, for src/kms/rewrap.ts to adopt. Each run is preceded by the
+ * database allow, the bound of the ticks. Each run is preceded by the
  * ceiling rewrap on the same token and KEKs (pkcs11 backend): the provider's rewrap call sequence,
  * synchronously in one tight loop on one session of this thread, nothing around it.
  *
@@ -166,7 +166,7 @@ async function run(label: string, measure: (w: BenchWorld) => Promise<number>): 
 
 async function main(): Promise<void> {
   console.log(`background rewrap of ${N} DEKs, ${BACKEND} backend, database ${process.env.DATABASE_URL ? 'MariaDB/MySQL' : 'SQLite'}, node ${process.version}`);
-  await run('Rewrapper ticks (single rewraps, 16 in flight)', rewrapperRate);
+  await run('Rewrapper ticks (rewrapMany, 250 a batch)', rewrapperRate);
   await run(`rewrapMany ×${BATCH}, ${INFLIGHT} in flight, one commit each`, batchedRate);
 }
 
