@@ -10,6 +10,7 @@ import { breaksSession } from '../errors';
 import { causeCkr, createKek, destroyKek, generateAndWrap, hasKek, probe, rewrap, unwrapBytes, wrapBytes } from './operations';
 import { pack, unpack, zero, type Packed } from './packing';
 import { toWire, type Notice, type Operation, type Reply, type Request, type ThreadData, type WireError } from './protocol';
+import { SharedLibraryState } from './shared';
 import { Token, type ProfileState } from './token';
 
 /** Codes after which only C_Finalize and C_Initialize bring the library back (device gone, HSM restarted). */
@@ -22,7 +23,8 @@ const port = parentPort;
 const data = workerData as ThreadData;
 const heartbeat = new Int32Array(data.heartbeat);
 const beat = (): void => { Atomics.add(heartbeat, 0, 1); };
-const token = new Token(data.library, data.pins);
+const shared = new SharedLibraryState(data.shared);
+const token = new Token(data.library, shared);
 let recovering = false;
 let closed = false;
 /** The next C_Initialize attempt of a recovery; cleared on close so the thread can end at once. */
@@ -160,12 +162,17 @@ function profileFor(req: Extract<Request, { type: 'op' }>): ProfileState {
  * the HSM restarted (every session and handle is then dead). Runs once however many operations saw
  * the fault; until it succeeds, operations fail at once as 'unavailable' (retryable), so callers
  * back off instead of queueing here. C_Initialize is retried with back-off until it succeeds.
+ * Of the library's threads, only the first to see the fault in a generation calls C_Finalize (it
+ * is per process); the others only forget their sessions and initialise too ("already initialised"
+ * once the first has).
  */
 function recover(): void {
   if (recovering) return;
   recovering = true;
-  log('warn', 'HSM library lost its device or sessions; finalising and initialising it again', { library: data.library });
-  try { token.lib.C_Finalize(); } catch { /* already finalised by the fault, or never was */ }
+  if (shared.claimFinalize(token.generation)) {
+    log('warn', 'HSM library lost its device or sessions; finalising and initialising it again', { library: data.library });
+    try { token.lib.C_Finalize(); } catch { /* already finalised by the fault, or never was */ }
+  }
   token.forgetSessions();
   const attempt = (n: number): void => {
     if (closed) return;
@@ -195,10 +202,6 @@ function reply(r: Reply): void {
 function flush(): void {
   if (outbox.length === 0) return;
   const msg: Notice = { type: 'replies', replies: outbox.splice(0), stats: token.stats() };
-  if (token.pinsChanged) {
-    msg.pins = token.pins();
-    token.pinsChanged = false;
-  }
   port.postMessage(msg, outTransfer.splice(0));
 }
 
