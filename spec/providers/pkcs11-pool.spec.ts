@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { SecretBytes } from '../../src/core/secret-bytes';
 import { silentLogger } from '../../src/core/logger';
 import { createPkcs11Provider } from '../../src/providers/pkcs11/pkcs11-provider';
-import type { HsmProfileConfig, ItemResult, KekProvider, KekRef } from '../../src/providers/provider';
+import type { HsmProfileConfig, KekProvider, KekRef } from '../../src/providers/provider';
 import { createFaultControl, type FaultControl } from '../support/faultmod';
 import { createSoftHsmToken, type SoftHsmToken } from '../support/softhsm';
 import { rejection } from './kek-provider-contract';
@@ -32,10 +32,6 @@ function providerOf(threads?: number): KekProvider {
 }
 
 const aad = (i: number): Buffer => Buffer.from(`volume|key|v1|vol-${i}`);
-const value = <T>(r: ItemResult<T>): T => {
-  if (!r.ok) throw r.error;
-  return r.value;
-};
 
 beforeAll(async () => {
   token = await createSoftHsmToken();
