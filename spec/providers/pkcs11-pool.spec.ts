@@ -141,6 +141,43 @@ describe('PKCS#11 library thread pool', () => {
     }
   });
 
+  it('a device lost under two threads: the library is finalised once and initialised once, then both threads serve again', async () => {
+    const provider = providerOf(2);
+    const kek = { profile: profileOf('pool-2-device'), label };
+    const dek = SecretBytes.random(32);
+    const count = (what: string): number => fault.log().filter((l) => l.startsWith(what)).length;
+    try {
+      // Both threads hold sessions: two calls at once go one to each.
+      await Promise.all([0, 1].map((i) => provider.wrap({ kek, dek, aad: aad(i) })));
+      expect(provider.sessionStats!()).toEqual([{ profile: 'pool-2-device', inUse: 0, idle: 2 }]);
+      const finalizes = count('finalize ');
+      const inits = count('init ');
+      fault.set([{ fail: '*', code: 'CKR_DEVICE_REMOVED' }]);
+      const errors = await Promise.all([0, 1].map((i) => rejection(provider.wrap({ kek, dek, aad: aad(i) }))));
+      for (const e of errors) expect(e.retryable).toBe(true);
+      for (let i = 0; count('C_Initialize 0x32') < 2; i++) {
+        if (i > 500) throw new Error('C_Initialize was never retried');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      fault.clear();
+      let blobs: Buffer[] | undefined;
+      for (let i = 0; !blobs; i++) {
+        if (i > 100) throw new Error('the library never came back');
+        blobs = await Promise.all([0, 1].map((j) => provider.wrap({ kek, dek, aad: aad(j) }))).catch(() => undefined);
+        if (!blobs) await new Promise((r) => setTimeout(r, 100));
+      }
+      for (const [j, blob] of blobs.entries()) {
+        const back = await provider.unwrap({ kek, blob, aad: aad(j) });
+        expect(back.reveal().equals(dek.reveal())).toBe(true);
+        back.dispose();
+      }
+      expect(count('finalize ') - finalizes).toBe(1);
+      expect(count('init ') - inits).toBe(1);
+    } finally {
+      dek.dispose();
+    }
+  });
+
   it('closing the pools finalises the library once, with the last of them', async () => {
     const before = fault.log().filter((l) => l.startsWith('finalize ')).length;
     const all = providers.splice(0);

@@ -17,6 +17,8 @@ import { Token, type ProfileState } from './token';
 const NEEDS_REINIT = new Set(['CKR_DEVICE_REMOVED', 'CKR_TOKEN_NOT_PRESENT', 'CKR_CRYPTOKI_NOT_INITIALIZED']);
 const RECOVERY_BASE_MS = 100;
 const RECOVERY_MAX_MS = 5000;
+/** How long a thread waits for another one's recovery before initialising the library itself (that one may hang). */
+const OWNER_WAIT_MS = 30_000;
 
 if (!parentPort) throw new Error('hsm-thread runs only as a worker thread (see library-thread.ts)');
 const port = parentPort;
@@ -26,6 +28,8 @@ const beat = (): void => { Atomics.add(heartbeat, 0, 1); };
 const shared = new SharedLibraryState(data.shared);
 const token = new Token(data.library, shared);
 let recovering = false;
+/** This thread claimed the current recovery (it finalised the library and initialises it again). */
+let recoveryOwner = false;
 let closed = false;
 /** The next C_Initialize attempt of a recovery; cleared on close so the thread can end at once. */
 let retryTimer: NodeJS.Timeout | undefined;
@@ -169,16 +173,25 @@ function profileFor(req: Extract<Request, { type: 'op' }>): ProfileState {
 function recover(): void {
   if (recovering) return;
   recovering = true;
-  if (shared.claimFinalize(token.generation)) {
+  recoveryOwner = shared.claimFinalize(token.generation);
+  if (recoveryOwner) {
     log('warn', 'HSM library lost its device or sessions; finalising and initialising it again', { library: data.library });
     try { token.lib.C_Finalize(); } catch { /* already finalised by the fault, or never was */ }
   }
   token.forgetSessions();
+  const since = Date.now();
   const attempt = (n: number): void => {
     if (closed) return;
+    if (!recoveryOwner && shared.recovering && Date.now() - since < OWNER_WAIT_MS) {
+      // Another thread of the library finalised it and initialises it again; wait for it.
+      retryTimer = setTimeout(() => attempt(n), RECOVERY_BASE_MS / 2);
+      return;
+    }
     try {
       token.initialize();
       recovering = false;
+      if (recoveryOwner) shared.recovered();
+      recoveryOwner = false;
       log('info', 'HSM library initialised again', { library: data.library, attempts: n });
     } catch (e) {
       log('warn', 'HSM library did not initialise yet', { library: data.library, attempt: n, error: toWire(e).message });
@@ -208,6 +221,7 @@ function flush(): void {
 function closeAll(finalize: boolean): void {
   closed = true;
   clearTimeout(retryTimer);
+  if (recoveryOwner) shared.recovered();
   for (const key of [...token.profiles.keys()]) token.forget(key);
   try {
     if (finalize) token.lib.C_Finalize();

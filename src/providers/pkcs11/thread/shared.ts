@@ -15,7 +15,9 @@ import { KmsError } from '../../../core/errors';
 
 const GEN = 0;
 const LOCK = 1;
-const HEADER = 2;
+/** 1 from a thread's claim of the finalisation until its C_Initialize succeeded (or it closed). */
+const RECOVERING = 2;
+const HEADER = 3;
 /** Token slots per library tracked at most. */
 const ENTRIES = 32;
 /** Words per entry: used, slot (2), sessions, epoch, has-hash, hash (8). */
@@ -48,9 +50,15 @@ export class SharedLibraryState {
     return Atomics.load(this.#a, GEN);
   }
 
-  /** True for exactly one caller per generation: that one finalises the library (and resets the logins). */
+  /**
+   * True for exactly one caller per generation: that one finalises the library (and resets the
+   * logins), initialises it again and then calls recovered(). Until then the other threads do not
+   * call C_Initialize: before its C_Finalize it would be undone, and two C_Initialize calls at
+   * once race inside some modules (SoftHSM checks and sets its "initialised" flag without a lock).
+   */
   claimFinalize(generation: number): boolean {
     if (Atomics.compareExchange(this.#a, GEN, generation, generation + 1) !== generation) return false;
+    Atomics.store(this.#a, RECOVERING, 1);
     this.#locked(() => {
       for (let e = 0; e < ENTRIES; e++) {
         const at = HEADER + e * WORDS;
@@ -61,6 +69,15 @@ export class SharedLibraryState {
       }
     });
     return true;
+  }
+
+  recovered(): void {
+    Atomics.store(this.#a, RECOVERING, 0);
+  }
+
+  /** True while the thread that claimed the finalisation has not initialised the library again. */
+  get recovering(): boolean {
+    return Atomics.load(this.#a, RECOVERING) === 1;
   }
 
   /** Counts a session opened on the slot. */
