@@ -17,8 +17,9 @@
  *    wrap and unwrap, a bad MAC gives CKR_SIGNATURE_INVALID, a tampered wrap CKR_GENERAL_ERROR.
  *  - The MAC is verified before C_UnwrapKey, so a tampered or swapped blob never reaches the
  *    unwrap (no padding oracle), and the failure is 'integrity', never retried.
- * Every PKCS#11 call runs on the library's own thread (library-thread.ts, thread/): each operation,
- * or each batch of them, is one message there and one reply, and runs whole and synchronously in the
+ * Every PKCS#11 call runs on one of the library's own threads (library-thread.ts, thread/; N per
+ * library, `threads` detail or KMS_PKCS11_THREADS, default 1): each operation, or each batch of them,
+ * is one message to the least busy thread and one reply, and runs whole and synchronously in that
  * thread (session, login, lookup, crypto, clean-up). The event loop makes no PKCS#11 call at all, and
  * a call that hangs in the HSM is abandoned with its thread, which is replaced.
  */

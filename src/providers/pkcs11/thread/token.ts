@@ -1,7 +1,8 @@
 /**
  * The HSM thread's view of its library: the loaded module, login state per token, and per profile
  * the slot, the open sessions and the KEK handle cache. Everything here runs synchronously on the
- * library's own thread, one operation at a time, so no call ever overlaps another of this thread.
+ * library's thread that owns this Token, one operation at a time, so no call overlaps another of this
+ * thread; the library's other threads (a pool) each have their own Token and share thread/shared.ts.
  */
 import { createHash } from 'node:crypto';
 import * as pkcs11js from 'pkcs11js';
