@@ -5,6 +5,7 @@
  * one thread does not stop the others; logins are shared, C_Finalize comes once with the last user.
  */
 import { randomBytes } from 'node:crypto';
+import { readEnv } from '../../src/config/env';
 import { SecretBytes } from '../../src/core/secret-bytes';
 import { silentLogger } from '../../src/core/logger';
 import { createPkcs11Provider } from '../../src/providers/pkcs11/pkcs11-provider';
@@ -73,6 +74,15 @@ async function concurrentWraps(provider: KekProvider, kek: KekRef): Promise<numb
 }
 
 describe('PKCS#11 library thread pool', () => {
+  it('KMS_PKCS11_THREADS: 1 by default, 1 to 16, anything else refused at start; the threads detail 1 to 16', () => {
+    expect(readEnv({}).pkcs11Threads).toBe(1);
+    expect(readEnv({ KMS_PKCS11_THREADS: '4' }).pkcs11Threads).toBe(4);
+    for (const bad of ['0', '17', '2.5', 'four']) expect(() => readEnv({ KMS_PKCS11_THREADS: bad })).toThrow(/KMS_PKCS11_THREADS must be a whole number from 1 to 16/);
+    const provider = createPkcs11Provider({ logger: silentLogger });
+    expect(provider.validateProfile(profileOf('t', { threads: '16' }).details)).toEqual([]);
+    for (const bad of ['0', '17', 'x']) expect(provider.validateProfile(profileOf('t', { threads: bad }).details)).toEqual(["Detail 'threads' must be an integer from 1 to 16"]);
+  });
+
   it('with 4 threads (the provider\'s default, as KMS_PKCS11_THREADS=4), concurrent wraps reach the HSM in parallel and round-trip', async () => {
     const provider = providerOf(4);
     const profile = profileOf('pool-4');
