@@ -9,6 +9,7 @@ import { readEnv } from '../../src/config/env';
 import { SecretBytes } from '../../src/core/secret-bytes';
 import { silentLogger } from '../../src/core/logger';
 import { createPkcs11Provider } from '../../src/providers/pkcs11/pkcs11-provider';
+import { withPolicy } from '../../src/providers/registry';
 import type { HsmProfileConfig, KekProvider, KekRef } from '../../src/providers/provider';
 import { createFaultControl, type FaultControl } from '../support/faultmod';
 import { createSoftHsmToken, type SoftHsmToken } from '../support/softhsm';
@@ -136,6 +137,36 @@ describe('PKCS#11 library thread pool', () => {
       stuckDek.dispose();
     } finally {
       deks.forEach((d) => d.dispose());
+    }
+  });
+
+  it('under the policy, a thread of two hung in a call is replaced at the timeout while the other goes on serving', async () => {
+    const provider = withPolicy(providerOf(2), () => ({ timeoutMs: 1000, retries: 0, baseDelayMs: 10 }), silentLogger);
+    const kek = { profile: profileOf('pool-2-watchdog'), label };
+    const dek = SecretBytes.random(32);
+    const hangs = (): number => fault.log().filter((l) => l === 'C_WrapKey 0x7fffffff').length;
+    try {
+      const blob = await provider.wrap({ kek, dek, aad: aad(0) });
+      const before = hangs();
+      fault.set([{ hang: 'C_WrapKey' }]);
+      const stuck = rejection(provider.wrap({ kek, dek, aad: aad(1) }));
+      for (let i = 0; hangs() === before; i++) {
+        if (i > 200) throw new Error('the wrap never reached the HSM');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      const back = await provider.unwrap({ kek, blob, aad: aad(0) }); // on the other thread
+      expect(back.reveal().equals(dek.reveal())).toBe(true);
+      back.dispose();
+      const err = await stuck;
+      expect(err.kind).toBe('unavailable');
+      expect(err.message).toMatch(/timed out/);
+      fault.clear();
+      const again = await provider.wrap({ kek, dek, aad: aad(2) });
+      const backAgain = await provider.unwrap({ kek, blob: again, aad: aad(2) });
+      expect(backAgain.reveal().equals(dek.reveal())).toBe(true);
+      backAgain.dispose();
+    } finally {
+      dek.dispose();
     }
   });
 
