@@ -122,7 +122,7 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
   const metrics = new Metrics();
   const events = new EventLog(repos);
   const providers = createProviderRegistry({
-    databaseKeks: repos.databaseKeks, masterKey, logger, policy: () => settings.backendPolicy(),
+    databaseKeks: repos.databaseKeks, masterKey, logger, policy: () => settings.backendPolicy(), pkcs11: { threads: env.pkcs11Threads },
     observer: {
       operation: ({ profile, operation, outcome, seconds }) => {
         metrics.backendOperations.inc({ profile, operation, outcome });

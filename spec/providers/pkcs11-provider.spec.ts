@@ -181,7 +181,7 @@ describe('pkcs11 provider', () => {
     expect(provider.validateProfile(tokens[0].details())).toEqual([]);
     const problems = provider.validateProfile({ library: 'libsofthsm2.so', slot: '-1', slot_list_index: 'x', pin: '', max_sessions: '0', colour: 'blue' });
     expect(problems).toEqual([
-      "Unknown detail 'colour' (allowed: library, slot, slot_list_index, token_label, pin, max_sessions)",
+      "Unknown detail 'colour' (allowed: library, slot, slot_list_index, token_label, pin, max_sessions, threads)",
       "Detail 'library' must be an absolute path",
       "Detail 'slot' must be an integer slot id",
       "Detail 'slot_list_index' must be an integer >= 0",

@@ -38,6 +38,11 @@ export interface FaultControl {
   clear(): void;
   /** Lines the module logged: "<C_Function> 0x<rv>" per injected fault, "init", "finalize", "restart". */
   log(): string[];
+  /**
+   * The most calls that slept in a `delay` rule at the same time since the rules last changed (as
+   * the module saw on its first call after the change): whether calls reached the HSM in parallel.
+   */
+  peakDelayed(): number;
   cleanup(): Promise<void>;
 }
 
@@ -69,10 +74,11 @@ export async function createFaultControl(): Promise<FaultControl> {
     set: (rules) => write(rules.map((r) => `${line(r)}\n`).join('')),
     clear: () => write(''),
     log: () => (existsSync(`${control}.log`) ? readFileSync(`${control}.log`, 'utf8').split('\n').filter(Boolean) : []),
+    peakDelayed: () => (existsSync(`${control}.peak`) ? Number(readFileSync(`${control}.peak`, 'utf8').trim()) : 0),
     async cleanup() {
       write('');
       await setNativeEnv('KMS_FAULTMOD_CONTROL', undefined);
-      for (const f of [control, `${control}.log`]) rmSync(f, { force: true });
+      for (const f of [control, `${control}.log`, `${control}.peak`]) rmSync(f, { force: true });
     },
   };
 }

@@ -22,7 +22,7 @@ const createParams = {
   system: param.boolean({ description: 'the name newer 4.23 UIs send for ispublic (the "System" switch): true makes the profile usable by every account (root admin only)' }),
   vendorname: param.string({ description: 'the HSM vendor name' }),
   details: param.map({
-    description: 'protocol settings as details[0].name=value; pkcs11: library (absolute path), token_label, slot or slot_list_index, pin, max_sessions. PINs, passwords and secrets are stored encrypted and shown as *****',
+    description: 'protocol settings as details[0].name=value; pkcs11: library (absolute path), token_label, slot or slot_list_index, pin, max_sessions, threads (1-16: PKCS#11 calls in flight at once per server process; default KMS_PKCS11_THREADS). PINs, passwords and secrets are stored encrypted and shown as *****',
   }),
 };
 

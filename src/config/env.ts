@@ -71,6 +71,8 @@ export interface Env {
   startupLockWaitSec: number;
   /** KMS_READY_TIMEOUT_MS: the longest one /readyz check (database, Redis, each HSM profile) may take. */
   readyTimeoutMs: number;
+  /** KMS_PKCS11_THREADS: threads per PKCS#11 library for profiles without a `threads` detail. */
+  pkcs11Threads: number;
 }
 
 /** A whole number within [min, max] from the environment, or the default; anything else is refused. */
@@ -117,5 +119,6 @@ export function readEnv(e: NodeJS.ProcessEnv = process.env): Env {
     shutdownTimeoutSec: intVar(e, 'KMS_SHUTDOWN_TIMEOUT_SEC', 30, 1, 3600),
     startupLockWaitSec: intVar(e, 'KMS_STARTUP_LOCK_WAIT_SEC', 120, 1, 3600),
     readyTimeoutMs: intVar(e, 'KMS_READY_TIMEOUT_MS', 2000, 100, 60000),
+    pkcs11Threads: intVar(e, 'KMS_PKCS11_THREADS', 1, 1, 16), // 16: as a profile's `threads` detail
   };
 }

@@ -14,7 +14,9 @@
  *                                              C_Initialize's again (the real module is finalised)
  *
  * Counters of `fail` rules survive a reload when the same line is still present. The module writes
- * "<function> <rv>" for every injected fault, and "init"/"finalize", to <control>.log.
+ * "<function> <rv>" for every injected fault, and "init"/"finalize", to <control>.log. It counts the
+ * calls sleeping in a `delay` at once and writes the highest count since the rules last changed to
+ * <control>.peak (one number): how many calls the module was given in parallel.
  * Only the subset of PKCS#11 v2.40 types needed here is declared; the function list layout is
  * v2.40's: a CK_VERSION followed by 68 function pointers in the standard's order.
  */
@@ -97,6 +99,8 @@ static int nrules;
 static struct stat seen;
 static char restart_id[64];
 static int restarted; /* handles invalid until the next C_Initialize */
+static int delayed_now; /* calls sleeping in a delay right now */
+static int delayed_peak; /* the most at once since the rules last changed */
 static CK_FUNCTION_LIST *real;
 static CK_FUNCTION_LIST mine;
 
@@ -111,6 +115,20 @@ static void note(const char *what, CK_RV rv) {
   if (!f) return;
   fprintf(f, "%s 0x%lx\n", what, rv);
   fclose(f);
+}
+
+/* Records the peak of delayed calls in flight. Caller holds `lock`. */
+static void write_peak(void) {
+  const char *ctl = control_path();
+  if (!ctl) return;
+  char path[4096], tmp[4200];
+  snprintf(path, sizeof path, "%s.peak", ctl);
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *f = fopen(tmp, "w");
+  if (!f) return;
+  fprintf(f, "%d\n", delayed_peak);
+  fclose(f);
+  rename(tmp, path);
 }
 
 static int fn_index(const char *name) {
@@ -184,6 +202,8 @@ static void reload(void) {
   fclose(f);
   memcpy(rules, next, sizeof(struct rule) * (size_t)n);
   nrules = n;
+  delayed_peak = delayed_now;
+  write_peak();
 }
 
 static void sleep_ms(long ms) {
@@ -219,8 +239,17 @@ static CK_RV before(int fn, int uses_session) {
       rv = r->rv;
     }
   }
+  if (delay && ++delayed_now > delayed_peak) {
+    delayed_peak = delayed_now;
+    write_peak();
+  }
   pthread_mutex_unlock(&lock);
-  if (delay) sleep_ms(delay);
+  if (delay) {
+    sleep_ms(delay);
+    pthread_mutex_lock(&lock);
+    delayed_now--;
+    pthread_mutex_unlock(&lock);
+  }
   if (hanging(fn)) {
     note(NAMES[fn], 0x7fffffffUL);
     while (hanging(fn)) sleep_ms(10);

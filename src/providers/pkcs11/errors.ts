@@ -63,7 +63,11 @@ const CKR_NAMES: ReadonlyMap<number, string> = new Map(
 
 /** The CKR name of a pkcs11js error (e.g. 'CKR_PIN_INCORRECT'), or undefined for other errors. */
 export function ckrName(e: unknown): string | undefined {
-  if (!(e instanceof pkcs11js.Pkcs11Error)) return undefined;
+  if (!(e instanceof pkcs11js.Pkcs11Error)) {
+    // Some calls (C_CreateObject in pkcs11js 2.x) throw a plain Error whose text is "CKR_NAME:code".
+    const m = e instanceof Error ? /^(CKR_[A-Z0-9_]+):\d+$/.exec(e.message) : null;
+    return m?.[1];
+  }
   if (e.message.startsWith('CKR_')) return e.message;
   return CKR_NAMES.get(e.code) ?? `CKR_0x${e.code.toString(16)}`;
 }

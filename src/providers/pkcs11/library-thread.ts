@@ -1,11 +1,18 @@
 /**
- * The main thread's handle on a PKCS#11 library thread: one worker thread per library path in this
- * process, shared by every provider and profile that names the path. SoftHSM (and most modules)
- * serialise calls on one mutex, so a second thread in one process would not add throughput; one
- * thread per library keeps the event loop free of every PKCS#11 call, including open, login and
- * find, and makes a hung call abandonable: the thread is terminated and replaced.
+ * The main thread's handle on the threads of a PKCS#11 library: a pool of N worker threads per
+ * library path (and size) in this process, shared by every provider and profile that names the
+ * path. N is 1 unless the operator asks for more (KMS_PKCS11_THREADS, or a profile's `threads`
+ * detail): SoftHSM (and most local modules) serialise calls on one mutex, so more threads would not
+ * add throughput there, while a network HSM serves calls in parallel and needs N calls in flight.
+ * The threads keep the event loop free of every PKCS#11 call, including open, login and find, and
+ * make a hung call abandonable: its thread is terminated and replaced.
  *
- * Requests are answered in order (the thread runs one at a time). A watchdog runs while any request
+ * Each request (an operation, or a whole batch) goes to the least busy thread of the pool (fewest
+ * items outstanding; the lowest-numbered on a tie, so a lightly loaded pool starts a second thread
+ * only when calls overlap). Each thread has its own sessions and gets each profile's configuration
+ * (and PIN) once; what the library's threads share is in thread/shared.ts.
+ *
+ * Within a thread, requests are answered in order (it runs one at a time). A watchdog runs while any request
  * is outstanding: when the thread has made no progress (its heartbeat, bumped after every
  * operation and batch item, did not move) for the stall bound of an outstanding request - the
  * policy's operation timeout - the thread is declared hung: every outstanding request fails as
@@ -20,6 +27,7 @@ import { StalledError } from '../policy';
 import { enterLibrary, leaveLibrary } from './library-users';
 import { zero } from './thread/packing';
 import { fromWire, type Notice, type Operation, type ProfileConnect, type Reply, type Request, type ThreadData, type ThreadStats } from './thread/protocol';
+import { SHARED_LIBRARY_BYTES } from './thread/shared';
 
 /** A successful reply. */
 export type OkReply = Extract<Reply, { ok: true }>;
@@ -37,6 +45,8 @@ interface Pending {
   reject(e: Error): void;
   stallMs?: number;
   progress?: () => void;
+  /** Items of the request (1 for a single operation): what the pool weighs a thread's load by. */
+  weight: number;
   /** The caller stopped waiting (its operation timed out); a late reply is discarded and its secrets zeroed. */
   abandoned: boolean;
 }
@@ -45,10 +55,29 @@ const ENTRY = join(__dirname, 'thread', `hsm-thread${extname(__filename)}`);
 const WATCH_MS = 100;
 const CLOSE_WAIT_MS = 5000;
 /**
- * Replaced threads still stuck in a call, per library, beyond which no new thread is started: a
- * library that hangs every call (even C_Initialize) must not cost a thread per request.
+ * Replaced threads still stuck in a call, per library (over all its threads), beyond which no new
+ * thread is started: a library that hangs every call (even C_Initialize) must not cost a thread per request.
  */
 const MAX_HUNG_THREADS = 3;
+
+/** What every thread of one library path in this process shares, for the life of the process. */
+interface LibraryShared {
+  /** thread/shared.ts: initialisation generation, per-token session counts and PIN hashes. */
+  readonly buffer: SharedArrayBuffer;
+  /** Threads of the library given up as hung that have not ended yet. */
+  hung: number;
+}
+
+const libraries = new Map<string, LibraryShared>();
+
+function sharedOf(path: string): LibraryShared {
+  let s = libraries.get(path);
+  if (!s) {
+    s = { buffer: new SharedArrayBuffer(SHARED_LIBRARY_BYTES), hung: 0 };
+    libraries.set(path, s);
+  }
+  return s;
+}
 
 /** Starts the thread; from TypeScript sources (tests, tsx) the thread registers tsx's loader first. */
 function startWorker(data: ThreadData): Worker {
@@ -69,15 +98,29 @@ export class LibraryThread {
   #lastBeat = 0;
   #lastBeatAt = 0;
   #watch?: NodeJS.Timeout;
-  #pins: Record<string, string> = {};
   #stats: ThreadStats = {};
   #closed = false;
   readonly #outbox: Request[] = [];
-  /** Threads given up as hung that have not ended yet. */
-  #hung = 0;
   readonly #outTransfer: ArrayBuffer[] = [];
 
-  constructor(readonly path: string, private readonly logger: Logger) {}
+  constructor(readonly path: string, private readonly logger: Logger, private readonly lib: LibraryShared = sharedOf(path)) {}
+
+  /** Items outstanding on this thread (running or queued), abandoned ones included: the thread still runs them. */
+  get load(): number {
+    let n = 0;
+    for (const p of this.#pending.values()) n += p.weight;
+    return n;
+  }
+
+  /** True while a worker runs (it initialised the library, or is about to). */
+  get started(): boolean {
+    return this.#worker !== undefined;
+  }
+
+  /** False when a call would be refused at once: closed, or no worker and too many hung ones. */
+  get usable(): boolean {
+    return !this.#closed && (this.#worker !== undefined || this.lib.hung < MAX_HUNG_THREADS);
+  }
 
   /** Open and idle sessions of a profile, as of the thread's last reply. */
   stats(key: string): { open: number; idle: number } | undefined {
@@ -94,7 +137,8 @@ export class LibraryThread {
     if ('data' in op) transfer.push(op.data.data);
     if (op.kind === 'wrap') transfer.push(op.secret.data);
     const fresh = this.#known.get(key) !== fingerprint || !this.#worker;
-    return this.#send((id) => ({ id, type: 'op', key, connect: fresh ? connect() : undefined, op }), transfer, opts, () => {
+    const weight = 'labels' in op ? op.labels.length : 'fromLabels' in op ? op.fromLabels.length : 1;
+    return this.#send((id) => ({ id, type: 'op', key, connect: fresh ? connect() : undefined, op }), transfer, { ...opts, weight }, () => {
       if (op.kind === 'wrap') zero(op.secret);
     }, () => this.#known.set(key, fingerprint));
   }
@@ -113,7 +157,7 @@ export class LibraryThread {
     if (!worker) return;
     const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
     const id = this.#nextId++;
-    const reply = new Promise<void>((resolve) => this.#pending.set(id, { resolve: () => resolve(), reject: () => resolve(), abandoned: false }));
+    const reply = new Promise<void>((resolve) => this.#pending.set(id, { resolve: () => resolve(), reject: () => resolve(), weight: 0, abandoned: false }));
     worker.ref();
     this.#post(worker, { id, type: 'close', finalize }, []);
     let timer: NodeJS.Timeout | undefined;
@@ -132,7 +176,7 @@ export class LibraryThread {
   }
 
   #send(
-    build: (id: number) => Request, transfer: ArrayBuffer[], opts: CallOptions, onUnsent: () => void, onSent: () => void,
+    build: (id: number) => Request, transfer: ArrayBuffer[], opts: CallOptions & { weight?: number }, onUnsent: () => void, onSent: () => void,
   ): Promise<OkReply> {
     if (this.#closed) {
       onUnsent();
@@ -142,15 +186,15 @@ export class LibraryThread {
       onUnsent();
       return Promise.reject(new KmsError('unavailable', 'The operation timed out while waiting for the HSM'));
     }
-    if (!this.#worker && this.#hung >= MAX_HUNG_THREADS) {
+    if (!this.#worker && this.lib.hung >= MAX_HUNG_THREADS) {
       onUnsent();
-      return Promise.reject(new KmsError('unavailable', `HSM library ${this.path}: ${this.#hung} calls are still hung in it; not starting another thread for it`));
+      return Promise.reject(new KmsError('unavailable', `HSM library ${this.path}: ${this.lib.hung} calls are still hung in it; not starting another thread for it`));
     }
     const worker = this.#worker ?? this.#spawn();
     const id = this.#nextId++;
     const msg = build(id);
     return new Promise<OkReply>((resolve, reject) => {
-      const entry: Pending = { resolve, reject, stallMs: opts.stallMs, progress: opts.progress, abandoned: false };
+      const entry: Pending = { resolve, reject, stallMs: opts.stallMs, progress: opts.progress, weight: opts.weight ?? 0, abandoned: false };
       const onAbort = (): void => {
         entry.abandoned = true;
         reject(new KmsError('unavailable', 'The operation timed out while waiting for the HSM'));
@@ -210,7 +254,7 @@ export class LibraryThread {
     this.#lastBeat = 0;
     this.#known.clear();
     this.#stats = {};
-    const worker = startWorker({ library: this.path, heartbeat: this.#heartbeat.buffer as SharedArrayBuffer, pins: this.#pins });
+    const worker = startWorker({ library: this.path, heartbeat: this.#heartbeat.buffer as SharedArrayBuffer, shared: this.lib.buffer });
     worker.unref();
     worker.on('message', (m: Notice) => this.#onMessage(worker, m));
     worker.on('error', (e) => this.#lost(worker, new KmsError('internal', `HSM library thread of ${this.path} failed: ${e.message}`)));
@@ -228,10 +272,7 @@ export class LibraryThread {
       if (worker === this.#worker) this.#lost(worker, fromWire(m.error));
       return;
     }
-    if (worker === this.#worker) {
-      this.#stats = m.stats;
-      if (m.pins) this.#pins = m.pins;
-    }
+    if (worker === this.#worker) this.#stats = m.stats;
     for (const r of m.replies) this.#onReply(r);
     if (this.#pending.size === 0 && worker === this.#worker) {
       worker.unref();
@@ -304,32 +345,88 @@ export class LibraryThread {
     this.logger.warn('HSM library thread made no progress; a call hung in the library. Terminating and replacing the thread', { library: this.path, seconds: secs });
     this.#lost(worker, new StalledError(`HSM call timed out: library ${this.path} made no progress for ${secs}s; its thread is replaced`),
       new KmsError('unavailable', `HSM call timed out: an earlier call hung in library ${this.path} for ${secs}s, so this one did not run; its thread is replaced`));
-    this.#hung++;
-    worker.once('exit', () => { this.#hung--; });
+    this.lib.hung++;
+    worker.once('exit', () => { this.lib.hung--; });
     void worker.terminate().catch(() => undefined);
   }
 }
 
-const threads = new Map<string, { thread: LibraryThread; refs: number }>();
+/** The N threads of one library: requests go to the least busy one. */
+export class LibraryPool {
+  readonly threads: LibraryThread[];
 
-/** The process's thread for `path`, started on first use. Pair with releaseLibraryThread. */
-export function acquireLibraryThread(path: string, logger: Logger): LibraryThread {
-  const hit = threads.get(path);
-  if (hit) {
-    hit.refs++;
-    return hit.thread;
+  constructor(readonly path: string, readonly size: number, logger: Logger) {
+    const lib = sharedOf(path);
+    this.threads = Array.from({ length: size }, () => new LibraryThread(path, logger, lib));
   }
-  const thread = new LibraryThread(path, logger);
-  enterLibrary(path);
-  threads.set(path, { thread, refs: 1 });
-  return thread;
+
+  /** Runs one operation (or a whole batch) on the least busy thread; see LibraryThread.call. */
+  call(key: string, connect: () => ProfileConnect, fingerprint: string, op: Operation, opts: CallOptions = {}): Promise<OkReply> {
+    let best = this.threads[0];
+    let bestLoad = Infinity;
+    for (const t of this.threads) {
+      if (!t.usable) continue;
+      const load = t.load;
+      if (load < bestLoad) {
+        best = t;
+        bestLoad = load;
+      }
+    }
+    return best.call(key, connect, fingerprint, op, opts);
+  }
+
+  /** Open and idle sessions of a profile, summed over the threads, as of their last replies. */
+  stats(key: string): { open: number; idle: number } | undefined {
+    let sum: { open: number; idle: number } | undefined;
+    for (const t of this.threads) {
+      const st = t.stats(key);
+      if (st) sum = { open: (sum?.open ?? 0) + st.open, idle: (sum?.idle ?? 0) + st.idle };
+    }
+    return sum;
+  }
+
+  /** Closes the profile's sessions on every thread and forgets its configuration there. */
+  async forget(key: string): Promise<void> {
+    await Promise.all(this.threads.map((t) => t.forget(key)));
+  }
+
+  /**
+   * Closes every thread. C_Finalize is per process: when `finalize`, it is left to the last running
+   * thread, called only after every other one has closed its sessions and ended.
+   */
+  async close(finalize: boolean): Promise<void> {
+    const last = this.threads.filter((t) => t.started).pop();
+    await Promise.all(this.threads.filter((t) => t !== last).map((t) => t.close(false)));
+    await last?.close(finalize);
+  }
 }
 
-/** Drops one reference; the last one closes the thread (C_Finalize when no other user of the library is left). */
-export async function releaseLibraryThread(thread: LibraryThread): Promise<void> {
-  const entry = threads.get(thread.path);
-  if (!entry || entry.thread !== thread) return;
+const pools = new Map<string, { pool: LibraryPool; refs: number }>();
+
+/**
+ * The process's pool of `size` threads for `path`, started on first use (each thread when it is
+ * first needed). Pools of another size for the same path are separate threads sharing the
+ * library's state. Pair with releaseLibraryPool.
+ */
+export function acquireLibraryPool(path: string, size: number, logger: Logger): LibraryPool {
+  const key = `${path}\n${size}`;
+  const hit = pools.get(key);
+  if (hit) {
+    hit.refs++;
+    return hit.pool;
+  }
+  const pool = new LibraryPool(path, size, logger);
+  enterLibrary(path);
+  pools.set(key, { pool, refs: 1 });
+  return pool;
+}
+
+/** Drops one reference; the last one closes the pool (C_Finalize when no other user of the library is left). */
+export async function releaseLibraryPool(pool: LibraryPool): Promise<void> {
+  const key = `${pool.path}\n${pool.size}`;
+  const entry = pools.get(key);
+  if (!entry || entry.pool !== pool) return;
   if (--entry.refs > 0) return;
-  threads.delete(thread.path);
-  await thread.close(leaveLibrary(thread.path));
+  pools.delete(key);
+  await pool.close(leaveLibrary(pool.path));
 }

@@ -17,8 +17,9 @@
  *    wrap and unwrap, a bad MAC gives CKR_SIGNATURE_INVALID, a tampered wrap CKR_GENERAL_ERROR.
  *  - The MAC is verified before C_UnwrapKey, so a tampered or swapped blob never reaches the
  *    unwrap (no padding oracle), and the failure is 'integrity', never retried.
- * Every PKCS#11 call runs on the library's own thread (library-thread.ts, thread/): each operation,
- * or each batch of them, is one message there and one reply, and runs whole and synchronously in the
+ * Every PKCS#11 call runs on one of the library's own threads (library-thread.ts, thread/; N per
+ * library, `threads` detail or KMS_PKCS11_THREADS, default 1): each operation, or each batch of them,
+ * is one message to the least busy thread and one reply, and runs whole and synchronously in that
  * thread (session, login, lookup, crypto, clean-up). The event loop makes no PKCS#11 call at all, and
  * a call that hangs in the HSM is abandoned with its thread, which is replaced.
  */
@@ -31,7 +32,7 @@ import { operationProgress, operationSignal, operationStallMs } from '../policy'
 import type {
   GenerateRequest, HsmProfileConfig, ItemResult, KekBits, KekProvider, KekRef, RewrapRequest, UnwrapRequest, WrapRequest,
 } from '../provider';
-import { acquireLibraryThread, releaseLibraryThread, type LibraryThread, type OkReply } from './library-thread';
+import { acquireLibraryPool, releaseLibraryPool, type LibraryPool, type OkReply } from './library-thread';
 import { fingerprintOf, parsePkcs11Profile, pkcs11ProfileProblems } from './profile';
 import { pack, unpack, zero } from './thread/packing';
 import { fromWire, type Operation, type ProfileConnect } from './thread/protocol';
@@ -45,18 +46,23 @@ export interface Pkcs11ProviderOptions {
    * instead. @defaultValue undefined: direct calls wait as long as the HSM takes.
    */
   stallMs?: number;
+  /**
+   * Threads per PKCS#11 library for profiles without a `threads` detail (KMS_PKCS11_THREADS).
+   * @defaultValue 1: SoftHSM and most local modules serialise calls, so more threads do not help them.
+   */
+  threads?: number;
 }
 
-/** What the provider keeps per connected profile: the parsed details (with the PIN) and the library thread. */
+/** What the provider keeps per connected profile: the parsed details (with the PIN) and the library's thread pool. */
 interface ProfileState {
   readonly key: string;
   readonly name: string;
   readonly fingerprint: string;
   readonly connect: ProfileConnect;
-  readonly thread: LibraryThread;
+  readonly thread: LibraryPool;
 }
 
-/** Keeps profiles of two providers in one process apart in the shared library thread. */
+/** Keeps profiles of two providers in one process apart in the shared library threads. */
 let providers = 0;
 
 /** Per-item results of a batch reply: `value(i, part)` builds item i's value from its part of the reply. */
@@ -73,7 +79,8 @@ const single = <T>([r]: ItemResult<T>[]): T => {
 /**
  * Creates the PKCS#11 provider. KEKs are generated in the token (CKA_TOKEN, CKA_PRIVATE,
  * CKA_SENSITIVE, not extractable) and never leave it. Safe to call concurrently: operations queue
- * for the library thread, which runs them one at a time. Does not retry; the registry's policy does.
+ * for the library's threads (the least busy one), each running them one at a time. Does not retry;
+ * the registry's policy does.
  */
 export function createPkcs11Provider(opts: Pkcs11ProviderOptions): KekProvider {
   const id = `pkcs11-${++providers}`;
@@ -84,7 +91,7 @@ export function createPkcs11Provider(opts: Pkcs11ProviderOptions): KekProvider {
 
   const drop = async (state: ProfileState): Promise<void> => {
     await state.thread.forget(state.key);
-    await releaseLibraryThread(state.thread);
+    await releaseLibraryPool(state.thread);
   };
 
   /** The profile's state, (re)built when its details changed. Throws 'param' for invalid details. */
@@ -105,13 +112,13 @@ export function createPkcs11Provider(opts: Pkcs11ProviderOptions): KekProvider {
     const state: ProfileState = {
       key: `${id}/${profile.id}`, name: profile.name, fingerprint,
       connect: { name: profile.name, fingerprint, profile: parsed },
-      thread: acquireLibraryThread(parsed.library, opts.logger),
+      thread: acquireLibraryPool(parsed.library, parsed.threads ?? opts.threads ?? 1, opts.logger),
     };
     states.set(profile.id, state);
     return state;
   };
 
-  /** One hop to the library thread: the operation runs there whole. */
+  /** One hop to a library thread: the operation runs there whole. */
   const call = async (profile: HsmProfileConfig, op: Operation): Promise<OkReply> => {
     let state: ProfileState;
     try {

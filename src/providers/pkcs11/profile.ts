@@ -3,7 +3,10 @@ import { KmsError } from '../../core/errors';
 import type { HsmProfileConfig } from '../provider';
 
 /** The detail keys a PKCS#11 profile accepts; anything else is reported as a problem. */
-export const PKCS11_DETAIL_KEYS = ['library', 'slot', 'slot_list_index', 'token_label', 'pin', 'max_sessions'] as const;
+export const PKCS11_DETAIL_KEYS = ['library', 'slot', 'slot_list_index', 'token_label', 'pin', 'max_sessions', 'threads'] as const;
+
+/** The most threads a profile's `threads` detail may ask for per library. */
+export const MAX_THREADS = 16;
 
 /** @defaultValue of max_sessions, as in CloudStack. */
 export const DEFAULT_MAX_SESSIONS = 10;
@@ -16,6 +19,8 @@ export interface Pkcs11Profile {
   readonly tokenLabel?: string;
   readonly pin: string;
   readonly maxSessions: number;
+  /** Threads for the library (the `threads` detail); undefined: the server's default (KMS_PKCS11_THREADS). */
+  readonly threads?: number;
 }
 
 const INT = /^(0|[1-9][0-9]*)$/;
@@ -24,7 +29,8 @@ const INT = /^(0|[1-9][0-9]*)$/;
  * Problems with PKCS#11 profile details, as sentences naming the detail; [] when valid. `library`
  * (an absolute path) and `pin` are required, and at least one of `slot` (an integer), `slot_list_index`
  * (an integer >= 0) or `token_label` (1–32 characters); when several are given they must all name the
- * same token. `max_sessions` is an integer > 0 (default 10). Never throws; never echoes the PIN.
+ * same token. `max_sessions` is an integer > 0 (default 10); `threads` an integer from 1 to 16 (the
+ * library's threads in this process; default KMS_PKCS11_THREADS). Never throws; never echoes the PIN.
  */
 export function pkcs11ProfileProblems(details: Readonly<Record<string, string>>): string[] {
   const problems: string[] = [];
@@ -35,7 +41,7 @@ export function pkcs11ProfileProblems(details: Readonly<Record<string, string>>)
   const library = details.library?.trim();
   if (!library) problems.push("Detail 'library' is required: the path of the PKCS#11 library (.so)");
   else if (!library.startsWith('/')) problems.push("Detail 'library' must be an absolute path");
-  const { slot, slot_list_index: index, token_label: label, pin, max_sessions: max } = details;
+  const { slot, slot_list_index: index, token_label: label, pin, max_sessions: max, threads } = details;
   if (slot === undefined && index === undefined && label === undefined) {
     problems.push("One of the details 'slot', 'slot_list_index' or 'token_label' is required to find the token");
   }
@@ -46,6 +52,9 @@ export function pkcs11ProfileProblems(details: Readonly<Record<string, string>>)
   }
   if (pin === undefined || pin === '') problems.push("Detail 'pin' is required: the token's user PIN");
   if (max !== undefined && (!INT.test(max.trim()) || Number(max) < 1)) problems.push("Detail 'max_sessions' must be an integer > 0");
+  if (threads !== undefined && (!INT.test(threads.trim()) || Number(threads) < 1 || Number(threads) > MAX_THREADS)) {
+    problems.push(`Detail 'threads' must be an integer from 1 to ${MAX_THREADS}`);
+  }
   return problems;
 }
 
@@ -61,6 +70,7 @@ export function parsePkcs11Profile(profileName: string, details: Readonly<Record
     tokenLabel: details.token_label?.trim(),
     pin: details.pin,
     maxSessions: num(details.max_sessions) ?? DEFAULT_MAX_SESSIONS,
+    threads: num(details.threads),
   };
 }
 

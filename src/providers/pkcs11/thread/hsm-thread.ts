@@ -10,20 +10,26 @@ import { breaksSession } from '../errors';
 import { causeCkr, createKek, destroyKek, generateAndWrap, hasKek, probe, rewrap, unwrapBytes, wrapBytes } from './operations';
 import { pack, unpack, zero, type Packed } from './packing';
 import { toWire, type Notice, type Operation, type Reply, type Request, type ThreadData, type WireError } from './protocol';
+import { SharedLibraryState } from './shared';
 import { Token, type ProfileState } from './token';
 
 /** Codes after which only C_Finalize and C_Initialize bring the library back (device gone, HSM restarted). */
 const NEEDS_REINIT = new Set(['CKR_DEVICE_REMOVED', 'CKR_TOKEN_NOT_PRESENT', 'CKR_CRYPTOKI_NOT_INITIALIZED']);
 const RECOVERY_BASE_MS = 100;
 const RECOVERY_MAX_MS = 5000;
+/** How long a thread waits for another one's recovery before initialising the library itself (that one may hang). */
+const OWNER_WAIT_MS = 30_000;
 
 if (!parentPort) throw new Error('hsm-thread runs only as a worker thread (see library-thread.ts)');
 const port = parentPort;
 const data = workerData as ThreadData;
 const heartbeat = new Int32Array(data.heartbeat);
 const beat = (): void => { Atomics.add(heartbeat, 0, 1); };
-const token = new Token(data.library, data.pins);
+const shared = new SharedLibraryState(data.shared);
+const token = new Token(data.library, shared);
 let recovering = false;
+/** This thread claimed the current recovery (it finalised the library and initialises it again). */
+let recoveryOwner = false;
 let closed = false;
 /** The next C_Initialize attempt of a recovery; cleared on close so the thread can end at once. */
 let retryTimer: NodeJS.Timeout | undefined;
@@ -160,18 +166,32 @@ function profileFor(req: Extract<Request, { type: 'op' }>): ProfileState {
  * the HSM restarted (every session and handle is then dead). Runs once however many operations saw
  * the fault; until it succeeds, operations fail at once as 'unavailable' (retryable), so callers
  * back off instead of queueing here. C_Initialize is retried with back-off until it succeeds.
+ * Of the library's threads, only the first to see the fault in a generation calls C_Finalize (it
+ * is per process); the others only forget their sessions and initialise too ("already initialised"
+ * once the first has).
  */
 function recover(): void {
   if (recovering) return;
   recovering = true;
-  log('warn', 'HSM library lost its device or sessions; finalising and initialising it again', { library: data.library });
-  try { token.lib.C_Finalize(); } catch { /* already finalised by the fault, or never was */ }
+  recoveryOwner = shared.claimFinalize(token.generation);
+  if (recoveryOwner) {
+    log('warn', 'HSM library lost its device or sessions; finalising and initialising it again', { library: data.library });
+    try { token.lib.C_Finalize(); } catch { /* already finalised by the fault, or never was */ }
+  }
   token.forgetSessions();
+  const since = Date.now();
   const attempt = (n: number): void => {
     if (closed) return;
+    if (!recoveryOwner && shared.recovering && Date.now() - since < OWNER_WAIT_MS) {
+      // Another thread of the library finalised it and initialises it again; wait for it.
+      retryTimer = setTimeout(() => attempt(n), RECOVERY_BASE_MS / 2);
+      return;
+    }
     try {
       token.initialize();
       recovering = false;
+      if (recoveryOwner) shared.recovered();
+      recoveryOwner = false;
       log('info', 'HSM library initialised again', { library: data.library, attempts: n });
     } catch (e) {
       log('warn', 'HSM library did not initialise yet', { library: data.library, attempt: n, error: toWire(e).message });
@@ -195,16 +215,13 @@ function reply(r: Reply): void {
 function flush(): void {
   if (outbox.length === 0) return;
   const msg: Notice = { type: 'replies', replies: outbox.splice(0), stats: token.stats() };
-  if (token.pinsChanged) {
-    msg.pins = token.pins();
-    token.pinsChanged = false;
-  }
   port.postMessage(msg, outTransfer.splice(0));
 }
 
 function closeAll(finalize: boolean): void {
   closed = true;
   clearTimeout(retryTimer);
+  if (recoveryOwner) shared.recovered();
   for (const key of [...token.profiles.keys()]) token.forget(key);
   try {
     if (finalize) token.lib.C_Finalize();

@@ -10,7 +10,7 @@ import { KmsError, type ErrorKind } from '../../../core/errors';
 import type { Pkcs11Profile } from '../profile';
 import type { Packed } from './packing';
 
-/** What the thread needs to connect a profile; sent once per profile and thread (it holds the PIN). */
+/** What the thread needs to connect a profile; sent once per profile and thread of the pool (it holds the PIN). */
 export interface ProfileConnect {
   readonly name: string;
   readonly fingerprint: string;
@@ -71,8 +71,6 @@ export type Notice =
     type: 'replies';
     replies: Reply[];
     stats: ThreadStats;
-    /** Logged-in PIN hashes per slot, sent when they change, so a replacement thread keeps refusing other PINs. */
-    pins?: Record<string, string>;
   }
   | { type: 'log'; level: 'info' | 'warn'; msg: string; fields: Record<string, unknown> }
   /** The library could not be loaded or initialised; the thread exits after this. */
@@ -83,8 +81,12 @@ export interface ThreadData {
   readonly library: string;
   /** Int32 slot 0 is bumped after every PKCS#11 operation and message: the main thread's hang watchdog reads it. */
   readonly heartbeat: SharedArrayBuffer;
-  /** PIN hashes of tokens this process is logged in to, from the thread this one replaces. */
-  readonly pins: Record<string, string>;
+  /**
+   * State shared by every thread of the library (thread/shared.ts): its initialisation generation
+   * and per token the pool's session count and the hash of the PIN logged in with. A replacement
+   * thread gets the same buffer, so it keeps refusing other PINs.
+   */
+  readonly shared: SharedArrayBuffer;
 }
 
 export function toWire(e: unknown): WireError {

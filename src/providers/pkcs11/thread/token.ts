@@ -1,15 +1,17 @@
 /**
  * The HSM thread's view of its library: the loaded module, login state per token, and per profile
  * the slot, the open sessions and the KEK handle cache. Everything here runs synchronously on the
- * library's own thread, one operation at a time, so no call ever overlaps another of this thread.
+ * library's thread that owns this Token, one operation at a time, so no call overlaps another of this
+ * thread; the library's other threads (a pool) each have their own Token and share thread/shared.ts.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import * as pkcs11js from 'pkcs11js';
 import { KmsError } from '../../../core/errors';
 import { breaksSession, ckrName, libraryLoadError, pkcs11Error } from '../errors';
 import { macLabel, sync } from '../mechanisms';
 import type { Pkcs11Profile } from '../profile';
 import type { ThreadStats } from './protocol';
+import type { SharedLibraryState } from './shared';
 
 /** Object handles of one KEK and its HMAC key, valid in every session of this process. */
 export interface KekHandles {
@@ -27,6 +29,8 @@ export interface ProfileState {
   readonly idle: Buffer[];
   open: number;
   readonly handles: Map<string, KekHandles>;
+  /** The token's login epoch the cached handles belong to (see SharedLibraryState.epoch). */
+  handlesEpoch?: number;
 }
 
 /** CK_STATE values of a session that is not logged in (CKS_RO_PUBLIC_SESSION, CKS_RW_PUBLIC_SESSION). */
@@ -36,19 +40,19 @@ const slotNumber = (slot: Buffer): bigint => (slot.length >= 8 ? slot.readBigUIn
 
 /**
  * The library as this thread holds it. PKCS#11 login state belongs to the (process, token) pair,
- * not to a session, so per slot it counts this thread's open sessions and keeps the SHA-256 of the
- * PIN that logged in: a second profile with another PIN for the same token fails as 'auth' instead
- * of riding on the first one's login. `pinsChanged` tells the main thread to fetch them (a
- * replacement thread is seeded with them, since the token stays logged in for the process).
+ * not to a session or a thread, so the per-slot session counts and the SHA-256 of the PIN that
+ * logged in are kept in memory shared by every thread of the library (shared.ts): a second profile
+ * with another PIN for the same token fails as 'auth' on any thread instead of riding on the first
+ * one's login, and the token is logged out only with the pool's last session.
  */
 export class Token {
   readonly lib = new pkcs11js.PKCS11();
   readonly profiles = new Map<string, ProfileState>();
-  readonly #slots = new Map<string, { sessions: number; pinHash?: Buffer }>();
-  pinsChanged = false;
+  /** The initialisation generation this thread's sessions belong to. */
+  generation: number;
 
-  constructor(readonly path: string, pins: Record<string, string>) {
-    for (const [slot, hash] of Object.entries(pins)) this.#slots.set(slot, { sessions: 0, pinHash: Buffer.from(hash, 'hex') });
+  constructor(readonly path: string, readonly shared: SharedLibraryState) {
+    this.generation = shared.generation;
   }
 
   /** dlopen + C_Initialize (CKF_OS_LOCKING_OK: another thread of this process may use the library too). */
@@ -78,12 +82,7 @@ export class Token {
       p.slot = undefined;
       p.handles.clear();
     }
-    this.#slots.clear();
-    this.pinsChanged = true;
-  }
-
-  pins(): Record<string, string> {
-    return Object.fromEntries([...this.#slots].filter(([, s]) => s.pinHash).map(([k, s]) => [k, s.pinHash!.toString('hex')]));
+    this.generation = this.shared.generation;
   }
 
   stats(): ThreadStats {
@@ -115,13 +114,17 @@ export class Token {
     else p.idle.push(session);
   }
 
-  /** Closes one of the profile's sessions; the last one of this thread on the token logs out first. */
+  /**
+   * Closes one of the profile's sessions; the last one of the library's threads on the token logs
+   * out first. The token's login epoch then moves on: the library may renumber private objects
+   * (SoftHSM does), so cached KEK handles of that token are dropped by every thread (kekHandles).
+   */
   closeSession(p: ProfileState, session: Buffer, logout: boolean): void {
     p.open--;
-    const key = p.slot?.toString('hex') ?? '';
-    const state = this.#slots.get(key);
+    // A session of an older generation died with the library's re-initialisation; it is not counted any more.
+    const left = p.slot && this.generation === this.shared.generation ? this.shared.leave(p.slot) : 1;
     try {
-      if (logout && (!state || state.sessions <= 1)) this.lib.C_Logout(session);
+      if (logout && left === 0) this.lib.C_Logout(session);
     } catch {
       // Not logged in, or the device is gone: the session is closed regardless.
     }
@@ -130,14 +133,7 @@ export class Token {
     } catch {
       // An invalid handle is already closed.
     }
-    if (state && --state.sessions <= 0) {
-      this.#slots.delete(key);
-      this.pinsChanged = true;
-      // With its last session the token logs out, and the library may renumber private objects
-      // (SoftHSM does): cached KEK handles of that token are not to be trusted any more.
-      for (const other of this.profiles.values()) if (other.slot?.toString('hex') === key) other.handles.clear();
-      p.handles.clear();
-    }
+    if (left === 0) p.handles.clear();
   }
 
   /** Closes the profile's idle sessions and forgets it. */
@@ -150,6 +146,11 @@ export class Token {
 
   /** The KEK's handles, cached after the first lookup. Throws 'param' "KEK not found: <label>". */
   kekHandles(p: ProfileState, session: Buffer, label: string): KekHandles {
+    const epoch = p.slot ? this.shared.epoch(p.slot) : 0;
+    if (p.handlesEpoch !== epoch) {
+      p.handles.clear();
+      p.handlesEpoch = epoch;
+    }
     const hit = p.handles.get(label);
     if (hit) return hit;
     const [kek] = this.findByLabel(session, label);
@@ -176,7 +177,7 @@ export class Token {
 
   #openSession(p: ProfileState): Buffer {
     if (p.open >= p.profile.maxSessions) {
-      // Unreachable while operations run one at a time; kept so max_sessions stays a hard bound.
+      // Unreachable while a thread runs operations one at a time; kept so max_sessions stays a hard bound per thread.
       throw new KmsError('unavailable', `No HSM session of HSM profile ${p.name} is free (max_sessions ${p.profile.maxSessions})`);
     }
     p.slot ??= this.#resolveSlot(p);
@@ -189,26 +190,21 @@ export class Token {
       throw pkcs11Error('C_OpenSession', e);
     }
     p.open++;
-    const key = slot.toString('hex');
-    const state = this.#slots.get(key) ?? { sessions: 0 };
-    this.#slots.set(key, state);
-    state.sessions++;
+    this.shared.enter(slot);
     try {
       const mine = hashPin(p.profile.pin);
+      let loggedIn = false;
       if (PUBLIC_STATES.has(lib.C_GetSessionInfo(session).state)) {
         try {
           lib.C_Login(session, pkcs11js.CKU_USER, p.profile.pin);
-          state.pinHash = mine;
-          this.pinsChanged = true;
+          loggedIn = true;
         } catch (e) {
           if (ckrName(e) !== 'CKR_USER_ALREADY_LOGGED_IN') throw pkcs11Error('C_Login', e);
         }
       }
-      if (!state.pinHash) {
-        state.pinHash = mine; // logged in by another thread of this process that told us nothing
-        this.pinsChanged = true;
-      }
-      if (!timingSafeEqual(state.pinHash, mine)) {
+      // Logged in already (by another thread of the library, or of this process that told us
+      // nothing): the PIN must be the one recorded for the token.
+      if (!this.shared.checkPin(slot, mine, loggedIn)) {
         throw new KmsError('auth', 'HSM login failed: wrong PIN (another profile is logged in to this token with a different PIN)');
       }
       return session;
