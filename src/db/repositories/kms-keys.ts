@@ -72,6 +72,17 @@ function toView(r: Record<string, any>): KmsKeyView {
 
 const count = async (q: Knex.QueryBuilder): Promise<number> => Number(((await q.count({ n: '*' }).first()) as { n: number | string } | undefined)?.n ?? 0);
 
+/** The key view: owner, zone and profile names, and the Active version's number. */
+const KEY_VIEW_FROM = '`kms_keys` as `k`'
+  + ' inner join `account` as `a` on `a`.`id` = `k`.`account_id`'
+  + ' inner join `domain` as `d` on `d`.`id` = `k`.`domain_id`'
+  + ' inner join `data_center` as `z` on `z`.`id` = `k`.`zone_id`'
+  + ' inner join `kms_hsm_profiles` as `p` on `p`.`id` = `k`.`hsm_profile_id`'
+  + ' left join `kms_kek_versions` as `v` on `v`.`kms_key_id` = `k`.`id` and `v`.`status` = ? and `v`.`removed` is null';
+const KEY_VIEW_COLUMNS = '`k`.*, `a`.`account_name`, `a`.`uuid` as `account_uuid`, `d`.`uuid` as `domain_uuid`, `d`.`name` as `domain_name`,'
+  + ' `d`.`path` as `domain_path`, `z`.`uuid` as `zone_uuid`, `z`.`name` as `zone_name`, `p`.`uuid` as `profile_uuid`, `p`.`name` as `profile_name`,'
+  + ' `v`.`version_number` as `version`';
+
 /** `kms_keys`, and the views of keys that responses and guards need (owner, zone, profile names; usage). */
 export class KmsKeyRepository {
   constructor(private readonly db: Knex | Knex.Transaction, private readonly read: Reader = knexReader) {}
@@ -175,16 +186,9 @@ export class KmsKeyRepository {
   }
 
   private viewQuery(): Knex.QueryBuilder {
-    return this.db('kms_keys as k')
-      .join('account as a', 'a.id', 'k.account_id')
-      .join('domain as d', 'd.id', 'k.domain_id')
-      .join('data_center as z', 'z.id', 'k.zone_id')
-      .join('kms_hsm_profiles as p', 'p.id', 'k.hsm_profile_id')
-      .leftJoin('kms_kek_versions as v', (j) => {
-        j.on('v.kms_key_id', '=', 'k.id').andOn('v.status', '=', this.db.raw('?', ['Active'])).andOnNull('v.removed');
-      })
-      .whereNull('k.removed')
-      .select('k.*', 'a.account_name', 'a.uuid as account_uuid', 'd.uuid as domain_uuid', 'd.name as domain_name', 'd.path as domain_path',
-        'z.uuid as zone_uuid', 'z.name as zone_name', 'p.uuid as profile_uuid', 'p.name as profile_name', 'v.version_number as version');
+    // Written out once: knex spends ~200 µs of CPU building these joins on every call (bench:api).
+    // knex's typings give a fromRaw builder no record type.
+    return this.db.queryBuilder().fromRaw(this.db.raw(KEY_VIEW_FROM, ['Active'])).whereNull('k.removed').columns(this.db.raw(KEY_VIEW_COLUMNS)) as unknown as Knex.QueryBuilder;
   }
+
 }
