@@ -166,7 +166,7 @@ async function run(label: string, measure: (w: BenchWorld) => Promise<number>): 
 
 async function main(): Promise<void> {
   console.log(`background rewrap of ${N} DEKs, ${BACKEND} backend, database ${process.env.DATABASE_URL ? 'MariaDB/MySQL' : 'SQLite'}, node ${process.version}`);
-  await run('Rewrapper ticks (rewrapMany, 250 a batch)', rewrapperRate);
+  await run('Rewrapper ticks (rewrapMany ×250, 2 in flight)', rewrapperRate);
   await run(`rewrapMany ×${BATCH}, ${INFLIGHT} in flight, one commit each`, batchedRate);
 }
 

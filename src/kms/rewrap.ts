@@ -112,21 +112,20 @@ export class Rewrapper {
         fail(row, err);
       }
     });
-    for (const group of batches.values()) {
-      for (let i = 0; i < group.length; i += REWRAP_BATCH) {
-        const part = group.slice(i, i + REWRAP_BATCH);
-        try {
-          const requests = await Promise.all(part.map(async ({ row, from, to }) => ({
-            from: { kek: await refOf(from), blob: Buffer.from(row.blob), aad: this.wrappedKeys.aad(from, row.ownerUuid) },
-            to: { kek: await refOf(to), aad: this.wrappedKeys.aad(to, row.ownerUuid) },
-          })));
-          const results = await this.deps.providers.get(part[0]!.from.profile.protocol as ProviderKind).rewrapMany(requests);
-          results.forEach((r, j) => (r.ok ? done.push({ row: part[j]!.row, to: part[j]!.to, blob: r.value }) : fail(part[j]!.row, r.error)));
-        } catch (err) {
-          for (const { row } of part) fail(row, err);
-        }
+    // Two batches in flight, so the HSM's thread has the next batch while this one's answer is read.
+    const parts = [...batches.values()].flatMap((group) => Array.from({ length: Math.ceil(group.length / REWRAP_BATCH) }, (_, i) => group.slice(i * REWRAP_BATCH, (i + 1) * REWRAP_BATCH)));
+    await mapLimit(parts, 2, async (part) => {
+      try {
+        const requests = await Promise.all(part.map(async ({ row, from, to }) => ({
+          from: { kek: await refOf(from), blob: Buffer.from(row.blob), aad: this.wrappedKeys.aad(from, row.ownerUuid) },
+          to: { kek: await refOf(to), aad: this.wrappedKeys.aad(to, row.ownerUuid) },
+        })));
+        const results = await this.deps.providers.get(part[0]!.from.profile.protocol as ProviderKind).rewrapMany(requests);
+        results.forEach((r, j) => (r.ok ? done.push({ row: part[j]!.row, to: part[j]!.to, blob: r.value }) : fail(part[j]!.row, r.error)));
+      } catch (err) {
+        for (const { row } of part) fail(row, err);
       }
-    }
+    });
     await mapLimit(across, opts.concurrency ?? 16, async ({ row, from, to }) => {
       try {
         done.push({ row, to, blob: await this.rewrapAcrossKinds(row, from, to, refOf) });
