@@ -5,7 +5,7 @@ import type { Page, PageWindow } from './paging';
 /**
  * How a repository runs a read that is not part of a transaction. Through knex, a read costs about
  * 90 µs of CPU besides SQLite's own 10–15 µs (its runner, pool and promise chain: bench/api.ts,
- * `--cpu-prof`). On SQLite the hot reads of the API path (lists, credentials, settings) go instead to
+ * `--cpu-prof`). On SQLite the hot reads of the API path (lists and the caller's scope) go instead to
  * a second, read-only connection of the same file, with each statement prepared once: WAL mode lets
  * it read beside the writer, and it sees every committed write at its next statement, never an
  * uncommitted one. Reads inside a transaction keep the transaction's connection (they must see its
@@ -84,7 +84,7 @@ export function createReader(db: Knex): Reader {
       return all(sql, bindings.map(bind)) as T[];
     },
     // The query is compiled once (a knex clone of a joined query costs more than SQLite's work):
-    // the page appends its limit, the count wraps the same statement.
+    // the page appends its limit (so `q` must have none), the count wraps the same statement.
     page: async <T>(q: Knex.QueryBuilder, window: PageWindow) => {
       const { sql, bindings } = q.toSQL().toNative();
       const args = bindings.map(bind);
