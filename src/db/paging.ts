@@ -1,13 +1,4 @@
-import type { Knex } from 'knex';
-import { knexReader, type Reader } from './reader';
 
-/**
- * Runs a list query for one page and the total count (CloudStack `count` is the total, not the page).
- * A first page that is not full holds every row, so its count needs no second query.
- */
-export function pagedRows<T>(q: Knex.QueryBuilder, window: PageWindow, read: Reader = knexReader): Promise<Page<T>> {
-  return read.page<T>(q, window);
-}
 
 export const bool = (v: unknown): boolean => v === true || v === 1 || v === '1';
 

@@ -98,3 +98,11 @@ export function createReader(db: Knex): Reader {
     close: () => conn.close(),
   };
 }
+
+/**
+ * Runs a list query for one page and the total count (CloudStack `count` is the total, not the page).
+ * A first page that is not full holds every row, so its count needs no second query.
+ */
+export function pagedRows<T>(q: Knex.QueryBuilder, window: PageWindow, read: Reader = knexReader): Promise<Page<T>> {
+  return read.page<T>(q, window);
+}

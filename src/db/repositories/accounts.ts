@@ -2,7 +2,8 @@ import type { Knex } from 'knex';
 import { knexReader, type Reader } from '../reader';
 import type { OwnerScope } from '../../core/owner-scope';
 import { applyOwnerScope } from '../owner-scope';
-import { pagedRows, type Page, type PageWindow } from '../paging';
+import { type Page, type PageWindow } from '../paging';
+import { pagedRows } from '../reader';
 
 /** CloudStack's Account.State, shared by accounts and users; the wire shows it lower-case. */
 export type IdentityState = 'enabled' | 'disabled' | 'locked';

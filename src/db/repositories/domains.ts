@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
-import { pagedRows, type Page, type PageWindow } from '../paging';
+import { type Page, type PageWindow } from '../paging';
+import { pagedRows } from '../reader';
 
 /** A live domain: `path` is `/` for ROOT, `/a/b/` below it; `level` counts from ROOT (0). */
 export interface Domain {

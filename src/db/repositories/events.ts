@@ -1,7 +1,8 @@
 import type { Knex } from 'knex';
 import type { OwnerScope } from '../../core/owner-scope';
 import { applyOwnerScope } from '../owner-scope';
-import { pagedRows, type Page, type PageWindow } from '../paging';
+import { type Page, type PageWindow } from '../paging';
+import { pagedRows } from '../reader';
 
 /** One event as written (the `event` table). */
 export interface NewEvent {

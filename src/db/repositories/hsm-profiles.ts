@@ -1,7 +1,8 @@
 import type { Knex } from 'knex';
 import type { OwnerScope } from '../../core/owner-scope';
 import { applyOwnerScope } from '../owner-scope';
-import { pagedRows, type Page, type PageWindow } from '../paging';
+import { type Page, type PageWindow } from '../paging';
+import { pagedRows } from '../reader';
 
 /** An HSM profile: the connection settings of a KEK backend. `accountId` null with a `domainId` is a domain-scoped profile. */
 export interface HsmProfile {

@@ -1,8 +1,8 @@
 import type { Knex } from 'knex';
-import { knexReader, type Reader } from '../reader';
+import { knexReader, pagedRows, type Reader } from '../reader';
 import type { OwnerScope } from '../../core/owner-scope';
 import { applyOwnerScope } from '../owner-scope';
-import { pagedRows, type Page, type PageWindow } from '../paging';
+import { type Page, type PageWindow } from '../paging';
 
 /** A KMS key: zone-scoped, owned by one account; `kekLabel`, `hsmProfileId` and `keyBits` mirror its Active version. */
 export interface KmsKey {

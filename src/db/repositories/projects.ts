@@ -1,7 +1,8 @@
 import type { Knex } from 'knex';
 import type { OwnerScope } from '../../core/owner-scope';
 import { applyOwnerScope } from '../owner-scope';
-import { pagedRows, type Page, type PageWindow } from '../paging';
+import { type Page, type PageWindow } from '../paging';
+import { pagedRows } from '../reader';
 
 /** CloudStack's ProjectAccount.Role. */
 export type ProjectRole = 'Admin' | 'Regular';

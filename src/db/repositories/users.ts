@@ -1,7 +1,8 @@
 import type { Knex } from 'knex';
 import type { OwnerScope } from '../../core/owner-scope';
 import { applyOwnerScope } from '../owner-scope';
-import { pagedRows, type Page, type PageWindow } from '../paging';
+import { type Page, type PageWindow } from '../paging';
+import { pagedRows } from '../reader';
 import type { IdentityState } from './accounts';
 
 /** A live user. The password is a scrypt hash; the secret key is sealed under the master key. */

@@ -2,7 +2,8 @@ import type { Knex } from 'knex';
 import type { OwnerScope } from '../../core/owner-scope';
 import { isMysql } from '../knex';
 import { applyOwnerScope } from '../owner-scope';
-import { pagedRows, type Page, type PageWindow } from '../paging';
+import { type Page, type PageWindow } from '../paging';
+import { pagedRows } from '../reader';
 
 /** A volume (the `volumes` table). */
 export interface Volume {

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
-import { knexReader, type Reader } from '../reader';
-import { pagedRows, type Page, type PageWindow } from '../paging';
+import { knexReader, pagedRows, type Reader } from '../reader';
+import { type Page, type PageWindow } from '../paging';
 
 /** A zone (`data_center`): zones scope KMS keys and volumes. */
 export interface Zone {
