@@ -1,7 +1,5 @@
 
 
-export const bool = (v: unknown): boolean => v === true || v === 1 || v === '1';
-
 /** Which rows of a list one page holds (CloudStack page/pagesize, resolved). */
 export interface PageWindow {
   readonly offset: number;

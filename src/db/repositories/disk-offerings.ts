@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { bool } from '../paging';
+import { bool, dateOrNull } from '../columns';
 
 /** A disk offering (the `disk_offering` table): the size and the encryption of the volumes made from it. */
 export interface DiskOffering {
@@ -53,7 +53,7 @@ function toOffering(r: Record<string, any>): DiskOffering {
     encrypt: bool(r.encrypt), state: r.state, storageType: r.storage_type, provisioningType: r.provisioning_type, cacheMode: r.cache_mode,
     diskSizeStrictness: bool(r.disk_size_strictness), tags: r.tags ?? null, qos: r.qos ? (JSON.parse(r.qos) as Record<string, number | boolean>) : null,
     domainIds: ids(r.domain_ids ?? null), zoneIds: ids(r.zone_ids ?? null), created: new Date(Number(r.created)),
-    removed: r.removed === null || r.removed === undefined ? null : new Date(Number(r.removed)),
+    removed: dateOrNull(r.removed),
   };
 }
 

@@ -3,6 +3,7 @@ import type { OwnerScope } from '../../core/owner-scope';
 import { applyOwnerScope } from '../owner-scope';
 import { type Page, type PageWindow } from '../paging';
 import { pagedRows } from '../reader';
+import { bool, dateOrNull } from '../columns';
 
 /** An HSM profile: the connection settings of a KEK backend. `accountId` null with a `domainId` is a domain-scoped profile. */
 export interface HsmProfile {
@@ -53,15 +54,13 @@ export interface HsmProfileListFilter {
   shared?: { domainId: number; withPublic: boolean };
 }
 
-const toDate = (v: unknown): Date | null => (v === null || v === undefined ? null : new Date(Number(v)));
-const toBool = (v: unknown): boolean => v === true || v === 1 || v === '1';
 const idOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 
 function toProfile(r: Record<string, any>): HsmProfile {
   return {
     id: Number(r.id), uuid: r.uuid, name: r.name, protocol: r.protocol, accountId: idOrNull(r.account_id), domainId: idOrNull(r.domain_id),
-    zoneId: idOrNull(r.zone_id), vendorName: r.vendor_name ?? null, enabled: toBool(r.enabled), isPublic: toBool(r.is_public),
-    created: new Date(Number(r.created)), removed: toDate(r.removed),
+    zoneId: idOrNull(r.zone_id), vendorName: r.vendor_name ?? null, enabled: bool(r.enabled), isPublic: bool(r.is_public),
+    created: new Date(Number(r.created)), removed: dateOrNull(r.removed),
   };
 }
 

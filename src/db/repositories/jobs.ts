@@ -4,6 +4,7 @@ import type { OwnerScope } from '../../core/owner-scope';
 import { applyOwnerScope } from '../owner-scope';
 import { type Page, type PageWindow } from '../paging';
 import { pagedRows } from '../reader';
+import { dateOrNull } from '../columns';
 
 /** One `async_job` row: the single truth of a job (owner, command, state, progress, result, lease). */
 export interface AsyncJobRow {
@@ -72,7 +73,7 @@ function toJobView(r: Record<string, any>): AsyncJobView {
   return {
     uuid: r.uuid, cmd: r.cmd, status: Number(r.status), processStatus: Number(r.process_status), resultCode: Number(r.result_code),
     resultType: r.result_type ?? null, result: r.result ?? null, instanceType: r.instance_type ?? null, instanceId: r.instance_id ?? null,
-    created: new Date(Number(r.created)), completed: r.completed === null || r.completed === undefined ? null : new Date(Number(r.completed)),
+    created: new Date(Number(r.created)), completed: dateOrNull(r.completed),
     accountId: Number(r.account_id), domainId: Number(r.domain_id), accountUuid: r.account_uuid ?? null, accountName: r.account_name ?? null,
     domainUuid: r.domain_uuid ?? null, domainPath: r.domain_path ?? null, userUuid: r.user_uuid ?? null,
   };

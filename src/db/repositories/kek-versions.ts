@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { knexReader, type Reader } from '../reader';
 import { isMysql } from '../knex';
+import { dateOrNull } from '../columns';
 
 /** KEK version states with CloudStack's spelling; their transitions are src/kms/kek-states.ts. */
 export type KekStatus = 'Active' | 'Previous' | 'Archived';
@@ -53,13 +54,11 @@ export interface WrappedKeyCount {
   count: number;
 }
 
-const toDate = (v: unknown): Date | null => (v === null || v === undefined ? null : new Date(Number(v)));
-
 function toVersion(r: Record<string, any>): KekVersion {
   return {
     id: Number(r.id), uuid: r.uuid, kmsKeyId: Number(r.kms_key_id), versionNumber: Number(r.version_number), kekLabel: r.kek_label,
     status: r.status, keyBits: Number(r.key_bits), hsmProfileId: Number(r.hsm_profile_id), created: new Date(Number(r.created)),
-    archived: toDate(r.archived), removed: toDate(r.removed), wrappedKeys: Number(r.wrapped_keys ?? 0),
+    archived: dateOrNull(r.archived), removed: dateOrNull(r.removed), wrappedKeys: Number(r.wrapped_keys ?? 0),
   };
 }
 

@@ -3,6 +3,7 @@ import { knexReader, pagedRows, type Reader } from '../reader';
 import type { OwnerScope } from '../../core/owner-scope';
 import { applyOwnerScope } from '../owner-scope';
 import { type Page, type PageWindow } from '../paging';
+import { bool, dateOrNull } from '../columns';
 
 /** A KMS key: zone-scoped, owned by one account; `kekLabel`, `hsmProfileId` and `keyBits` mirror its Active version. */
 export interface KmsKey {
@@ -51,14 +52,11 @@ export interface KmsKeyListFilter {
   keyword?: string;
 }
 
-const toDate = (v: unknown): Date | null => (v === null || v === undefined ? null : new Date(Number(v)));
-const toBool = (v: unknown): boolean => v === true || v === 1 || v === '1';
-
 export function toKmsKey(r: Record<string, any>): KmsKey {
   return {
     id: Number(r.id), uuid: r.uuid, name: r.name, description: r.description ?? null, kekLabel: r.kek_label, purpose: r.purpose,
     accountId: Number(r.account_id), domainId: Number(r.domain_id), zoneId: Number(r.zone_id), algorithm: r.algorithm, keyBits: Number(r.key_bits),
-    enabled: toBool(r.enabled), hsmProfileId: Number(r.hsm_profile_id), created: new Date(Number(r.created)), removed: toDate(r.removed),
+    enabled: bool(r.enabled), hsmProfileId: Number(r.hsm_profile_id), created: new Date(Number(r.created)), removed: dateOrNull(r.removed),
   };
 }
 

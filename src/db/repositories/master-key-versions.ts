@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { dateOrNull } from '../columns';
 
 /**
  * Pending: introduced, held by the nodes given it, not yet written with. Active: new values use it.
@@ -21,8 +22,6 @@ export interface MasterKeyVersion {
 }
 
 export type NewMasterKeyVersion = Omit<MasterKeyVersion, 'retired'>;
-
-const dateOrNull = (v: unknown): Date | null => (v === null || v === undefined ? null : new Date(Number(v)));
 
 const TABLE = 'kms_master_key_versions';
 

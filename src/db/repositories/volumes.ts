@@ -4,6 +4,7 @@ import { isMysql } from '../knex';
 import { applyOwnerScope } from '../owner-scope';
 import { type Page, type PageWindow } from '../paging';
 import { pagedRows } from '../reader';
+import { dateOrNull } from '../columns';
 
 /** A volume (the `volumes` table). */
 export interface Volume {
@@ -55,7 +56,6 @@ export interface MigratingVolume {
 }
 
 const toMs = (d: Date | null): number | null => (d === null ? null : d.getTime());
-const fromMs = (v: unknown): Date | null => (v === null || v === undefined ? null : new Date(Number(v)));
 const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 
 function toVolume(r: Record<string, any>): Volume {
@@ -63,7 +63,7 @@ function toVolume(r: Record<string, any>): Volume {
     id: Number(r.id), uuid: r.uuid, name: r.name, accountId: Number(r.account_id), domainId: Number(r.domain_id), zoneId: Number(r.zone_id),
     size: Number(r.size), state: r.state, encryptFormat: r.encrypt_format ?? null, passphraseId: numOrNull(r.passphrase_id),
     kmsKeyId: numOrNull(r.kms_key_id), wrappedKeyId: numOrNull(r.kms_wrapped_key_id), diskOfferingId: numOrNull(r.disk_offering_id),
-    created: new Date(Number(r.created)), removed: fromMs(r.removed),
+    created: new Date(Number(r.created)), removed: dateOrNull(r.removed),
   };
 }
 
