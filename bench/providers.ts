@@ -23,6 +23,7 @@ import { openDb } from '../src/db/knex';
 import { SecretBytes } from '../src/core/secret-bytes';
 import { silentLogger } from '../src/core/logger';
 import { dekTemplate, HMAC, KWP, kekTemplate, macInput, macKeyTemplate } from '../src/providers/pkcs11/mechanisms';
+import { rawRewrap } from './pkcs11-ceiling';
 import type { HsmProfileConfig, ItemResult, KekProvider, KekRef } from '../src/providers/provider';
 import { createProviderRegistry } from '../src/providers/registry';
 
@@ -184,15 +185,7 @@ async function benchRawSoftHsm(tokenLabel: string, pin: string): Promise<Result[
   // The provider's rewrap inside one profile: verify, unwrap to a non-readable object, wrap under
   // the new KEK, MAC it, destroy the object. generateAndWrap: generate in the token, wrap, MAC.
   const kek2 = lib.C_GenerateKey(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, kekTemplate('raw-kek-2', randomBytes(16), 256));
-  const rewrapSync = (): void => {
-    lib.C_VerifyInit(s, HMAC, mac);
-    lib.C_Verify(s, macInput(aad, wrapped), sig);
-    const h = lib.C_UnwrapKey(s, KWP, kek, wrapped, dekTemplate({ readable: false }));
-    const w = lib.C_WrapKey(s, KWP, kek2, h, Buffer.alloc(64));
-    lib.C_SignInit(s, HMAC, mac);
-    lib.C_Sign(s, macInput(aad, w), Buffer.alloc(32));
-    lib.C_DestroyObject(s, h);
-  };
+  const rewrapSync = (): void => rawRewrap(lib, s, { kek, mac, aad, wrapped, tag: sig }, { kek: kek2, mac, aad });
   const generateSync = (): void => {
     const h = lib.C_GenerateKey(s, { mechanism: pkcs11js.CKM_GENERIC_SECRET_KEY_GEN }, [...dekTemplate({ readable: false }), { type: pkcs11js.CKA_VALUE_LEN, value: 32 }]);
     const w = lib.C_WrapKey(s, KWP, kek, h, Buffer.alloc(64));
