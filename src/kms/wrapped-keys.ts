@@ -29,10 +29,13 @@ export async function withKekContext<T>(
   try {
     return await call;
   } catch (err) {
-    if (kek && isKmsError(err) && err.kind === 'param' && !(await kek.provider.hasKek(kek.ref).catch(() => true))) throw kekMissing(v);
+    if (kek && isKmsError(err) && err.kind === 'param' && (await kekGone(kek.provider, kek.ref))) throw kekMissing(v);
     throw err;
   }
 }
+
+/** True only when the backend answered that the KEK is absent (a backend that cannot say counts as present). */
+const kekGone = async (provider: Pick<KekProvider, 'hasKek'>, ref: KekRef): Promise<boolean> => !(await provider.hasKek(ref).catch(() => true));
 
 /** The version a blob was made with was archived before the blob could be stored: make it again. */
 export class VersionArchivedError extends KmsError {
@@ -89,7 +92,7 @@ export class WrappedKeys {
     const ref = kek ?? (await this.kekRef(v));
     const provider = this.providerOf(ref);
     const results = await provider.wrapMany(items.map((i) => ({ kek: ref, dek: i.dek, aad: this.aad(v, i.ownerUuid) })));
-    if (results.some((r) => !r.ok && r.error.kind === 'param') && !(await provider.hasKek(ref).catch(() => true))) {
+    if (results.some((r) => !r.ok && r.error.kind === 'param') && (await kekGone(provider, ref))) {
       return results.map((r): ItemResult<Buffer> => (r.ok || r.error.kind !== 'param' ? r : { ok: false, error: kekMissing(v) }));
     }
     return results;
