@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Db } from '../db/knex';
+import type { RedisTarget } from '../config/redis';
 import { currentLogContext, type Logger } from '../core/logger';
 import type { Settings } from '../config/settings';
 import { JobRepository } from '../db/repositories/jobs';
@@ -39,6 +40,8 @@ export interface JobServiceDeps {
   settings: Settings;
   /** BullMQ on this Redis; the in-process queue when absent. */
   redisUrl?: string;
+  /** BullMQ on this Redis or Sentinel-managed primary (wins over redisUrl). */
+  redis?: RedisTarget;
   /** Redis key prefix (KMS_QUEUE_PREFIX). @defaultValue 'kms' */
   queuePrefix?: string;
   /** false for an API-only process (KMS_ROLE=api): it submits but never runs jobs. @defaultValue true */
@@ -57,8 +60,9 @@ export function createJobService(deps: JobServiceDeps): JobService {
   const owner = newLeaseOwner();
   const handlers = new Map<string, JobHandler>();
   const repo = new JobRepository(deps.db);
-  const queue: JobQueue = deps.redisUrl
-    ? new BullmqQueue({ redisUrl: deps.redisUrl, prefix: deps.queuePrefix ?? 'kms', enqueueTimeoutMs: options.enqueueTimeoutMs, logger: deps.logger })
+  const redis: RedisTarget | undefined = deps.redis ?? (deps.redisUrl ? { kind: 'url', url: deps.redisUrl } : undefined);
+  const queue: JobQueue = redis
+    ? new BullmqQueue({ redis, prefix: deps.queuePrefix ?? 'kms', enqueueTimeoutMs: options.enqueueTimeoutMs, logger: deps.logger })
     : new InProcessQueue();
   const worker = new JobWorker({ repo, handlers, logger: deps.logger, options, owner, errorPrefixOf: deps.errorPrefixOf, onJobEnded: deps.onJobEnded });
   const scheduler = new Scheduler({
