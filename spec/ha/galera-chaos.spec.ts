@@ -73,6 +73,7 @@ const say = (s: string) => process.stderr.write(`[ha] ${s}\n`);
 
   it('the same load with no fault: 0 errors of any kind', async () => {
     d = await HaDeployment.create(envFor('kms'), [galera.url([0, 1, 2]), galera.url([1, 2, 0])], [galera.url([2, 0, 1])]);
+    d.workers[0]!.env.KMS_LOG_LEVEL = 'debug';
     deployments.push(d);
     await d.start();
     ({ zone, keys } = await seedKeys(d.apis[0]!, 2));
@@ -114,6 +115,12 @@ const say = (s: string) => process.stderr.write(`[ha] ${s}\n`);
     // 2. The Redis primary; the sentinels promote the replica; the old primary comes back as a replica.
     k = Date.now();
     const oldPrimary = await redis.killPrimary();
+    // A job submitted while no Redis primary answers is kept in the database and run by a worker's
+    // sweeper (after KMS_JOB_PICKUP_DELAY_MS, 10 s, at the next KMS_JOB_SWEEP_MS tick, 5 s).
+    const during = await d.apis[1]!.client.signed(ADMIN_KEYS, { command: 'createVolume', name: 'during-failover', zoneid: zone, kmskeyid: keys[1]! });
+    expect(during.status).toBe(200);
+    load.report.volumes.set(during.body.id, Date.now());
+    const duringJob = settleJobs(d.apis[1]!, [during.body.jobid], 90_000).then((r) => ({ ...r, ms: Date.now() - k }));
     const newPrimary = await redis.waitForFailover(oldPrimary);
     say(`redis primary ${oldPrimary} killed; sentinels promoted ${newPrimary} after ${((Date.now() - k) / 1000).toFixed(1)} s`);
     await redis.restart(oldPrimary);
@@ -130,6 +137,9 @@ const say = (s: string) => process.stderr.write(`[ha] ${s}\n`);
     expect(probeJob.pending).toEqual([]);
     const enqueued = await redisHasQueue(redis, d.env.KMS_QUEUE_PREFIX!);
     say(`a job submitted after the failover ended in ${queueMs} ms; BullMQ keys on the new primary: ${enqueued}`);
+    const ended = await duringJob;
+    expect(ended.pending).toEqual([]);
+    say(`a job submitted right after the Redis primary was killed ended ${ended.ms} ms after its submission`);
     expect(enqueued).toBe(true);
 
     // 3. API node 1, SIGKILL; its clients retry on api2; back after 3 s.
@@ -167,6 +177,7 @@ const say = (s: string) => process.stderr.write(`[ha] ${s}\n`);
 
     // Every job ends.
     const jobs = await settleJobs(d.apis[1]!, r.jobs, 120_000);
+    if (jobs.pending.length) await dumpJobs(galera, d, redis, jobs.pending);
     expect(jobs.pending).toEqual([]);
     expect(jobs.failed.filter((f) => /Internal error/.test(JSON.stringify(f.result)))).toEqual([]);
 
@@ -191,6 +202,33 @@ const say = (s: string) => process.stderr.write(`[ha] ${s}\n`);
     expect(errorsLogged).toEqual([]);
   });
 });
+
+/** What the test saw of jobs that did not end: their rows, the queue, the worker's warnings. */
+async function dumpJobs(galera: GaleraCluster, d: HaDeployment, redis: SentinelRedis, pending: string[]): Promise<void> {
+  const k = galera.connect(1, 'kms');
+  try {
+    const rows = await k('async_job').whereIn('uuid', pending.slice(0, 10)).select('id', 'uuid', 'cmd', 'status', 'attempts', 'lease_owner', 'lease_expires', 'created', 'last_updated');
+    say(`now ${Date.now()}; pending jobs (first 10 of ${pending.length}): ${JSON.stringify(rows)}`);
+    const open = await k('async_job').where({ status: 0 }).orderBy('id').limit(20).select('id', 'job_kind', 'attempts', 'lease_owner', 'lease_expires', 'last_updated');
+    say(`unfinished jobs by id: ${JSON.stringify(open)}`);
+  } finally {
+    await k.destroy();
+  }
+  const { Redis } = await import('ioredis');
+  const r = new Redis({ sentinels: redis.sentinels.map((s) => ({ host: '127.0.0.1', port: s.port })), name: redis.name, maxRetriesPerRequest: 2 });
+  try {
+    const p = `${d.env.KMS_QUEUE_PREFIX}:jobs`;
+    say(`queue: wait ${await r.llen(`${p}:wait`)} active ${await r.llen(`${p}:active`)} prioritized ${await r.zcard(`${p}:prioritized`)} delayed ${await r.zcard(`${p}:delayed`)}`);
+  } finally {
+    r.disconnect();
+  }
+  for (const p of d.all) {
+    const lines = p.proc?.lines().filter((l) => l.level !== 'info' && !(l.level === 'debug' && l.msg !== 'no handler for job kind in this process')) ?? [];
+    const started = p.proc?.lines().filter((l) => l.msg === 'job started').length;
+    say(`${p.name}: ${started} 'job started' lines since its last start`);
+    say(`${p.name} warnings (last 8 of ${lines.length}): ${JSON.stringify(lines.slice(-8))}`);
+  }
+}
 
 function summarise(xs: string[]): Record<string, number> {
   const out: Record<string, number> = {};
