@@ -186,3 +186,46 @@ export class GaleraCluster {
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * A plain MariaDB server (no wsrep) on a private port with its datadir under /tmp, for tests that
+ * stop and restart the database itself without touching the shared one.
+ */
+export class PrivateMariaDb {
+  private constructor(readonly node: GaleraNode) {}
+
+  static async start(): Promise<PrivateMariaDb> {
+    const dir = mkdtempSync(join(tmpdir(), 'kms-mariadb-'));
+    const n = new GaleraNode(1, dir, await freePort(), 0, 0, 0);
+    mkdirSync(join(dir, 'data'), { recursive: true });
+    writeFileSync(n.cnf, [
+      '[mysqld]', `datadir=${join(dir, 'data')}`, `socket=${join(dir, 'mysqld.sock')}`, `pid-file=${join(dir, 'mysqld.pid')}`,
+      `log-error=${join(dir, 'error.log')}`, `port=${n.port}`, 'bind-address=127.0.0.1', 'skip-name-resolve', 'innodb_buffer_pool_size=32M',
+      'innodb_flush_log_at_trx_commit=2', 'wsrep_on=OFF', '',
+    ].join('\n'));
+    execFileSync('/usr/bin/mariadb-install-db', [`--defaults-file=${n.cnf}`, '--user=root', '--auth-root-authentication-method=normal', '--skip-test-db'], { stdio: 'ignore' });
+    const db = new PrivateMariaDb(n);
+    await db.start();
+    return db;
+  }
+
+  get url(): string { return `mysql://root@${this.node.host}/kms`; }
+
+  /** Starts the server and waits until it answers. */
+  async start(): Promise<void> {
+    this.node.start();
+    const end = Date.now() + 60_000;
+    while (!(await this.node.status())) {
+      if (!this.node.running) throw new Error(`mariadbd exited: ${this.node.errorLog()}`);
+      if (Date.now() > end) throw new Error(`mariadbd did not answer: ${this.node.errorLog()}`);
+      await sleep(200);
+    }
+  }
+
+  async kill(): Promise<void> { await this.node.kill(); }
+
+  async destroy(): Promise<void> {
+    await this.node.kill();
+    rmSync(this.node.dir, { recursive: true, force: true });
+  }
+}

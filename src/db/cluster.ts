@@ -221,16 +221,19 @@ export async function probeHost(url: MysqlUrl, h: DbHost): Promise<boolean> {
     conn = createConnection({ host: h.host, port: h.port, user: url.user, password: url.password, connectTimeout: PROBE_TIMEOUT_MS });
     conn.on('error', () => undefined);
     const c = conn;
+    // wsrep_ready is OFF on a server built with wsrep but running without it: ask wsrep_on first.
     const rows = await new Promise<Array<Record<string, unknown>>>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error('probe timed out')), PROBE_TIMEOUT_MS);
-      c.query("SHOW STATUS LIKE 'wsrep_ready'", (err, r) => {
+      c.query("SELECT @@GLOBAL.wsrep_on AS w, (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_READY') AS r", (err, r) => {
         clearTimeout(t);
-        if (err) reject(err);
-        else resolve(r as Array<Record<string, unknown>>);
+        if (!err) return resolve(r as Array<Record<string, unknown>>);
+        // MySQL has no wsrep_on (nor this view): a server that answers is ready.
+        if ((err as { errno?: number }).errno === 1193 || (err as { errno?: number }).errno === 1109) return resolve([{ w: 0 }]);
+        reject(err);
       });
     });
-    const ready = rows[0]?.Value;
-    return ready === undefined || ready === 'ON';
+    const row = rows[0] ?? {};
+    return Number(row.w) !== 1 || row.r === 'ON';
   } catch {
     return false;
   } finally {
