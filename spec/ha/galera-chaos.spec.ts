@@ -73,7 +73,6 @@ const say = (s: string) => process.stderr.write(`[ha] ${s}\n`);
 
   it('the same load with no fault: 0 errors of any kind', async () => {
     d = await HaDeployment.create(envFor('kms'), [galera.url([0, 1, 2]), galera.url([1, 2, 0])], [galera.url([2, 0, 1])]);
-    d.workers[0]!.env.KMS_LOG_LEVEL = 'debug';
     deployments.push(d);
     await d.start();
     ({ zone, keys } = await seedKeys(d.apis[0]!, 2));

@@ -73,17 +73,29 @@ export function createJobService(deps: JobServiceDeps): JobService {
   let started = false;
   let closed = false;
 
-  /** Claims jobs nobody runs (lost queue entries, dead workers) and fails those that used up their starts. */
+  /**
+   * Claims jobs nobody runs (lost queue entries, dead workers) and fails those that used up their
+   * starts. While it finds as many as it has free slots (a backlog left by a Redis outage), it takes
+   * more as soon as one ends, for up to one sweep interval: the backlog drains at the worker's
+   * concurrency, not `concurrency` jobs per interval.
+   */
   const sweep = async (pickupDelayMs: number): Promise<void> => {
     const abandoned = await repo.failAbandoned(options.maxAttempts, { errorcode: 530, errortext: GENERIC_INTERNAL_TEXT });
     for (const uuid of abandoned) deps.logger.error('job abandoned after too many starts', { job: uuid, maxAttempts: options.maxAttempts });
-    const free = options.concurrency - worker.active;
-    for (const uuid of await repo.findOrphans([...handlers.keys()], pickupDelayMs, options.maxAttempts, free)) {
-      void worker.execute(uuid);
+    const until = Date.now() + options.sweepMs;
+    for (;;) {
+      const free = options.concurrency - worker.active;
+      const orphans = await repo.findOrphans([...handlers.keys()], pickupDelayMs, options.maxAttempts, free);
+      const runs = orphans.map((uuid) => worker.execute(uuid));
+      if (!runs.length || orphans.length < free || closed || Date.now() >= until) return;
+      await Promise.race(runs);
     }
   };
+  let sweeping: Promise<void> | undefined;
   const sweepSafely = (pickupDelayMs: number) =>
-    sweep(pickupDelayMs).catch((err: unknown) => deps.logger.warn('job sweep failed', { error: err instanceof Error ? err.message : String(err) }));
+    (sweeping ??= sweep(pickupDelayMs)
+      .catch((err: unknown) => deps.logger.warn('job sweep failed', { error: err instanceof Error ? err.message : String(err) }))
+      .finally(() => { sweeping = undefined; }));
 
   return {
     queueKind: queue.kind,
