@@ -15,6 +15,7 @@ import { SentinelRedis } from '../support/sentinel';
 import { deploymentEnv, HaDeployment, Load, seedKeys, settleJobs } from '../support/ha-load';
 import { migrationSource } from '../../src/db/migrations';
 import { ADMIN_KEYS } from '../support/server';
+import { waitFor } from '../support/wait';
 
 const SKIP_REASON = process.env.KMS_TEST_DATABASE_URL
   ? 'it starts its own 3-node Galera cluster whatever the test database is, so it runs once, in the SQLite pass (KMS_TEST_DATABASE_URL unset)'
@@ -110,6 +111,11 @@ const say = (s: string) => process.stderr.write(`[ha] ${s}\n`);
     await sleep(3_000);
     windows.push({ fault: 'galera node killed and rejoined', from: k, to: Date.now(), recoveredMs: (load.firstWriteAfter(k) ?? NaN) - k });
     say(`api1 (whose preferred galera node was killed) acknowledged a write again ${(load.firstWriteAfter(galeraKill, 'api1') ?? NaN) - galeraKill} ms after the kill`);
+    // api1 moved to its next host when its preferred node died, and back once it rejoined.
+    const api1 = d.apis[0]!.proc!;
+    expect(api1.lines().some((l) => l.msg === 'database host is down; moving to the next')).toBe(true);
+    await waitFor(async () => api1.lines().filter((l) => l.msg === 'database host in use').at(-1)?.preferred === true, 30_000, 'api1 back on its preferred host');
+    say(`api1 database host changes: ${JSON.stringify(api1.lines().filter((l) => /^database host/.test(l.msg)).map((l) => `${l.msg} ${l.host ?? l.down}`))}`);
 
     // 2. The Redis primary; the sentinels promote the replica; the old primary comes back as a replica.
     k = Date.now();
@@ -194,9 +200,6 @@ const say = (s: string) => process.stderr.write(`[ha] ${s}\n`);
       if (seen.size > 1) missing.push(`${id}: secrets differ`);
     }
     expect(missing).toEqual([]);
-    // The API node that lost its preferred Galera node went back to it.
-    const api1Hosts = d.apis[0]!.proc!.lines().filter((l) => l.msg === 'database host in use');
-    say(`api1 database host changes after its restart: ${JSON.stringify(api1Hosts.map((l) => l.host))}`);
     const errorsLogged = d.lines().filter(({ line }) => line.level === 'error' && /unhandled error/.test(line.msg));
     expect(errorsLogged).toEqual([]);
   });
