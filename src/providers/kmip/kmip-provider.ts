@@ -11,12 +11,22 @@
  * KMIP 1.4 messages (its Encrypt/Decrypt payloads read them from 1.4 on). Random IVs under one KEK
  * version stay far below GCM's 2^32-invocation bound: a version wraps each DEK a few times at most.
  *
+ * KMIP 1.2 and 1.3 have no field for GCM's aad or tag. A profile speaking them wraps with
+ * encrypt-then-MAC instead, both halves on the server: AES-CBC (PKCS#5 padding, random 128-bit IV)
+ * under the KEK, then AES-CMAC (the MAC operation, KMIP 1.2) under a second server key
+ * `<label>.mac` created with the KEK (usage MAC Generate|Verify only), over
+ * format ‖ u32 aad length ‖ aad ‖ IV ‖ ciphertext. The blob is 0x22 ‖ IV(16) ‖ ciphertext ‖ MAC(16).
+ * It is as safe as GCM here: the MAC, under an independent key that never leaves the server, binds
+ * the aad and every ciphertext bit, and it is checked (in constant time) before Decrypt is sent, so
+ * a tampered or moved blob never reaches the CBC decryption (no padding oracle) and fails as
+ * 'integrity'. It costs one more round trip per wrap and unwrap.
+ *
  * The DEK passes through this process (generateAndWrap draws it here; rewrap is Decrypt then
  * Encrypt, as KMIP 1.x cannot feed one operation's output to the next), and is zeroed after use.
  * Label → Unique Identifier lookups (Locate) are cached per profile and dropped on destroy or when
  * the server answers Item Not Found.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { isKeyBits, KEY_BITS_TEXT } from '../../core/key-bits';
 import { KmsError } from '../../core/errors';
 import { SecretBytes } from '../../core/secret-bytes';
@@ -28,7 +38,7 @@ import type {
 } from '../provider';
 import { KmipClient } from './client';
 import {
-  activate, createAesKey, decryptGcm, decryptResult, destroy, discoverVersions, discoveredVersions, encryptGcm, encryptResult,
+  activate, createAesKey, createCmacKey, decryptCbc, decryptGcm, encryptCbc, encryptedData, mac, macResult, decryptResult, destroy, discoverVersions, discoveredVersions, encryptGcm, encryptResult,
   GCM_TAG_BYTES, locateByName, locatedIds, payloadOf, queriedOperations, queryOperations, REASON_AUTHENTICATION, REASON_CRYPTOGRAPHIC_FAILURE,
   REASON_GENERAL_FAILURE, REASON_ITEM_NOT_FOUND, REASON_PERMISSION_DENIED, ResultReason, revoke, uniqueIdOf, versionText,
   type RequestItem, type ResponseItem,
@@ -48,9 +58,22 @@ export interface KmipProviderOptions {
 }
 
 const FORMAT_GCM = 0x21;
+const FORMAT_CBC_CMAC = 0x22;
 const IV_BYTES = 12;
+const CBC_IV_BYTES = 16;
+const CMAC_BYTES = 16;
 /** The smallest blob: format, IV, a 16-byte DEK, tag. */
 const MIN_BLOB = 1 + IV_BYTES + 16 + GCM_TAG_BYTES;
+/** The smallest CBC blob: format, IV, a 16-byte DEK padded to 32, MAC. */
+const MIN_CBC_BLOB = 1 + CBC_IV_BYTES + 32 + CMAC_BYTES;
+const macLabel = (label: string): string => `${label}.mac`;
+
+/** What the CMAC of a CBC blob covers: format ‖ u32 aad length ‖ aad ‖ IV ‖ ciphertext. */
+function cmacInput(aad: Buffer, ivAndCiphertext: Buffer): Buffer {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(aad.length);
+  return Buffer.concat([Buffer.of(FORMAT_CBC_CMAC), len, aad, ivAndCiphertext]);
+}
 
 const notFound = (label: string): KmsError => new KmsError('param', `KEK not found: ${label}`);
 
@@ -143,7 +166,7 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
    * item alone), `done` reads its answer. Items whose KEK is missing fail as 'param'.
    */
   const perItem = async <R, T>(
-    profile: HsmProfileConfig, op: 'Encrypt' | 'Decrypt', reqs: readonly R[], labelOf: (r: R) => string,
+    profile: HsmProfileConfig, op: 'Encrypt' | 'Decrypt' | 'MAC', reqs: readonly R[], labelOf: (r: R) => string,
     build: (r: R, uid: string) => RequestItem, done: (r: R, payload: ResponseItem & { ok: true }) => T,
   ): Promise<ItemResult<T>[]> => {
     const state = stateFor(profile);
@@ -165,7 +188,7 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
         results[i] = { ok: false, error: e };
       }
     });
-    const answers = await call(state, items);
+    const answers = items.length ? await call(state, items) : [];
     answers.forEach((a, j) => {
       const i = sent[j];
       const label = labelOf(reqs[i]);
@@ -184,9 +207,75 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
     return results;
   };
 
+  /** True when the profile speaks KMIP 1.4 (AES-GCM); else encrypt-then-MAC. */
+  const usesGcm = (profile: HsmProfileConfig): boolean => stateFor(profile).client.profile.version.minor >= 4;
+
+  /** CMACs of `data` under each label's `.mac` key, one result per item. */
+  const cmacs = async (profile: HsmProfileConfig, items: ReadonlyArray<{ label: string; data: Buffer }>): Promise<ItemResult<Buffer>[]> => {
+    const results = await perItem(profile, 'MAC', items, (r) => macLabel(r.label), (r, uid) => mac(uid, r.data), (_r, a) => {
+      const m = macResult(a.payload);
+      if (m.length !== CMAC_BYTES) throw new KmsError('provider', `KMIP MAC on HSM profile ${profile.name} returned ${m.length} bytes, not ${CMAC_BYTES}`, { retryable: false });
+      return m;
+    });
+    // A missing CMAC key means a missing KEK: say so by the KEK's own label.
+    return results.map((r, i) => (!r.ok && r.error.message === notFound(macLabel(items[i].label)).message ? { ok: false, error: notFound(items[i].label) } : r));
+  };
+
+  /** Merges the results of a second step run for some items (`idx`) into the first step's results. */
+  const merge = <A, B>(first: ItemResult<A>[], idx: number[], second: ItemResult<B>[]): ItemResult<B>[] => {
+    const byItem = new Map(idx.map((i, j) => [i, second[j]]));
+    return first.map((r, i) => (r.ok ? byItem.get(i)! : r));
+  };
+  const okIndexes = (rs: ItemResult<unknown>[]): number[] => rs.flatMap((r, i) => (r.ok ? [i] : []));
+
+  const wrapManyCbc = async (profile: HsmProfileConfig, reqs: readonly WrapRequest[]): Promise<ItemResult<Buffer>[]> => {
+    const ivs = new Map<WrapRequest, Buffer>();
+    const sealed = await perItem(profile, 'Encrypt', reqs, (r) => r.kek.label, (r, uid) => {
+      const iv = randomBytes(CBC_IV_BYTES);
+      ivs.set(r, iv);
+      return encryptCbc(uid, r.dek.reveal(), iv);
+    }, (r, a) => Buffer.concat([ivs.get(r)!, encryptedData(a.payload)]));
+    const ok = okIndexes(sealed);
+    const macs = await cmacs(profile, ok.map((i) => ({ label: reqs[i].kek.label, data: cmacInput(reqs[i].aad, (sealed[i] as { value: Buffer }).value) })));
+    return merge(sealed, ok, macs.map((m, j) => (m.ok ? { ok: true as const, value: Buffer.concat([Buffer.of(FORMAT_CBC_CMAC), (sealed[ok[j]] as { value: Buffer }).value, m.value]) } : m)));
+  };
+
+  const unwrapManyCbc = async (profile: HsmProfileConfig, reqs: readonly UnwrapRequest[]): Promise<ItemResult<SecretBytes>[]> => {
+    const shaped: ItemResult<Buffer>[] = reqs.map((r) => {
+      const b = r.blob;
+      if (b.length < MIN_CBC_BLOB || b[0] !== FORMAT_CBC_CMAC || (b.length - 1 - CBC_IV_BYTES - CMAC_BYTES) % 16 !== 0) {
+        return { ok: false, error: new KmsError('integrity', `Wrapped key is not a KMIP AES-CBC+CMAC blob of a DEK (${b.length} bytes)`, { retryable: false }) };
+      }
+      return { ok: true, value: b.subarray(1, b.length - CMAC_BYTES) };
+    });
+    const shapedOk = okIndexes(shaped);
+    const macs = merge(shaped, shapedOk, await cmacs(profile, shapedOk.map((i) => ({ label: reqs[i].kek.label, data: cmacInput(reqs[i].aad, (shaped[i] as { value: Buffer }).value) }))));
+    const verified: ItemResult<Buffer>[] = macs.map((m, i) => {
+      if (!m.ok) return m;
+      const b = reqs[i].blob;
+      if (!timingSafeEqual(m.value, b.subarray(b.length - CMAC_BYTES))) {
+        return { ok: false, error: new KmsError('integrity', `Wrapped key failed authentication under KEK ${reqs[i].kek.label} (CMAC mismatch)`, { retryable: false }) };
+      }
+      return { ok: true, value: (shaped[i] as { value: Buffer }).value };
+    });
+    const ok = okIndexes(verified);
+    const plain = await perItem(profile, 'Decrypt', ok.map((i) => ({ req: reqs[i], ivct: (verified[i] as { value: Buffer }).value })), (x) => x.req.kek.label,
+      (x, uid) => decryptCbc(uid, x.ivct.subarray(CBC_IV_BYTES), x.ivct.subarray(0, CBC_IV_BYTES)),
+      (_x, a) => {
+        const p = decryptResult(a.payload);
+        try {
+          return SecretBytes.copyOf(p);
+        } finally {
+          p.fill(0);
+        }
+      });
+    return merge(verified, ok, plain);
+  };
+
   const wrapMany = async (reqs: readonly WrapRequest[]): Promise<ItemResult<Buffer>[]> => {
     const profile = batchProfile(reqs, (r) => r.kek.profile);
     if (!profile) return [];
+    if (!usesGcm(profile)) return wrapManyCbc(profile, reqs);
     const ivs = new Map<WrapRequest, Buffer>();
     return perItem(profile, 'Encrypt', reqs, (r) => r.kek.label, (r, uid) => {
       const iv = randomBytes(IV_BYTES);
@@ -204,6 +293,7 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
   const unwrapMany = async (reqs: readonly UnwrapRequest[]): Promise<ItemResult<SecretBytes>[]> => {
     const profile = batchProfile(reqs, (r) => r.kek.profile);
     if (!profile) return [];
+    if (!usesGcm(profile)) return unwrapManyCbc(profile, reqs);
     return perItem(profile, 'Decrypt', reqs, (r) => r.kek.label, (r, uid) => {
       const b = r.blob;
       if (b.length < MIN_BLOB || b[0] !== FORMAT_GCM) {
@@ -272,6 +362,37 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
     return answers;
   };
 
+  /**
+   * Creates a key and activates it, in two requests (PyKMIP 0.10 cannot read an Activate that leans
+   * on the ID Placeholder). A key that cannot be activated is destroyed (a Pre-Active key can be).
+   */
+  const createActive = async (profile: HsmProfileConfig, state: ProfileState, create: RequestItem, label: string): Promise<string> => {
+    const [created] = await one(profile, [create], 'Create');
+    const uid = read(profile, 'Create', () => uniqueIdOf(payloadOf(created)));
+    try {
+      await one(profile, [activate(uid)], 'Activate');
+    } catch (e) {
+      await call(state, [destroy(uid)]).catch(() => undefined);
+      throw e;
+    }
+    state.ids.set(label, uid);
+    return uid;
+  };
+
+  /** Revokes and destroys the Active key named `label`; true when there was one. */
+  const destroyNamed = async (profile: HsmProfileConfig, state: ProfileState, label: string): Promise<boolean> => {
+    state.ids.delete(label);
+    const found = (await resolve(profile, state, [label])).get(label)!;
+    state.ids.delete(label);
+    if (found instanceof KmsError) {
+      if (found.message === notFound(label).message) return false;
+      throw found;
+    }
+    const [, destroyed] = await call(state, [revoke(found), destroy(found)]);
+    if (!destroyed.ok && destroyed.reason !== REASON_ITEM_NOT_FOUND) throw itemError(profile.name, 'Destroy', destroyed);
+    return true;
+  };
+
   return {
     kind: 'kmip',
     capabilities: { inBackendRewrap: false },
@@ -288,7 +409,8 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
         throw new KmsError('param', `KMIP server of HSM profile ${profile.name} does not speak KMIP ${versionText(wanted)} (it offers ${offered.map(versionText).join(', ')})`, { retryable: false });
       }
       const ops = read(profile, 'Query', () => queriedOperations(payloadOf(query)));
-      const lacking = (['Create', 'Activate', 'Locate', 'Encrypt', 'Decrypt', 'Revoke', 'Destroy'] as const).filter((o) => !ops.includes(o));
+      const needed = ['Create', 'Activate', 'Locate', 'Encrypt', 'Decrypt', 'Revoke', 'Destroy', ...(wanted.minor >= 4 ? [] : ['MAC'] as const)] as const;
+      const lacking = needed.filter((o) => !ops.includes(o));
       if (ops.length && lacking.length) {
         throw new KmsError('param', `KMIP server of HSM profile ${profile.name} does not offer ${lacking.join(', ')}`, { retryable: false });
       }
@@ -301,32 +423,20 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
       const found = (await resolve(kek.profile, state, [kek.label])).get(kek.label)!;
       if (typeof found === 'string') throw new KmsError('param', `Key already exists: ${kek.label}`);
       if (found.message !== notFound(kek.label).message) throw found;
-      // Two requests: PyKMIP 0.10 cannot read an Activate that leans on the ID Placeholder.
-      const [created] = await one(kek.profile, [createAesKey(kek.label, bits)], 'Create');
-      const uid = read(kek.profile, 'Create', () => uniqueIdOf(payloadOf(created)));
-      try {
-        await one(kek.profile, [activate(uid)], 'Activate');
-      } catch (e) {
-        await call(state, [destroy(uid)]).catch(() => undefined); // a Pre-Active key can be destroyed at once
-        throw e;
-      }
-      state.ids.set(kek.label, uid);
+      // Before KMIP 1.4 the KEK has a CMAC key beside it, created first: the KEK (found by Locate)
+      // exists only once both do.
+      if (!usesGcm(kek.profile)) await createActive(kek.profile, state, createCmacKey(macLabel(kek.label)), macLabel(kek.label));
+      const uid = await createActive(kek.profile, state, createAesKey(kek.label, bits), kek.label);
       opts.logger.info('KMIP KEK created', { label: kek.label, bits, profile: kek.profile.id, uid });
     },
 
     /** Revoke (Cessation of Operation) then Destroy; an absent KEK succeeds. */
     async destroyKek(kek) {
       const state = stateFor(kek.profile);
-      state.ids.delete(kek.label);
-      const found = (await resolve(kek.profile, state, [kek.label])).get(kek.label)!;
-      state.ids.delete(kek.label);
-      if (found instanceof KmsError) {
-        if (found.message === notFound(kek.label).message) return;
-        throw found;
-      }
-      const [, destroyed] = await call(state, [revoke(found), destroy(found)]);
-      if (!destroyed.ok && destroyed.reason !== REASON_ITEM_NOT_FOUND) throw itemError(kek.profile.name, 'Destroy', destroyed);
-      opts.logger.info('KMIP KEK destroyed', { label: kek.label, profile: kek.profile.id, uid: found });
+      const had = await destroyNamed(kek.profile, state, kek.label);
+      // The CMAC key goes too, whatever version the profile speaks now (it may have changed).
+      await destroyNamed(kek.profile, state, macLabel(kek.label));
+      if (had) opts.logger.info('KMIP KEK destroyed', { label: kek.label, profile: kek.profile.id });
     },
 
     async hasKek(kek) {

@@ -52,6 +52,8 @@ export const Tag = {
   Username: 0x420099,
   Password: 0x4200a1,
   Data: 0x4200c2,
+  MacData: 0x4200c6,
+  PaddingMethod: 0x42005f,
   TagLength: 0x4200ce,
   AuthenticatedEncryptionAdditionalData: 0x4200fe,
   AuthenticatedEncryptionTag: 0x4200ff,
@@ -60,7 +62,7 @@ export const Tag = {
 /** Operation enumeration (§9.1.3.2.27). */
 export const Operation = {
   Create: 0x01, Locate: 0x08, Activate: 0x12, Revoke: 0x13, Destroy: 0x14, Query: 0x18,
-  DiscoverVersions: 0x1e, Encrypt: 0x1f, Decrypt: 0x20,
+  DiscoverVersions: 0x1e, Encrypt: 0x1f, Decrypt: 0x20, MAC: 0x23,
 } as const;
 export type OperationName = keyof typeof Operation;
 const OPERATION_NAMES = new Map<number, OperationName>(Object.entries(Operation).map(([k, v]) => [v, k as OperationName]));
@@ -82,6 +84,10 @@ export const REASON_GENERAL_FAILURE = 0x100;
 const OBJECT_SYMMETRIC_KEY = 0x02;
 const ALGORITHM_AES = 0x03;
 const MODE_GCM = 0x09;
+const MODE_CBC = 0x01;
+const PADDING_PKCS5 = 0x03;
+const USAGE_MAC_GENERATE = 0x80;
+const USAGE_MAC_VERIFY = 0x100;
 const USAGE_ENCRYPT = 0x04;
 const USAGE_DECRYPT = 0x08;
 const NAME_UNINTERPRETED_TEXT = 0x01;
@@ -162,6 +168,17 @@ export const createAesKey = (name: string, bits: number): RequestItem => ({
   ])],
 });
 
+/** Create: an AES key of 256 bits usable only for MAC Generate and MAC Verify (AES-CMAC), named `name`. */
+export const createCmacKey = (name: string): RequestItem => ({
+  operation: 'Create',
+  payload: [enumeration(Tag.ObjectType, OBJECT_SYMMETRIC_KEY), structure(Tag.TemplateAttribute, [
+    attribute('Cryptographic Algorithm', enumeration(Tag.AttributeValue, ALGORITHM_AES)),
+    attribute('Cryptographic Length', integer(Tag.AttributeValue, 256)),
+    attribute('Cryptographic Usage Mask', integer(Tag.AttributeValue, USAGE_MAC_GENERATE | USAGE_MAC_VERIFY)),
+    nameAttribute(name),
+  ])],
+});
+
 /**
  * Locate: the Active symmetric keys named `name`. A destroyed key may stay on an appliance as a
  * Destroyed object with its name; only Active ones count as the KEK.
@@ -207,6 +224,31 @@ export const decryptGcm = (uid: string, data: Buffer, iv: Buffer, aad: Buffer, t
   gcmParameters(), byteString(Tag.Data, data), byteString(Tag.IvCounterNonce, iv),
   byteString(Tag.AuthenticatedEncryptionAdditionalData, aad), byteString(Tag.AuthenticatedEncryptionTag, tag),
 ]);
+
+const cbcParameters = (): TtlvItem => structure(Tag.CryptographicParameters, [
+  enumeration(Tag.BlockCipherMode, MODE_CBC),
+  enumeration(Tag.PaddingMethod, PADDING_PKCS5),
+  enumeration(Tag.CryptographicAlgorithm, ALGORITHM_AES),
+]);
+
+/** Encrypt with AES-CBC (PKCS#5 padding) and the caller's IV: for KMIP 1.2 and 1.3, which have no AEAD fields. */
+export const encryptCbc = (uid: string, data: Buffer, iv: Buffer): RequestItem => byId('Encrypt', uid, [
+  cbcParameters(), byteString(Tag.Data, data), byteString(Tag.IvCounterNonce, iv),
+]);
+export const decryptCbc = (uid: string, data: Buffer, iv: Buffer): RequestItem => byId('Decrypt', uid, [
+  cbcParameters(), byteString(Tag.Data, data), byteString(Tag.IvCounterNonce, iv),
+]);
+
+/** MAC (KMIP 1.2 §4.33) of `data` under the AES key `uid`: AES-CMAC. */
+export const mac = (uid: string, data: Buffer): RequestItem => byId('MAC', uid, [
+  structure(Tag.CryptographicParameters, [enumeration(Tag.CryptographicAlgorithm, ALGORITHM_AES)]), byteString(Tag.Data, data),
+]);
+
+/** The MAC Data of a MAC response. */
+export const macResult = (payload: TtlvItem | undefined): Buffer => expectType(childOf(payload, Tag.MacData), 'byteString', 'MAC Data').value;
+
+/** The ciphertext of a CBC Encrypt response. */
+export const encryptedData = (payload: TtlvItem | undefined): Buffer => expectType(childOf(payload, Tag.Data), 'byteString', 'Encrypt Data').value;
 
 /** One batch item of a response: its payload, or the server's reason and message. */
 export type ResponseItem =

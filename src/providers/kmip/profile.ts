@@ -14,11 +14,11 @@ export const DEFAULT_MAX_CONNECTIONS = 4;
 /** @defaultValue of `batch_items`: operations per KMIP request (a batch of more DEKs is split). */
 export const DEFAULT_BATCH_ITEMS = 64;
 /**
- * The versions a profile may name. Wrap and unwrap need 1.4's Authenticated Encryption Additional
- * Data and Tag fields (the AES-GCM aad and tag), which 1.2 and 1.3 lack: those are accepted for the
- * server's own answers (Discover Versions) but a profile must speak 1.4 to wrap.
+ * The versions a profile may name. 1.4 wraps with AES-GCM on the server (its Authenticated
+ * Encryption fields carry the aad and tag); 1.2 and 1.3 lack those fields, so they wrap with AES-CBC
+ * and authenticate with AES-CMAC by a second server key (encrypt-then-MAC; kmip-provider.ts).
  */
-export const KMIP_VERSIONS = ['1.4'] as const;
+export const KMIP_VERSIONS = ['1.2', '1.3', '1.4'] as const;
 export const DEFAULT_KMIP_VERSION = '1.4';
 
 /** A validated KMIP profile. `key` and `password` are secrets: never log or print this object whole. */
@@ -90,7 +90,7 @@ function parse(details: Readonly<Record<string, string>>): Parsed {
   for (const r of [ca, cert, key]) if (r.problem) problems.push(r.problem);
   const version = (details.kmipversion ?? DEFAULT_KMIP_VERSION).trim();
   if (!(KMIP_VERSIONS as readonly string[]).includes(version)) {
-    problems.push(`Detail 'kmipversion' must be ${KMIP_VERSIONS.join(' or ')}: wrapping uses AES-GCM with the Authenticated Encryption fields KMIP 1.4 added (got ${version})`);
+    problems.push(`Detail 'kmipversion' must be ${KMIP_VERSIONS.slice(0, -1).join(', ')} or ${KMIP_VERSIONS[KMIP_VERSIONS.length - 1]} (got ${version})`);
   }
   if (details.password !== undefined && !details.username) problems.push("Detail 'password' needs 'username'");
   if (problems.length) return { problems };
@@ -108,7 +108,7 @@ function parse(details: Readonly<Record<string, string>>): Parsed {
  * Problems with KMIP profile details, as sentences naming the detail; [] when valid. `host`, `ca`,
  * `client_certificate` and `private_key` are required (PEM text or an absolute path to a PEM file);
  * `port` defaults to 5696; `username`/`password` are sent as the KMIP Username and Password
- * credential; `kmipversion` is 1.4. Never throws; never echoes the key or password.
+ * credential; `kmipversion` is 1.2, 1.3 or 1.4 (default). Never throws; never echoes the key or password.
  */
 export function kmipProfileProblems(details: Readonly<Record<string, string>>): string[] {
   return parse(details).problems;
