@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createServer as createTlsServer, TLSSocket } from 'node:tls';
+import { TLSSocket } from 'node:tls';
 import { silentLogger } from '../../src/core/logger';
 import { SecretBytes } from '../../src/core/secret-bytes';
 import { createKmipProvider } from '../../src/providers/kmip/kmip-provider';
@@ -9,7 +9,7 @@ import { Operation, Tag } from '../../src/providers/kmip/messages';
 import { childOf, childrenOf, decodeTtlv } from '../../src/providers/kmip/ttlv';
 import type { BackendPolicy, HsmProfileConfig, KekProvider } from '../../src/providers/provider';
 import { withPolicy } from '../../src/providers/registry';
-import { freePort, startPyKmip, type PyKmipServer } from '../support/pykmip';
+import { freePort, startHungTlsServer, startPyKmip, type PyKmipServer } from '../support/pykmip';
 import { countingProvider, kekProviderContract, rejection } from './kek-provider-contract';
 
 const profile = (name: string, details: Record<string, string>): HsmProfileConfig => ({
@@ -171,7 +171,7 @@ describe('kmip provider', () => {
   });
 
   it('abandons a server that accepts the TLS connection and never answers at the operation timeout, and never reuses that connection', async () => {
-    const hung = await hungTlsServer(server);
+    const hung = await startHungTlsServer(server);
     try {
       const p = profile('kmip-hung', server.details({ port: String(hung.port) }));
       const guarded = withPolicy(provider, () => ({ timeoutMs: 1500, retries: 0, baseDelayMs: 1 }), silentLogger);
@@ -229,37 +229,4 @@ function operationsIn(bytes: Buffer): string[] {
     const op = childOf(b, Tag.Operation);
     return op?.type === 'enumeration' ? names[op.value] ?? `0x${op.value.toString(16)}` : '?';
   }).concat(childrenOf(msg, Tag.BatchItem).length ? [] : ['?']).map((n) => (n === '0xa' ? 'Get' : n));
-}
-
-/**
- * A fault double: a TLS server with the PyKMIP server's certificate that completes handshakes and
- * reads requests but never answers (a hung appliance). `closed(n)` waits until n connections closed.
- */
-async function hungTlsServer(real: PyKmipServer): Promise<{ port: number; closed(n: number): Promise<void>; stop(): Promise<void> }> {
-  let closedCount = 0;
-  const waiters: Array<() => void> = [];
-  const sockets = new Set<TLSSocket>();
-  const srv = createTlsServer({
-    cert: readFileSync(join(real.dir, 'server.crt')), key: readFileSync(join(real.dir, 'server.key')), ca: real.ca, requestCert: true,
-  }, (socket) => {
-    sockets.add(socket);
-    socket.on('data', () => undefined);
-    socket.on('error', () => undefined);
-    socket.on('close', () => {
-      sockets.delete(socket);
-      closedCount++;
-      waiters.splice(0).forEach((w) => w());
-    });
-  });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  return {
-    port: (srv.address() as { port: number }).port,
-    closed: async (n) => {
-      while (closedCount < n) await new Promise<void>((r) => waiters.push(r));
-    },
-    stop: () => new Promise<void>((r) => {
-      for (const s of sockets) s.destroy();
-      srv.close(() => r());
-    }),
-  };
 }

@@ -6,6 +6,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -137,5 +138,46 @@ export async function startPyKmip(): Promise<PyKmipServer> {
       await kill();
       rmSync(dir, { recursive: true, force: true });
     },
+  };
+}
+
+/** A TLS server that completes handshakes and reads requests but never answers. */
+export interface HungServer {
+  readonly port: number;
+  /** Resolves once `n` connections to it have been closed (by the client abandoning them). */
+  closed(n: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A fault double for a hung KMIP appliance (the real PyKMIP cannot be made to hang): it presents
+ * `real`'s server certificate, accepts the client's, reads requests and never replies.
+ */
+export async function startHungTlsServer(real: PyKmipServer): Promise<HungServer> {
+  let closed = 0;
+  const waiters: Array<() => void> = [];
+  const sockets = new Set<TLSSocket>();
+  const srv = createTlsServer({
+    cert: readFileSync(join(real.dir, 'server.crt')), key: readFileSync(join(real.dir, 'server.key')), ca: real.ca, requestCert: true,
+  }, (socket) => {
+    sockets.add(socket);
+    socket.on('data', () => undefined);
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      sockets.delete(socket);
+      closed++;
+      waiters.splice(0).forEach((w) => w());
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  return {
+    port: (srv.address() as { port: number }).port,
+    closed: async (n) => {
+      while (closed < n) await new Promise<void>((r) => waiters.push(r));
+    },
+    stop: () => new Promise<void>((r) => {
+      for (const s of sockets) s.destroy();
+      srv.close(() => r());
+    }),
   };
 }
