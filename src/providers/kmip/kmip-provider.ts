@@ -388,7 +388,10 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
       if (found.message === notFound(label).message) return false;
       throw found;
     }
-    const [, destroyed] = await call(state, [revoke(found), destroy(found)]);
+    // Two requests: a request may be shared with other calls, and Destroy must follow the Revoke.
+    const [revoked] = await call(state, [revoke(found)]);
+    if (!revoked.ok && revoked.reason !== REASON_ITEM_NOT_FOUND) opts.logger.warn('KMIP Revoke failed; destroying anyway', { profile: profile.id, uid: found, reason: revoked.reason });
+    const [destroyed] = await call(state, [destroy(found)]);
     if (!destroyed.ok && destroyed.reason !== REASON_ITEM_NOT_FOUND) throw itemError(profile.name, 'Destroy', destroyed);
     return true;
   };

@@ -93,7 +93,6 @@ const USAGE_DECRYPT = 0x08;
 const NAME_UNINTERPRETED_TEXT = 0x01;
 const CREDENTIAL_USERNAME_PASSWORD = 0x01;
 const BATCH_CONTINUE = 0x01;
-const BATCH_STOP = 0x02;
 const STATE_ACTIVE = 0x02;
 const REVOCATION_CESSATION_OF_OPERATION = 0x06;
 const QUERY_OPERATIONS = 0x01;
@@ -113,8 +112,6 @@ export interface RequestOptions {
   readonly credential?: { readonly username: string; readonly password?: string };
   /** Asked of the server; a larger response fails as Response Too Large. */
   readonly maximumResponseSize?: number;
-  /** Stop at the first failed item (Create then Activate); else later items still run. */
-  readonly stopOnError?: boolean;
 }
 
 /**
@@ -134,7 +131,7 @@ export function requestMessage(opts: RequestOptions, items: readonly RequestItem
       enumeration(Tag.CredentialType, CREDENTIAL_USERNAME_PASSWORD), structure(Tag.CredentialValue, value),
     ])]));
   }
-  if (items.length > 1) header.push(enumeration(Tag.BatchErrorContinuationOption, opts.stopOnError ? BATCH_STOP : BATCH_CONTINUE));
+  if (items.length > 1) header.push(enumeration(Tag.BatchErrorContinuationOption, BATCH_CONTINUE));
   header.push(integer(Tag.BatchCount, items.length));
   return structure(Tag.RequestMessage, [
     structure(Tag.RequestHeader, header),
