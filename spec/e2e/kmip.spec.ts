@@ -33,6 +33,7 @@ let ts: TestServer;
 let zone: string;
 let user: Awaited<ReturnType<typeof createActor>>;
 let kmipProfile: string;
+let kmipProfileName: string;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -112,7 +113,8 @@ afterAll(async () => {
 
 describe('a KMIP HSM profile', () => {
   it('is checked against the server and answered with the private key and password masked', async () => {
-    const res = await call(ADMIN_KEYS, kmipParams(`pykmip-${randomUUID().slice(0, 8)}`, kmip.details({ username: 'kms', password })));
+    kmipProfileName = `pykmip-${randomUUID().slice(0, 8)}`;
+    const res = await call(ADMIN_KEYS, kmipParams(kmipProfileName, kmip.details({ username: 'kms', password })));
     expect(res.status).toBe(200);
     kmipProfile = res.body.hsmprofile.id;
     expect(res.body.hsmprofile).toMatchObject({
@@ -256,8 +258,19 @@ describe('PyKMIP killed and restarted in the middle of a rewrap', () => {
     const [{ n: left }] = await app.db('kms_wrapped_key').where({ kek_version_id: v.versionId }).whereNull('removed').count({ n: '*' });
     console.log(`[kmip e2e] PyKMIP killed with ${left} of ${DEKS} DEKs still under v1`);
     expect(Number(left)).toBeGreaterThan(0);
-    await sleep(1500);
+    // Readiness names the KMIP profile while its server is down, and is ready again once it is back.
+    const readyz = async () => {
+      const res = await fetch(`${ts.url}/readyz`);
+      const raw = await res.text();
+      answers.push(raw);
+      return { status: res.status, body: JSON.parse(raw) };
+    };
+    await until('readiness names the KMIP profile down', async () => {
+      const r = await readyz();
+      return r.status === 503 && r.body.down.includes(`hsm:${kmipProfileName}`);
+    }, 15_000);
     await kmip.start();
+    await until('readiness is back', async () => (await readyz()).status === 200, 30_000);
     expect((await waitForJob(ts.client, user.keys, rotated.jobid, 60_000)).jobstatus).toBe(1);
     await until('v1 was drained, archived and destroyed', async () => {
       const row = await app.db('kms_kek_versions').where({ id: v.versionId }).first('status', 'removed');
@@ -273,6 +286,8 @@ describe('PyKMIP killed and restarted in the middle of a rewrap', () => {
       }
     });
     expect(changed).toEqual([]);
+    await until('listHSMProfiles shows the KMIP profile Healthy', async () =>
+      (await ok(ADMIN_KEYS, { command: 'listHSMProfiles', id: kmipProfile })).hsmprofile[0].health === 'Healthy', 30_000);
     expect(await app.db('kms_wrapped_key').where({ claim_owner: 'rewrap-failed' }).count({ n: '*' }).then((r) => Number(r[0].n))).toBe(0);
   });
 });
