@@ -187,6 +187,25 @@ describe('kmip provider', () => {
     }
   });
 
+  it('sends a batch of 50 wraps as one KMIP request of 50 Encrypt batch items, and 50 unwraps as one of 50 Decrypt items', async () => {
+    const p = profile('kmip-one-request', server.details());
+    const kek = { profile: p, label: label('one-request') };
+    await provider.createKek(kek, 256);
+    await provider.hasKek(kek); // the label's Unique Identifier is now cached: no Locate below
+    const requests: string[][] = [];
+    const counted = countingRequests(provider, [], requests);
+    const deks = Array.from({ length: 50 }, () => SecretBytes.random(32));
+    const aad = (i: number) => Buffer.from(`one-${i}`);
+    const blobs = await counted.wrapMany(deks.map((dek, i) => ({ kek, dek, aad: aad(i) })));
+    const backs = await counted.unwrapMany(blobs.map((b, i) => ({ kek, blob: (b as { value: Buffer }).value, aad: aad(i) })));
+    expect(requests.map((r) => [r[0], r.length])).toEqual([['Encrypt', 50], ['Decrypt', 50]]);
+    backs.forEach((b, i) => {
+      expect(b.ok && b.value.reveal().equals(deks[i].reveal())).toBe(true);
+      if (b.ok) b.value.dispose();
+    });
+    deks.forEach((d) => d.dispose());
+  });
+
   it('splits a batch into requests of at most batch_items items over at most max_connections connections', async () => {
     const p = profile('kmip-split', server.details({ batch_items: '5', max_connections: '2' }));
     const kek = { profile: p, label: label('split') };
@@ -201,7 +220,7 @@ describe('kmip provider', () => {
 });
 
 /** Records the KMIP operations sent, by wrapping the TLS socket writes of a provider's calls. */
-function countingRequests(p: KekProvider, seen: string[]): KekProvider {
+function countingRequests(p: KekProvider, seen: string[], perRequest: string[][] = []): KekProvider {
   const write = TLSSocket.prototype.write;
   return new Proxy(p, {
     get(target, prop, receiver) {
@@ -209,7 +228,11 @@ function countingRequests(p: KekProvider, seen: string[]): KekProvider {
       if (typeof v !== 'function') return v;
       return async (...args: unknown[]) => {
         TLSSocket.prototype.write = function (this: TLSSocket, chunk: unknown, ...rest: unknown[]) {
-          if (Buffer.isBuffer(chunk)) seen.push(...operationsIn(chunk));
+          if (Buffer.isBuffer(chunk)) {
+            const ops = operationsIn(chunk);
+            seen.push(...ops);
+            perRequest.push(ops);
+          }
           return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
         } as typeof write;
         try {
