@@ -83,6 +83,7 @@ export class KmipConnection {
         socket.removeListener('error', onError);
         socket.removeListener('close', onClose);
         if (err) {
+          socket.on('error', () => undefined); // a late TLS error of an abandoned socket has nobody to hear it
           socket.destroy();
           reject(err);
         } else {
@@ -135,7 +136,8 @@ export class KmipConnection {
         timer = setTimeout(() => this.#fail(new KmsError('unavailable', `KMIP server ${this.ep.host}:${this.ep.port} did not answer within ${timeoutMs / 1000}s`)), timeoutMs);
         timer.unref?.();
       }
-      this.socket.write(bytes);
+      // The request may carry plaintext DEKs (Encrypt): its bytes are zeroed once written.
+      this.socket.write(bytes, () => bytes.fill(0));
     });
   }
 
@@ -145,13 +147,21 @@ export class KmipConnection {
     this.#fail(new KmsError('unavailable', 'The KMIP connection was closed'));
   }
 
+  /**
+   * Frames responses. A response may carry plaintext DEKs (Decrypt): every buffer that held its
+   * bytes is zeroed once decoded (the decoded values are copies, zeroed by their users).
+   */
   #onData(chunk: Buffer): void {
     this.#buffered.push(chunk);
     this.#bufferedBytes += chunk.length;
     for (;;) {
-      const head = this.#bufferedBytes >= 8 ? Buffer.concat(this.#buffered) : undefined;
-      if (!head) return;
-      this.#buffered = [head];
+      if (this.#bufferedBytes < 8) return;
+      let head = this.#buffered[0];
+      if (this.#buffered.length > 1) {
+        head = Buffer.concat(this.#buffered);
+        for (const b of this.#buffered) b.fill(0);
+        this.#buffered = [head];
+      }
       const need = messageLength(head)!;
       if (need > MAX_RESPONSE_BYTES + 64) {
         this.#fail(new KmsError('provider', `KMIP server ${this.ep.host}:${this.ep.port} sent a response of ${need} bytes, over the ${MAX_RESPONSE_BYTES}-byte limit`, { retryable: true }));
@@ -164,17 +174,24 @@ export class KmipConnection {
       this.#bufferedBytes = rest.length;
       const pending = this.#pending;
       this.#pending = undefined;
+      let decoded: TtlvItem | KmsError;
+      try {
+        decoded = decodeTtlv(frame);
+      } catch (e) {
+        decoded = new KmsError('provider', `KMIP server ${this.ep.host}:${this.ep.port} sent a malformed response: ${e instanceof TtlvError ? e.message : 'undecodable'}`, { retryable: true });
+      } finally {
+        head.fill(0);
+      }
       if (!pending) {
         this.#fail(new KmsError('provider', `KMIP server ${this.ep.host}:${this.ep.port} sent a response nobody asked for`, { retryable: true }));
         return;
       }
-      try {
-        pending.resolve(decodeTtlv(frame));
-      } catch (e) {
-        const err = new KmsError('provider', `KMIP server ${this.ep.host}:${this.ep.port} sent a malformed response: ${e instanceof TtlvError ? e.message : 'undecodable'}`, { retryable: true });
-        pending.reject(err);
-        this.#fail(err);
+      if (decoded instanceof KmsError) {
+        pending.reject(decoded);
+        this.#fail(decoded);
+        return;
       }
+      pending.resolve(decoded);
     }
   }
 

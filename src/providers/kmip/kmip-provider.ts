@@ -108,9 +108,16 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
   const requestTimeoutMs = opts.requestTimeoutMs ?? 60_000;
   let closed = false;
 
+  // A digest per details object: callers usually pass the same profile object again and again.
+  const fingerprints = new WeakMap<object, string>();
+
   const stateFor = (profile: HsmProfileConfig): ProfileState => {
     if (closed) throw new KmsError('unavailable', 'The KMIP provider is closed');
-    const fingerprint = fingerprintOf(profile);
+    let fingerprint = fingerprints.get(profile.details);
+    if (fingerprint === undefined) {
+      fingerprint = fingerprintOf(profile);
+      fingerprints.set(profile.details, fingerprint);
+    }
     const existing = states.get(profile.id);
     if (existing?.fingerprint === fingerprint) return existing;
     const parsed = parseKmipProfile(profile.name, profile.details);
