@@ -100,7 +100,7 @@ export class WrappedKeyRepository {
   async claim(states: readonly KekStatus[], limit: number, workerId: string, claimMs: number, now: number): Promise<ClaimedWrappedKey[]> {
     const candidates: Array<{ id: number }> = await this.db('kms_wrapped_key as w')
       .join('kms_kek_versions as v', 'v.id', 'w.kek_version_id')
-      .whereIn('v.status', [...states]).whereNull('w.removed')
+      .whereIn('v.status', [...states]).whereNull('v.removed').whereNull('w.removed')
       .andWhere((q) => q.whereNull('w.claim_expires').orWhere('w.claim_expires', '<', now))
       .orderBy('w.id').limit(limit).select('w.id');
     if (!candidates.length) return [];
