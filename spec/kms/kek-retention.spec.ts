@@ -92,7 +92,7 @@ describe('archived KEK retention (database provider)', () => {
     expect((await view()).versions[0]).toMatchObject({ version: 1, status: 'Archived', destroyed: true });
     expect((await view()).versions[0].destroyat).toBeUndefined();
     const events = await s.app.db('event').where({ type: 'KMS.KEY.DELETE' }).select('description');
-    expect(events.map((e: { description: string }) => e.description)).toContain(`Destroyed the Archived KEK version v1 of KMS key ${keyId} in its backend after its retention period`);
+    expect(events.map((e: { description: string }) => e.description)).toContain(`Archived KEK version v1 of KMS key ${keyId} and destroyed it in its backend after all wrapped keys were rewrapped`);
   });
 
   it('purge-archived-keks destroys an Archived KEK at once, whatever its delay', async () => {

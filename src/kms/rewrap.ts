@@ -206,7 +206,7 @@ export class Rewrapper {
         if (v) archived.push({ keyUuid: v.keyUuid, version: v.versionNumber });
       }
     }
-    for (const id of await repos.kekVersions.archivedDue(Date.now() - destroyDelayMs)) await this.destroyArchived(id, 'after its retention period');
+    for (const id of await repos.kekVersions.archivedDue(Date.now() - destroyDelayMs)) await this.destroyArchived(id, destroyDelayMs > 0 ? 'after its retention period' : 'after all wrapped keys were rewrapped');
     return archived;
   }
 
@@ -242,7 +242,7 @@ export class Rewrapper {
       await this.deps.repos.kekVersions.markDestroyed(versionId, new Date());
       await this.deps.events.record({
         type: 'KMS.KEY.DELETE', actor, resourceType: 'KmsKey', resourceId: v.keyUuid,
-        description: `Destroyed the Archived KEK version v${v.versionNumber} of KMS key ${v.keyUuid} in its backend ${why}`,
+        description: `Archived KEK version v${v.versionNumber} of KMS key ${v.keyUuid} and destroyed it in its backend ${why}`,
       });
       return { keyUuid: v.keyUuid, version: v.versionNumber };
     } catch (err) {
