@@ -119,12 +119,19 @@ export class KeyVerifier {
     const refs = new Map<number, Promise<KekRef>>();
     const versionOf = (id: number) => versions.get(id) ?? versions.set(id, this.wrappedKeys.versionById(id)).get(id)!;
     const refOf = (v: KekVersionContext) => refs.get(v.versionId) ?? refs.set(v.versionId, this.wrappedKeys.kekRef(v)).get(v.versionId)!;
-    for (let after = 0; ;) {
-      const page = await this.deps.repos.wrappedKeys.pageForCheck(filter, after, batchSize);
+    const pageAfter = (after: number) => {
+      const p = this.deps.repos.wrappedKeys.pageForCheck(filter, after, batchSize);
+      p.catch(() => undefined); // awaited below; a failure is thrown there
+      return p;
+    };
+    // The next page is read while this one is unwrapped.
+    for (let next = pageAfter(0); ;) {
+      const page = await next;
       if (!page.length) break;
-      after = page[page.length - 1]!.id;
-      const fail = (row: CheckedWrappedKey, v: KekVersionContext | undefined, reason: string) => report.failures.push({
-        what: 'dek', volumeUuid: row.ownerUuid, volumeName: row.volumeName ?? undefined, keyUuid: v?.keyUuid, keyVersion: v?.versionNumber, wrappedKeyUuid: row.uuid, reason,
+      next = pageAfter(page[page.length - 1]!.id);
+      const failedHere: VerifyFailure[] = [];
+      const fail = (row: CheckedWrappedKey, v: KekVersionContext | undefined, reason: string) => failedHere.push({
+        what: 'dek', volumeUuid: row.ownerUuid, keyUuid: v?.keyUuid, keyVersion: v?.versionNumber, wrappedKeyUuid: row.uuid, reason,
       });
       // One unwrapMany per KEK version's profile: a batch names one profile.
       const byProfile = new Map<string, Array<{ row: CheckedWrappedKey; v: KekVersionContext; req: UnwrapRequest }>>();
@@ -163,6 +170,9 @@ export class KeyVerifier {
           fail(g.row, g.v, String(reason));
         }
       }
+      // Volume names only for the failures (a join on every page would cost more than the unwraps).
+      const names = await this.deps.repos.wrappedKeys.volumeNames(failedHere.map((f) => f.volumeUuid!));
+      for (const f of failedHere) report.failures.push({ ...f, volumeName: names.get(f.volumeUuid!) });
       report.deks += page.length;
       progress();
       await pace(report.deks);

@@ -31,13 +31,12 @@ export interface ClaimedWrappedKey {
 /** Which live wrapped keys a key check covers: those of one key, of one profile (their version's), of one zone; all when empty. */
 export interface WrappedKeyCheckFilter { kmsKeyId?: number; hsmProfileId?: number; zoneId?: number }
 
-/** A live wrapped key as the key check reads it, with the volume that holds it. */
+/** A live wrapped key as the key check reads it; `ownerUuid` is the volume that holds it. */
 export interface CheckedWrappedKey {
   id: number;
   uuid: string;
   kekVersionId: number;
   ownerUuid: string;
-  volumeName: string | null;
   blob: Buffer;
 }
 
@@ -162,12 +161,18 @@ export class WrappedKeyRepository {
   /** The next `limit` live wrapped keys of the filter after id `afterId`, by id, with their volume's name (read only; nothing is claimed). */
   async pageForCheck(f: WrappedKeyCheckFilter, afterId: number, limit: number): Promise<CheckedWrappedKey[]> {
     const rows: Array<Record<string, any>> = await this.checkQuery(f).where('w.id', '>', afterId)
-      .leftJoin('volumes as vol', function onVolume() { this.on('vol.kms_wrapped_key_id', '=', 'w.id').andOnNull('vol.removed'); })
       .orderBy('w.id').limit(limit)
-      .select('w.id', 'w.uuid', 'w.kek_version_id', 'w.owner_uuid', 'w.wrapped_blob', 'vol.name as volume_name');
+      .select('w.id', 'w.uuid', 'w.kek_version_id', 'w.owner_uuid', 'w.wrapped_blob');
     return rows.map((r) => ({
-      id: Number(r.id), uuid: r.uuid, kekVersionId: Number(r.kek_version_id), ownerUuid: r.owner_uuid, volumeName: r.volume_name ?? null, blob: Buffer.from(r.wrapped_blob),
+      id: Number(r.id), uuid: r.uuid, kekVersionId: Number(r.kek_version_id), ownerUuid: r.owner_uuid, blob: Buffer.from(r.wrapped_blob),
     }));
+  }
+
+  /** The names of the live volumes `uuids` (the owners of wrapped keys), for a report. */
+  async volumeNames(uuids: readonly string[]): Promise<Map<string, string>> {
+    if (!uuids.length) return new Map();
+    const rows: Array<{ uuid: string; name: string }> = await this.db('volumes').whereIn('uuid', [...uuids]).whereNull('removed').select('uuid', 'name');
+    return new Map(rows.map((r) => [r.uuid, r.name]));
   }
 
   /** Releases this worker's claims on `ids` (retried at the next tick). */
