@@ -169,6 +169,7 @@ export async function writeBackup(db: Knex, file: string): Promise<BackupSummary
       }
     } else {
       const copy = join(dirname(file), `.${process.pid}.${Date.now()}.snapshot.sqlite`);
+      closeSync(openSync(copy, 'wx', 0o600)); // the copy is owner-only from its first byte
       const conn = (await (db.client as { acquireConnection(): Promise<{ backup(to: string): Promise<unknown> }> }).acquireConnection());
       try {
         await conn.backup(copy);
