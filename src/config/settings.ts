@@ -36,6 +36,9 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'kms.rewrap.interval.ms', category: 'Advanced', type: 'Number', defaultValue: '300000',
     description: 'Interval in milliseconds between background DEK rewrapping runs; 0 disables the background rewrap.',
     validate: intIn(0, 86_400_000) },
+  { name: 'kms.kek.destroy.delay.days', category: 'Advanced', type: 'Number', defaultValue: '30',
+    description: 'Days an Archived KEK version (drained by the rewrap after a rotation) is kept in its backend before it is destroyed, so DEKs in a database backup taken before the rotation can still be unwrapped; 0 destroys it as soon as it drains, as CloudStack does. deleteKMSKey and a purge (npm run admin -- purge-archived-keks) destroy at once. (Not a CloudStack setting.)',
+    validate: intIn(0, 36500) },
   { name: 'incorrect.login.attempts.allowed', category: 'Advanced', type: 'Number', defaultValue: '5',
     description: 'Incorrect login attempts allowed before the user is disabled (when value > 0). If value <=0 users are not disabled after failed login attempts',
     validate: intIn(-2147483648, 2147483647) },
@@ -47,7 +50,7 @@ export const SETTINGS: readonly SettingSpec[] = [
 
 export type SettingName =
   | 'kms.dek.size.bits' | 'kms.retry.count' | 'kms.retry.delay.ms' | 'kms.operation.timeout.sec'
-  | 'kms.rewrap.batch.size' | 'kms.rewrap.interval.ms' | 'api.sessionkey.check.locations' | 'incorrect.login.attempts.allowed';
+  | 'kms.rewrap.batch.size' | 'kms.rewrap.interval.ms' | 'kms.kek.destroy.delay.days' | 'api.sessionkey.check.locations' | 'incorrect.login.attempts.allowed';
 
 export const findSetting = (name: string): SettingSpec | undefined => SETTINGS.find((s) => s.name === name);
 

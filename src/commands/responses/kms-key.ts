@@ -36,6 +36,7 @@ export const kmsKeyFields: readonly ResponseField[] = [
       { name: 'created', type: 'date', description: 'when the version was created' },
       { name: 'archived', type: 'date', description: 'when the version was archived' },
       { name: 'destroyed', type: 'boolean', description: 'true once the archived KEK was destroyed in its backend' },
+      { name: 'destroyat', type: 'date', description: 'for an Archived version not yet destroyed: when its KEK will be destroyed (archival plus kms.kek.destroy.delay.days); an extension of CloudStack\'s API' },
     ],
   },
 ];
@@ -52,7 +53,7 @@ export function kmsKeyResponse(k: KmsKeyView, caller: Caller, versions: readonly
     rewrapremaining: rewrapRemaining(versions),
     versions: versions.map((v) => ({
       version: v.version, status: v.status, wrappedkeys: v.wrappedKeys, created: formatDate(v.created),
-      archived: formatDate(v.archived), destroyed: v.destroyed,
+      archived: formatDate(v.archived), destroyed: v.destroyed, destroyat: formatDate(v.destroyAt),
     })),
   };
 }

@@ -25,6 +25,9 @@ const MIGRATIONS: ReadonlyArray<[string, Migration]> = [
   ['008_projects', m008],
 ];
 
+/** The names of every migration, in order (a backup records those its database had run). */
+export const migrationNames = (): string[] => MIGRATIONS.map(([name]) => name);
+
 export const migrationSource: Knex.MigrationSource<[string, Migration]> = {
   getMigrations: async () => [...MIGRATIONS],
   getMigrationName: ([name]) => name,
