@@ -213,6 +213,7 @@ const CASES: Record<string, Case> = {
   createZone: { who: 'root', target: 'none', run: (c) => status(call(c, { command: 'createZone', name: uniq() })) },
   listConfigurations: { who: 'root', target: 'none', run: (c) => status(call(c, { command: 'listConfigurations' })) },
   updateConfiguration: { who: 'root', target: 'none', run: (c) => status(call(c, { command: 'updateConfiguration', name: 'kms.retry.count', value: '3' })) },
+  resetConfiguration: { who: 'root', target: 'none', run: (c) => status(call(c, { command: 'resetConfiguration', name: 'kms.retry.count' })) },
 
   // Projects: P is seen by its members, the domain admin above it and root; managed by its Admin member too.
   createProject: { who: 'all', target: 'none', run: (c) => job(call(c, { command: 'createProject', name: uniq() })) },

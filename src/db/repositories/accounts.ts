@@ -66,7 +66,8 @@ export class AccountRepository {
   }
 
   async byName(domainId: number, name: string): Promise<Account | undefined> {
-    const r: AccountDbRow | undefined = await this.db('account').where({ domain_id: domainId, account_name: name }).whereNull('removed').first();
+    // Whatever the case, as CloudStack on its MySQL schema (migration 012).
+    const r: AccountDbRow | undefined = await this.db('account').where({ domain_id: domainId }).whereRaw('LOWER(account_name) = LOWER(?)', [name]).whereNull('removed').first();
     return r && toAccount(r);
   }
 
@@ -123,10 +124,10 @@ export class AccountRepository {
     const q = applyOwnerScope(this.viewQuery(), scope, { accountCol: 'a.id', domainCol: 'a.domain_id' })
       .whereNot('a.type', PROJECT_ACCOUNT_TYPE).orderBy('a.id');
     if (f.uuid) q.where('a.uuid', f.uuid);
-    if (f.name) q.where('a.account_name', f.name);
+    if (f.name) q.whereRaw('LOWER(a.account_name) = LOWER(?)', [f.name]);
     if (f.type !== undefined) q.where('a.type', f.type);
     if (f.state) q.where('a.state', f.state);
-    if (f.keyword) q.where('a.account_name', 'like', `%${f.keyword}%`);
+    if (f.keyword) q.whereRaw('LOWER(a.account_name) LIKE LOWER(?)', [`%${f.keyword}%`]);
     const { rows, count } = await pagedRows<AccountDbRow & { domain_uuid: string; domain_name: string; domain_path: string }>(q, page);
     return { rows: rows.map(toView), count };
   }

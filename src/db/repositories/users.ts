@@ -110,10 +110,10 @@ export class UserRepository {
     return r && toUser(r);
   }
 
-  /** The live user of a live account of the domain with this username (login's lookup). */
+  /** The live user of a live account of the domain with this username, whatever its case (login's lookup; migration 012). */
   async forLogin(username: string, domainId: number): Promise<User | undefined> {
     const r: UserDbRow | undefined = await this.db('user as u').join('account as a', 'a.id', 'u.account_id')
-      .where({ 'u.username': username, 'a.domain_id': domainId }).whereNull('u.removed').whereNull('a.removed')
+      .where({ 'a.domain_id': domainId }).whereRaw('LOWER(u.username) = LOWER(?)', [username]).whereNull('u.removed').whereNull('a.removed')
       .first('u.*');
     return r && toUser(r);
   }
@@ -190,10 +190,10 @@ export class UserRepository {
   async list(scope: OwnerScope, f: UserFilter, page: PageWindow): Promise<Page<UserView>> {
     const q = applyOwnerScope(this.viewQuery().orderBy('u.id'), scope, { accountCol: 'a.id', domainCol: 'a.domain_id' });
     if (f.uuid) q.where('u.uuid', f.uuid);
-    if (f.username) q.where('u.username', f.username);
+    if (f.username) q.whereRaw('LOWER(u.username) = LOWER(?)', [f.username]);
     if (f.accountType !== undefined) q.where('a.type', f.accountType);
     if (f.state) q.where('u.state', f.state);
-    if (f.keyword) q.where('u.username', 'like', `%${f.keyword}%`);
+    if (f.keyword) q.whereRaw('LOWER(u.username) LIKE LOWER(?)', [`%${f.keyword}%`]);
     const { rows, count } = await pagedRows<UserViewDbRow>(q, page);
     return { rows: rows.map(toView), count };
   }

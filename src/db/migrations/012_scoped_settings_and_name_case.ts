@@ -1,0 +1,63 @@
+import type { Knex } from 'knex';
+
+/**
+ * Two things of CloudStack fidelity, round 3 (issue #24):
+ *
+ * - `configuration_scoped`: a setting's value in one zone, domain or account (CloudStack keeps
+ *   them in data_center_details, domain_details and account_details). A setting has such values only
+ *   for the scopes it declares (src/config/settings.ts).
+ * - One rule for case on both databases. API keys match exactly (MariaDB: `user.api_key` becomes
+ *   utf8mb4_bin; SQLite already compared exactly). Usernames and account names match whatever their
+ *   case, as CloudStack does on its MySQL schema (utf8 tables, general_ci): both columns become
+ *   utf8mb4_bin on MariaDB and every lookup compares `LOWER(column) = LOWER(?)` (SQLite's `lower`
+ *   is the same Unicode lower-casing, src/db/knex.ts), so accents stay distinct on both.
+ *
+ * Existing rows that the new comparison would make equal (two users `alice` and `Alice` of one
+ * domain, made on SQLite where names compared exactly) stop the migration with the list: an
+ * operator renames one of each pair first. Nothing is changed then.
+ */
+export async function up(knex: Knex): Promise<void> {
+  await refuseCollisions(knex);
+  await knex.schema.createTable('configuration_scoped', (t) => {
+    t.string('name', 255).notNullable();
+    t.string('scope', 16).notNullable(); // zone | domain | account
+    t.integer('scope_id').unsigned().notNullable();
+    t.string('value', 4096).nullable();
+    t.bigInteger('updated').notNullable();
+    t.primary(['name', 'scope', 'scope_id']);
+  });
+  if (knex.client.config.client === 'mysql2') {
+    await knex.raw('ALTER TABLE `user` MODIFY `api_key` VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL, MODIFY `username` VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL');
+    await knex.raw('ALTER TABLE `account` MODIFY `account_name` VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL');
+  }
+}
+
+export async function down(knex: Knex): Promise<void> {
+  await knex.schema.dropTableIfExists('configuration_scoped');
+}
+
+const fold = (s: string) => s.toLowerCase();
+
+/** Throws, naming every pair, when live names of one domain differ only in case. */
+async function refuseCollisions(knex: Knex): Promise<void> {
+  const users: Array<{ username: string; domain_id: number }> = await knex('user as u').join('account as a', 'a.id', 'u.account_id')
+    .whereNull('u.removed').whereNull('a.removed').select('u.username', 'a.domain_id');
+  const accounts: Array<{ account_name: string; domain_id: number }> = await knex('account').whereNull('removed').select('account_name', 'domain_id');
+  const problems = [
+    ...clashes(users.map((u) => ({ name: u.username, domainId: Number(u.domain_id) })), 'usernames'),
+    ...clashes(accounts.map((a) => ({ name: a.account_name, domainId: Number(a.domain_id) })), 'account names'),
+  ];
+  if (problems.length) {
+    throw new Error(`Migration 012 stopped: names that differ only in case would become the same name (CloudStack compares them case-insensitively). Rename one of each, then start again: ${problems.join('; ')}`);
+  }
+}
+
+function clashes(rows: ReadonlyArray<{ name: string; domainId: number }>, what: string): string[] {
+  const seen = new Map<string, string[]>();
+  for (const r of rows) {
+    const key = `${r.domainId}\u0000${fold(r.name)}`;
+    seen.set(key, [...(seen.get(key) ?? []), r.name]);
+  }
+  return [...seen.entries()].filter(([, names]) => names.length > 1)
+    .map(([key, names]) => `${what} ${names.map((n) => JSON.stringify(n)).join(' and ')} in domain id ${key.split('\u0000')[0]}`);
+}
