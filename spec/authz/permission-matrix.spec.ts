@@ -214,6 +214,8 @@ const CASES: Record<string, Case> = {
   listConfigurations: { who: 'root', target: 'none', run: (c) => status(call(c, { command: 'listConfigurations' })) },
   updateConfiguration: { who: 'root', target: 'none', run: (c) => status(call(c, { command: 'updateConfiguration', name: 'kms.retry.count', value: '3' })) },
   resetConfiguration: { who: 'root', target: 'none', run: (c) => status(call(c, { command: 'resetConfiguration', name: 'kms.retry.count' })) },
+  // Roles: CloudStack's four default roles, for admins (a domain admin sees its own and lower types).
+  listRoles: { who: 'admins', target: 'none', run: (c) => status(call(c, { command: 'listRoles' })) },
 
   // Projects: P is seen by its members, the domain admin above it and root; managed by its Admin member too.
   createProject: { who: 'all', target: 'none', run: (c) => job(call(c, { command: 'createProject', name: uniq() })) },
