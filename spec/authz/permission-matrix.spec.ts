@@ -216,6 +216,11 @@ const CASES: Record<string, Case> = {
   resetConfiguration: { who: 'root', target: 'none', run: (c) => status(call(c, { command: 'resetConfiguration', name: 'kms.retry.count' })) },
   // Roles: CloudStack's four default roles, for admins (a domain admin sees its own and lower types).
   listRoles: { who: 'admins', target: 'none', run: (c) => status(call(c, { command: 'listRoles' })) },
+  // What UI pages need to appear: zone metrics and the infrastructure counts for root, empty lists for all.
+  listZonesMetrics: { who: 'root', target: 'none', run: (c) => status(call(c, { command: 'listZonesMetrics' })) },
+  listInfrastructure: { who: 'root', target: 'none', run: (c) => status(call(c, { command: 'listInfrastructure' })) },
+  listServiceOfferings: { who: 'all', target: 'none', run: (c) => status(call(c, { command: 'listServiceOfferings' })) },
+  listResourceIcon: { who: 'all', target: 'none', run: (c) => status(call(c, { command: 'listResourceIcon', resourceids: zoneId, resourcetype: 'Zone' })) },
 
   // Projects: P is seen by its members, the domain admin above it and root; managed by its Admin member too.
   createProject: { who: 'all', target: 'none', run: (c) => job(call(c, { command: 'createProject', name: uniq() })) },

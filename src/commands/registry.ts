@@ -5,6 +5,7 @@ import { domainCommands } from './domains';
 import { zoneCommands } from './zones';
 import { configurationCommands } from './configurations';
 import { roleCommands } from './roles';
+import { infrastructureCommands } from './infrastructure';
 import { eventCommands } from './events';
 import { uiCommands } from './ui';
 import { sessionCommands } from './session';
@@ -31,6 +32,7 @@ export const ALL_COMMANDS: readonly CommandSpec[] = [
   ...eventCommands,
   ...configurationCommands,
   ...roleCommands,
+  ...infrastructureCommands,
   ...asyncJobCommands,
   ...hsmProfileCommands,
   ...kmsKeyCommands,
