@@ -137,6 +137,7 @@ export const identityCommands = [
       roleid: param.uuid({ since: '4.9.0', description: 'Creates the account under the specified role (listRoles); the account type follows from the role type', related: 'listRoles' }),
       domainid: param.uuid({ description: 'Creates the user under the specified domain.', related: 'listDomains' }),
       timezone: param.string({ description: "Specifies a timezone for this command, e.g. 'UTC'" }),
+      networkdomain: param.string({ description: "Network domain for the account's networks (the Add Account form sends it; this server has no networks, so it is not kept)" }),
     },
     response: accountFields,
     async handler(p, ctx) {
