@@ -73,10 +73,14 @@ describe('migration 012', () => {
       await expect(t.db.migrate.latest()).rejects.toThrow(/Migration 012 stopped: .*usernames "bob" and "BOB" in domain id \d+; account names "team" and "Team"/);
       expect(await t.db.schema.hasTable('configuration_scoped')).toBe(false);
       // Renamed, it goes through.
-      await t.db('user').where({ username: 'BOB' }).update({ username: 'bob2' });
-      await t.db('account').where({ account_name: 'Team' }).update({ account_name: 'team2' });
+      // (By id: MariaDB's own collation of these columns still ignores case.)
+      await t.db('user').where({ id: (await t.db('user').orderBy('id', 'desc').first('id')).id }).update({ username: 'bob2' });
+      await t.db('account').where({ id: (await t.db('account').orderBy('id', 'desc').first('id')).id }).update({ account_name: 'team2' });
       await t.db.migrate.latest();
       expect(await t.db.schema.hasTable('configuration_scoped')).toBe(true);
+      // Existing names got their comparison keys.
+      expect((await t.db('user').orderBy('id').select('username_key')).map((u: any) => u.username_key)).toEqual(['bob', 'bob2']);
+      expect((await t.db('account').orderBy('id').select('account_name_key')).map((a: any) => a.account_name_key)).toEqual(['team', 'team2']);
     } finally {
       await t.drop();
     }

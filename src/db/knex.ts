@@ -47,9 +47,6 @@ export function knexConfig(opts: { databaseUrl?: string; dataDir: string }): Kne
         for (const f of [`${filename}-wal`, `${filename}-shm`]) ownerOnly(f, { create: false });
         conn.pragma('busy_timeout = 5000');
         conn.pragma('foreign_keys = ON');
-        // MariaDB's LOWER() lower-cases every Unicode letter, SQLite's only A-Z: names compared
-        // with LOWER(column) = LOWER(?) (migration 012) must follow one rule on both databases.
-        conn.function('lower', { deterministic: true }, (s: unknown) => (typeof s === 'string' ? s.toLowerCase() : s));
         done(null, conn);
       },
     },
@@ -59,7 +56,6 @@ export function knexConfig(opts: { databaseUrl?: string; dataDir: string }): Kne
 
 interface SqliteConnection {
   pragma(s: string): unknown;
-  function(name: string, options: { deterministic: boolean }, fn: (value: unknown) => unknown): unknown;
   prepare(sql: string): unknown;
 }
 

@@ -60,8 +60,6 @@ export function createReader(db: Knex): Reader {
   const filename = (db.client.config.connection as { filename: string }).filename;
   const conn = new Database(filename, { readonly: true, fileMustExist: true });
   conn.pragma('busy_timeout = 5000');
-  // The same Unicode LOWER() as the writing connection (src/db/knex.ts): names compare by one rule.
-  conn.function('lower', { deterministic: true }, (v: unknown) => (typeof v === 'string' ? v.toLowerCase() : v));
   // Each statement returns arrays, and rows are made by a function built once per statement from
   // its column names: better-sqlite3 building row objects itself costs more than the query (10 key
   // rows of 25 columns: 170 µs against 75 µs as arrays), and its objects are slow to read from.

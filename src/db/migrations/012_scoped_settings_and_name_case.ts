@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { nameKey } from '../columns';
 
 /**
  * Two things of CloudStack fidelity, round 3 (issue #24):
@@ -8,9 +9,10 @@ import type { Knex } from 'knex';
  *   for the scopes it declares (src/config/settings.ts).
  * - One rule for case on both databases. API keys match exactly (MariaDB: `user.api_key` becomes
  *   utf8mb4_bin; SQLite already compared exactly). Usernames and account names match whatever their
- *   case, as CloudStack does on its MySQL schema (utf8 tables, general_ci): both columns become
- *   utf8mb4_bin on MariaDB and every lookup compares `LOWER(column) = LOWER(?)` (SQLite's `lower`
- *   is the same Unicode lower-casing, src/db/knex.ts), so accents stay distinct on both.
+ *   case, as CloudStack does on its MySQL schema (utf8 tables, general_ci): each gets a key column
+ *   (`user.username_key`, `account.account_name_key`: the name lower-cased by src/db/columns.ts
+ *   `nameKey`, binary on MariaDB, indexed) that every lookup compares, so accents stay distinct and
+ *   both databases follow one rule through an index.
  *
  * Existing rows that the new comparison would make equal (two users `alice` and `Alice` of one
  * domain, made on SQLite where names compared exactly) stop the migration with the list: an
@@ -26,17 +28,29 @@ export async function up(knex: Knex): Promise<void> {
     t.bigInteger('updated').notNullable();
     t.primary(['name', 'scope', 'scope_id']);
   });
+  await knex.schema.alterTable('user', (t) => { t.string('username_key', 255).nullable(); });
+  await knex.schema.alterTable('account', (t) => { t.string('account_name_key', 255).nullable(); });
   if (knex.client.config.client === 'mysql2') {
-    await knex.raw('ALTER TABLE `user` MODIFY `api_key` VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL, MODIFY `username` VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL');
-    await knex.raw('ALTER TABLE `account` MODIFY `account_name` VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL');
+    await knex.raw('ALTER TABLE `user` MODIFY `api_key` VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL, MODIFY `username_key` VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL');
+    await knex.raw('ALTER TABLE `account` MODIFY `account_name_key` VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL');
   }
+  for (const u of await knex('user').select('id', 'username') as Array<{ id: number; username: string }>) {
+    await knex('user').where({ id: u.id }).update({ username_key: nameKey(u.username) });
+  }
+  for (const a of await knex('account').select('id', 'account_name') as Array<{ id: number; account_name: string }>) {
+    await knex('account').where({ id: a.id }).update({ account_name_key: nameKey(a.account_name) });
+  }
+  await knex.schema.alterTable('user', (t) => { t.index(['username_key']); });
+  await knex.schema.alterTable('account', (t) => { t.index(['domain_id', 'account_name_key']); });
 }
 
 export async function down(knex: Knex): Promise<void> {
+  await knex.schema.alterTable('user', (t) => { t.dropIndex(['username_key']); });
+  await knex.schema.alterTable('account', (t) => { t.dropIndex(['domain_id', 'account_name_key']); });
+  await knex.schema.alterTable('user', (t) => { t.dropColumn('username_key'); });
+  await knex.schema.alterTable('account', (t) => { t.dropColumn('account_name_key'); });
   await knex.schema.dropTableIfExists('configuration_scoped');
 }
-
-const fold = (s: string) => s.toLowerCase();
 
 /** Throws, naming every pair, when live names of one domain differ only in case. */
 async function refuseCollisions(knex: Knex): Promise<void> {
@@ -55,7 +69,7 @@ async function refuseCollisions(knex: Knex): Promise<void> {
 function clashes(rows: ReadonlyArray<{ name: string; domainId: number }>, what: string): string[] {
   const seen = new Map<string, string[]>();
   for (const r of rows) {
-    const key = `${r.domainId}\u0000${fold(r.name)}`;
+    const key = `${r.domainId}\u0000${nameKey(r.name)}`;
     seen.set(key, [...(seen.get(key) ?? []), r.name]);
   }
   return [...seen.entries()].filter(([, names]) => names.length > 1)
