@@ -109,11 +109,11 @@ async function insertRootAdminAccount(accountName: string, domainUuid: string): 
   const db = ts.app.db;
   const domain = await db('domain').where({ uuid: domainUuid }).first('id');
   const accountUuid = randomUUID();
-  const [accountId] = await db('account').insert({ uuid: accountUuid, account_name: accountName, type: 1, domain_id: domain.id, state: 'enabled', created: Date.now() });
+  const [accountId] = await db('account').insert({ uuid: accountUuid, account_name: accountName, account_name_key: accountName.toLowerCase(), type: 1, domain_id: domain.id, state: 'enabled', created: Date.now() });
   const userUuid = randomUUID();
   const password = 'r-admin-pw-1';
   await db('user').insert({
-    uuid: userUuid, username: accountName, password: await hashPassword(password), account_id: Number(accountId), firstname: 'R', lastname: 'Admin',
+    uuid: userUuid, username: accountName, username_key: accountName.toLowerCase(), password: await hashPassword(password), account_id: Number(accountId), firstname: 'R', lastname: 'Admin',
     email: null, state: 'enabled', api_key: null, secret_key: null, timezone: null, created: Date.now(),
   });
   const k = (await root({ command: 'registerUserKeys', id: userUuid })).userkeys;

@@ -42,9 +42,29 @@ export async function up(knex: Knex): Promise<void> {
   }
   await knex.schema.alterTable('user', (t) => { t.index(['username_key']); });
   await knex.schema.alterTable('account', (t) => { t.index(['domain_id', 'account_name_key']); });
+  // A row without its key could never be found by name: refused loudly on both databases.
+  if (knex.client.config.client === 'mysql2') {
+    await knex.raw('ALTER TABLE `user` MODIFY `username_key` VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL');
+    await knex.raw('ALTER TABLE `account` MODIFY `account_name_key` VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL');
+  } else {
+    for (const [table, column, name] of KEY_COLUMNS) {
+      await knex.raw(`CREATE TRIGGER \`${table}_${column}_required\` BEFORE INSERT ON \`${table}\` WHEN NEW.\`${column}\` IS NULL
+        BEGIN SELECT RAISE(ABORT, '${table}.${column} is required (migration 012): the ${name} lower-cased'); END`);
+      await knex.raw(`CREATE TRIGGER \`${table}_${column}_kept\` BEFORE UPDATE ON \`${table}\` WHEN NEW.\`${column}\` IS NULL
+        BEGIN SELECT RAISE(ABORT, '${table}.${column} is required (migration 012): the ${name} lower-cased'); END`);
+    }
+  }
 }
 
+const KEY_COLUMNS: ReadonlyArray<[string, string, string]> = [['user', 'username_key', 'username'], ['account', 'account_name_key', 'account name']];
+
 export async function down(knex: Knex): Promise<void> {
+  if (knex.client.config.client !== 'mysql2') {
+    for (const [table, column] of KEY_COLUMNS) {
+      await knex.raw(`DROP TRIGGER IF EXISTS \`${table}_${column}_required\``);
+      await knex.raw(`DROP TRIGGER IF EXISTS \`${table}_${column}_kept\``);
+    }
+  }
   await knex.schema.alterTable('user', (t) => { t.dropIndex(['username_key']); });
   await knex.schema.alterTable('account', (t) => { t.dropIndex(['domain_id', 'account_name_key']); });
   await knex.schema.alterTable('user', (t) => { t.dropColumn('username_key'); });
