@@ -31,10 +31,12 @@ export interface TestServerOptions {
   setup?: (app: App) => void | Promise<void>;
   /** The app's logger (e.g. one that captures lines for a no-secrets-in-logs test); silent by default. */
   logger?: Logger;
+  /** Serve this database (e.g. one a backup was restored into) instead of a fresh one; dropped on close. */
+  testDb?: TestDb;
 }
 
 export async function startTestServer(extraEnv: Record<string, string> = {}, opts: TestServerOptions = {}): Promise<TestServer> {
-  const testDb = await createTestDb();
+  const testDb = opts.testDb ?? (await createTestDb());
   const masterKey = randomBytes(32).toString('base64');
   const env = readEnv({
     KMS_DATA_DIR: testDb.dataDir,
