@@ -5,7 +5,7 @@ import { applyOwnerScope } from '../owner-scope';
 import { type Page, type PageWindow } from '../paging';
 import { pagedRows } from '../reader';
 import { dateOrNull } from '../columns';
-import { isConflictError } from '../cluster';
+import { isConflictError, isConnectionError } from '../cluster';
 
 /** One `async_job` row: the single truth of a job (owner, command, state, progress, result, lease). */
 export interface AsyncJobRow {
@@ -100,6 +100,13 @@ export class JobRepository {
       });
       return Number(id);
     } catch (err) {
+      // The connection died around the commit (a database host lost): the insert may have committed.
+      // No other submission can have this uuid without a duplicate-key error, so a row found is ours.
+      if (isConnectionError(err)) {
+        const mine: { id: number } | undefined = await this.db('async_job').where({ uuid: job.uuid }).first('id');
+        if (mine) return Number(mine.id);
+        throw err;
+      }
       // Two submissions racing with one customjobid: the unique index decides, the loser is a 431.
       if (await this.db('async_job').where({ uuid: job.uuid }).first('id')) throw paramError(`A job with id ${job.uuid} already exists`);
       throw err;
