@@ -24,7 +24,7 @@ import { createKmsServices, type KmsDeps, type KmsServices } from './kms';
 import { Metrics } from './ops/metrics';
 import { checkPaths } from './ops/preflight';
 import { Health } from './ops/health';
-import { registerStateMetrics } from './ops/state-metrics';
+import { StateMetrics } from './ops/state-metrics';
 import { bootstrapDeployment } from './kms/bootstrap';
 
 /** The application's services, built once per process and shared by the API and the workers. */
@@ -124,11 +124,8 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
   const providers = createProviderRegistry({
     databaseKeks: repos.databaseKeks, masterKey, logger, policy: () => settings.backendPolicy(), pkcs11: { threads: env.pkcs11Threads },
     observer: {
-      operation: ({ profile, operation, outcome, seconds }) => {
-        metrics.backendOperations.inc({ profile, operation, outcome });
-        metrics.backendDuration.observe({ profile, operation }, seconds);
-      },
-      retry: (labels) => metrics.backendRetries.inc(labels),
+      operation: ({ profile, operation, outcome, seconds }) => metrics.backendOperation({ profile, operation, outcome }, seconds),
+      retry: (labels) => metrics.backendRetry(labels),
     },
     circuit: { onChange: (h) => void recordHealthChange({ repos, events }, h).catch((e) => logger.warn('could not record an HSM profile health event', { error: String(e) })) },
   });
@@ -146,7 +143,8 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
   const kmsDeps: KmsDeps = { repos, providers, settings, events, directory, masterKey, clock: systemClock, logger };
   const kms = createKmsServices(kmsDeps);
   const health = new Health({ repos, providers, profiles: kms.profiles, redisUrl: env.redisUrl, logger }, env.readyTimeoutMs);
-  const closers: Array<() => Promise<void>> = [() => db.destroy(), async () => reader.close(), () => node.stop(), () => providers.close(), () => health.close(), () => jobs.close()];
+  const stateMetrics = new StateMetrics({ metrics, repos, providers, logger, refreshMs: env.metricsRefreshSec * 1000 });
+  const closers: Array<() => Promise<void>> = [() => db.destroy(), () => stateMetrics.stop(), async () => reader.close(), () => node.stop(), () => providers.close(), () => health.close(), () => jobs.close()];
   const app: App = {
     env,
     db,
@@ -176,6 +174,6 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
     intervalSetting: REWRAP_INTERVAL_SETTING,
     run: (tick) => runRewrapTick(kms.rewrap, { settings, logger }, { workerId: jobs.owner, claimMs: rewrapClaimMs, signal: tick.signal }),
   });
-  registerStateMetrics({ metrics, repos, providers });
+  stateMetrics.start();
   return { app, generatedKeys, masterKeyGenerated };
 }

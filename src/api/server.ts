@@ -42,7 +42,10 @@ function sendError(res: Response, json: boolean, wrapper: string, err: ApiError)
 
 /** Options of the API server. */
 export interface ServerOptions {
-  /** Serve /healthz, /readyz and /metrics here too (false when KMS_OPS_PORT serves them). @defaultValue true */
+  /**
+   * Serve /healthz and /readyz here too, and /metrics to a scrape carrying KMS_METRICS_TOKEN (false
+   * when KMS_OPS_PORT serves them). @defaultValue true
+   */
   opsRoutes?: boolean;
   /** Counts requests in flight, for the drain on SIGTERM. */
   tracker?: RequestTracker;
@@ -56,7 +59,7 @@ export function createServer(app: App, registry: Registry, opts: ServerOptions =
   server.set('etag', false);
   server.set('query parser', false);
   if (opts.tracker) server.use(opts.tracker.middleware);
-  if (opts.opsRoutes ?? true) server.use(opsRouter(app));
+  if (opts.opsRoutes ?? true) server.use(opsRouter(app, 'token'));
   server.use('/client/api', express.text({ type: () => true, limit: '1mb' }));
 
   const handle = async (req: Request, res: Response, rec: ApiRequestRecord): Promise<void> => {
