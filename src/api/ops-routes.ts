@@ -1,5 +1,4 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
-import type { Server } from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { App } from '../app';
 import { ScrapeGate } from '../ops/scrape-gate';
@@ -69,61 +68,4 @@ export function createOpsServer(app: App): express.Express {
     if (!res.headersSent) res.status(500).json({ status: 'error' });
   });
   return server;
-}
-
-/**
- * Counts the requests a server has received and not yet answered, and during a drain asks every
- * client to close its connection after its answer. `drain()` stops accepting connections and
- * resolves when every request received was answered, or when the timeout passes.
- */
-export class RequestTracker {
-  #inFlight = 0;
-  #draining = false;
-  readonly #open = new Set<Response>();
-  readonly #idle: Array<() => void> = [];
-
-  constructor(private readonly onChange?: (delta: 1 | -1) => void) {}
-
-  get inFlight(): number {
-    return this.#inFlight;
-  }
-
-  readonly middleware = (_req: Request, res: Response, next: NextFunction): void => {
-    this.#inFlight++;
-    this.onChange?.(1);
-    if (this.#draining) res.setHeader('Connection', 'close');
-    this.#open.add(res);
-    let done = false;
-    const end = () => {
-      if (done) return;
-      done = true;
-      this.#open.delete(res);
-      this.#inFlight--;
-      this.onChange?.(-1);
-      if (this.#inFlight === 0) for (const f of this.#idle.splice(0)) f();
-    };
-    res.once('finish', end);
-    res.once('close', end);
-    next();
-  };
-
-  /** Returns how many requests were still unanswered when the timeout passed (0 after a clean drain). */
-  async drain(server: Server, timeoutMs: number): Promise<number> {
-    this.#draining = true;
-    for (const res of this.#open) if (!res.headersSent) res.setHeader('Connection', 'close');
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    server.closeIdleConnections();
-    if (this.#inFlight > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        new Promise<void>((resolve) => this.#idle.push(resolve)),
-        new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs); }),
-      ]);
-      clearTimeout(timer);
-    }
-    const unanswered = this.#inFlight;
-    server.closeAllConnections();
-    await closed;
-    return unanswered;
-  }
 }

@@ -12,7 +12,8 @@ import { login, logout } from './login';
 import { isKmsError } from '../core/errors';
 import { withLogContext } from '../core/logger';
 import { recordApiRequest, type ApiRequestRecord } from './access-log';
-import { opsRouter, type RequestTracker } from './ops-routes';
+import { opsRouter } from './ops-routes';
+import type { RequestTracker } from './drain';
 import { assertNoControlCharacters, mergeParams, parseCookies, type ApiParams } from './request';
 
 /** Stand-in caller for the few commands the UI calls before login; they never read it. */
