@@ -7,6 +7,7 @@ import { Settings } from './config/settings';
 import { openDb, type Db } from './db/knex';
 import { EventLog } from './events/event-log';
 import { Directory } from './identity/directory';
+import { LoginThrottle } from './identity/login-throttle';
 import { SessionStore } from './identity/sessions';
 import { createLogger, type Logger } from './core/logger';
 import { createProviderRegistry, type ProviderRegistry } from './providers/registry';
@@ -53,6 +54,8 @@ export interface App extends Services, KmsDeps {
   readonly metrics: Metrics;
   /** Liveness and readiness (/healthz, /readyz). */
   readonly health: Health;
+  /** Login throttling per user and client address, shared by every node through the database. */
+  readonly loginThrottle: LoginThrottle;
   close(): Promise<void>;
 }
 
@@ -76,6 +79,8 @@ export interface CreateAppOptions {
   logger?: Logger;
   /** false for the admin CLI: it holds the keys but is no node of the deployment (no heartbeat). @defaultValue true */
   announce?: boolean;
+  /** The login throttle's clock (tests move it instead of waiting). @defaultValue systemClock */
+  throttleClock?: Clock;
 }
 
 /** Opens the database (migrating it), loads the master key and bootstraps the identity tables. */
@@ -163,6 +168,7 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
     masterKeys: node,
     metrics,
     health,
+    loginThrottle: new LoginThrottle(repos, opts.throttleClock ?? systemClock),
     async close() {
       for (const close of closers.reverse()) await close();
     },

@@ -8,6 +8,7 @@ import { request } from 'node:http';
 import { createConnection } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { signedQuery } from '../support/client';
+import { DEFAULT_PASSWORD_WARNING } from '../../src/ops/default-password';
 import { createTestDb, type TestDb } from '../support/db';
 import { DIST_MAIN, ensureBuilt } from '../support/dist';
 import { NodeProcess } from '../support/node-process';
@@ -86,6 +87,7 @@ describe('SIGTERM to node dist/main.js', () => {
       expect(await server.exited).toEqual({ code: 0, signal: null });
       const msgs = server.lines().map((l) => l.msg);
       expect(msgs).toContain('every request received was answered');
+      expect(msgs).toContain(DEFAULT_PASSWORD_WARNING); // admin still has the default password here
       expect(server.lines().find((l) => l.msg === 'shutting down')).toMatchObject({ signal: 'SIGTERM', inFlight: 50 });
       expect(server.lines().filter((l) => l.msg === 'api request' && l.command === 'listZones' && l.status === 200)).toHaveLength(50);
     } finally {

@@ -41,6 +41,20 @@ function sendError(res: Response, json: boolean, wrapper: string, err: ApiError)
   send(res, json, err.genericWrapper ? 'errorresponse' : wrapper, errorBody(err), err.errorcode);
 }
 
+/**
+ * The client's address for login throttling: the TCP peer, or, when the peer is one of
+ * KMS_TRUSTED_PROXIES, the address it names: the right-most X-Forwarded-For entry that is not
+ * itself a trusted proxy (entries further left are the client's own claims).
+ */
+export function clientAddress(req: Request, trusted: readonly string[]): string {
+  const strip = (a: string) => a.trim().replace(/^::ffff:/, '');
+  let address = strip(req.socket.remoteAddress ?? 'unknown');
+  if (!trusted.includes(address)) return address;
+  const forwarded = String(req.headers['x-forwarded-for'] ?? '').split(',').map(strip).filter(Boolean);
+  while (forwarded.length && trusted.includes(address)) address = forwarded.pop()!;
+  return address;
+}
+
 /** Options of the API server. */
 export interface ServerOptions {
   /**
@@ -87,7 +101,7 @@ export function createServer(app: App, registry: Registry, opts: ServerOptions =
           return;
         }
         rec.command = command.toLowerCase();
-        const outcome = command.toLowerCase() === 'login' ? await login(app, params, cookies.get('JSESSIONID')) : await logout(app, cookies);
+        const outcome = command.toLowerCase() === 'login' ? await login(app, params, cookies.get('JSESSIONID'), clientAddress(req, app.env.trustedProxies)) : await logout(app, cookies);
         res.setHeader('Set-Cookie', outcome.setCookies);
         send(res, json, wrapper, outcome.body);
         return;

@@ -6,6 +6,7 @@ import type { Repositories } from '../db/repositories';
 import { openRepositories } from '../db/repositories/open';
 import { JobStatus } from '../jobs/types';
 import { silentLogger } from '../core/logger';
+import { hashPassword } from '../identity/password';
 import { ROTATION_JOB, beginRotation, countNotOn } from '../kms/master-key-rotation';
 import { MasterKeySeal } from '../kms/master-key-seal';
 import { heldBy, isKeyOf, listVersions, liveNodes } from '../kms/master-key-versions';
@@ -20,7 +21,8 @@ const USAGE = `usage: npm run admin -- <command>
   seal-master-key                store the master key only wrapped by the HSM (KMS_MASTER_KEY_SEAL_*)
   unseal-master-key              write the master key back to KMS_MASTER_KEY_FILE and drop the seal
   master-key-status              list the master key versions and the nodes holding them
-  discard-pending-master-key     drop a Pending version (a wrong KMS_MASTER_KEY_NEXT) before any rotation uses it`;
+  discard-pending-master-key     drop a Pending version (a wrong KMS_MASTER_KEY_NEXT) before any rotation uses it
+  set-admin-password             set the password of user admin (ROOT domain) to KMS_ADMIN_PASSWORD`;
 
 type Print = (line: string) => void;
 
@@ -31,6 +33,7 @@ export async function runAdmin(args: readonly string[], env: Env = readEnv(), pr
     case 'unseal-master-key': return withRepos(env, (repos) => unseal(repos, env, print));
     case 'master-key-status': return withRepos(env, (repos) => status(repos, env, print));
     case 'discard-pending-master-key': return withRepos(env, (repos) => discardPending(repos, print));
+    case 'set-admin-password': return withRepos(env, (repos) => setAdminPassword(repos, env, print));
     default: throw new Error(USAGE);
   }
 }
@@ -166,4 +169,14 @@ if (require.main === module) {
     process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);
   });
+}
+
+/** Sets user admin's password to KMS_ADMIN_PASSWORD (which otherwise only applies when admin is first created). */
+async function setAdminPassword(repos: Repositories, env: Env, print: Print): Promise<void> {
+  if (env.adminPassword === 'password') throw new Error('Set KMS_ADMIN_PASSWORD to the new password of user admin (not the default "password")');
+  const root = await repos.domains.byPath('/');
+  const admin = root && (await repos.users.forLogin('admin', root.id));
+  if (!admin) throw new Error('There is no user admin in the ROOT domain');
+  await repos.users.setPasswordHash(admin.id, await hashPassword(env.adminPassword));
+  print('the password of user admin is now KMS_ADMIN_PASSWORD; its sessions and API keys are unchanged');
 }

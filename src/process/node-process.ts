@@ -7,6 +7,7 @@ import { createLogger, type Logger } from '../core/logger';
 import { createOpsServer } from '../api/ops-routes';
 import { RequestTracker } from '../api/drain';
 import { StartupError } from '../ops/preflight';
+import { adminHasDefaultPassword, DEFAULT_PASSWORD_WARNING } from '../ops/default-password';
 import { describeStartupError } from './startup-errors';
 
 /** Options of one server process (main.ts, worker-main.ts). */
@@ -83,6 +84,10 @@ export async function runNodeProcess(opts: NodeProcessOptions = {}): Promise<voi
     const api = apiListener?.server;
     const ops = opsListener?.server;
     opts.onCreated?.(started, logger);
+    if (env.role !== 'worker' && (await adminHasDefaultPassword(app.repos))) {
+      logger.warn(DEFAULT_PASSWORD_WARNING);
+      process.stderr.write(`\n!!! ${DEFAULT_PASSWORD_WARNING} !!!\n\n`);
+    }
     await app.jobs.start();
     if (api) {
       logger.info('CloudStack KMS API listening', {
