@@ -99,7 +99,7 @@ describe('SIGTERM to node dist/main.js', () => {
 /** One raw keep-alive connection: writes bytes, splits what comes back into HTTP answers, notes how it ended. */
 class RawConnection {
   readonly answers: Array<{ status: number; connection: string | undefined }> = [];
-  ended: 'fin' | 'reset' | 'error' | undefined;
+  ended: 'fin' | 'reset' | 'refused' | 'error' | undefined;
   #buf = Buffer.alloc(0);
   readonly #socket;
   readonly closed: Promise<void>;
@@ -108,7 +108,7 @@ class RawConnection {
     this.#socket = createConnection({ host: '127.0.0.1', port });
     this.#socket.on('data', (b: Buffer) => { this.#buf = Buffer.concat([this.#buf, b]); this.#parse(); });
     this.closed = new Promise((resolve) => {
-      this.#socket.on('error', (e: NodeJS.ErrnoException) => { this.ended ??= e.code === 'ECONNRESET' ? 'reset' : 'error'; });
+      this.#socket.on('error', (e: NodeJS.ErrnoException) => { this.ended ??= e.code === 'ECONNRESET' ? 'reset' : e.code === 'ECONNREFUSED' ? 'refused' : 'error'; });
       this.#socket.on('end', () => { this.ended ??= 'fin'; this.#socket.end(); });
       this.#socket.on('close', () => resolve());
     });
@@ -160,7 +160,27 @@ describe('SIGTERM while requests are pipelined and connections are opening', () 
         // open: the process exited), whether that answer said `Connection: close` or came just before the signal.
         expect(await server.exited).toEqual({ code: 0, signal: null });
         expect(server.lines().map((l) => l.msg)).toContain('every request received was answered');
-        if (process.env.DRAIN_TIMES) console.log(server.lines().map((l) => `${l.time} ${l.msg}`).join('\n'));
+      } finally {
+        await server.kill();
+      }
+    }
+  });
+});
+
+describe('SIGTERM with KMS_SHUTDOWN_DELAY_SEC=0', () => {
+  it('stops listening at once, yet every connection the kernel had completed is answered: each of 30 opened as the signal lands is answered or refused, none reset or left unanswered', async () => {
+    for (let run = 1; run <= 3; run++) {
+      const server = NodeProcess.node(DIST_MAIN, { ...env, KMS_SHUTDOWN_DELAY_SEC: '0' });
+      try {
+        const port = await server.portOf('CloudStack KMS API listening');
+        const conns = Array.from({ length: 30 }, () => new RawConnection(port));
+        for (const c of conns) c.write(getRequest());
+        server.proc.kill('SIGTERM');
+        await Promise.all(conns.map((c) => c.closed));
+        const outcome = conns.map((c) => (c.ended === 'refused' ? 'refused' : c.ended === 'fin' && c.answers.length === 1 && c.answers[0]!.status === 200 ? 'answered' : `${c.ended}/${c.answers.length}`));
+        expect({ run, lost: outcome.filter((o) => o !== 'answered' && o !== 'refused') }).toEqual({ run, lost: [] });
+        process.stderr.write(`[drain, no delay] run ${run}: ${outcome.filter((o) => o === 'answered').length} answered, ${outcome.filter((o) => o === 'refused').length} refused\n`);
+        expect(await server.exited).toEqual({ code: 0, signal: null });
       } finally {
         await server.kill();
       }

@@ -1,5 +1,5 @@
 import type { NextFunction, Request, Response } from 'express';
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { Server as NetServer, type Socket } from 'node:net';
 import type { Server } from 'node:http';
 
@@ -111,7 +111,7 @@ export class RequestTracker {
   async drain(server: Server, timeoutMs: number): Promise<number> {
     this.startDraining();
     const deadline = Date.now() + timeoutMs;
-    await stopListening(server);
+    await stopListening(server, deadline);
     while (this.#connections.size > 0 && Date.now() < deadline) {
       const now = Date.now();
       for (const [socket, c] of this.#connections) {
@@ -159,11 +159,14 @@ export class RequestTracker {
  * the connections it thinks idle, including one whose request is still in the kernel's buffer),
  * once the kernel's accept queue is empty, or after a second of waiting for it.
  */
-async function stopListening(server: Server): Promise<void> {
+async function stopListening(server: Server, deadline: number): Promise<void> {
   const address = server.address();
   const port = address && typeof address === 'object' ? address.port : undefined;
-  const end = Date.now() + 1000;
-  while (port !== undefined && Date.now() < end && (await acceptQueueLength(port)) > 0) {
+  // Bounded: a client that keeps connecting must not hold the drain open past its timeout.
+  const end = Math.min(deadline, Date.now() + 10_000);
+  // Read synchronously, so the listening socket closes in the same tick as the read that found the
+  // queue empty (a connection completing in between is the only one the kernel could still reset).
+  while (port !== undefined && Date.now() < end && acceptQueueLength(port) > 0) {
     await new Promise((r) => setImmediate(r));
   }
   // The listening socket closes now; the callback would wait for every connection, which the drain closes.
@@ -174,11 +177,16 @@ async function stopListening(server: Server): Promise<void> {
  * Connections the kernel completed on a listening port and nobody accepted yet (Linux: the
  * rx_queue of the LISTEN socket in /proc/net/tcp and tcp6); 0 where this cannot be read.
  */
-async function acceptQueueLength(port: number): Promise<number> {
+function acceptQueueLength(port: number): number {
   const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
   let n = 0;
   for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    const text = await readFile(file, 'utf8').catch(() => '');
+    let text = '';
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      continue; // not Linux, or no IPv6
+    }
     for (const line of text.split('\n')) {
       const f = line.trim().split(/\s+/);
       if (f[3] !== '0A' || !f[1]?.endsWith(`:${hexPort}`)) continue;
