@@ -13,12 +13,16 @@ interface Connection {
   idleSince: number;
   /** Set once the server has half-closed it (FIN sent): nothing more can be answered on it. */
   closing: boolean;
+  /** Whether a request ever came on it (a new connection gets longer to send its first one). */
+  used: boolean;
 }
 
 /** How long a connection with nothing in flight stays open during a drain before the server closes it. */
 const QUIET_MS = 100;
+/** The same for a connection that has not sent its first request yet. */
+const FIRST_REQUEST_MS = 1000;
 /** How long a half-closed connection waits for the client's FIN before it is destroyed. */
-const LINGER_MS = 2000;
+const LINGER_MS = 5000;
 
 /**
  * Counts the requests the API port has received and not yet answered, and drains its connections
@@ -53,7 +57,7 @@ export class RequestTracker {
   #connection(socket: Socket): Connection {
     let c = this.#connections.get(socket);
     if (c) return c;
-    c = { pending: 0, latest: undefined, idleSince: Date.now(), closing: false };
+    c = { pending: 0, latest: undefined, idleSince: Date.now(), closing: false, used: false };
     this.#connections.set(socket, c);
     socket.once('close', () => {
       this.#connections.delete(socket);
@@ -71,6 +75,7 @@ export class RequestTracker {
     if (c.closing || socket.writableEnded) return;
     this.#inFlight++;
     c.pending++;
+    c.used = true;
     c.latest = res;
     this.onChange?.(1);
     const writeHead = res.writeHead;
@@ -115,7 +120,7 @@ export class RequestTracker {
     while (this.#connections.size > 0 && Date.now() < deadline) {
       const now = Date.now();
       for (const [socket, c] of this.#connections) {
-        if (c.pending === 0 && !c.closing && now - c.idleSince >= QUIET_MS) this.#closeGracefully(socket, c);
+        if (c.pending === 0 && !c.closing && now - c.idleSince >= (c.used ? QUIET_MS : FIRST_REQUEST_MS)) this.#closeGracefully(socket, c);
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 25);
