@@ -42,7 +42,7 @@ export function opsRouter(app: App, metrics: MetricsAccess = 'anonymous'): expre
       next();
       return;
     }
-    (detailed ? Promise.resolve(true) : gate.admit()).then(async (admitted) => {
+    (detailed ? Promise.resolve(true) : gate.admit(() => res.destroyed || req.socket.destroyed)).then(async (admitted) => {
       if (res.destroyed) return;
       noStore(res);
       if (!admitted) {

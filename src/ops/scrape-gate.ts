@@ -8,15 +8,18 @@
 export class ScrapeGate {
   #tokens: number;
   #last = Date.now();
-  readonly #waiting: Array<() => void> = [];
+  readonly #waiting: Array<{ go: () => void; gone: () => boolean }> = [];
   #timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly perSecond = 4, private readonly burst = 8, private readonly maxWaiting = 256) {
     this.#tokens = burst;
   }
 
-  /** Resolves true when the scrape may be served, false when too many are waiting already. */
-  admit(): Promise<boolean> {
+  /**
+   * Resolves true when the scrape may be served, false when too many are waiting already. `gone`
+   * says whether the scraper hung up meanwhile: its turn is then given to the next one.
+   */
+  admit(gone: () => boolean = () => false): Promise<boolean> {
     this.#refill();
     if (this.#waiting.length === 0 && this.#tokens >= 1) {
       this.#tokens -= 1;
@@ -24,7 +27,7 @@ export class ScrapeGate {
     }
     if (this.#waiting.length >= this.maxWaiting) return Promise.resolve(false);
     return new Promise((resolve) => {
-      this.#waiting.push(() => resolve(true));
+      this.#waiting.push({ go: () => resolve(true), gone });
       this.#schedule();
     });
   }
@@ -46,8 +49,13 @@ export class ScrapeGate {
       this.#timer = undefined;
       this.#refill();
       while (this.#waiting.length && this.#tokens >= 1) {
+        const next = this.#waiting.shift()!;
+        if (next.gone()) {
+          next.go(); // answered with nothing: its connection is closed
+          continue;
+        }
         this.#tokens -= 1;
-        this.#waiting.shift()!();
+        next.go();
       }
       if (this.#waiting.length) this.#schedule();
     }, Math.max(1, Math.ceil(((1 - this.#tokens) / this.perSecond) * 1000)));
