@@ -5,10 +5,13 @@
  * (aes-256-gcm), measured in the same run. Creates its own temp SoftHSM token and temp SQLite database.
  * Per row: DEKs per second, CPU per DEK (every thread of the process, so the PKCS#11 library thread's
  * work is included), the event loop's worst and p99 delay (monitorEventLoopDelay), and for PKCS#11
- * rows the ratio to the ceiling of the same operation.
+ * rows the ratio to the ceiling of the same operation. KMIP rows run against a private PyKMIP server
+ * (python3-pykmip; skipped with a note when it is not installed) beside a raw loop that sends the
+ * same requests over one TLS connection, one at a time, with no pool, queue or policy around them.
  *
  *   npx tsx bench/providers.ts            (or npm run bench:providers)
  *   BENCH_SECONDS=2 BENCH_CONCURRENCY=16 BENCH_BATCHES=100,500 BENCH_BATCH_CONCURRENCY=2  (defaults)
+ *   BENCH_KMIP_BATCHES=64,256  (KMIP batch sizes: PyKMIP serves a few hundred operations a second)
  */
 import { DatabaseKekRepository } from '../src/db/repositories/database-keks';
 import { execFileSync } from 'node:child_process';
@@ -24,6 +27,12 @@ import { SecretBytes } from '../src/core/secret-bytes';
 import { silentLogger } from '../src/core/logger';
 import { dekTemplate, HMAC, KWP, kekTemplate, macInput, macKeyTemplate } from '../src/providers/pkcs11/mechanisms';
 import { rawRewrap } from './pkcs11-ceiling';
+import { KmipConnection } from '../src/providers/kmip/connection';
+import {
+  decryptGcm, decryptResult, encryptGcm, encryptResult, locateByName, locatedIds, parseResponse, payloadOf, requestMessage, type RequestItem,
+} from '../src/providers/kmip/messages';
+import { existsSync as pykmipInstalled } from 'node:fs';
+import { PYKMIP_SERVER, startPyKmip, type PyKmipServer } from '../spec/support/pykmip';
 import type { HsmProfileConfig, ItemResult, KekProvider, KekRef } from '../src/providers/provider';
 import { createProviderRegistry } from '../src/providers/registry';
 
@@ -32,6 +41,7 @@ const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
 const LIBRARY = process.env.SOFTHSM2_LIB ?? '/usr/lib/softhsm/libsofthsm2.so';
 const BATCHES = (process.env.BENCH_BATCHES ?? '100,500').split(',').map(Number);
 const BATCH_CONCURRENCY = Number(process.env.BENCH_BATCH_CONCURRENCY ?? 2);
+const KMIP_BATCHES = (process.env.BENCH_KMIP_BATCHES ?? '64,256').split(',').map(Number);
 
 interface Result { name: string; opsPerSec: number; maxLagMs: number; p99LagMs: number; netP99LagMs: number; cpuUsPerOp: number }
 
@@ -114,7 +124,7 @@ function succeeded<T>(results: ItemResult<T>[], dispose?: (v: T) => void): numbe
 }
 
 /** Provider-level wrap / unwrap / rewrap, through the registry. */
-async function benchProvider(label: string, p: KekProvider, v1: KekRef, v2: KekRef): Promise<Result[]> {
+async function benchProvider(label: string, p: KekProvider, v1: KekRef, v2: KekRef, batches = BATCHES): Promise<Result[]> {
   const aad = Buffer.from('volume|key|v1|vol-bench');
   const aad2 = Buffer.from('volume|key|v2|vol-bench');
   const dek = SecretBytes.random(32);
@@ -125,7 +135,7 @@ async function benchProvider(label: string, p: KekProvider, v1: KekRef, v2: KekR
     await measure(`${label} rewrap`, CONCURRENCY, () => p.rewrap({ from: { kek: v1, blob, aad }, to: { kek: v2, aad: aad2 } })),
     await measure(`${label} generateAndWrap`, CONCURRENCY, () => p.generateAndWrap({ kek: v1, bytes: 32, aad })),
   ];
-  for (const n of BATCHES) {
+  for (const n of batches) {
     const items = Array.from({ length: n }, () => ({ kek: v1, dek, aad }));
     const blobs = Array.from({ length: n }, () => ({ kek: v1, blob, aad }));
     const rewraps = Array.from({ length: n }, () => ({ from: { kek: v1, blob, aad }, to: { kek: v2, aad: aad2 } }));
@@ -208,6 +218,57 @@ async function benchRawSoftHsm(tokenLabel: string, pin: string): Promise<Result[
   return results;
 }
 
+/**
+ * The KMIP baseline: the provider's own requests (Encrypt and Decrypt with AES-GCM, the aad and
+ * tag in KMIP 1.4 fields) sent one at a time over one TLS connection, with no pool, queue, policy
+ * or circuit around them; batches as one request of n batch items.
+ */
+async function benchRawKmip(server: PyKmipServer, v1: string, v2: string): Promise<Result[]> {
+  const d = server.details();
+  const conn = await KmipConnection.open({ host: d.host, port: Number(d.port), ca: d.ca, cert: d.client_certificate, key: d.private_key, name: 'raw' });
+  const opts = { version: { major: 1, minor: 4 } };
+  const send = async (items: RequestItem[]) => {
+    const answers = parseResponse(await conn.request(requestMessage(opts, items)), items.length).items;
+    for (const a of answers) if (!a.ok) throw new Error(`raw KMIP ${a.operation} failed: ${a.reason} ${a.message}`);
+    return answers;
+  };
+  const uidOf = async (label: string): Promise<string> => locatedIds(payloadOf((await send([locateByName(label)]))[0]))[0];
+  const k1 = await uidOf(v1);
+  const k2 = await uidOf(v2);
+  const dek = randomBytes(32);
+  const aad = Buffer.from('volume|key|v1|vol-bench');
+  const aad2 = Buffer.from('volume|key|v2|vol-bench');
+  const iv = randomBytes(12);
+  const sealed = encryptResult(payloadOf((await send([encryptGcm(k1, dek, iv, aad)]))[0]));
+  const enc = (uid: string, a: Buffer): RequestItem => encryptGcm(uid, dek, randomBytes(12), a);
+  const dec = (): RequestItem => decryptGcm(k1, sealed.data, iv, aad, sealed.tag);
+  const out = [
+    await measure('raw KMIP wrap', 1, () => send([enc(k1, aad)])),
+    await measure('raw KMIP unwrap', 1, async () => decryptResult(payloadOf((await send([dec()]))[0])).fill(0)),
+    await measure('raw KMIP rewrap', 1, async () => {
+      const plain = decryptResult(payloadOf((await send([dec()]))[0]));
+      await send([encryptGcm(k2, plain, randomBytes(12), aad2)]);
+      plain.fill(0);
+    }),
+    await measure('raw KMIP generateAndWrap', 1, () => send([encryptGcm(k1, randomBytes(32), randomBytes(12), aad)])),
+  ];
+  for (const n of KMIP_BATCHES) {
+    out.push(
+      await measure(`raw KMIP wrapMany ×${n}`, 1, async () => (await send(Array.from({ length: n }, () => enc(k1, aad)))).length),
+      await measure(`raw KMIP unwrapMany ×${n}`, 1, async () => (await send(Array.from({ length: n }, dec))).length),
+      await measure(`raw KMIP rewrapMany ×${n}`, 1, async () => {
+        const plains = (await send(Array.from({ length: n }, dec))).map((a) => decryptResult(payloadOf(a)));
+        await send(plains.map((p) => encryptGcm(k2, p, randomBytes(12), aad2)));
+        plains.forEach((p) => p.fill(0));
+        return n;
+      }),
+      await measure(`raw KMIP generateAndWrapMany ×${n}`, 1, async () => (await send(Array.from({ length: n }, () => encryptGcm(k1, randomBytes(32), randomBytes(12), aad)))).length),
+    );
+  }
+  conn.close();
+  return out;
+}
+
 /** Node's in-process aes-256-gcm on a 32-byte DEK: the floor any wrap costs. */
 async function benchRawNode(): Promise<Result[]> {
   const key = randomBytes(32);
@@ -265,6 +326,27 @@ async function main(): Promise<void> {
     results.push(...await benchProvider('pkcs11 provider', hsm, h1, h2));
     const after = await benchRawSoftHsm(tokenLabel, pin);
     results.push(...before.map((b, i) => mean(b, after[i])));
+
+    if (pykmipInstalled(PYKMIP_SERVER)) {
+      const server = await startPyKmip();
+      try {
+        const kmip = registry.get('kmip');
+        const kmipProfile: HsmProfileConfig = { id: 'bench-kmip', name: 'bench-kmip', protocol: 'kmip', details: server.details() };
+        const k1 = { profile: kmipProfile, label: 'bench-kmip-v1' };
+        const k2 = { profile: kmipProfile, label: 'bench-kmip-v2' };
+        await kmip.createKek(k1, 256);
+        await kmip.createKek(k2, 256);
+        // The raw loop runs before and after the provider rows and is averaged, as the ceilings are.
+        const rawBefore = await benchRawKmip(server, k1.label, k2.label);
+        results.push(...await benchProvider('kmip provider', kmip, k1, k2, KMIP_BATCHES));
+        const rawAfter = await benchRawKmip(server, k1.label, k2.label);
+        results.push(...rawBefore.map((b, i) => mean(b, rawAfter[i])));
+      } finally {
+        await server.stop();
+      }
+    } else {
+      process.stdout.write(`(KMIP rows skipped: ${PYKMIP_SERVER} is not installed; apt-get install python3-pykmip)\n`);
+    }
     results.push(...await benchRawNode());
     print(results);
   } finally {
@@ -282,15 +364,19 @@ function print(results: Result[]): void {
     const op = name.match(/ (wrap|unwrap|rewrap|generateAndWrap)(Many)?( |$)/)?.[1];
     return op ? rate(`ceiling ${op} (sync, 1 session)`) : NaN;
   };
+  // A KMIP provider row against the raw loop's row of the same operation and batch size.
+  const rawKmipOf = (name: string): number => rate(name.replace('kmip provider', 'raw KMIP'));
   const w = Math.max(...results.map((r) => r.name.length));
   process.stdout.write(`\nKEK backends: ${SECONDS}s per row; single calls with ${CONCURRENCY} in flight, batches (×n DEKs) with ${BATCH_CONCURRENCY} in flight; figures per DEK\n\n`);
   process.stdout.write(`${'operation'.padEnd(w)}  ${'DEKs/s'.padStart(9)}  ${'CPU µs/op'.padStart(9)}  ${'max loop lag'.padStart(12)}  ${'p99 lag'.padStart(8)}  ${'p99 net'.padStart(8)}  ${'÷ Node GCM'.padStart(10)}  ${'÷ ceiling'.padStart(9)}\n`);
   process.stdout.write(`${'-'.repeat(w)}  ${'-'.repeat(9)}  ${'-'.repeat(9)}  ${'-'.repeat(12)}  ${'-'.repeat(8)}  ${'-'.repeat(8)}  ${'-'.repeat(10)}  ${'-'.repeat(9)}\n`);
   for (const r of results) {
-    const ceiling = r.name.startsWith('pkcs11 provider') ? (r.opsPerSec / ceilingOf(r.name)).toFixed(2) : '';
+    const ceiling = r.name.startsWith('pkcs11 provider') ? (r.opsPerSec / ceilingOf(r.name)).toFixed(2)
+      : r.name.startsWith('kmip provider') ? (r.opsPerSec / rawKmipOf(r.name)).toFixed(2) : '';
     process.stdout.write(`${r.name.padEnd(w)}  ${Math.round(r.opsPerSec).toLocaleString('en-US').padStart(9)}  ${r.cpuUsPerOp.toFixed(0).padStart(9)}  ${`${r.maxLagMs.toFixed(1)} ms`.padStart(12)}  ${`${r.p99LagMs.toFixed(1)} ms`.padStart(8)}  ${`${r.netP99LagMs.toFixed(1)} ms`.padStart(8)}  ${(r.opsPerSec / node).toFixed(3).padStart(10)}  ${ceiling.padStart(9)}\n`);
   }
   process.stdout.write('\nCeiling rows run the provider\'s exact PKCS#11 call sequence synchronously in one tight loop on one session, nothing around it; they block the event loop (see their lag). Each is the mean of a run before and a run after the provider rows.\n');
+  process.stdout.write('For kmip provider rows "÷ ceiling" is the ratio to the raw KMIP row of the same operation: the same requests, one at a time over one TLS connection, no pool, queue or policy (mean of a run before and after). Single provider calls run 16 in flight and share requests (a free connection takes queued calls up to batch_items).\n');
   process.stdout.write('Lag is the event loop\'s delay past a 10 ms timer (monitorEventLoopDelay); "p99 net" leaves out the time the main thread waited for a CPU (schedstat). CPU counts every thread of the process, the PKCS#11 library thread included.\n');
 }
 

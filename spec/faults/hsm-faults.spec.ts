@@ -32,7 +32,7 @@ beforeAll(async () => {
   ts = await startTestServer();
   for (const [name, value] of Object.entries({
     'kms.operation.timeout.sec': String(TIMEOUT_SEC), 'kms.retry.count': '3', 'kms.retry.delay.ms': '50',
-    'kms.rewrap.batch.size': '250', 'kms.rewrap.interval.ms': '100',
+    'kms.rewrap.batch.size': '250', 'kms.rewrap.interval.ms': '100', 'kms.kek.destroy.delay.days': '0',
   })) await adminCall(ts.client, { command: 'updateConfiguration', name, value });
   zoneId = (await adminCall(ts.client, { command: 'createZone', name: `faults-${randomUUID().slice(0, 8)}` })).zone.id;
   profileId = await createPkcs11Profile(ts.client, { library: fault.library, token_label: token.tokenLabel, pin: token.pin, max_sessions: '8' }, 'faulty-hsm');

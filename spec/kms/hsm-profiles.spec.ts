@@ -41,8 +41,8 @@ describe('the default database profile', () => {
 describe('createHSMProfile', () => {
   it('refuses an unknown protocol and stores nothing', async () => {
     const before = await profileCount();
-    const res = await root({ command: 'createHSMProfile', name: `p-${suffix()}`, protocol: 'kmip' });
-    expect(res.body).toEqual({ uuidList: [], errorcode: 431, cserrorcode: 4350, errortext: 'No provider found for protocol: kmip' });
+    const res = await root({ command: 'createHSMProfile', name: `p-${suffix()}`, protocol: 'kmip2' });
+    expect(res.body).toEqual({ uuidList: [], errorcode: 431, cserrorcode: 4350, errortext: 'No provider found for protocol: kmip2' });
     expect(await profileCount()).toBe(before);
   });
 

@@ -25,6 +25,7 @@ describe('background rewrap under SIGKILL of its worker (SoftHSM2)', () => {
     token = await createSoftHsmToken();
     s = await startTestServer({ KMS_ROLE: 'api' });
     await adminCall(s.client, { command: 'updateConfiguration', name: 'kms.rewrap.interval.ms', value: '0' });
+    await adminCall(s.client, { command: 'updateConfiguration', name: 'kms.kek.destroy.delay.days', value: '0' }); // destroyed at once, as CloudStack
     const zone = (await adminCall(s.client, { command: 'createZone', name: 'z' })).zone.id;
     alice = await createActor(s.client, { name: 'alice' });
     const profileId = await createPkcs11Profile(s.client, token.details());

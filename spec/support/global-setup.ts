@@ -22,6 +22,7 @@ export default async function globalSetup(): Promise<void> {
   const problems: string[] = [];
   if (!existsSync(SOFTHSM)) problems.push(`SoftHSM2 library not found at ${SOFTHSM} (apt-get install -y softhsm2)`);
   try { execFileSync('softhsm2-util', ['--version'], { stdio: 'ignore' }); } catch { problems.push('softhsm2-util is not on PATH'); }
+  if (!existsSync(process.env.PYKMIP_SERVER ?? '/usr/bin/pykmip-server')) problems.push('pykmip-server not found (apt-get install -y python3-pykmip): the KMIP provider tests start it');
   if (!(await reachable('127.0.0.1', 6379))) problems.push('Redis is not reachable on 127.0.0.1:6379');
   if (process.env.KMS_TEST_DATABASE_URL) {
     const u = new URL(process.env.KMS_TEST_DATABASE_URL);

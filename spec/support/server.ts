@@ -34,10 +34,12 @@ export interface TestServerOptions {
   logger?: Logger;
   /** The login throttle's clock (spec/authz/login-throttle.spec.ts moves it instead of waiting). */
   throttleClock?: Clock;
+  /** Serve this database (e.g. one a backup was restored into) instead of a fresh one; dropped on close. */
+  testDb?: TestDb;
 }
 
 export async function startTestServer(extraEnv: Record<string, string> = {}, opts: TestServerOptions = {}): Promise<TestServer> {
-  const testDb = await createTestDb();
+  const testDb = opts.testDb ?? (await createTestDb());
   const masterKey = randomBytes(32).toString('base64');
   const env = readEnv({
     KMS_DATA_DIR: testDb.dataDir,

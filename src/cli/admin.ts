@@ -9,7 +9,10 @@ import { silentLogger } from '../core/logger';
 import { hashPassword } from '../identity/password';
 import { ROTATION_JOB, beginRotation, countNotOn } from '../kms/master-key-rotation';
 import { MasterKeySeal } from '../kms/master-key-seal';
-import { heldBy, isKeyOf, listVersions, liveNodes } from '../kms/master-key-versions';
+import { heldBy, isKeyOf, listVersions, liveNodes, type MasterKeyVersion } from '../kms/master-key-versions';
+import { openDb } from '../db/knex';
+import { BackupRefused, readBackup, restoreBackup, writeBackup, type BackupMasterKeyVersion } from '../db/backup';
+import { KeyVerifier, type VerifyFailure } from '../kms/verify-keys';
 
 /**
  * `npm run admin -- <command>`: master-key administration on the database of the environment
@@ -22,6 +25,11 @@ const USAGE = `usage: npm run admin -- <command>
   unseal-master-key              write the master key back to KMS_MASTER_KEY_FILE and drop the seal
   master-key-status              list the master key versions and the nodes holding them
   discard-pending-master-key     drop a Pending version (a wrong KMS_MASTER_KEY_NEXT) before any rotation uses it
+  backup FILE                    write a consistent snapshot of the database to FILE (no master key, no HSM content)
+  restore FILE                   load a backup into the (new, empty) database of DATABASE_URL / KMS_DATA_DIR; needs the backup's master key
+  verify-keys [--key ID] [--profile ID] [--zone ID] [--rate N] [--batch N]
+                                 open every wrapped DEK, legacy passphrase and master-key value; list those that fail; exit 1 if any
+  purge-archived-keks [--key ID] destroy now the KEKs of Archived versions (no DEK under them) instead of after kms.kek.destroy.delay.days
   set-admin-password             set the password of user admin (ROOT domain) to KMS_ADMIN_PASSWORD`;
 
 type Print = (line: string) => void;
@@ -33,8 +41,134 @@ export async function runAdmin(args: readonly string[], env: Env = readEnv(), pr
     case 'unseal-master-key': return withRepos(env, (repos) => unseal(repos, env, print));
     case 'master-key-status': return withRepos(env, (repos) => status(repos, env, print));
     case 'discard-pending-master-key': return withRepos(env, (repos) => discardPending(repos, print));
+    case 'backup': return backup(env, fileArg(args), print);
+    case 'restore': return restore(env, fileArg(args), print);
+    case 'verify-keys': return verifyKeys(env, args.slice(1), print);
+    case 'purge-archived-keks': return purgeArchived(env, args.slice(1), print);
     case 'set-admin-password': return withRepos(env, (repos) => setAdminPassword(repos, env, print));
     default: throw new Error(USAGE);
+  }
+}
+
+const fileArg = (args: readonly string[]): string => {
+  if (!args[1] || args[1].startsWith('--')) throw new Error(`${args[0]} needs a file name: npm run admin -- ${args[0]} FILE`);
+  return args[1];
+};
+
+/** `--name value` options; anything else is refused with the usage. */
+function options(args: readonly string[], allowed: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i < args.length; i += 2) {
+    const name = args[i]!.replace(/^--/, '');
+    if (!args[i]!.startsWith('--') || !allowed.includes(name) || args[i + 1] === undefined) throw new Error(`unknown or incomplete option ${args[i]}\n${USAGE}`);
+    out[name] = args[i + 1]!;
+  }
+  return out;
+}
+
+const positiveInt = (v: string | undefined, name: string, dflt: number): number => {
+  if (v === undefined) return dflt;
+  if (!/^\d+$/.test(v)) throw new Error(`--${name} must be a whole number (got ${v})`);
+  return Number(v);
+};
+
+async function backup(env: Env, file: string, print: Print): Promise<void> {
+  const db = await openDb({ databaseUrl: env.databaseUrl, dataDir: env.dataDir });
+  try {
+    const { rows } = await writeBackup(db, file);
+    const total = Object.values(rows).reduce((a, b) => a + b, 0);
+    print(`wrote ${file}: ${total} rows of ${Object.keys(rows).length} tables (${rows.kms_wrapped_key ?? 0} wrapped keys, ${rows.volumes ?? 0} volumes)`);
+    print('It holds no master key and no HSM content: keep the master key (or its sealing token) and the HSM tokens backed up separately, as the README says.');
+  } finally {
+    await db.destroy();
+  }
+}
+
+/** The master keys given to this process (KMS_MASTER_KEY, its file, or the seal) must open every live version of the backup. */
+function checkMasterKey(env: Env, versions: readonly BackupMasterKeyVersion[]): void {
+  const live = versions.filter((v) => v.state !== 'Retired');
+  if (!live.length) return;
+  const rows = live.map((v): MasterKeyVersion => ({ version: v.version, state: v.state as MasterKeyVersion['state'], checkValue: v.checkValue, sealedKey: v.sealedKey, sealKeyLabel: null, created: new Date(0), activated: null, retired: null }));
+  const keys: Buffer[] = [];
+  try {
+    if (live.some((v) => v.sealedKey)) {
+      if (!env.masterKeySeal) throw new BackupRefused('The backup\'s master key is sealed by an HSM: set KMS_MASTER_KEY_SEAL_* to the token that seals it');
+      const seal = MasterKeySeal.open(env.masterKeySeal);
+      try {
+        for (const r of rows) if (r.sealedKey) keys.push(seal.unwrap(Buffer.from(r.sealedKey, 'base64')));
+      } catch {
+        throw new BackupRefused('The sealing token cannot open the backup\'s master key: the backup belongs to another master key or another token');
+      } finally {
+        seal.close();
+      }
+    } else {
+      if (!env.masterKey && !existsSync(env.masterKeyFile)) {
+        throw new BackupRefused(`No master key given: set KMS_MASTER_KEY (or KMS_MASTER_KEY_FILE; ${env.masterKeyFile} does not exist) to the master key the backup was made under`);
+      }
+      keys.push(...readMasterKeyMaterial({ fromEnv: env.masterKey, file: env.masterKeyFile, next: env.masterKeyNext }).keys);
+    }
+    for (const r of rows) {
+      if (!keys.some((k) => isKeyOf(r, k))) {
+        throw new BackupRefused(`The backup belongs to another master key: no key given to this process is its master key version ${r.version} (its check value does not open); restore with the master key the backup was made under`);
+      }
+    }
+  } finally {
+    for (const k of keys) k.fill(0);
+  }
+}
+
+async function restore(env: Env, file: string, print: Print): Promise<void> {
+  const parsed = readBackup(file);
+  checkMasterKey(env, parsed.header.masterKey);
+  const rows = await restoreBackup({ databaseUrl: env.databaseUrl, dataDir: env.dataDir }, parsed);
+  print(`restored ${parsed.count} rows of ${Object.keys(rows).length} tables from ${file} (made ${parsed.header.created}); ${rows.kms_wrapped_key ?? 0} wrapped keys, ${rows.volumes ?? 0} volumes`);
+  print('Next: start the nodes with the same master key and HSM tokens, then run npm run admin -- verify-keys.');
+}
+
+const describeFailure = (f: VerifyFailure): string => {
+  const vol = f.volumeUuid ? `volume ${f.volumeName ?? '?'} (${f.volumeUuid})` : undefined;
+  const key = f.keyUuid ? `KMS key ${f.keyUuid} v${f.keyVersion}` : undefined;
+  return `FAILED ${f.what}: ${[vol, key, f.item].filter(Boolean).join(', ')}: ${f.reason}`;
+};
+
+async function verifyKeys(env: Env, args: readonly string[], print: Print): Promise<void> {
+  const o = options(args, ['key', 'profile', 'zone', 'rate', 'batch']);
+  const { app } = await createApp({ ...env, role: 'api' }, { logger: silentLogger, announce: false });
+  try {
+    let shown = 0;
+    const report = await new KeyVerifier(app).run({
+      keyUuid: o.key, profileUuid: o.profile, zoneUuid: o.zone, ratePerSec: positiveInt(o.rate, 'rate', 2000), batchSize: Math.max(1, positiveInt(o.batch, 'batch', 250)),
+      progress: (p) => {
+        if (Date.now() - shown < 2000 && p.checked < p.total) return;
+        shown = Date.now();
+        print(`checked ${p.checked}/${p.total} (${p.total ? Math.floor((p.checked * 100) / p.total) : 100}%), ${p.failed} failed`);
+      },
+    });
+    for (const f of report.failures) print(describeFailure(f));
+    const checked = report.deks + report.passphrases + report.masterKeyValues;
+    print(`verified ${report.deks} wrapped DEKs, ${report.passphrases} legacy passphrases, ${report.masterKeyValues} master-key values: ${report.failures.length} failed`);
+    if (report.failures.length) throw new Error(`${report.failures.length} of ${checked} secrets cannot be opened (listed above)`);
+  } finally {
+    await app.close();
+  }
+}
+
+async function purgeArchived(env: Env, args: readonly string[], print: Print): Promise<void> {
+  const o = options(args, ['key']);
+  const { app } = await createApp({ ...env, role: 'api' }, { logger: silentLogger, announce: false });
+  try {
+    let keyId: number | undefined;
+    if (o.key !== undefined) {
+      const key = await app.repos.kmsKeys.byUuid(o.key);
+      if (!key) throw new Error(`KMS key ${o.key} not found`);
+      keyId = key.id;
+    }
+    const { destroyed, kept } = await app.kms.rewrap.purgeArchived(keyId);
+    for (const d of destroyed) print(`destroyed the KEK of KMS key ${d.keyUuid} v${d.version}`);
+    for (const k of kept) print(`kept KMS key ${k.keyUuid} v${k.version}: ${k.wrappedKeys} wrapped key(s) are under it (the background rewrap moves them first) or its backend refused (see listEvents)`);
+    if (!destroyed.length && !kept.length) print('no Archived KEK version is waiting for destruction');
+  } finally {
+    await app.close();
   }
 }
 

@@ -1,4 +1,5 @@
 import { PROVIDER_KINDS } from '../providers/provider';
+import { DEFAULT_BATCH_ITEMS, DEFAULT_KMIP_PORT, DEFAULT_KMIP_VERSION, DEFAULT_MAX_CONNECTIONS, KMIP_VERSIONS } from '../providers/kmip/profile';
 import type { ApiResult } from './result';
 import type { CommandContext } from './define';
 import { listOwned } from './list';
@@ -22,11 +23,11 @@ const createParams = {
   system: param.boolean({ description: 'the name newer 4.23 UIs send for ispublic (the "System" switch): true makes the profile usable by every account (root admin only)' }),
   vendorname: param.string({ description: 'the HSM vendor name' }),
   details: param.map({
-    description: 'protocol settings as details[0].name=value; pkcs11: library (absolute path), token_label, slot or slot_list_index, pin, max_sessions, threads (1-16: PKCS#11 calls in flight at once per server process; default KMS_PKCS11_THREADS). PINs, passwords and secrets are stored encrypted and shown as *****',
+    description: `protocol settings as details[0].name=value; pkcs11: library (absolute path), token_label, slot or slot_list_index, pin, max_sessions, threads (1-16: PKCS#11 calls in flight at once per server process; default KMS_PKCS11_THREADS); kmip: host, port (default ${DEFAULT_KMIP_PORT}), ca, client_certificate, private_key (each PEM text or an absolute file path), username, password, kmipversion (${KMIP_VERSIONS.join(', ')}; default ${DEFAULT_KMIP_VERSION}), max_connections (TLS connections per server process; default ${DEFAULT_MAX_CONNECTIONS}), batch_items (operations per KMIP request; default ${DEFAULT_BATCH_ITEMS}). PINs, passwords, private keys and secrets are stored encrypted and shown as *****`,
   }),
 };
 
-const createDescription = 'Creates an HSM profile: the connection settings of a KEK backend (a PKCS#11 token or the database), checked against the backend before it is stored';
+const createDescription = 'Creates an HSM profile: the connection settings of a KEK backend (a PKCS#11 token, a KMIP key manager or the database), checked against the backend before it is stored';
 
 const createHandler = async (p: Infer<typeof createParams>, ctx: CommandContext): Promise<ApiResult> => {
   const row = await ctx.kms.profiles.create(ctx.caller, {
@@ -57,7 +58,7 @@ export const hsmProfileCommands = [
       ...ownerListParams,
       id: param.uuid({ description: 'the ID of the HSM profile', related: 'listHSMProfiles' }),
       zoneid: param.uuid({ description: 'list the profiles usable in this zone: scoped to it or to all zones', related: 'listZones' }),
-      protocol: param.string({ description: 'list by protocol: pkcs11 or database' }),
+      protocol: param.string({ description: `list by protocol: ${PROVIDER_KINDS.join(', ')}` }),
       enabled: param.boolean({ description: 'list only enabled (true) or disabled (false) profiles' }),
       ispublic: param.boolean({ description: 'list only public (true) or non-public (false) profiles' }),
     },

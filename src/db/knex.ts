@@ -99,7 +99,7 @@ function knexLog(logger?: Logger): Knex.Logger {
 }
 
 /** Creates the MySQL database of DATABASE_URL when it is missing (and the user may). */
-async function ensureMysqlDatabase(config: Knex.Config): Promise<void> {
+export async function ensureMysqlDatabase(config: Knex.Config): Promise<void> {
   const { database, ...server } = config.connection as { database: string } & Record<string, unknown>;
   const admin = knexFactory({ client: 'mysql2', connection: server, pool: { min: 0, max: 1 }, log: config.log });
   try {

@@ -5,9 +5,10 @@ export type { KekStatus } from '../db/repositories/kek-versions';
 /**
  * The life of a KEK version, in one table. A version is born Active (createKMSKey, or a rotation's
  * new version); a rotation makes the Active one Previous (its DEKs are then rewrapped in the
- * background); a drained Previous version becomes Archived, and its KEK is then destroyed in the
- * backend (the row is marked removed; its status stays Archived). Deleting a key marks every
- * version removed, whatever its state. Nothing else changes a status.
+ * background); a drained Previous version becomes Archived. An Archived KEK is kept in its backend
+ * for `kms.kek.destroy.delay.days` (so a DEK restored from a backup can still be unwrapped, and is
+ * rewrapped to the Active version), then destroyed (the row is marked removed; its status stays
+ * Archived). Deleting a key, or a root admin's purge, destroys at once. Nothing else changes a status.
  */
 export const KEK_TRANSITIONS = {
   /** rotateKMSKey: the Active version steps down when the new one becomes Active (same transaction). */
@@ -24,17 +25,29 @@ export const NEW_VERSION_STATUS: KekStatus = 'Active';
 /** The state of the version that wraps new DEKs: exactly one per live key. */
 export const WRAPPING_STATUS: KekStatus = 'Active';
 
-/** States whose KEK still exists: a DEK may be stored under them (a blob made under a version that moved on is still readable). */
+/** States a DEK may be stored under (a blob made under a version that moved on is still readable). */
 export const USABLE_STATUSES: readonly KekStatus[] = ['Active', 'Previous'];
 
-/** States whose DEKs the background rewrap moves to the key's Active version. */
-export const REWRAP_SOURCE_STATUSES: readonly KekStatus[] = ['Previous'];
+/**
+ * States whose DEKs the background rewrap moves to the key's Active version: Previous, and Archived
+ * (a drained version gets wrapped keys again only when rows are restored from a backup).
+ */
+export const REWRAP_SOURCE_STATUSES: readonly KekStatus[] = ['Previous', 'Archived'];
 
-/** Archived versions: their KEK is destroyed (or about to be); nothing is unwrapped under them. */
+/** Archived versions: drained; their KEK is kept for the retention delay, then destroyed (the row is removed). */
 export const DESTROYED_STATUS: KekStatus = 'Archived';
 
-/** Whether DEKs under a version in this state can be unwrapped. */
-export const canUnwrapUnder = (status: KekStatus): boolean => USABLE_STATUSES.includes(status);
+/** States whose KEK may still exist: DEKs under them unwrap while the version is not destroyed (removed). */
+export const UNWRAPPABLE_STATUSES: readonly KekStatus[] = ['Active', 'Previous', 'Archived'];
+
+/** Whether DEKs under a version in this state, destroyed or not, can be unwrapped. */
+export const canUnwrapUnder = (status: KekStatus, destroyed = false): boolean => !destroyed && UNWRAPPABLE_STATUSES.includes(status);
+
+/** The retention setting of Archived KEKs, in days (0: destroyed as soon as the version drains, as CloudStack does). */
+export const KEK_DESTROY_DELAY_SETTING = 'kms.kek.destroy.delay.days' as const;
+
+/** When an Archived version's KEK is due for destruction, under a retention of `delayMs`. */
+export const destroyDueAt = (archived: Date | null, delayMs: number): Date | null => (archived ? new Date(archived.getTime() + delayMs) : null);
 
 /** Whether DEKs under a version in this state still wait for the rewrap (their key's Active version is another). */
 export const awaitsRewrap = (status: KekStatus): boolean => status !== WRAPPING_STATUS;

@@ -91,10 +91,16 @@ export class KeyRotation {
     const active = versions.find((v) => v.status === WRAPPING_STATUS);
     if (resume && active && active.versionNumber > args.fromVersion) return active;
 
-    const next = await repos.kekVersions.nextNumber(key.id);
-    const label = kekLabel({ domainId: key.domainId, accountId: key.accountId, keyUuid: key.uuid }, next);
-    const kek = await this.keys.kekRef(profile.id, label);
+    let next = await repos.kekVersions.nextNumber(key.id);
+    const labelOf = (n: number) => kekLabel({ domainId: key.domainId, accountId: key.accountId, keyUuid: key.uuid }, n);
+    let kek = await this.keys.kekRef(profile.id, labelOf(next));
     if (resume) await this.keys.destroyOrphan(kek);
+    else {
+      // A KEK no row names under the next label was made by a database this one does not remember
+      // (restored from a backup taken before that rotation): keep it, take the next free number.
+      for (let tries = 0; tries < 100 && (await this.keys.providerOf(profile.protocol).hasKek(kek)); tries++) kek = await this.keys.kekRef(profile.id, labelOf(++next));
+    }
+    const label = kek.label;
     await this.keys.createKek(kek, bits);
 
     const now = new Date();

@@ -13,13 +13,14 @@ import { isKmsError, KmsError, paramError, permissionError } from '../core/error
 import { keyNotFound, requireKey } from './guards';
 import { HsmProfiles, profileConfigFor, type HsmProfileDeps } from './hsm-profiles';
 import { NEW_VERSION_STATUS } from './kek-states';
+import { KEK_DESTROY_DELAY_SETTING } from './kek-states';
 import { kekVersionSummaries, type KekVersionSummary } from './rewrap-progress';
 import { KEY_ALGORITHM, KEY_PURPOSE } from './types';
 
 export type { KmsKey, KmsKeyView } from '../db/repositories/kms-keys';
 
 /** What the key service uses. */
-export type KmsKeyDeps = HsmProfileDeps & Pick<KmsDeps, 'logger'>;
+export type KmsKeyDeps = HsmProfileDeps & Pick<KmsDeps, 'logger' | 'settings'>;
 
 /** createKMSKey input, in domain terms. */
 export interface CreateKmsKeyInput {
@@ -95,12 +96,17 @@ export class KmsKeys {
     return this.deps.repos.kekVersions.liveOf(keyId);
   }
 
+  /** The retention of Archived KEKs (kms.kek.destroy.delay.days), in ms. */
+  private async destroyDelayMs(): Promise<number> {
+    return (await this.deps.settings.getNumber(KEK_DESTROY_DELAY_SETTING)) * 86_400_000;
+  }
+
   /** The response view of one key with its versions. */
   async item(id: number): Promise<KmsKeyItem> {
     const key = await this.deps.repos.kmsKeys.view(id);
     // The row was just written or read by this request: gone now is a race, not the caller's input.
     if (!key) throw new KmsError('internal', `KMS key ${id} was removed while its answer was written`);
-    return { key, versions: (await kekVersionSummaries(this.deps.repos.kekVersions, [id])).get(id) ?? [] };
+    return { key, versions: (await kekVersionSummaries(this.deps.repos.kekVersions, [id], await this.destroyDelayMs())).get(id) ?? [] };
   }
 
   /** A live key the caller may act on: 431 "KMS key not found: <id>", or 531. */
@@ -178,7 +184,7 @@ export class KmsKeys {
   /** One page of the keys in `scope` (listKMSKeys; purpose is always volume), by id, with their versions. */
   async list(scope: OwnerScope, f: KmsKeyFilter, page: PageWindow): Promise<Page<KmsKeyItem>> {
     const { rows, count } = await this.deps.repos.kmsKeys.list(scope, { ...f, purpose: KEY_PURPOSE }, page);
-    const versions = await kekVersionSummaries(this.deps.repos.kekVersions, rows.map((r) => r.id));
+    const versions = await kekVersionSummaries(this.deps.repos.kekVersions, rows.map((r) => r.id), await this.destroyDelayMs());
     return { rows: rows.map((key) => ({ key, versions: versions.get(key.id) ?? [] })), count };
   }
 

@@ -1,5 +1,8 @@
 import type { KmsDeps } from './deps';
 import type { Rewrapper } from './rewrap';
+import { KEK_DESTROY_DELAY_SETTING } from './kek-states';
+
+const DAY_MS = 86_400_000;
 
 /** The schedule name of the background rewrap (one runner deployment-wide). */
 export const REWRAP_SCHEDULE = 'kms.rewrap';
@@ -20,12 +23,13 @@ export interface RewrapTick {
 /**
  * One tick of the background rewrap (registered by app.ts as the `kms.rewrap` schedule, every
  * `kms.rewrap.interval.ms`): one batch of `kms.rewrap.batch.size` wrapped keys moves from Previous
- * KEK versions to the Active one, then drained versions are archived and destroyed. The batch size
- * is read at each tick.
+ * KEK versions to the Active one, then drained versions are archived, and Archived versions past
+ * `kms.kek.destroy.delay.days` destroyed. Both settings are read at each tick.
  */
 export async function runRewrapTick(rewrapper: Rewrapper, deps: Pick<KmsDeps, 'settings' | 'logger'>, tick: RewrapTick): Promise<void> {
   const batchSize = await deps.settings.getNumber('kms.rewrap.batch.size');
-  const report = await rewrapper.tick({ batchSize, workerId: tick.workerId, claimMs: tick.claimMs, signal: tick.signal });
+  const destroyDelayMs = (await deps.settings.getNumber(KEK_DESTROY_DELAY_SETTING)) * DAY_MS;
+  const report = await rewrapper.tick({ batchSize, workerId: tick.workerId, claimMs: tick.claimMs, signal: tick.signal, destroyDelayMs });
   if (report.claimed || report.archived.length) {
     deps.logger.info('rewrap tick', {
       claimed: report.claimed, rewrapped: report.rewrapped, skipped: report.skipped, paused: report.paused, failed: report.failed.length,

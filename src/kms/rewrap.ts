@@ -28,6 +28,8 @@ export interface RewrapOptions {
   concurrency?: number;
   /** Aborted when this worker lost the tick's lock: nothing more is committed. */
   signal?: AbortSignal;
+  /** How long an Archived KEK is kept before it is destroyed (kms.kek.destroy.delay.days); 0 (default): at once. */
+  destroyDelayMs?: number;
 }
 
 /** How long a wrapped key whose rewrap failed for good waits before it is tried again. */
@@ -48,7 +50,8 @@ const PARKED_OWNER = 'rewrap-failed';
 type ClaimedRow = ClaimedWrappedKey;
 
 /**
- * The background rewrap after rotation: claims wrapped keys on Previous KEK versions, rewraps each
+ * The background rewrap after rotation: claims wrapped keys on Previous (and not yet destroyed
+ * Archived) KEK versions, rewraps each
  * to its key's Active version and commits blob and version together with a conditional update, so a
  * crash at any instant leaves every row readable (old blob on a Previous version, or new blob on the
  * new one) and a repeat does no harm. Drained Previous versions become Archived and their KEK is
@@ -66,7 +69,7 @@ export class Rewrapper {
     const rows = await this.claim(opts);
     report.claimed = rows.length;
     if (rows.length) await this.rewrapRows(rows, opts, report);
-    if (!opts.signal?.aborted) report.archived = await this.archiveDrained();
+    if (!opts.signal?.aborted) report.archived = await this.archiveDrained(opts.destroyDelayMs ?? 0);
     return report;
   }
 
@@ -181,9 +184,11 @@ export class Rewrapper {
 
   /**
    * Previous versions without live wrapped keys become Archived (a conditional update that re-checks
-   * emptiness); then, and for Archived versions whose destruction failed before, the KEK is destroyed.
+   * emptiness); then Archived versions archived at least `destroyDelayMs` ago, with no live wrapped
+   * key (rows restored from a backup wait for the rewrap), have their KEK destroyed; a destruction
+   * that failed is tried again at the next tick.
    */
-  async archiveDrained(): Promise<Array<{ keyUuid: string; version: number }>> {
+  async archiveDrained(destroyDelayMs = 0): Promise<Array<{ keyUuid: string; version: number }>> {
     const { repos } = this.deps;
     const archived: Array<{ keyUuid: string; version: number }> = [];
     const drainFrom = KEK_TRANSITIONS.drain.from;
@@ -201,13 +206,34 @@ export class Rewrapper {
         if (v) archived.push({ keyUuid: v.keyUuid, version: v.versionNumber });
       }
     }
-    for (const id of await repos.kekVersions.idsIn([DESTROYED_STATUS], { live: true })) await this.destroyArchived(id);
+    for (const id of await repos.kekVersions.archivedDue(Date.now() - destroyDelayMs)) await this.destroyArchived(id, destroyDelayMs > 0 ? 'after its retention period' : 'after all wrapped keys were rewrapped');
     return archived;
   }
 
-  private async destroyArchived(versionId: number): Promise<void> {
+  /**
+   * A root admin's purge (`npm run admin -- purge-archived-keks`): destroys at once the KEK of every
+   * Archived version (of one key, or of all) that no live wrapped key is under, whatever its
+   * retention. Answers the versions destroyed and those kept because wrapped keys are under them.
+   */
+  async purgeArchived(keyId?: number): Promise<{ destroyed: Array<{ keyUuid: string; version: number }>; kept: Array<{ keyUuid: string; version: number; wrappedKeys: number }> }> {
+    const destroyed: Array<{ keyUuid: string; version: number }> = [];
+    for (const id of await this.deps.repos.kekVersions.archivedDue(Number.MAX_SAFE_INTEGER, keyId)) {
+      const v = await this.destroyArchived(id, 'by a purge');
+      if (v) destroyed.push(v);
+    }
+    const kept: Array<{ keyUuid: string; version: number; wrappedKeys: number }> = [];
+    for (const id of await this.deps.repos.kekVersions.idsIn([DESTROYED_STATUS], { live: true })) {
+      const v = await this.wrappedKeys.versionById(id);
+      if (!v || (keyId !== undefined && v.keyId !== keyId)) continue;
+      const row = (await this.deps.repos.kekVersions.liveOf(v.keyId)).find((x) => x.id === id);
+      kept.push({ keyUuid: v.keyUuid, version: v.versionNumber, wrappedKeys: row?.wrappedKeys ?? 0 });
+    }
+    return { destroyed, kept };
+  }
+
+  private async destroyArchived(versionId: number, why: string): Promise<{ keyUuid: string; version: number } | undefined> {
     const v = await this.wrappedKeys.versionById(versionId);
-    if (!v) return;
+    if (!v) return undefined;
     const key = await this.deps.repos.kmsKeys.ownerOf(v.keyId);
     const actor = { accountId: key?.accountId, domainId: key?.domainId };
     try {
@@ -216,13 +242,15 @@ export class Rewrapper {
       await this.deps.repos.kekVersions.markDestroyed(versionId, new Date());
       await this.deps.events.record({
         type: 'KMS.KEY.DELETE', actor, resourceType: 'KmsKey', resourceId: v.keyUuid,
-        description: `Archived KEK version v${v.versionNumber} of KMS key ${v.keyUuid} and destroyed it in its backend after all wrapped keys were rewrapped`,
+        description: `Archived KEK version v${v.versionNumber} of KMS key ${v.keyUuid} and destroyed it in its backend ${why}`,
       });
+      return { keyUuid: v.keyUuid, version: v.versionNumber };
     } catch (err) {
       await this.deps.events.record({
         type: 'KMS.KEY.DELETE', level: 'WARN', actor, resourceType: 'KmsKey', resourceId: v.keyUuid,
         description: `KEK version v${v.versionNumber} of KMS key ${v.keyUuid} is Archived but could not be destroyed yet: ${isKmsError(err) ? err.message : 'internal error'}`,
       });
+      return undefined;
     }
   }
 }

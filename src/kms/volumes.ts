@@ -110,7 +110,7 @@ export class Volumes {
       try {
         if (key) {
           const version = await this.wrappedKeys.activeVersion(key.id);
-          const bits = await settings.getNumber(DEK_BYTES_SETTING);
+          const bits = await settings.getNumber(DEK_BYTES_SETTING, { zoneId: zone.id, domainId: owner.domainId, accountId: owner.id });
           wrapped = { version, blob: await this.wrappedKeys.generate(version, uuid, bits / 8) };
         }
         volume = await repos.transaction(async (tx) => {

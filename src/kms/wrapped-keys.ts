@@ -134,7 +134,7 @@ export class WrappedKeys {
       throw new KmsError('integrity', `Wrapped key ${wk.uuid} does not belong to volume ${ownerUuid}`);
     }
     const v = await this.versionById(wk.kekVersionId);
-    if (!v || !canUnwrapUnder(v.status)) throw new KmsError('integrity', `KEK version of wrapped key ${wk.uuid} is not available for decryption`);
+    if (!v || !canUnwrapUnder(v.status, v.destroyed)) throw new KmsError('integrity', `KEK version of wrapped key ${wk.uuid} is not available for decryption`);
     const kek = await this.kekRef(v);
     const provider = this.providerOf(kek);
     return withKekContext(v, provider.unwrap({ kek, blob: wk.blob, aad: this.aad(v, ownerUuid) }), { provider, ref: kek });

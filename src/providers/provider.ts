@@ -3,8 +3,8 @@ import type { KmsError } from '../core/errors';
 import type { SecretBytes } from '../core/secret-bytes';
 
 /** Backend protocols, as CloudStack names them (`kms_hsm_profiles.protocol`). */
-export type ProviderKind = 'database' | 'pkcs11';
-export const PROVIDER_KINDS: readonly ProviderKind[] = ['database', 'pkcs11'];
+export type ProviderKind = 'database' | 'pkcs11' | 'kmip';
+export const PROVIDER_KINDS: readonly ProviderKind[] = ['database', 'pkcs11', 'kmip'];
 
 export type KekBits = KeyBits;
 

@@ -4,6 +4,7 @@ import { KmsError } from '../core/errors';
 import type { Logger } from '../core/logger';
 import { createDatabaseProvider, type DatabaseProviderOptions } from './database/database-provider';
 import { createPkcs11Provider, type Pkcs11ProviderOptions } from './pkcs11/pkcs11-provider';
+import { createKmipProvider, type KmipProviderOptions } from './kmip/kmip-provider';
 import { ProfileCircuits, type CircuitOptions, type ProfileHealth } from './circuit';
 import { callBatchWithPolicy, callWithPolicy, type BackendObserver, type PolicyHooks } from './policy';
 import type { BackendPolicy, HsmProfileConfig, ItemResult, KekProvider, ProviderKind, SessionStats } from './provider';
@@ -34,6 +35,7 @@ export interface ProviderRegistryDeps {
   logger: Logger;
   database?: Omit<DatabaseProviderOptions, 'keks' | 'masterKey' | 'logger'>;
   pkcs11?: Omit<Pkcs11ProviderOptions, 'logger'>;
+  kmip?: Omit<KmipProviderOptions, 'logger'>;
   /** Test seam, passed to callWithPolicy. */
   hooks?: PolicyHooks;
   /** Hears every operation's outcome and every retry (metrics). */
@@ -163,6 +165,8 @@ export function createProviderRegistry(deps: ProviderRegistryDeps): ProviderRegi
         return createDatabaseProvider({ ...deps.database, keks: deps.databaseKeks, masterKey: deps.masterKey, logger: deps.logger });
       case 'pkcs11':
         return createPkcs11Provider({ ...deps.pkcs11, logger: deps.logger });
+      case 'kmip':
+        return createKmipProvider({ ...deps.kmip, logger: deps.logger });
       default:
         throw new KmsError('param', `Unknown KMS provider: ${String(kind)}`);
     }

@@ -4,6 +4,7 @@ import type { KmsKeyView } from '../../kms/kms-keys';
 import { rewrapRemaining, type KekVersionSummary } from '../../kms/rewrap-progress';
 import type { ResponseField } from '../define';
 import { prettyPath } from './identity';
+import { ownerOf, projectFields } from './owner';
 
 /** KMSKeyResponse fields (reference §1.5). */
 export const kmsKeyFields: readonly ResponseField[] = [
@@ -12,6 +13,7 @@ export const kmsKeyFields: readonly ResponseField[] = [
   { name: 'description', type: 'string', description: 'the description of the KMS key' },
   { name: 'account', type: 'string', description: 'the account owning the key' },
   { name: 'accountid', type: 'string', description: 'the ID of the account owning the key' },
+  ...projectFields,
   { name: 'domainid', type: 'string', description: 'the ID of the domain of the owning account' },
   { name: 'domain', type: 'string', description: 'the name of the domain of the owning account' },
   { name: 'domainpath', type: 'string', description: 'the path of the domain of the owning account' },
@@ -36,6 +38,7 @@ export const kmsKeyFields: readonly ResponseField[] = [
       { name: 'created', type: 'date', description: 'when the version was created' },
       { name: 'archived', type: 'date', description: 'when the version was archived' },
       { name: 'destroyed', type: 'boolean', description: 'true once the archived KEK was destroyed in its backend' },
+      { name: 'destroyat', type: 'date', description: 'for an Archived version not yet destroyed: when its KEK will be destroyed (archival plus kms.kek.destroy.delay.days); an extension of CloudStack\'s API' },
     ],
   },
 ];
@@ -44,7 +47,7 @@ export const kmsKeyFields: readonly ResponseField[] = [
 export function kmsKeyResponse(k: KmsKeyView, caller: Caller, versions: readonly KekVersionSummary[] = []) {
   return {
     id: k.uuid, name: k.name, description: k.description ?? undefined,
-    account: k.accountName, accountid: k.accountUuid, domainid: k.domainUuid, domain: k.domainName, domainpath: prettyPath(k.domainPath),
+    ...ownerOf(k), domainid: k.domainUuid, domain: k.domainName, domainpath: prettyPath(k.domainPath),
     zoneid: k.zoneUuid, zonename: k.zoneName, hsmprofileid: k.profileUuid, hsmprofile: k.profileName,
     purpose: k.purpose, algorithm: k.algorithm, keybits: k.keyBits, version: k.version ?? undefined,
     enabled: k.enabled, created: formatDate(k.created),
@@ -52,7 +55,7 @@ export function kmsKeyResponse(k: KmsKeyView, caller: Caller, versions: readonly
     rewrapremaining: rewrapRemaining(versions),
     versions: versions.map((v) => ({
       version: v.version, status: v.status, wrappedkeys: v.wrappedKeys, created: formatDate(v.created),
-      archived: formatDate(v.archived), destroyed: v.destroyed,
+      archived: formatDate(v.archived), destroyed: v.destroyed, destroyat: formatDate(v.destroyAt),
     })),
   };
 }

@@ -44,6 +44,8 @@ export interface KekVersionContext {
   versionNumber: number;
   status: KekStatus;
   kekLabel: string;
+  /** The KEK was destroyed in its backend (or the key deleted): the row is removed. */
+  destroyed: boolean;
   profile: KekProfileRef;
 }
 
@@ -65,6 +67,7 @@ function toVersion(r: Record<string, any>): KekVersion {
 function toContext(r: Record<string, any>): KekVersionContext {
   return {
     keyId: Number(r.keyId), keyUuid: r.keyUuid, versionId: Number(r.versionId), versionNumber: Number(r.versionNumber), status: r.status, kekLabel: r.kekLabel,
+    destroyed: r.removed !== null && r.removed !== undefined,
     profile: { id: Number(r.profileId), uuid: r.profileUuid, name: r.profileName, protocol: r.profileProtocol, enabled: r.profileEnabled === true || Number(r.profileEnabled) === 1 },
   };
 }
@@ -160,6 +163,17 @@ export class KekVersionRepository {
     return (await q.select('id')).map((r: { id: number }) => Number(r.id));
   }
 
+  /** Live Archived versions archived at or before `before` (epoch ms), with no live wrapped key: due for destruction. */
+  async archivedDue(before: number, keyId?: number): Promise<number[]> {
+    const db = this.db;
+    const q = db('kms_kek_versions as v').where({ 'v.status': 'Archived' }).whereNull('v.removed').where('v.archived', '<=', before)
+      .whereNotExists(function live() {
+        this.select(db.raw('1')).from('kms_wrapped_key as w').whereRaw('w.kek_version_id = v.id').whereNull('w.removed');
+      });
+    if (keyId !== undefined) q.where({ 'v.kms_key_id': keyId });
+    return (await q.select('v.id')).map((r: { id: number }) => Number(r.id));
+  }
+
   /** Whether the version is still in `status`, locking its row (FOR UPDATE on MariaDB) for the transaction. */
   async lockIfIn(id: number, status: KekStatus): Promise<boolean> {
     const q = this.db('kms_kek_versions').where({ id, status }).first('id');
@@ -215,7 +229,7 @@ export class KekVersionRepository {
     return this.db('kms_kek_versions as v')
       .join('kms_keys as k', 'k.id', 'v.kms_key_id')
       .join('kms_hsm_profiles as p', 'p.id', 'v.hsm_profile_id')
-      .select('v.id as versionId', 'v.version_number as versionNumber', 'v.status', 'v.kek_label as kekLabel',
+      .select('v.id as versionId', 'v.version_number as versionNumber', 'v.status', 'v.kek_label as kekLabel', 'v.removed',
         'k.id as keyId', 'k.uuid as keyUuid', 'p.id as profileId', 'p.uuid as profileUuid', 'p.name as profileName',
         'p.protocol as profileProtocol', 'p.enabled as profileEnabled');
   }

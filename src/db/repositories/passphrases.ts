@@ -31,4 +31,12 @@ export class PassphraseRepository {
   async delete(ids: readonly number[]): Promise<void> {
     if (ids.length) await this.db('passphrase').whereIn('id', [...ids]).delete();
   }
+
+  /** The live volumes holding these passphrases (uuid and name by passphrase id), to name them in a report. */
+  async volumesOf(ids: readonly number[]): Promise<Map<number, { uuid: string; name: string }>> {
+    if (!ids.length) return new Map();
+    const rows: Array<{ passphrase_id: number; uuid: string; name: string }> = await this.db('volumes').whereIn('passphrase_id', [...ids]).whereNull('removed')
+      .select('passphrase_id', 'uuid', 'name');
+    return new Map(rows.map((r) => [Number(r.passphrase_id), { uuid: r.uuid, name: r.name }]));
+  }
 }

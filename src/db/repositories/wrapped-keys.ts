@@ -28,6 +28,18 @@ export interface ClaimedWrappedKey {
   blob: Buffer;
 }
 
+/** Which live wrapped keys a key check covers: those of one key, of one profile (their version's), of one zone; all when empty. */
+export interface WrappedKeyCheckFilter { kmsKeyId?: number; hsmProfileId?: number; zoneId?: number }
+
+/** A live wrapped key as the key check reads it; `ownerUuid` is the volume that holds it. */
+export interface CheckedWrappedKey {
+  id: number;
+  uuid: string;
+  kekVersionId: number;
+  ownerUuid: string;
+  blob: Buffer;
+}
+
 /** One rewrapped blob to commit. */
 export interface RewrappedBlob { id: number; blob: Buffer }
 
@@ -100,7 +112,7 @@ export class WrappedKeyRepository {
   async claim(states: readonly KekStatus[], limit: number, workerId: string, claimMs: number, now: number): Promise<ClaimedWrappedKey[]> {
     const candidates: Array<{ id: number }> = await this.db('kms_wrapped_key as w')
       .join('kms_kek_versions as v', 'v.id', 'w.kek_version_id')
-      .whereIn('v.status', [...states]).whereNull('w.removed')
+      .whereIn('v.status', [...states]).whereNull('v.removed').whereNull('w.removed')
       .andWhere((q) => q.whereNull('w.claim_expires').orWhere('w.claim_expires', '<', now))
       .orderBy('w.id').limit(limit).select('w.id');
     if (!candidates.length) return [];
@@ -130,6 +142,37 @@ export class WrappedKeyRepository {
     await this.versions.adjustWrappedKeyCount(fromVersionId, -n);
     await this.versions.adjustWrappedKeyCount(toVersionId, n);
     return n;
+  }
+
+  private checkQuery(f: WrappedKeyCheckFilter) {
+    const q = this.db('kms_wrapped_key as w').join('kms_kek_versions as v', 'v.id', 'w.kek_version_id').whereNull('w.removed');
+    if (f.kmsKeyId !== undefined) q.where('w.kms_key_id', f.kmsKeyId);
+    if (f.hsmProfileId !== undefined) q.where('v.hsm_profile_id', f.hsmProfileId);
+    if (f.zoneId !== undefined) q.where('w.zone_id', f.zoneId);
+    return q;
+  }
+
+  /** How many live wrapped keys the filter covers. */
+  async countForCheck(f: WrappedKeyCheckFilter): Promise<number> {
+    const r = await this.checkQuery(f).count({ n: '*' }).first();
+    return Number((r as { n?: number | string } | undefined)?.n ?? 0);
+  }
+
+  /** The next `limit` live wrapped keys of the filter after id `afterId`, by id, with their volume's name (read only; nothing is claimed). */
+  async pageForCheck(f: WrappedKeyCheckFilter, afterId: number, limit: number): Promise<CheckedWrappedKey[]> {
+    const rows: Array<Record<string, any>> = await this.checkQuery(f).where('w.id', '>', afterId)
+      .orderBy('w.id').limit(limit)
+      .select('w.id', 'w.uuid', 'w.kek_version_id', 'w.owner_uuid', 'w.wrapped_blob');
+    return rows.map((r) => ({
+      id: Number(r.id), uuid: r.uuid, kekVersionId: Number(r.kek_version_id), ownerUuid: r.owner_uuid, blob: Buffer.from(r.wrapped_blob),
+    }));
+  }
+
+  /** The names of the live volumes `uuids` (the owners of wrapped keys), for a report. */
+  async volumeNames(uuids: readonly string[]): Promise<Map<string, string>> {
+    if (!uuids.length) return new Map();
+    const rows: Array<{ uuid: string; name: string }> = await this.db('volumes').whereIn('uuid', [...uuids]).whereNull('removed').select('uuid', 'name');
+    return new Map(rows.map((r) => [r.uuid, r.name]));
   }
 
   /** Releases this worker's claims on `ids` (retried at the next tick). */

@@ -1,0 +1,255 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { TLSSocket } from 'node:tls';
+import { silentLogger } from '../../src/core/logger';
+import { SecretBytes } from '../../src/core/secret-bytes';
+import { createKmipProvider } from '../../src/providers/kmip/kmip-provider';
+import { Operation, Tag } from '../../src/providers/kmip/messages';
+import { childOf, childrenOf, decodeTtlv } from '../../src/providers/kmip/ttlv';
+import type { BackendPolicy, HsmProfileConfig, KekProvider } from '../../src/providers/provider';
+import { withPolicy } from '../../src/providers/registry';
+import { freePort, startHungTlsServer, startPyKmip, type PyKmipServer } from '../support/pykmip';
+import { countingProvider, kekProviderContract, rejection } from './kek-provider-contract';
+
+const profile = (name: string, details: Record<string, string>): HsmProfileConfig => ({
+  id: `p-${randomBytes(4).toString('hex')}`, name, protocol: 'kmip', details,
+});
+
+let server: PyKmipServer;
+beforeAll(async () => {
+  server = await startPyKmip();
+}, 60_000);
+afterAll(async () => {
+  await server?.stop();
+});
+
+kekProviderContract('kmip (PyKMIP)', async () => {
+  const provider = createKmipProvider({ logger: silentLogger });
+  return {
+    provider,
+    profile: profile('kmip-a', server.details()),
+    otherProfile: profile('kmip-b', server.details({ max_connections: '2', batch_items: '7' }, { paths: true })),
+    teardown: () => provider.close(),
+  };
+});
+
+// KMIP 1.2 has no AEAD fields: the same contract on encrypt-then-MAC (AES-CBC, then AES-CMAC by a second server key).
+kekProviderContract('kmip 1.2 (PyKMIP, AES-CBC then AES-CMAC)', async () => {
+  const provider = createKmipProvider({ logger: silentLogger });
+  return {
+    provider,
+    profile: profile('kmip12-a', server.details({ kmipversion: '1.2' })),
+    otherProfile: profile('kmip13-b', server.details({ kmipversion: '1.3', batch_items: '7' })),
+    teardown: () => provider.close(),
+  };
+});
+
+const RETRYING: BackendPolicy = { timeoutMs: 20_000, retries: 6, baseDelayMs: 200 };
+const label = (what: string): string => `kek-${what}-${randomBytes(4).toString('hex')}`;
+
+describe('kmip provider', () => {
+  let provider: KekProvider;
+  beforeAll(() => {
+    provider = createKmipProvider({ logger: silentLogger });
+  });
+  afterAll(async () => {
+    await provider.close();
+  });
+
+  it('creates an Active AES KEK named by its label and never offers its material (no Get is sent)', async () => {
+    const p = profile('kmip', server.details());
+    const kek = { profile: p, label: label('attrs') };
+    const seen: string[] = [];
+    const counted = countingRequests(provider, seen);
+    await counted.createKek(kek, 192);
+    const blob = await counted.generateAndWrap({ kek, bytes: 32, aad: Buffer.from('a') });
+    expect(blob[0]).toBe(0x21);
+    expect(blob.length).toBe(1 + 12 + 32 + 16);
+    expect(await counted.hasKek(kek)).toBe(true);
+    expect(seen).not.toContain('Get');
+  });
+
+  it('reports invalid details as sentences naming each detail, never echoing the key or password', () => {
+    const problems = provider.validateProfile({ port: '0', ca: 'nope', private_key: 'SECRET-KEY-TEXT', password: 'SECRET-PW', kmipversion: '1.1', colour: 'red' });
+    expect(problems).toEqual(expect.arrayContaining([
+      "Unknown detail 'colour' (allowed: host, port, ca, client_certificate, private_key, username, password, kmipversion, max_connections, batch_items)",
+      "Detail 'host' is required: the KMIP server's host name or IP address",
+      "Detail 'port' must be an integer from 1 to 65535",
+      "Detail 'ca' must be PEM text (-----BEGIN …) or an absolute file path",
+      "Detail 'client_certificate' is required: this server's client certificate (clientAuth)",
+      "Detail 'password' needs 'username'",
+    ]));
+    expect(problems).toContain("Detail 'kmipversion' must be 1.2, 1.3 or 1.4 (got 1.1)");
+    expect(problems.join(' ')).not.toMatch(/SECRET/);
+    expect(provider.validateProfile(server.details())).toEqual([]);
+    expect(provider.validateProfile(server.details({}, { paths: true }))).toEqual([]);
+    expect(provider.validateProfile({ ...server.details(), ca: '/nonexistent/ca.pem' })).toEqual(["Detail 'ca': the file /nonexistent/ca.pem cannot be read (ENOENT)"]);
+  });
+
+  it('refuses a client certificate from another CA as auth, saying the TLS handshake was refused, without retrying', async () => {
+    const foreign = server.makeClient('stranger', { foreign: true });
+    const p = profile('kmip-stranger', server.details({ client_certificate: foreign.cert, private_key: foreign.key }));
+    const { provider: counted, calls } = countingProvider(provider);
+    const err = await rejection(withPolicy(counted, () => RETRYING, silentLogger).probe(p));
+    expect(err.kind).toBe('auth');
+    expect(err.retryable).toBe(false);
+    expect(err.message).toMatch(/TLS handshake refused/);
+    expect(err.message).not.toContain(foreign.key.slice(40, 80));
+    expect(calls.get('probe')).toBe(1);
+  });
+
+  it('refuses a client certificate without clientAuth as auth, saying the TLS handshake was refused', async () => {
+    const c = server.makeClient('no-client-auth', { noClientAuth: true });
+    const err = await rejection(provider.probe(profile('kmip-noauth', server.details({ client_certificate: c.cert, private_key: c.key }))));
+    expect(err.kind).toBe('auth');
+    expect(err.message).toMatch(/TLS handshake refused .*unsupported certificate/);
+  });
+
+  it('wraps under KMIP 1.2 as 0x22 ‖ IV ‖ CBC ciphertext ‖ CMAC, checks the CMAC before any Decrypt, and destroys both server keys', async () => {
+    const p = profile('kmip12', server.details({ kmipversion: '1.2' }));
+    const kek = { profile: p, label: label('cbc') };
+    await provider.createKek(kek, 256);
+    const seen: string[] = [];
+    const counted = countingRequests(provider, seen);
+    const dek = SecretBytes.random(24);
+    const blob = await counted.wrap({ kek, dek, aad: Buffer.from('x') });
+    expect(blob[0]).toBe(0x22);
+    expect(blob.length).toBe(1 + 16 + 32 + 16);
+    expect(seen).toEqual(['Encrypt', 'MAC']);
+    seen.length = 0;
+    const bad = Buffer.from(blob);
+    bad[20] ^= 1;
+    expect((await rejection(counted.unwrap({ kek, blob: bad, aad: Buffer.from('x') }))).kind).toBe('integrity');
+    expect(seen).toEqual(['MAC']);
+    await provider.destroyKek(kek);
+    expect(await provider.hasKek(kek)).toBe(false);
+    expect(await provider.hasKek({ profile: p, label: `${kek.label}.mac` })).toBe(false);
+    dek.dispose();
+  });
+
+  it('refuses a server whose certificate another CA signed as auth', async () => {
+    const other = server.makeClient('other-ca-anchor', { foreign: true });
+    const err = await rejection(provider.probe(profile('kmip-wrong-ca', server.details({ ca: readFileSync(join(server.dir, 'foreign-ca.crt'), 'utf8') }))));
+    expect(other.cert).toBeTruthy();
+    expect(err.kind).toBe('auth');
+    expect(err.message).toMatch(/TLS handshake refused/);
+  });
+
+  it('refuses an unknown host as param, naming it', async () => {
+    const err = await rejection(provider.probe(profile('kmip-nohost', server.details({ host: 'no-such-kmip-host.invalid' }))));
+    expect(err.kind).toBe('param');
+    expect(err.message).toBe('KMIP server host no-such-kmip-host.invalid of HSM profile kmip-nohost is unknown (DNS: ENOTFOUND)');
+  });
+
+  it('reports a closed port as unavailable and retryable', async () => {
+    const err = await rejection(provider.probe(profile('kmip-closed', server.details({ port: String(await freePort()) }))));
+    expect(err.kind).toBe('unavailable');
+    expect(err.retryable).toBe(true);
+  });
+
+  it('reconnects to a restarted server: the KEKs are still there, and a wrap under the policy succeeds once it is back', async () => {
+    const p = profile('kmip-restart', server.details());
+    const guarded = withPolicy(provider, () => RETRYING, silentLogger);
+    const kek = { profile: p, label: label('restart') };
+    await guarded.createKek(kek, 256);
+    const dek = SecretBytes.random(32);
+    const aad = Buffer.from('vol-restart');
+    const before = await guarded.wrap({ kek, dek, aad });
+    await server.kill();
+    const down = await rejection(provider.wrap({ kek, dek, aad }));
+    expect(down.kind).toBe('unavailable');
+    const restarting = new Promise((r) => setTimeout(r, 500)).then(() => server.start());
+    const after = await guarded.wrap({ kek, dek, aad });
+    await restarting;
+    for (const blob of [before, after]) {
+      const back = await guarded.unwrap({ kek, blob, aad });
+      expect(back.reveal().equals(dek.reveal())).toBe(true);
+      back.dispose();
+    }
+    dek.dispose();
+  });
+
+  it('abandons a server that accepts the TLS connection and never answers at the operation timeout, and never reuses that connection', async () => {
+    const hung = await startHungTlsServer(server);
+    try {
+      const p = profile('kmip-hung', server.details({ port: String(hung.port) }));
+      const guarded = withPolicy(provider, () => ({ timeoutMs: 1500, retries: 0, baseDelayMs: 1 }), silentLogger);
+      const t0 = Date.now();
+      const err = await rejection(guarded.wrap({ kek: { profile: p, label: 'any' }, dek: SecretBytes.random(32), aad: Buffer.alloc(0) }));
+      console.log(`[kmip] a wrap against a server that never answers was abandoned after ${Date.now() - t0} ms (operation timeout 1500 ms)`);
+      expect(err.kind).toBe('unavailable');
+      expect(err.message).toBe('KMS operation kmip.wrap timed out after 1.5s');
+      await hung.closed(1);
+      expect(provider.sessionStats!().find((s) => s.profile === 'kmip-hung')).toEqual({ profile: 'kmip-hung', inUse: 0, idle: 0 });
+    } finally {
+      await hung.stop();
+    }
+  });
+
+  it('sends a batch of 50 wraps as one KMIP request of 50 Encrypt batch items, and 50 unwraps as one of 50 Decrypt items', async () => {
+    const p = profile('kmip-one-request', server.details());
+    const kek = { profile: p, label: label('one-request') };
+    await provider.createKek(kek, 256);
+    await provider.hasKek(kek); // the label's Unique Identifier is now cached: no Locate below
+    const requests: string[][] = [];
+    const counted = countingRequests(provider, [], requests);
+    const deks = Array.from({ length: 50 }, () => SecretBytes.random(32));
+    const aad = (i: number) => Buffer.from(`one-${i}`);
+    const blobs = await counted.wrapMany(deks.map((dek, i) => ({ kek, dek, aad: aad(i) })));
+    const backs = await counted.unwrapMany(blobs.map((b, i) => ({ kek, blob: (b as { value: Buffer }).value, aad: aad(i) })));
+    expect(requests.map((r) => [r[0], r.length])).toEqual([['Encrypt', 50], ['Decrypt', 50]]);
+    backs.forEach((b, i) => {
+      expect(b.ok && b.value.reveal().equals(deks[i].reveal())).toBe(true);
+      if (b.ok) b.value.dispose();
+    });
+    deks.forEach((d) => d.dispose());
+  });
+
+  it('splits a batch into requests of at most batch_items items over at most max_connections connections', async () => {
+    const p = profile('kmip-split', server.details({ batch_items: '5', max_connections: '2' }));
+    const kek = { profile: p, label: label('split') };
+    await provider.createKek(kek, 128);
+    const reqs = Array.from({ length: 23 }, (_, i) => ({ kek, bytes: 32, aad: Buffer.from(`s-${i}`) }));
+    const blobs = await provider.generateAndWrapMany(reqs);
+    expect(blobs.every((r) => r.ok)).toBe(true);
+    const stats = provider.sessionStats!().find((s) => s.profile === 'kmip-split')!;
+    expect(stats.inUse + stats.idle).toBeLessThanOrEqual(2);
+    expect(stats.idle).toBeGreaterThan(0);
+  });
+});
+
+/** Records the KMIP operations sent, by wrapping the TLS socket writes of a provider's calls. */
+function countingRequests(p: KekProvider, seen: string[], perRequest: string[][] = []): KekProvider {
+  const write = TLSSocket.prototype.write;
+  return new Proxy(p, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver);
+      if (typeof v !== 'function') return v;
+      return async (...args: unknown[]) => {
+        TLSSocket.prototype.write = function (this: TLSSocket, chunk: unknown, ...rest: unknown[]) {
+          if (Buffer.isBuffer(chunk)) {
+            const ops = operationsIn(chunk);
+            seen.push(...ops);
+            perRequest.push(ops);
+          }
+          return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
+        } as typeof write;
+        try {
+          return await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+        } finally {
+          TLSSocket.prototype.write = write;
+        }
+      };
+    },
+  });
+}
+
+function operationsIn(bytes: Buffer): string[] {
+  const msg = decodeTtlv(bytes);
+  const names = Object.fromEntries(Object.entries(Operation).map(([k, v]) => [v, k]));
+  return childrenOf(msg, Tag.BatchItem).map((b) => {
+    const op = childOf(b, Tag.Operation);
+    return op?.type === 'enumeration' ? names[op.value] ?? `0x${op.value.toString(16)}` : '?';
+  }).concat(childrenOf(msg, Tag.BatchItem).length ? [] : ['?']).map((n) => (n === '0xa' ? 'Get' : n));
+}
