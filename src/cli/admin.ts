@@ -10,7 +10,7 @@ import { ROTATION_JOB, beginRotation, countNotOn } from '../kms/master-key-rotat
 import { MasterKeySeal } from '../kms/master-key-seal';
 import { heldBy, isKeyOf, listVersions, liveNodes, type MasterKeyVersion } from '../kms/master-key-versions';
 import { openDb } from '../db/knex';
-import { BackupRefused, readBackup, restoreBackup, writeBackup, type BackupMasterKeyVersion } from '../db/backup';
+import { BackupRefused, readBackup, restoreBackup, writeBackup, type BackupMasterKeyVersion, type ParsedBackup } from '../db/backup';
 import { KeyVerifier, type VerifyFailure } from '../kms/verify-keys';
 
 /**
@@ -114,9 +114,29 @@ function checkMasterKey(env: Env, versions: readonly BackupMasterKeyVersion[]): 
   }
 }
 
+/**
+ * The master key versions of a backup, from its kms_master_key_versions rows (what the restore
+ * writes), which must say the same as its header; none live while it holds a deployment is refused.
+ */
+export function backupMasterKeyVersions(parsed: ParsedBackup): BackupMasterKeyVersion[] {
+  const rows = (parsed.rows.get('kms_master_key_versions') ?? []).map((r): BackupMasterKeyVersion => ({
+    version: Number(r.version), state: String(r.state), checkValue: String(r.check_value), sealedKey: (r.sealed_key as string | null | undefined) ?? null,
+  })).sort((a, b) => a.version - b.version);
+  const key = (v: BackupMasterKeyVersion): string => JSON.stringify([v.version, v.state, v.checkValue, v.sealedKey]);
+  const header = [...parsed.header.masterKey].sort((a, b) => a.version - b.version);
+  if (rows.length !== header.length || rows.some((r, i) => key(r) !== key(header[i]!))) {
+    throw new BackupRefused('The backup is refused: the master key versions of its header differ from those of its rows (the file was made by hand or altered)');
+  }
+  const deployment = ['kms_keys', 'kms_wrapped_key', 'passphrase', 'user', 'kms_hsm_profiles'].some((t) => (parsed.rows.get(t)?.length ?? 0) > 0);
+  if (deployment && !rows.some((r) => r.state !== 'Retired')) {
+    throw new BackupRefused('The backup is refused: it holds protected values but no live master key version to check the given key against');
+  }
+  return rows;
+}
+
 async function restore(env: Env, file: string, print: Print): Promise<void> {
-  const parsed = readBackup(file);
-  checkMasterKey(env, parsed.header.masterKey);
+  const parsed = await readBackup(file);
+  checkMasterKey(env, backupMasterKeyVersions(parsed));
   const rows = await restoreBackup({ databaseUrl: env.databaseUrl, dataDir: env.dataDir }, parsed);
   print(`restored ${parsed.count} rows of ${Object.keys(rows).length} tables from ${file} (made ${parsed.header.created}); ${rows.kms_wrapped_key ?? 0} wrapped keys, ${rows.volumes ?? 0} volumes`);
   print('Next: start the nodes with the same master key and HSM tokens, then run npm run admin -- verify-keys.');
