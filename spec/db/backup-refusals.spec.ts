@@ -58,6 +58,9 @@ describe('restore of a crafted backup file', () => {
     try {
       if (!(await db.schema.hasTable(table))) return 0;
       return Number(((await db(table).count({ n: '*' }).first()) as { n: number | string }).n);
+    } catch (e) {
+      if ((e as { code?: string }).code === 'ER_BAD_DB_ERROR') return 0; // refused before the database was created
+      throw e;
     } finally {
       await db.destroy();
     }
