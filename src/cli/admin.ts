@@ -10,7 +10,8 @@ import { ROTATION_JOB, beginRotation, countNotOn } from '../kms/master-key-rotat
 import { MasterKeySeal } from '../kms/master-key-seal';
 import { heldBy, isKeyOf, listVersions, liveNodes, type MasterKeyVersion } from '../kms/master-key-versions';
 import { openDb } from '../db/knex';
-import { BackupRefused, readBackup, restoreBackup, writeBackup, type BackupMasterKeyVersion, type ParsedBackup } from '../db/backup';
+import { migrationNames } from '../db/migrations';
+import { BackupRefused, inspectDeployment, readBackup, restoreBackup, writeBackup, type BackupMasterKeyVersion, type ParsedBackup } from '../db/backup';
 import { KeyVerifier, type VerifyFailure } from '../kms/verify-keys';
 
 /**
@@ -148,8 +149,30 @@ const describeFailure = (f: VerifyFailure): string => {
   return `FAILED ${f.what}: ${[vol, key, f.item].filter(Boolean).join(', ')}: ${f.reason}`;
 };
 
+/**
+ * verify-keys and purge-archived-keks run only against an existing deployment at this server's
+ * schema, with a master key given: a mistyped DATABASE_URL / KMS_DATA_DIR must not create a
+ * database, migrate one, bootstrap ROOT/admin or generate a master key file.
+ */
+async function requireDeployment(env: Env, command: string): Promise<void> {
+  const where = env.databaseUrl ? `DATABASE_URL (${new URL(env.databaseUrl).pathname.slice(1) || 'kms'} on ${new URL(env.databaseUrl).host})` : `KMS_DATA_DIR (${env.dataDir})`;
+  const found = await inspectDeployment({ databaseUrl: env.databaseUrl, dataDir: env.dataDir });
+  if (!found.exists) throw new Error(`${command}: there is no database at ${where}; set it to the deployment's`);
+  const done = new Set(found.migrations);
+  const known = migrationNames();
+  const foreign = found.migrations.find((m) => !known.includes(m));
+  if (foreign) throw new Error(`${command}: the database at ${where} has schema migration ${foreign}, which this version does not know; run the version of its nodes`);
+  const missing = known.find((m) => !done.has(m));
+  if (missing) throw new Error(`${command}: the database at ${where} is not at this version's schema (migration ${missing} has not run); start a node of this version on it first, or check ${env.databaseUrl ? 'DATABASE_URL' : 'KMS_DATA_DIR'}`);
+  if (!found.liveMasterKeyVersions) throw new Error(`${command}: the database at ${where} holds no deployment (no master key version); check ${env.databaseUrl ? 'DATABASE_URL' : 'KMS_DATA_DIR'}`);
+  if (!env.masterKey && !env.masterKeySeal && !existsSync(env.masterKeyFile)) {
+    throw new Error(`${command}: no master key given: set KMS_MASTER_KEY, KMS_MASTER_KEY_FILE (${env.masterKeyFile} does not exist) or KMS_MASTER_KEY_SEAL_*`);
+  }
+}
+
 async function verifyKeys(env: Env, args: readonly string[], print: Print): Promise<void> {
   const o = options(args, ['key', 'profile', 'zone', 'rate', 'batch']);
+  await requireDeployment(env, 'verify-keys');
   const { app } = await createApp({ ...env, role: 'api' }, { logger: silentLogger, announce: false });
   try {
     let shown = 0;
@@ -165,6 +188,7 @@ async function verifyKeys(env: Env, args: readonly string[], print: Print): Prom
     const checked = report.deks + report.passphrases + report.masterKeyValues;
     print(`verified ${report.deks} wrapped DEKs, ${report.passphrases} legacy passphrases, ${report.masterKeyValues} master-key values: ${report.failures.length} failed`);
     if (report.failures.length) throw new Error(`${report.failures.length} of ${checked} secrets cannot be opened (listed above)`);
+    if (!checked) throw new Error('verify-keys found no secret to check: is DATABASE_URL / KMS_DATA_DIR (and --key/--profile/--zone) that of the deployment?');
   } finally {
     await app.close();
   }
@@ -172,6 +196,7 @@ async function verifyKeys(env: Env, args: readonly string[], print: Print): Prom
 
 async function purgeArchived(env: Env, args: readonly string[], print: Print): Promise<void> {
   const o = options(args, ['key']);
+  await requireDeployment(env, 'purge-archived-keks');
   const { app } = await createApp({ ...env, role: 'api' }, { logger: silentLogger, announce: false });
   try {
     let keyId: number | undefined;

@@ -399,3 +399,26 @@ export async function restoreBackup(opts: { databaseUrl?: string; dataDir: strin
     await db.destroy();
   }
 }
+
+/**
+ * What a database holds, read without creating, migrating or writing anything (for the admin
+ * commands that must only run against an existing, current deployment): whether it exists, its
+ * completed migrations, and its live master key versions.
+ */
+export async function inspectDeployment(opts: { databaseUrl?: string; dataDir: string }): Promise<{ exists: boolean; migrations: string[]; liveMasterKeyVersions: number }> {
+  if (!opts.databaseUrl && !existsSync(join(opts.dataDir, 'kms.sqlite'))) return { exists: false, migrations: [], liveMasterKeyVersions: 0 };
+  const config = knexConfig(opts);
+  const db = knexFactory(config);
+  try {
+    const migrations = await completedMigrations(db);
+    const live = (await db.schema.hasTable('kms_master_key_versions'))
+      ? Number(((await db('kms_master_key_versions').whereNot({ state: 'Retired' }).count({ n: '*' }).first()) as { n: number | string }).n)
+      : 0;
+    return { exists: true, migrations, liveMasterKeyVersions: live };
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ER_BAD_DB_ERROR') return { exists: false, migrations: [], liveMasterKeyVersions: 0 };
+    throw e;
+  } finally {
+    await db.destroy();
+  }
+}
