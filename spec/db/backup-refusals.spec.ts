@@ -128,6 +128,7 @@ describe('restore of a crafted backup file', () => {
     await expect(readBackup(craft(join(dir, 'h2.backup'), { ...header, tables: [1] }, []))).rejects.toThrow(/malformed header: tables is not a list of names/);
     await expect(readBackup(craft(join(dir, 'h3.backup'), { ...header, migrations: null }, []))).rejects.toThrow(/malformed header: migrations/);
     await expect(readBackup(craft(join(dir, 'h4.backup'), { ...header, masterKey: [{ version: 'x' }] }, []))).rejects.toThrow(/malformed header: masterKey/);
+    await expect(readBackup(craft(join(dir, 'h5.backup'), { ...header, tables: ['domain', 'domain'] }, []))).rejects.toThrow(/malformed header: tables names a table twice/);
     await expect(readBackup(genuine, { maxLine: 64 })).rejects.toThrow(/has a line longer than 64 bytes/);
   });
 

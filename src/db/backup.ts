@@ -212,6 +212,7 @@ function checkHeader(file: string, header: Partial<BackupHeader>): BackupHeader 
   if (header.source !== 'sqlite' && header.source !== 'mysql') bad('source is neither sqlite nor mysql');
   if (!isStrings(header.migrations)) bad('migrations is not a list of names');
   if (!isStrings(header.tables)) bad('tables is not a list of names');
+  if (new Set(header.tables).size !== header.tables!.length) bad('tables names a table twice');
   if (!Array.isArray(header.masterKey) || !header.masterKey.every((v: unknown) => isPlainObject(v)
     && Number.isInteger(v.version) && typeof v.state === 'string' && typeof v.checkValue === 'string' && (v.sealedKey === null || typeof v.sealedKey === 'string'))) {
     bad('masterKey is not a list of versions');
