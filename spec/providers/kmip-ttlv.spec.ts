@@ -64,6 +64,54 @@ describe('TTLV codec', () => {
     expect(() => decodeTtlv(spec(bytes))).toThrow(TtlvError);
   });
 
+  /** A structure holding one child header that claims `len` bytes, and nothing after it. */
+  const claiming = (type: number, len: number, outer = 8): Buffer => {
+    const b = Buffer.alloc(16);
+    b.writeUIntBE(0x42007b, 0, 3); b[3] = 0x01; b.writeUInt32BE(outer, 4);
+    b.writeUIntBE(0x4200c2, 8, 3); b[11] = type; b.writeUInt32BE(len >>> 0, 12);
+    return b;
+  };
+
+  describe('hostile input', () => {
+    it.each([
+      ['a byte string claiming 0xFFFFFFF1 bytes (32-bit padding made it -8)', claiming(0x08, 0xfffffff1)],
+      ['a byte string claiming 0xFFFFFFF8 bytes', claiming(0x08, 0xfffffff8)],
+      ['a byte string claiming 0xFFFFFFFF bytes', claiming(0x08, 0xffffffff)],
+      ['a structure claiming 0xFFFFFFF8 bytes', claiming(0x01, 0xfffffff8)],
+      ['a byte string claiming 2^31 bytes', claiming(0x08, 0x80000000)],
+      ['a child overrunning its structure by one pad block', claiming(0x08, 9)],
+      ['an outer structure claiming more than it holds', claiming(0x08, 0, 0x7ffffff8)],
+    ])('refuses %s with a TtlvError, not a hang', (_what, bytes) => {
+      expect(() => decodeTtlv(bytes)).toThrow(TtlvError);
+    });
+
+    it('refuses non-zero padding after a text string', () => {
+      expect(() => decodeTtlv(spec('42 00 20 | 07 | 00 00 00 01 | 41 00 00 00 00 00 80 00'))).toThrow(TtlvError);
+    });
+
+    it('refuses structures nested deeper than any KMIP message', () => {
+      const depth = 40;
+      const b = Buffer.alloc(8 * depth);
+      for (let i = 0; i < depth; i++) {
+        b.writeUIntBE(0x420001, i * 8, 3); b[i * 8 + 3] = 0x01; b.writeUInt32BE(8 * (depth - i - 1), i * 8 + 4);
+      }
+      expect(() => decodeTtlv(b)).toThrow(/nested too deeply/);
+    });
+
+    it('refuses trailing bytes after a well-formed message', () => {
+      const good = encodeTtlv(structure(0x42007b, [integer(0x420020, 1)]));
+      expect(() => decodeTtlv(Buffer.concat([good, Buffer.alloc(8)]))).toThrow(/after the message/);
+    });
+
+    it('gives a positive, padded message length for lengths near 2^32 (the framer then refuses it as too large)', () => {
+      const head = Buffer.alloc(8);
+      for (const [len, total] of [[0xfffffff0, 0xfffffff8], [0xfffffff1, 0x100000000], [0xfffffff8, 0x100000000], [0xffffffff, 0x100000008]]) {
+        head.writeUInt32BE(len, 4);
+        expect(messageLength(head)).toBe(total);
+      }
+    });
+  });
+
   it('refuses to encode an Integer out of 32-bit range', () => {
     expect(() => encodeTtlv(integer(0x420020, 2 ** 31))).toThrow(TtlvError);
   });
