@@ -174,7 +174,7 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
    */
   const perItem = async <R, T>(
     profile: HsmProfileConfig, op: 'Encrypt' | 'Decrypt' | 'MAC', reqs: readonly R[], labelOf: (r: R) => string,
-    build: (r: R, uid: string) => RequestItem, done: (r: R, payload: ResponseItem & { ok: true }) => T,
+    build: (r: R, uid: string, i: number) => RequestItem, done: (r: R, payload: ResponseItem & { ok: true }, i: number) => T,
   ): Promise<ItemResult<T>[]> => {
     const state = stateFor(profile);
     const ids = await resolve(profile, state, reqs.map(labelOf));
@@ -188,7 +188,7 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
         return;
       }
       try {
-        items.push(build(r, id));
+        items.push(build(r, id, i));
         sent.push(i);
       } catch (e) {
         if (!(e instanceof KmsError)) throw e;
@@ -201,7 +201,7 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
       const label = labelOf(reqs[i]);
       if (a.ok) {
         try {
-          results[i] = { ok: true, value: read(profile, op, () => done(reqs[i], a)) };
+          results[i] = { ok: true, value: read(profile, op, () => done(reqs[i], a, i)) };
         } catch (e) {
           if (!(e instanceof KmsError)) throw e;
           results[i] = { ok: false, error: e };
@@ -236,12 +236,12 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
   const okIndexes = (rs: ItemResult<unknown>[]): number[] => rs.flatMap((r, i) => (r.ok ? [i] : []));
 
   const wrapManyCbc = async (profile: HsmProfileConfig, reqs: readonly WrapRequest[]): Promise<ItemResult<Buffer>[]> => {
-    const ivs = new Map<WrapRequest, Buffer>();
-    const sealed = await perItem(profile, 'Encrypt', reqs, (r) => r.kek.label, (r, uid) => {
-      const iv = randomBytes(CBC_IV_BYTES);
-      ivs.set(r, iv);
-      return encryptCbc(uid, r.dek.reveal(), iv);
-    }, (r, a) => Buffer.concat([ivs.get(r)!, encryptedData(a.payload)]));
+    // IVs by item index: the same request object may come twice, and each blob needs its own IV.
+    const ivs: Buffer[] = [];
+    const sealed = await perItem(profile, 'Encrypt', reqs, (r) => r.kek.label, (r, uid, i) => {
+      ivs[i] = randomBytes(CBC_IV_BYTES);
+      return encryptCbc(uid, r.dek.reveal(), ivs[i]);
+    }, (_r, a, i) => Buffer.concat([ivs[i], encryptedData(a.payload)]));
     const ok = okIndexes(sealed);
     const macs = await cmacs(profile, ok.map((i) => ({ label: reqs[i].kek.label, data: cmacInput(reqs[i].aad, (sealed[i] as { value: Buffer }).value) })));
     return merge(sealed, ok, macs.map((m, j) => (m.ok ? { ok: true as const, value: Buffer.concat([Buffer.of(FORMAT_CBC_CMAC), (sealed[ok[j]] as { value: Buffer }).value, m.value]) } : m)));
@@ -283,17 +283,17 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
     const profile = batchProfile(reqs, (r) => r.kek.profile);
     if (!profile) return [];
     if (!usesGcm(profile)) return wrapManyCbc(profile, reqs);
-    const ivs = new Map<WrapRequest, Buffer>();
-    return perItem(profile, 'Encrypt', reqs, (r) => r.kek.label, (r, uid) => {
-      const iv = randomBytes(IV_BYTES);
-      ivs.set(r, iv);
-      return encryptGcm(uid, r.dek.reveal(), iv, r.aad);
-    }, (r, a) => {
+    // IVs by item index: the same request object may come twice, and each blob needs its own IV.
+    const ivs: Buffer[] = [];
+    return perItem(profile, 'Encrypt', reqs, (r) => r.kek.label, (r, uid, i) => {
+      ivs[i] = randomBytes(IV_BYTES);
+      return encryptGcm(uid, r.dek.reveal(), ivs[i], r.aad);
+    }, (r, a, i) => {
       const { data, tag } = encryptResult(a.payload);
       if (tag.length !== GCM_TAG_BYTES || data.length !== r.dek.length) {
         throw new KmsError('provider', `KMIP Encrypt on HSM profile ${profile.name} returned a ${tag.length}-byte tag and ${data.length}-byte ciphertext for a ${r.dek.length}-byte key`, { retryable: false });
       }
-      return Buffer.concat([Buffer.of(FORMAT_GCM), ivs.get(r)!, data, tag]);
+      return Buffer.concat([Buffer.of(FORMAT_GCM), ivs[i], data, tag]);
     });
   };
 
