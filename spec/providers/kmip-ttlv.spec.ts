@@ -3,8 +3,9 @@ import {
   structure, textString, TtlvError, type TtlvItem,
 } from '../../src/providers/kmip/ttlv';
 import {
-  decryptGcm, encryptGcm, parseResponse, requestMessage, Tag,
+  decryptGcm, encryptGcm, Operation, parseResponse, requestMessage, Tag,
 } from '../../src/providers/kmip/messages';
+import { itemError } from '../../src/providers/kmip/kmip-provider';
 
 /** Bytes written as the KMIP specification prints them: "42 00 20 | 02 | 00 00 00 04 | …". */
 const spec = (text: string): Buffer => Buffer.from(text.replace(/[|\s]/g, ''), 'hex');
@@ -146,7 +147,7 @@ describe('KMIP messages', () => {
     const parsed = parseResponse(decodeTtlv(encodeTtlv(response)), 2);
     expect(parsed.version).toEqual({ major: 1, minor: 4 });
     expect(parsed.items[0].ok).toBe(true);
-    expect(parsed.items[1]).toEqual({ ok: false, operation: 'Decrypt', reason: 0x0a, message: 'bad tag' });
+    expect(parsed.items[1]).toEqual({ ok: false, operation: 'Decrypt', reason: 0x0a, message: 'bad tag', scope: 'item' });
   });
 
   it('applies a whole-request refusal (one item, no id) to every item', () => {
@@ -156,5 +157,42 @@ describe('KMIP messages', () => {
     ]);
     const parsed = parseResponse(response, 3);
     expect(parsed.items.map((i) => (i.ok ? 'ok' : i.reason))).toEqual([3, 3, 3]);
+    expect(parsed.items.map((i) => (i.ok ? 'ok' : i.scope))).toEqual(['request', 'request', 'request']);
+  });
+});
+
+describe('KMIP failure classification', () => {
+  const header = structure(Tag.ResponseHeader, [structure(Tag.ProtocolVersion, [integer(Tag.ProtocolVersionMajor, 1), integer(Tag.ProtocolVersionMinor, 4)]), integer(Tag.BatchCount, 1)]);
+  const id = (i: number): TtlvItem => { const b = Buffer.alloc(4); b.writeUInt32BE(i); return byteString(Tag.UniqueBatchItemId, b); };
+  const failure = (reason: number | undefined, message: string, extra: TtlvItem[] = []): TtlvItem => structure(Tag.BatchItem, [
+    ...extra, enumeration(Tag.ResultStatus, 1), ...(reason === undefined ? [] : [enumeration(Tag.ResultReason, reason)]), textString(Tag.ResultMessage, message),
+  ]);
+  const classify = (items: TtlvItem[], requested: number): string[] => parseResponse(structure(Tag.ResponseMessage, [header, ...items]), requested).items
+    .map((it) => (it.ok ? 'ok' : (() => { const e = itemError('p', 'Decrypt', it, 'kek-1'); return `${e.kind}${e.retryable ? ' retry' : ''}`; })()));
+  const PYKMIP = 'Operation failed. See the server logs for more information.';
+  const decrypt = enumeration(Tag.Operation, Operation.Decrypt);
+
+  it("reads PyKMIP's answer to a wrong GCM tag (the item's own General Failure) as integrity, never retried", () => {
+    expect(classify([failure(0x100, PYKMIP, [decrypt])], 1)).toEqual(['integrity']);
+    expect(classify([failure(0x100, PYKMIP, [decrypt, id(1)]), structure(Tag.BatchItem, [decrypt, id(0), enumeration(Tag.ResultStatus, 0)])], 2))
+      .toEqual(['ok', 'integrity']);
+  });
+
+  it("reads an item's own Cryptographic Failure on Decrypt as integrity", () => {
+    expect(classify([failure(0x0a, 'bad tag', [decrypt])], 1)).toEqual(['integrity']);
+  });
+
+  it('reads a whole-request General Failure copied to every item as retryable unavailable, not tampering', () => {
+    expect(classify([failure(0x100, PYKMIP)], 3)).toEqual(['unavailable retry', 'unavailable retry', 'unavailable retry']);
+    expect(classify([failure(0x100, PYKMIP)], 1)).toEqual(['unavailable retry']);
+  });
+
+  it('reads items the server never answered as retryable unavailable', () => {
+    expect(classify([structure(Tag.BatchItem, [decrypt, id(0), enumeration(Tag.ResultStatus, 0)])], 3)).toEqual(['ok', 'unavailable retry', 'unavailable retry']);
+  });
+
+  it("reads an item's own General Failure without a reason, or with another message, as retryable, not tampering", () => {
+    expect(classify([failure(undefined, '', [decrypt])], 1)).toEqual(['unavailable retry']);
+    expect(classify([failure(0x100, 'database is locked', [decrypt])], 1)).toEqual(['unavailable retry']);
   });
 });

@@ -85,20 +85,36 @@ interface ProfileState {
 }
 
 /**
- * The KmsError of a failed item. A refused credential or permission is 'auth'; Decrypt's Cryptographic
- * Failure (or General Failure: PyKMIP answers a wrong GCM tag so) is 'integrity'; the rest 'provider'.
+ * PyKMIP 0.10 answers an exception that is not a KMIP error (cryptography's InvalidTag for a wrong
+ * GCM tag or aad among them) as Operation Failed / General Failure with this message, in the failing
+ * item's own batch item (kmip/services/server/engine.py, _process_batch).
+ */
+const PYKMIP_UNEXPECTED_FAILURE = 'Operation failed. See the server logs for more information.';
+
+/**
+ * The KmsError of a failed item. A refused credential or permission is 'auth'. Only a Decrypt item's
+ * own failure that says the ciphertext did not authenticate is 'integrity' (never retried): a
+ * Cryptographic Failure, or PyKMIP's General Failure for a wrong tag. A whole-request failure copied
+ * to the item, or an item the server never answered, is 'unavailable' (retried); so is an item's own
+ * General Failure otherwise. Other item failures are 'provider', not retried.
  * Server messages are included cut short: they name fields and states, never key material.
  */
-function itemError(profile: string, op: string, item: Extract<ResponseItem, { ok: false }>, label?: string): KmsError {
+export function itemError(profile: string, op: string, item: Extract<ResponseItem, { ok: false }>, label?: string): KmsError {
   const reason = ResultReason[item.reason] ?? `reason ${item.reason}`;
   const said = item.message ? `: ${item.message.slice(0, 160)}` : '';
-  if (item.reason === REASON_ITEM_NOT_FOUND && label) return notFound(label);
   if (item.reason === REASON_AUTHENTICATION || item.reason === REASON_PERMISSION_DENIED) {
     return new KmsError('auth', `KMIP ${op} refused by the server of HSM profile ${profile} (${reason}${said}); check the client certificate, username and password`, { retryable: false });
   }
-  if (op === 'Decrypt' && (item.reason === REASON_CRYPTOGRAPHIC_FAILURE || item.reason === REASON_GENERAL_FAILURE)) {
+  if (item.scope !== 'item') {
+    const why = item.scope === 'unanswered' ? 'was not answered by the server' : `failed with the whole request (${reason}${said})`;
+    return new KmsError('unavailable', `KMIP ${op} on HSM profile ${profile} ${why}`);
+  }
+  if (item.reason === REASON_ITEM_NOT_FOUND && label) return notFound(label);
+  if (op === 'Decrypt' && item.operation === 'Decrypt' && (item.reason === REASON_CRYPTOGRAPHIC_FAILURE
+    || (item.reason === REASON_GENERAL_FAILURE && item.message === PYKMIP_UNEXPECTED_FAILURE))) {
     return new KmsError('integrity', `Wrapped key failed authentication${label ? ` under KEK ${label}` : ''} (KMIP Decrypt: ${reason})`, { retryable: false });
   }
+  if (item.reason === REASON_GENERAL_FAILURE) return new KmsError('unavailable', `KMIP ${op} failed on HSM profile ${profile} (${reason}${said})`);
   return new KmsError('provider', `KMIP ${op} failed on HSM profile ${profile} (${reason}${said})`, { retryable: false });
 }
 
