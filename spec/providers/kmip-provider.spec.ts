@@ -5,7 +5,11 @@ import { TLSSocket } from 'node:tls';
 import { silentLogger } from '../../src/core/logger';
 import { SecretBytes } from '../../src/core/secret-bytes';
 import { createKmipProvider } from '../../src/providers/kmip/kmip-provider';
-import { Operation, Tag } from '../../src/providers/kmip/messages';
+import { KmipClient } from '../../src/providers/kmip/client';
+import {
+  activate, createCmacKey, LIVE_STATES, locateByNameIn, locatedIds, Operation, payloadOf, revoke, Tag, uniqueIdOf,
+} from '../../src/providers/kmip/messages';
+import { parseKmipProfile } from '../../src/providers/kmip/profile';
 import { childOf, childrenOf, decodeTtlv } from '../../src/providers/kmip/ttlv';
 import type { BackendPolicy, HsmProfileConfig, KekProvider } from '../../src/providers/provider';
 import { withPolicy } from '../../src/providers/registry';
@@ -126,6 +130,54 @@ describe('kmip provider', () => {
     expect(await provider.hasKek(kek)).toBe(false);
     expect(await provider.hasKek({ profile: p, label: `${kek.label}.mac` })).toBe(false);
     dek.dispose();
+  });
+
+  /** A raw KMIP client on the test server, to leave the server in states the provider would not. */
+  const rawClient = (details: Record<string, string>): KmipClient => new KmipClient('raw', parseKmipProfile('raw', details));
+  const locateIn = async (c: KmipClient, name: string, state: number): Promise<string[]> => {
+    const [a] = await c.call([locateByNameIn(name, state)]);
+    return a.ok ? locatedIds(a.payload) : [];
+  };
+
+  it('destroys a KEK whose Revoke succeeded and whose Destroy did not (a Deactivated key), instead of reporting success and leaving it', async () => {
+    const details = server.details();
+    const kek = { profile: profile('kmip-half-destroyed', details), label: label('deactivated') };
+    await provider.createKek(kek, 256);
+    const raw = rawClient(details);
+    try {
+      const [uid] = await locateIn(raw, kek.label, LIVE_STATES.active);
+      const [revoked] = await raw.call([revoke(uid)]);
+      expect(revoked.ok).toBe(true);
+      expect(await locateIn(raw, kek.label, LIVE_STATES.deactivated)).toEqual([uid]);
+      await provider.destroyKek(kek);
+      expect(await locateIn(raw, kek.label, LIVE_STATES.deactivated)).toEqual([]);
+    } finally {
+      raw.close();
+    }
+  });
+
+  it('under KMIP 1.2, reuses a CMAC key left by an earlier failed KEK creation instead of making a second one', async () => {
+    const details = server.details({ kmipversion: '1.2' });
+    const kek = { profile: profile('kmip12-leftover-mac', details), label: label('leftover') };
+    const raw = rawClient(details);
+    try {
+      // What a creation that failed after its CMAC key leaves behind.
+      const [created] = await raw.call([createCmacKey(`${kek.label}.mac`)]);
+      const [activated] = await raw.call([activate(uniqueIdOf(payloadOf(created)))]);
+      expect(activated.ok).toBe(true);
+      await provider.createKek(kek, 256);
+      expect(await locateIn(raw, `${kek.label}.mac`, LIVE_STATES.active)).toHaveLength(1);
+      const dek = SecretBytes.random(32);
+      const blob = await provider.wrap({ kek, dek, aad: Buffer.from('x') });
+      const back = await provider.unwrap({ kek, blob, aad: Buffer.from('x') });
+      expect(back.reveal().equals(dek.reveal())).toBe(true);
+      back.dispose();
+      dek.dispose();
+      await provider.destroyKek(kek);
+      expect(await locateIn(raw, `${kek.label}.mac`, LIVE_STATES.active)).toEqual([]);
+    } finally {
+      raw.close();
+    }
   });
 
   it('refuses a server whose certificate another CA signed as auth', async () => {

@@ -40,7 +40,7 @@ import { KmipClient } from './client';
 import {
   activate, createAesKey, createCmacKey, decryptCbc, decryptGcm, encryptCbc, encryptedData, mac, macResult, decryptResult, destroy, discoverVersions, discoveredVersions, encryptGcm, encryptResult,
   GCM_TAG_BYTES, locateByName, locatedIds, payloadOf, queriedOperations, queryOperations, REASON_AUTHENTICATION, REASON_CRYPTOGRAPHIC_FAILURE,
-  REASON_GENERAL_FAILURE, REASON_ITEM_NOT_FOUND, REASON_PERMISSION_DENIED, ResultReason, revoke, uniqueIdOf, versionText,
+  LIVE_STATES, locateByNameIn, REASON_GENERAL_FAILURE, REASON_ITEM_NOT_FOUND, REASON_PERMISSION_DENIED, ResultReason, revoke, uniqueIdOf, versionText,
   type RequestItem, type ResponseItem,
 } from './messages';
 import { fingerprintOf } from '../pkcs11/profile';
@@ -395,6 +395,8 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
     try {
       await one(profile, [activate(uid)], 'Activate');
     } catch (e) {
+      // The Activate may have happened and only its answer been lost: Revoke, then Destroy.
+      await call(state, [revoke(uid)]).catch(() => undefined);
       await call(state, [destroy(uid)]).catch(() => undefined);
       throw e;
     }
@@ -402,21 +404,29 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
     return uid;
   };
 
-  /** Revokes and destroys the Active key named `label`; true when there was one. */
+  /**
+   * Revokes the Active keys named `label` and destroys every key of that name not yet Destroyed
+   * (an earlier Revoke may have succeeded and its Destroy failed, leaving a Deactivated key); true
+   * when there was one. Locate per state, as KMIP 1.x cannot ask for "any state but Destroyed".
+   */
   const destroyNamed = async (profile: HsmProfileConfig, state: ProfileState, label: string): Promise<boolean> => {
     state.ids.delete(label);
-    const found = (await resolve(profile, state, [label])).get(label)!;
+    const states = Object.values(LIVE_STATES);
+    const located = await one(profile, states.map((s) => locateByNameIn(label, s)), 'Locate');
+    const found = located.map((a) => (a.ok ? read(profile, 'Locate', () => locatedIds(a.payload)) : []));
     state.ids.delete(label);
-    if (found instanceof KmsError) {
-      if (found.message === notFound(label).message) return false;
-      throw found;
+    const active = found[states.indexOf(LIVE_STATES.active)];
+    const all = [...new Set(found.flat())];
+    // Own requests: a request may be shared with other calls, and Destroy must follow the Revoke.
+    for (const uid of active) {
+      const [revoked] = await call(state, [revoke(uid)]);
+      if (!revoked.ok && revoked.reason !== REASON_ITEM_NOT_FOUND) opts.logger.warn('KMIP Revoke failed; destroying anyway', { profile: profile.id, uid, reason: revoked.reason });
     }
-    // Two requests: a request may be shared with other calls, and Destroy must follow the Revoke.
-    const [revoked] = await call(state, [revoke(found)]);
-    if (!revoked.ok && revoked.reason !== REASON_ITEM_NOT_FOUND) opts.logger.warn('KMIP Revoke failed; destroying anyway', { profile: profile.id, uid: found, reason: revoked.reason });
-    const [destroyed] = await call(state, [destroy(found)]);
-    if (!destroyed.ok && destroyed.reason !== REASON_ITEM_NOT_FOUND) throw itemError(profile.name, 'Destroy', destroyed);
-    return true;
+    for (const uid of all) {
+      const [destroyed] = await call(state, [destroy(uid)]);
+      if (!destroyed.ok && destroyed.reason !== REASON_ITEM_NOT_FOUND) throw itemError(profile.name, 'Destroy', destroyed);
+    }
+    return all.length > 0;
   };
 
   return {
@@ -450,9 +460,26 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
       if (typeof found === 'string') throw new KmsError('param', `Key already exists: ${kek.label}`);
       if (found.message !== notFound(kek.label).message) throw found;
       // Before KMIP 1.4 the KEK has a CMAC key beside it, created first: the KEK (found by Locate)
-      // exists only once both do.
-      if (!usesGcm(kek.profile)) await createActive(kek.profile, state, createCmacKey(macLabel(kek.label)), macLabel(kek.label));
-      const uid = await createActive(kek.profile, state, createAesKey(kek.label, bits), kek.label);
+      // exists only once both do. A CMAC key left by an earlier failed attempt is reused, and one
+      // made here is destroyed again if the KEK cannot be made (a retry would otherwise find two).
+      let madeMac = false;
+      if (!usesGcm(kek.profile)) {
+        const mac = macLabel(kek.label);
+        state.ids.delete(mac);
+        const macFound = (await resolve(kek.profile, state, [mac])).get(mac)!;
+        if (typeof macFound !== 'string') {
+          if (macFound.message !== notFound(mac).message) throw macFound;
+          await createActive(kek.profile, state, createCmacKey(mac), mac);
+          madeMac = true;
+        }
+      }
+      let uid: string;
+      try {
+        uid = await createActive(kek.profile, state, createAesKey(kek.label, bits), kek.label);
+      } catch (e) {
+        if (madeMac) await destroyNamed(kek.profile, state, macLabel(kek.label)).catch(() => undefined);
+        throw e;
+      }
       opts.logger.info('KMIP KEK created', { label: kek.label, bits, profile: kek.profile.id, uid });
     },
 

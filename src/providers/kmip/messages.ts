@@ -189,6 +189,19 @@ export const locateByName = (name: string): RequestItem => ({
   ],
 });
 
+/** The states a key passes before Destroyed (§3.22): Pre-Active, Active, Deactivated, Compromised. */
+export const LIVE_STATES = { preActive: 0x01, active: STATE_ACTIVE, deactivated: 0x03, compromised: 0x04 } as const;
+
+/** Locate: the symmetric keys named `name` in `state` (one of LIVE_STATES), to clean up after a half-done Revoke and Destroy. */
+export const locateByNameIn = (name: string, state: number): RequestItem => ({
+  operation: 'Locate',
+  payload: [
+    attribute('Object Type', enumeration(Tag.AttributeValue, OBJECT_SYMMETRIC_KEY)),
+    attribute('State', enumeration(Tag.AttributeValue, state)),
+    nameAttribute(name),
+  ],
+});
+
 const byId = (operation: OperationName, uid: string, more: readonly TtlvItem[] = []): RequestItem => ({
   operation, payload: [textString(Tag.UniqueIdentifier, uid), ...more],
 });
