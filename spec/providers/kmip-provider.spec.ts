@@ -188,10 +188,19 @@ describe('kmip provider', () => {
     expect(err.message).toMatch(/TLS handshake refused/);
   });
 
-  it('refuses an unknown host as param, naming it', async () => {
+  it('refuses an unknown host as param when a profile is checked (probe), naming it', async () => {
     const err = await rejection(provider.probe(profile('kmip-nohost', server.details({ host: 'no-such-kmip-host.invalid' }))));
     expect(err.kind).toBe('param');
-    expect(err.message).toBe('KMIP server host no-such-kmip-host.invalid of HSM profile kmip-nohost is unknown (DNS: ENOTFOUND)');
+    expect(err.message).toBe('KMIP server host no-such-kmip-host.invalid of HSM profile kmip-nohost is unknown (DNS: ENOTFOUND); check the host detail');
+  });
+
+  it('reports an unknown host in service (a wrap) as unavailable and retryable: DNS may be down for a while', async () => {
+    const kek = { profile: profile('kmip-nohost-later', server.details({ host: 'no-such-kmip-host.invalid' })), label: label('nohost') };
+    const dek = SecretBytes.random(32);
+    const err = await rejection(provider.wrap({ kek, dek, aad: Buffer.from('x') }));
+    dek.dispose();
+    expect(err.kind).toBe('unavailable');
+    expect(err.retryable).toBe(true);
   });
 
   it('reports a closed port as unavailable and retryable', async () => {

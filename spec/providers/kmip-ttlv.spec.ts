@@ -6,6 +6,7 @@ import {
   decryptGcm, encryptGcm, Operation, parseResponse, requestMessage, Tag,
 } from '../../src/providers/kmip/messages';
 import { itemError } from '../../src/providers/kmip/kmip-provider';
+import { transportError } from '../../src/providers/kmip/connection';
 
 /** Bytes written as the KMIP specification prints them: "42 00 20 | 02 | 00 00 00 04 | …". */
 const spec = (text: string): Buffer => Buffer.from(text.replace(/[|\s]/g, ''), 'hex');
@@ -194,5 +195,43 @@ describe('KMIP failure classification', () => {
   it("reads an item's own General Failure without a reason, or with another message, as retryable, not tampering", () => {
     expect(classify([failure(undefined, '', [decrypt])], 1)).toEqual(['unavailable retry']);
     expect(classify([failure(0x100, 'database is locked', [decrypt])], 1)).toEqual(['unavailable retry']);
+  });
+});
+
+describe('KMIP transport error classification', () => {
+  const ep = { host: 'kmip.example', port: 5696, ca: '', cert: '', key: '', name: 'p' };
+  const err = (code: string, message = code): Error => Object.assign(new Error(message), { code });
+  const kind = (e: Error, during: 'connect' | 'request', answered = false): string => {
+    const k = transportError(ep, e, during, answered);
+    return `${k.kind}${k.retryable ? ' retry' : ''}`;
+  };
+
+  it.each([
+    'ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE', 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED', 'ERR_SSL_SSLV3_ALERT_CERTIFICATE_UNKNOWN',
+    'ERR_SSL_SSLV3_ALERT_CERTIFICATE_REVOKED', 'ERR_SSL_SSLV3_ALERT_CERTIFICATE_EXPIRED', 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA', 'ERR_SSL_TLSV1_ALERT_ACCESS_DENIED',
+  ])('reads the refusal alert %s before any answer as auth, never retried', (code) => {
+    expect(kind(err(code), 'connect')).toBe('auth');
+    expect(kind(err(code), 'request')).toBe('auth');
+  });
+
+  it('reads a refusal alert after the connection answered a request as a broken connection, retried', () => {
+    expect(kind(err('ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE'), 'request', true)).toBe('unavailable retry');
+  });
+
+  it.each([
+    'ERR_SSL_DECRYPTION_FAILED_OR_BAD_RECORD_MAC', 'ERR_SSL_TLSV1_ALERT_INTERNAL_ERROR', 'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE', 'ERR_SSL_WRONG_VERSION_NUMBER',
+    'ECONNRESET', 'EPIPE', 'ECONNREFUSED',
+  ])('reads %s as unavailable, retried', (code) => {
+    expect(kind(err(code), 'connect')).toBe('unavailable retry');
+    expect(kind(err(code), 'request')).toBe('unavailable retry');
+  });
+
+  it("reads our refusal of the server's certificate during the handshake as auth", () => {
+    expect(kind(err('UNABLE_TO_VERIFY_LEAF_SIGNATURE'), 'connect')).toBe('auth');
+    expect(kind(err('ERR_TLS_CERT_ALTNAME_INVALID'), 'connect')).toBe('auth');
+  });
+
+  it('reads an unknown host as unavailable, retried (probe() alone says param)', () => {
+    expect(kind(err('ENOTFOUND'), 'connect')).toBe('unavailable retry');
   });
 });

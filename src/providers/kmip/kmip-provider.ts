@@ -32,7 +32,8 @@ import { KmsError } from '../../core/errors';
 import { SecretBytes } from '../../core/secret-bytes';
 import type { Logger } from '../../core/logger';
 import { batchProfile } from '../batch';
-import { operationProgress, operationSignal } from '../policy';
+import { operationProgress, operationSignal, operationStallMs } from '../policy';
+import { isUnknownHost } from './connection';
 import type {
   GenerateRequest, HsmProfileConfig, ItemResult, KekBits, KekProvider, KekRef, RewrapRequest, UnwrapRequest, WrapRequest,
 } from '../provider';
@@ -51,8 +52,8 @@ import { TtlvError } from './ttlv';
 export interface KmipProviderOptions {
   logger: Logger;
   /**
-   * How long one KMIP request may go unanswered when called outside the policy (which bounds calls
-   * by kms.operation.timeout.sec instead). @defaultValue 60000
+   * How long one KMIP request may go unanswered when called outside the policy (inside it, a
+   * request may go unanswered for the operation's stall time, kms.operation.timeout.sec). @defaultValue 60000
    */
   requestTimeoutMs?: number;
 }
@@ -144,7 +145,9 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
   };
 
   const call = (state: ProfileState, items: readonly RequestItem[]): Promise<ResponseItem[]> =>
-    state.client.call(items, { signal: operationSignal(), timeoutMs: requestTimeoutMs, progress: operationProgress() });
+    // Inside the policy one request may take the operation's stall time (kms.operation.timeout.sec),
+    // not a fixed minute: a batch's overall timeout is scaled by its size, a hung request's is not.
+    state.client.call(items, { signal: operationSignal(), timeoutMs: operationStallMs() ?? requestTimeoutMs, progress: operationProgress() });
 
   /** Reads a successful payload; a malformed one is the server's fault ('provider', retryable). */
   const read = <T>(profile: HsmProfileConfig, op: string, fn: () => T): T => {
@@ -438,7 +441,11 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
     /** Discover Versions and Query Operations in one request: the server must speak 1.4 and offer Encrypt and Decrypt. */
     async probe(profile) {
       const state = stateFor(profile);
-      const [versions, query] = await one(profile, [discoverVersions(), queryOperations()], 'Discover Versions');
+      const [versions, query] = await one(profile, [discoverVersions(), queryOperations()], 'Discover Versions').catch((e: unknown) => {
+        // Checking a profile, an unknown host is a detail to fix; in service it is a DNS outage, retried.
+        if (isUnknownHost(e)) throw new KmsError('param', `KMIP server host ${state.client.profile.host} of HSM profile ${profile.name} is unknown (DNS: ENOTFOUND); check the host detail`, { retryable: false });
+        throw e;
+      });
       const offered = read(profile, 'Discover Versions', () => discoveredVersions(payloadOf(versions)));
       const wanted = state.client.profile.version;
       if (offered.length && !offered.some((v) => v.major === wanted.major && v.minor === wanted.minor)) {
