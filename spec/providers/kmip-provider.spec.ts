@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TLSSocket } from 'node:tls';
 import { silentLogger } from '../../src/core/logger';
@@ -91,6 +91,17 @@ describe('kmip provider', () => {
     expect(provider.validateProfile({ ...server.details(), ca: '/nonexistent/ca.pem' })).toEqual(["Detail 'ca': the file /nonexistent/ca.pem cannot be read (ENOENT)"]);
   });
 
+  it('refuses a password-protected private key, a directory and an oversized file as details, saying which', () => {
+    const encrypted = '-----BEGIN ENCRYPTED PRIVATE KEY-----\nSECRET-BYTES\n-----END ENCRYPTED PRIVATE KEY-----\n';
+    const problems = provider.validateProfile({ ...server.details(), private_key: encrypted });
+    expect(problems).toEqual(["Detail 'private_key' holds a password-protected (ENCRYPTED) private key, which the KMS cannot open: give the key unencrypted (PKCS#8 or PKCS#1 PEM)"]);
+    expect(problems.join(' ')).not.toMatch(/SECRET/);
+    expect(provider.validateProfile({ ...server.details(), ca: server.dir })).toEqual([`Detail 'ca': ${server.dir} is not a regular file`]);
+    const big = join(server.dir, 'big.pem');
+    writeFileSync(big, Buffer.alloc(1024 * 1024 + 1, 0x41));
+    expect(provider.validateProfile({ ...server.details(), ca: big })).toEqual([`Detail 'ca': the file ${big} is over 1048576 bytes, too large for a PEM certificate or key`]);
+  });
+
   it('refuses a client certificate from another CA as auth, saying the TLS handshake was refused, without retrying', async () => {
     const foreign = server.makeClient('stranger', { foreign: true });
     const p = profile('kmip-stranger', server.details({ client_certificate: foreign.cert, private_key: foreign.key }));
@@ -177,6 +188,35 @@ describe('kmip provider', () => {
       expect(await locateIn(raw, `${kek.label}.mac`, LIVE_STATES.active)).toEqual([]);
     } finally {
       raw.close();
+    }
+  });
+
+  it('opens each blob by its format byte, so blobs made under KMIP 1.2 still unwrap after the profile moves to 1.4, mixed in one batch', async () => {
+    const p12 = profile('kmip-moving', server.details({ kmipversion: '1.2' }));
+    const kek = { profile: p12, label: label('moving') };
+    await provider.createKek(kek, 256);
+    const aad = Buffer.from('moving');
+    const dek1 = SecretBytes.random(32);
+    const dek2 = SecretBytes.random(32);
+    try {
+      const cbcBlob = await provider.wrap({ kek, dek: dek1, aad });
+      expect(cbcBlob[0]).toBe(0x22);
+      const p14 = { ...p12, details: server.details() };
+      const kek14 = { profile: p14, label: kek.label };
+      const gcmBlob = await provider.wrap({ kek: kek14, dek: dek2, aad });
+      expect(gcmBlob[0]).toBe(0x21);
+      const results = await provider.unwrapMany([{ kek: kek14, blob: cbcBlob, aad }, { kek: kek14, blob: gcmBlob, aad }]);
+      const backs = results.map((r) => {
+        if (!r.ok) throw r.error;
+        return r.value;
+      });
+      expect(backs[0].reveal().equals(dek1.reveal())).toBe(true);
+      expect(backs[1].reveal().equals(dek2.reveal())).toBe(true);
+      backs.forEach((b) => b.dispose());
+      await provider.destroyKek(kek14);
+    } finally {
+      dek1.dispose();
+      dek2.dispose();
     }
   });
 

@@ -11,7 +11,7 @@ import { KmsError } from '../../core/errors';
 import { KmipConnection, MAX_RESPONSE_BYTES, transportError, type KmipEndpoint } from './connection';
 import { parseResponse, requestMessage, type RequestItem, type RequestOptions, type ResponseItem } from './messages';
 import type { KmipProfile } from './profile';
-import { TtlvError } from './ttlv';
+import { TtlvError, type TtlvItem } from './ttlv';
 
 /** How a call is bounded: the policy's abort signal, a per-request timeout, and a hook per answered request. */
 export interface CallOptions {
@@ -66,12 +66,18 @@ export class KmipClient {
     const size = this.profile.batchItems;
     const parts: RequestItem[][] = [];
     for (let i = 0; i < items.length; i += size) parts.push(items.slice(i, i + size));
-    const answers = await Promise.all(parts.map(async (part) => {
+    const settled = await Promise.allSettled(parts.map(async (part) => {
       const got = await this.#enqueue(part, opts);
       opts.progress?.();
       return got;
     }));
-    return answers.flat();
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failed) {
+      // The parts that were answered may hold plaintext DEKs (Decrypt): zeroed, as nobody reads them.
+      for (const s of settled) if (s.status === 'fulfilled') for (const a of s.value) if (a.ok) zeroBytes(a.payload);
+      throw failed.reason;
+    }
+    return settled.flatMap((s) => (s.status === 'fulfilled' ? s.value : []));
   }
 
   close(): void {
@@ -178,4 +184,11 @@ export class KmipClient {
     }
     return KmipConnection.open(this.endpoint, signal, timeoutMs);
   }
+}
+
+/** Zeroes every byte string in an item (a dropped answer's plaintexts). */
+function zeroBytes(item: TtlvItem | undefined): void {
+  if (!item) return;
+  if (item.type === 'byteString') item.value.fill(0);
+  else if (item.type === 'structure') for (const c of item.value) zeroBytes(c);
 }

@@ -140,6 +140,7 @@ export class KmipConnection {
         reject: (e) => { cleanup(); reject(e); },
       };
       if (signal?.aborted) {
+        bytes.fill(0); // never written: the request may carry plaintext DEKs (Encrypt)
         onAbort();
         return;
       }
@@ -149,7 +150,7 @@ export class KmipConnection {
         timer.unref?.();
       }
       // The request may carry plaintext DEKs (Encrypt): its bytes are zeroed once written.
-      this.socket.write(bytes, () => bytes.fill(0));
+      this.socket.write(bytes, () => bytes.fill(0)); // called with an error too, when the socket is destroyed first
     });
   }
 

@@ -316,10 +316,28 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
     });
   };
 
+  /**
+   * Each blob is opened the way its format byte says it was made (the profile's kmipversion may
+   * have changed since): 0x22 by AES-CBC+CMAC, 0x21 by AES-GCM; any other by the profile's version
+   * (which then refuses its shape).
+   */
   const unwrapMany = async (reqs: readonly UnwrapRequest[]): Promise<ItemResult<SecretBytes>[]> => {
     const profile = batchProfile(reqs, (r) => r.kek.profile);
     if (!profile) return [];
-    if (!usesGcm(profile)) return unwrapManyCbc(profile, reqs);
+    const gcm = usesGcm(profile);
+    const cbc = reqs.flatMap((r, i) => (r.blob[0] === FORMAT_CBC_CMAC || (r.blob[0] !== FORMAT_GCM && !gcm) ? [i] : []));
+    if (cbc.length === reqs.length) return unwrapManyCbc(profile, reqs);
+    if (cbc.length === 0) return unwrapManyGcm(profile, reqs);
+    const inCbc = new Set(cbc);
+    const rest = reqs.flatMap((_r, i) => (inCbc.has(i) ? [] : [i]));
+    const [a, b] = await Promise.all([unwrapManyCbc(profile, cbc.map((i) => reqs[i])), unwrapManyGcm(profile, rest.map((i) => reqs[i]))]);
+    const out: ItemResult<SecretBytes>[] = new Array(reqs.length);
+    cbc.forEach((i, j) => { out[i] = a[j]; });
+    rest.forEach((i, j) => { out[i] = b[j]; });
+    return out;
+  };
+
+  const unwrapManyGcm = async (profile: HsmProfileConfig, reqs: readonly UnwrapRequest[]): Promise<ItemResult<SecretBytes>[]> => {
     return perItem(profile, 'Decrypt', reqs, (r) => r.kek.label, (r, uid) => {
       const b = r.blob;
       if (b.length < MIN_BLOB || b[0] !== FORMAT_GCM) {
