@@ -134,7 +134,7 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
   });
   const backendPrefixes = new Map(ALL_COMMANDS.map((c) => [c.name, c.backendErrorPrefix]));
   const jobs = createJobService({
-    db, logger, settings, redisUrl: env.redisUrl, queuePrefix: env.queuePrefix, runWorkers: env.role !== 'api', options: env.jobOptions,
+    db, logger, settings, redisUrl: env.redisUrl, redis: env.redis, queuePrefix: env.queuePrefix, runWorkers: env.role !== 'api', options: env.jobOptions,
     errorPrefixOf: (cmd) => backendPrefixes.get(cmd),
     onJobEnded: ({ kind, status, seconds }) => {
       metrics.jobs.inc({ kind, status });
@@ -145,7 +145,7 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
   const sessions = new SessionStore(repos, env.sessionTimeoutSec, systemClock);
   const kmsDeps: KmsDeps = { repos, providers, settings, events, directory, masterKey, clock: systemClock, logger };
   const kms = createKmsServices(kmsDeps);
-  const health = new Health({ repos, providers, profiles: kms.profiles, redisUrl: env.redisUrl, logger }, env.readyTimeoutMs);
+  const health = new Health({ repos, providers, profiles: kms.profiles, redisUrl: env.redisUrl, redis: env.redis, logger }, env.readyTimeoutMs);
   const closers: Array<() => Promise<void>> = [() => db.destroy(), async () => reader.close(), () => node.stop(), () => providers.close(), () => health.close(), () => jobs.close()];
   const app: App = {
     env,

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { workerOptionsFromEnv, type WorkerOptions } from './worker-options';
 import { parseLogLevel, type LogLevel } from '../core/logger';
+import { redisTargetFromEnv, type RedisTarget } from './redis';
 
 /** Where the master key's KEK lives (KMS_MASTER_KEY_SEAL_*; README "The master key"). */
 export interface SealConfig {
@@ -40,6 +41,8 @@ export interface Env {
   dataDir: string;
   databaseUrl?: string;
   redisUrl?: string;
+  /** The job queue's Redis: REDIS_URL, or REDIS_SENTINELS + REDIS_SENTINEL_NAME (and passwords). */
+  redis?: RedisTarget;
   masterKey?: string;
   masterKeyFile: string;
   /** A new master key to introduce for the next rotation (KMS_MASTER_KEY_NEXT). */
@@ -100,6 +103,7 @@ export function readEnv(e: NodeJS.ProcessEnv = process.env): Env {
     dataDir,
     databaseUrl: e.DATABASE_URL || undefined,
     redisUrl: e.REDIS_URL || undefined,
+    redis: redisTargetFromEnv(e),
     masterKey: e.KMS_MASTER_KEY || undefined,
     masterKeyFile: e.KMS_MASTER_KEY_FILE || join(dataDir, 'master.key'),
     masterKeyNext: e.KMS_MASTER_KEY_NEXT || undefined,

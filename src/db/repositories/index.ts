@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { knexReader, type Reader } from '../reader';
+import { retryTransaction } from '../retry';
 import { JobRepository } from './jobs';
 import { LockRepository } from './locks';
 import { AccountRepository } from './accounts';
@@ -69,7 +70,14 @@ export interface Repositories {
   readonly databaseKeks: DatabaseKekRepository;
   /** The first start's lock and rows. */
   readonly bootstrap: BootstrapRepository;
-  /** Runs `fn` in one transaction; every repository it is given is bound to that transaction. */
+  /**
+   * Runs `fn` in one transaction; every repository it is given is bound to that transaction. On a
+   * deadlock, a Galera certification conflict, a lock-wait timeout or a lost database host, the
+   * transaction is rolled back and `fn` runs again (src/db/retry.ts: back-off, at most 8 runs), so
+   * `fn` must do nothing outside the database that cannot be repeated: compute HSM results before
+   * and reuse them, and change in-memory state only from its return value. Inside a transaction
+   * already open, `fn` joins it and the outer one is retried.
+   */
   transaction<T>(fn: (tx: Repositories) => Promise<T>): Promise<T>;
   /** True on MariaDB/MySQL, false on SQLite (for the few statements that differ). */
   readonly isMysql: boolean;
@@ -142,7 +150,9 @@ export function createRepositories(db: Knex | Knex.Transaction, opts: { reader?:
     get databaseKeks() { return databaseKeks(); },
     get bootstrap() { return bootstrap(); },
 
-    transaction: (fn) => ('isTransaction' in db && db.isTransaction ? fn(createRepositories(db)) : db.transaction((trx) => fn(createRepositories(trx)))),
+    transaction: (fn) => ('isTransaction' in db && db.isTransaction
+      ? fn(createRepositories(db))
+      : retryTransaction(db, () => db.transaction((trx) => fn(createRepositories(trx))))),
     isMysql,
   };
 }
