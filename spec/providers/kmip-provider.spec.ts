@@ -220,6 +220,34 @@ describe('kmip provider', () => {
     }
   });
 
+  it('sends Create and Activate in requests of their own, never batched with other callers\' Encrypts', async () => {
+    const p = profile('kmip-alone', server.details({ max_connections: '1' }));
+    const existing = { profile: p, label: label('alone-a') };
+    await provider.createKek(existing, 256);
+    const perRequest: string[][] = [];
+    const write = TLSSocket.prototype.write;
+    TLSSocket.prototype.write = function (this: TLSSocket, chunk: unknown, ...rest: unknown[]) {
+      if (Buffer.isBuffer(chunk)) perRequest.push(operationsIn(chunk));
+      return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
+    } as typeof write;
+    const deks = Array.from({ length: 30 }, () => SecretBytes.random(32));
+    const fresh = { profile: p, label: label('alone-b') };
+    try {
+      await Promise.all([
+        provider.createKek(fresh, 256),
+        ...deks.map((dek) => provider.wrap({ kek: existing, dek, aad: Buffer.from('x') })),
+      ]);
+    } finally {
+      TLSSocket.prototype.write = write;
+      deks.forEach((d) => d.dispose());
+    }
+    const lifecycle = perRequest.filter((ops) => ops.some((o) => ['Create', 'Activate', 'Revoke', 'Destroy'].includes(o)));
+    expect(lifecycle.length).toBeGreaterThanOrEqual(2);
+    for (const ops of lifecycle) expect(ops).toHaveLength(1);
+    await provider.destroyKek(existing);
+    await provider.destroyKek(fresh);
+  });
+
   it('refuses a server whose certificate another CA signed as auth', async () => {
     const other = server.makeClient('other-ca-anchor', { foreign: true });
     const err = await rejection(provider.probe(profile('kmip-wrong-ca', server.details({ ca: readFileSync(join(server.dir, 'foreign-ca.crt'), 'utf8') }))));

@@ -19,6 +19,11 @@ export interface CallOptions {
   readonly timeoutMs?: number;
   /** Called after each request of a split call is answered (the policy's stall bound). */
   readonly progress?: () => void;
+  /**
+   * Sends the call in a request of its own, never batched with other callers' operations (Create,
+   * Activate, Revoke, Destroy: a whole-request failure of someone else's work must not touch them).
+   */
+  readonly alone?: boolean;
 }
 
 /** Queued operations of one call (or one part of a split call), answered together. */
@@ -26,6 +31,7 @@ interface Unit {
   readonly items: readonly RequestItem[];
   readonly signal?: AbortSignal;
   readonly timeoutMs?: number;
+  readonly alone?: boolean;
   resolve(answers: ResponseItem[]): void;
   reject(e: KmsError): void;
   /** Removes the unit from the queue when its caller gives up before it is sent. */
@@ -98,7 +104,7 @@ export class KmipClient {
         reject(new KmsError('unavailable', `Waiting for a KMIP connection of HSM profile ${this.name} was abandoned`));
         return;
       }
-      const unit: Unit = { items, signal: opts.signal, timeoutMs: opts.timeoutMs, resolve, reject };
+      const unit: Unit = { items, signal: opts.signal, timeoutMs: opts.timeoutMs, alone: opts.alone, resolve, reject };
       unit.onAbort = () => {
         const i = this.#queue.indexOf(unit);
         if (i < 0) return;
@@ -116,7 +122,7 @@ export class KmipClient {
     while (!this.#closed && this.#queue.length && this.#busy < this.profile.maxConnections) {
       const units: Unit[] = [this.#queue.shift()!];
       let n = units[0].items.length;
-      while (this.#queue.length && n + this.#queue[0].items.length <= this.profile.batchItems) {
+      while (!units[0].alone && this.#queue.length && !this.#queue[0].alone && n + this.#queue[0].items.length <= this.profile.batchItems) {
         const u = this.#queue.shift()!;
         n += u.items.length;
         units.push(u);

@@ -144,10 +144,15 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
     return state;
   };
 
+  /** Key lifecycle operations go in requests of their own, never batched with other callers' work. */
+  const LIFECYCLE = new Set(['Create', 'Activate', 'Revoke', 'Destroy']);
   const call = (state: ProfileState, items: readonly RequestItem[]): Promise<ResponseItem[]> =>
     // Inside the policy one request may take the operation's stall time (kms.operation.timeout.sec),
     // not a fixed minute: a batch's overall timeout is scaled by its size, a hung request's is not.
-    state.client.call(items, { signal: operationSignal(), timeoutMs: operationStallMs() ?? requestTimeoutMs, progress: operationProgress() });
+    state.client.call(items, {
+      signal: operationSignal(), timeoutMs: operationStallMs() ?? requestTimeoutMs, progress: operationProgress(),
+      alone: items.some((it) => LIFECYCLE.has(it.operation)),
+    });
 
   /** Reads a successful payload; a malformed one is the server's fault ('provider', retryable). */
   const read = <T>(profile: HsmProfileConfig, op: string, fn: () => T): T => {
