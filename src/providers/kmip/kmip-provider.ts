@@ -144,13 +144,21 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
     return state;
   };
 
+  /**
+   * Inside the policy, a request may take the operation's stall time (kms.operation.timeout.sec) per
+   * batch item, as the policy scales a batch's timeout by its size: a KMIP request answers all its
+   * items at once. Outside the policy, the fixed requestTimeoutMs.
+   */
+  const requestTimeout = (items: number): number => {
+    const stall = operationStallMs();
+    return stall === undefined ? requestTimeoutMs : stall * Math.max(1, items);
+  };
   /** Key lifecycle operations go in requests of their own, never batched with other callers' work. */
   const LIFECYCLE = new Set(['Create', 'Activate', 'Revoke', 'Destroy']);
   const call = (state: ProfileState, items: readonly RequestItem[]): Promise<ResponseItem[]> =>
-    // Inside the policy one request may take the operation's stall time (kms.operation.timeout.sec),
-    // not a fixed minute: a batch's overall timeout is scaled by its size, a hung request's is not.
+  
     state.client.call(items, {
-      signal: operationSignal(), timeoutMs: operationStallMs() ?? requestTimeoutMs, progress: operationProgress(),
+      signal: operationSignal(), timeoutMs: requestTimeout(items.length), progress: operationProgress(),
       alone: items.some((it) => LIFECYCLE.has(it.operation)),
     });
 
