@@ -22,12 +22,14 @@ interface Discovery {
   readonly started: number;
   /** Prerequisites not answered yet. */
   readonly pending: Set<string>;
+  /** When the session last had an answer sent (the burst's idle clock). */
+  lastAnswered: number;
+  /** A listApis of this burst is already held: any other one is answered at once. */
+  held: boolean;
 }
 
 interface SessionState {
   inFlight: number;
-  lastAnswered: number;
-  discovery?: Discovery;
   /** Woken on every answer of the session. */
   wake: Array<() => void>;
 }
@@ -41,9 +43,15 @@ export interface SessionOrderOptions {
   readonly maxWaitMs?: number;
 }
 
-/** Requests per session cookie, used only to order answers, never to authenticate. */
+/**
+ * Requests per authenticated session (keyed by the server-side session id, never by cookie text),
+ * used only to order answers. A session's entry lives while it has requests in flight; a discovery
+ * burst's record lives at most `maxWaitMs` (a timer that does not hold the process open), so the
+ * memory held is bounded by the sessions active in the last few seconds.
+ */
 export class SessionOrder {
   readonly #sessions = new Map<string, SessionState>();
+  readonly #discoveries = new Map<string, Discovery>();
   private readonly joinMs: number;
   private readonly idleMs: number;
   private readonly maxWaitMs: number;
@@ -54,37 +62,52 @@ export class SessionOrder {
     this.maxWaitMs = opts.maxWaitMs ?? 3000;
   }
 
-  /** Notes a request as it arrives; call the returned function once its answer is sent. */
-  begin(sessionCookie: string | undefined, command: string | undefined): () => void {
-    if (!sessionCookie || !command) return () => undefined;
-    const state = this.#sessions.get(sessionCookie) ?? { inFlight: 0, lastAnswered: 0, wake: [] };
-    this.#sessions.set(sessionCookie, state);
+  /** Entries held (sessions with requests in flight plus discovery bursts not yet expired). */
+  get size(): number {
+    return this.#sessions.size + this.#discoveries.size;
+  }
+
+  /**
+   * Notes an authenticated session's request (`command`: the registered command name); call the
+   * returned function once its answer is sent.
+   */
+  begin(sessionId: string, command: string): () => void {
+    const state = this.#sessions.get(sessionId) ?? { inFlight: 0, wake: [] };
+    this.#sessions.set(sessionId, state);
     const now = Date.now();
-    if (command === DISCOVERY_START && (!state.discovery || now - state.discovery.started > this.maxWaitMs)) {
-      state.discovery = { started: now, pending: new Set(PREREQUISITES) };
+    const current = this.#discoveries.get(sessionId);
+    if (command === DISCOVERY_START && (!current || now - current.started > this.maxWaitMs)) {
+      const discovery: Discovery = { started: now, pending: new Set(PREREQUISITES), lastAnswered: now, held: false };
+      this.#discoveries.set(sessionId, discovery);
+      setTimeout(() => { if (this.#discoveries.get(sessionId) === discovery) this.#discoveries.delete(sessionId); }, this.maxWaitMs + 1).unref();
     }
     state.inFlight++;
+    let done = false;
     return () => {
+      if (done) return;
+      done = true;
       state.inFlight--;
-      state.lastAnswered = Date.now();
-      state.discovery?.pending.delete(command);
-      for (const wake of state.wake.splice(0)) wake();
-      if (!state.inFlight && !state.wake.length && (!state.discovery || Date.now() - state.discovery.started > this.maxWaitMs)) {
-        this.#sessions.delete(sessionCookie);
+      const discovery = this.#discoveries.get(sessionId);
+      if (discovery) {
+        discovery.lastAnswered = Date.now();
+        discovery.pending.delete(command);
       }
+      for (const wake of state.wake.splice(0)) wake();
+      if (!state.inFlight && this.#sessions.get(sessionId) === state) this.#sessions.delete(sessionId);
     };
   }
 
-  /** Resolves when `command` may be answered: for listApis inside the UI's discovery burst, once its prerequisites are answered. */
-  async after(sessionCookie: string | undefined, command: string, arrived: number): Promise<void> {
-    if (command !== ORDERED || !sessionCookie) return;
-    const state = this.#sessions.get(sessionCookie);
-    const discovery = state?.discovery;
-    if (!state || !discovery || arrived - discovery.started > this.joinMs) return;
+  /** Resolves when `command` may be answered: for the first listApis inside the UI's discovery burst, once its prerequisites are answered. */
+  async after(sessionId: string, command: string, arrived: number): Promise<void> {
+    if (command !== ORDERED) return;
+    const state = this.#sessions.get(sessionId);
+    const discovery = this.#discoveries.get(sessionId);
+    if (!state || !discovery || discovery.held || arrived - discovery.started > this.joinMs) return;
+    discovery.held = true;
     const deadline = discovery.started + this.maxWaitMs;
     while (discovery.pending.size && Date.now() < deadline) {
       // Only this listApis in flight, and nothing answered for idleMs: the client is not sending them.
-      const idleFor = state.inFlight <= 1 ? Date.now() - state.lastAnswered : 0;
+      const idleFor = state.inFlight <= 1 ? Date.now() - discovery.lastAnswered : 0;
       if (state.inFlight <= 1 && idleFor >= this.idleMs) break;
       const wait = Math.max(1, Math.min(deadline - Date.now(), state.inFlight <= 1 ? this.idleMs - idleFor : deadline - Date.now()));
       await new Promise<void>((resolve) => {
@@ -93,6 +116,6 @@ export class SessionOrder {
         state.wake.push(wake);
       });
     }
-    if (!discovery.pending.size || Date.now() >= deadline) state.discovery = undefined;
+    if (this.#discoveries.get(sessionId) === discovery) this.#discoveries.delete(sessionId);
   }
 }
