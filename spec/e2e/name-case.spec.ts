@@ -56,6 +56,20 @@ describe('usernames and account names', () => {
     const sub = (await adminCall(s.client, { command: 'createDomain', name: `case-${Date.now()}` })).domain.id;
     expect((await s.client.signed(ADMIN_KEYS, { command: 'createAccount', username: name.toUpperCase(), password, firstname: 'U', lastname: 'D', domainid: sub })).status).toBe(200);
   });
+
+  it('let exactly one of two concurrent creates differing only in case succeed; the other is a clean 431', async () => {
+    for (let round = 0; round < 3; round++) {
+      const base = `race${Date.now()}r${round}`;
+      const create = (n: string) => s.client.signed(ADMIN_KEYS, { command: 'createAccount', username: n, password, firstname: 'R', lastname: 'C', account: n });
+      const answers = await Promise.all([create(base), create(base.toUpperCase())]);
+      expect(answers.map((a) => a.status).sort()).toEqual([200, 431]);
+      expect(answers.find((a) => a.status === 431)!.body.errortext).toMatch(/already exists in domain/);
+      const users = (await s.client.signed(ADMIN_KEYS, { command: 'listUsers', username: base, listall: true })).body.user;
+      expect(users).toHaveLength(1);
+      const accounts = (await s.client.signed(ADMIN_KEYS, { command: 'listAccounts', name: base, listall: true })).body.account;
+      expect(accounts).toHaveLength(1);
+    }
+  });
 });
 
 describe('migration 012', () => {

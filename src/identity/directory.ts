@@ -157,6 +157,12 @@ export class Directory {
     await this.assertUsernameFree(input.username, input.domain.id);
     const passwordHash = await hashPassword(input.password);
     return this.repos.transaction(async (tx) => {
+      // Checked again under the domain's lock: a concurrent create of `Alice` beside `alice` is a 431.
+      await tx.domains.lockForNames(input.domain.id);
+      if (await tx.accounts.byName(input.domain.id, input.accountName)) {
+        throw paramError(`The specified account: ${input.accountName} already exists in domain ${input.domain.name}`);
+      }
+      await this.assertUsernameFree(input.username, input.domain.id, tx);
       const created = new Date(this.clock.now());
       const account = await tx.accounts.insert({ uuid: randomUUID(), name: input.accountName, type: input.accountType, domainId: input.domain.id, state: 'enabled', created });
       const user = await this.insertUser(tx, account.id, { ...input, passwordHash });
@@ -167,11 +173,15 @@ export class Directory {
   async createUser(account: Account, input: { username: string; password: string; firstname: string; lastname: string; email?: string; timezone?: string }): Promise<User> {
     await this.assertUsernameFree(input.username, account.domainId);
     const passwordHash = await hashPassword(input.password);
-    return this.insertUser(this.repos, account.id, { ...input, passwordHash });
+    return this.repos.transaction(async (tx) => {
+      await tx.domains.lockForNames(account.domainId);
+      await this.assertUsernameFree(input.username, account.domainId, tx);
+      return this.insertUser(tx, account.id, { ...input, passwordHash });
+    });
   }
 
-  private async assertUsernameFree(username: string, domainId: number): Promise<void> {
-    if (await this.repos.users.forLogin(username, domainId)) {
+  private async assertUsernameFree(username: string, domainId: number, repos: Repositories = this.repos): Promise<void> {
+    if (await repos.users.forLogin(username, domainId)) {
       throw paramError(`The user ${username} already exists in domain ${domainId}`);
     }
   }
