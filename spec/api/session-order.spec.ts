@@ -7,9 +7,9 @@ describe('SessionOrder', () => {
     const zones = order.begin('s1', 'listZones');
     const apis1 = order.begin('s1', 'listApis');
     let firstDone = false;
-    const first = order.after('s1', 'listApis', Date.now()).then(() => { firstDone = true; });
+    const first = order.after('s1', undefined, 'listApis', Date.now()).then(() => { firstDone = true; });
     const apis2 = order.begin('s1', 'listApis');
-    await order.after('s1', 'listApis', Date.now());
+    await order.after('s1', undefined, 'listApis', Date.now());
     expect(firstDone).toBe(false);
     apis2();
     zones();

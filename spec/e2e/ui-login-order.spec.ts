@@ -84,11 +84,13 @@ describe('a client calling one command after another', () => {
 
 describe('what the answer ordering holds', () => {
   it('holds nothing for requests without a login, whatever cookies they carry', async () => {
+    // Earlier tests' bursts may still be expiring (3 s): nothing may be added to them.
+    const before = s.sessionOrder.size;
     for (let i = 0; i < 200; i++) {
       const res = await fetch(`${s.url}/client/api?command=listZones&response=json`, { headers: { cookie: `JSESSIONID=${'x'.repeat(1000)}${i}` } });
       expect(res.status).toBe(401);
     }
-    expect(s.sessionOrder.size).toBe(0);
+    expect(s.sessionOrder.size).toBeLessThanOrEqual(before);
   });
 
   it("forgets a logged-in session's requests once they are answered and its burst is over", async () => {

@@ -66,13 +66,15 @@ export function createServer(app: App, registry: Registry, opts: ServerOptions =
   const handle = async (req: Request, res: Response, rec: ApiRequestRecord): Promise<void> => {
     let answered = (): void => undefined;
     const arrived = Date.now();
+    const arrival = order.arrive(parseCookies(req.headers.cookie).get('JSESSIONID'));
     try {
-      await handleRequest(req, res, rec, arrived, (sessionId, command) => { answered = order.begin(sessionId, command); });
+      await handleRequest(req, res, rec, arrived, arrival.key, (sessionId, command) => { answered = order.begin(sessionId, command); });
     } finally {
       answered();
+      arrival.end();
     }
   };
-  const handleRequest = async (req: Request, res: Response, rec: ApiRequestRecord, arrived: number, begin: (sessionId: string, command: string) => void): Promise<void> => {
+  const handleRequest = async (req: Request, res: Response, rec: ApiRequestRecord, arrived: number, cookieKey: string | undefined, begin: (sessionId: string, command: string) => void): Promise<void> => {
     let json = false;
     let wrapper = 'errorresponse';
     let caller: Caller | undefined;
@@ -128,7 +130,7 @@ export function createServer(app: App, registry: Registry, opts: ServerOptions =
       assertNoControlCharacters(params);
       const p = parseParams(spec, params);
       const ctx: CommandContext = { ...services, caller: caller ?? ANONYMOUS, command: spec.name, commands: registry.commands };
-      if (sessionId) await order.after(sessionId, spec.name, arrived);
+      if (sessionId) await order.after(sessionId, cookieKey, spec.name, arrived);
       const result = await spec.handler(p, ctx);
       send(res, json, wrapper, resultBody(result), 200, caller !== undefined);
     } catch (err) {

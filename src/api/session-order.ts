@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 /**
  * The order a fresh UI login needs (issue #24). After login the CloudStack UI's GetInfo sends
  * listZones, listApis, listNetworks, listVPCs, listUsers, listNetworkServiceProviders and
@@ -51,6 +53,8 @@ export interface SessionOrderOptions {
  */
 export class SessionOrder {
   readonly #sessions = new Map<string, SessionState>();
+  /** Requests in flight per session cookie (a digest of it), authenticated or not yet: removed at 0. */
+  readonly #arrivals = new Map<string, number>();
   readonly #discoveries = new Map<string, Discovery>();
   private readonly joinMs: number;
   private readonly idleMs: number;
@@ -64,7 +68,25 @@ export class SessionOrder {
 
   /** Entries held (sessions with requests in flight plus discovery bursts not yet expired). */
   get size(): number {
-    return this.#sessions.size + this.#discoveries.size;
+    return this.#sessions.size + this.#discoveries.size + this.#arrivals.size;
+  }
+
+  /**
+   * Notes a request carrying a session cookie as it arrives, before it is authenticated (its
+   * listZones may authenticate after its listApis); call the returned function when it ends. Only
+   * counts requests in flight, so it holds nothing once they are answered.
+   */
+  arrive(sessionCookie: string | undefined): { key?: string; end: () => void } {
+    if (!sessionCookie) return { end: () => undefined };
+    const key = createHash('sha256').update(sessionCookie).digest('base64');
+    this.#arrivals.set(key, (this.#arrivals.get(key) ?? 0) + 1);
+    return {
+      key,
+      end: () => {
+        const left = (this.#arrivals.get(key) ?? 1) - 1;
+        if (left > 0) this.#arrivals.set(key, left); else this.#arrivals.delete(key);
+      },
+    };
   }
 
   /**
@@ -82,6 +104,8 @@ export class SessionOrder {
       setTimeout(() => { if (this.#discoveries.get(sessionId) === discovery) this.#discoveries.delete(sessionId); }, this.maxWaitMs + 1).unref();
     }
     state.inFlight++;
+    // A listApis waiting for its burst's listZones to be authenticated looks again.
+    for (const wake of state.wake.splice(0)) wake();
     let done = false;
     return () => {
       if (done) return;
@@ -98,11 +122,18 @@ export class SessionOrder {
   }
 
   /** Resolves when `command` may be answered: for the first listApis inside the UI's discovery burst, once its prerequisites are answered. */
-  async after(sessionId: string, command: string, arrived: number): Promise<void> {
+  async after(sessionId: string, cookieKey: string | undefined, command: string, arrived: number): Promise<void> {
     if (command !== ORDERED) return;
     const state = this.#sessions.get(sessionId);
+    if (!state) return;
+    // Requests of the same cookie still being authenticated (the burst's listZones among them?): wait
+    // for them to begin, within joinMs of this one's arrival.
+    const joinDeadline = arrived + this.joinMs;
+    while (!this.#discoveries.has(sessionId) && cookieKey && (this.#arrivals.get(cookieKey) ?? 0) > state.inFlight && Date.now() < joinDeadline) {
+      await this.#sleep(state, joinDeadline - Date.now());
+    }
     const discovery = this.#discoveries.get(sessionId);
-    if (!state || !discovery || discovery.held || arrived - discovery.started > this.joinMs) return;
+    if (!discovery || discovery.held || arrived - discovery.started > this.joinMs) return;
     discovery.held = true;
     const deadline = discovery.started + this.maxWaitMs;
     while (discovery.pending.size && Date.now() < deadline) {
@@ -110,12 +141,17 @@ export class SessionOrder {
       const idleFor = state.inFlight <= 1 ? Date.now() - discovery.lastAnswered : 0;
       if (state.inFlight <= 1 && idleFor >= this.idleMs) break;
       const wait = Math.max(1, Math.min(deadline - Date.now(), state.inFlight <= 1 ? this.idleMs - idleFor : deadline - Date.now()));
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => { state.wake = state.wake.filter((w) => w !== wake); resolve(); }, wait);
-        const wake = () => { clearTimeout(timer); resolve(); };
-        state.wake.push(wake);
-      });
+      await this.#sleep(state, wait);
     }
     if (this.#discoveries.get(sessionId) === discovery) this.#discoveries.delete(sessionId);
+  }
+
+  /** Until the session's next request begins or answers, or `ms` have passed. */
+  #sleep(state: SessionState, ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => { state.wake = state.wake.filter((w) => w !== wake); resolve(); }, Math.max(1, ms));
+      const wake = () => { clearTimeout(timer); resolve(); };
+      state.wake.push(wake);
+    });
   }
 }
