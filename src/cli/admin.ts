@@ -6,6 +6,7 @@ import type { Repositories } from '../db/repositories';
 import { openRepositories } from '../db/repositories/open';
 import { JobStatus } from '../jobs/types';
 import { silentLogger } from '../core/logger';
+import { hashPassword } from '../identity/password';
 import { ROTATION_JOB, beginRotation, countNotOn } from '../kms/master-key-rotation';
 import { MasterKeySeal } from '../kms/master-key-seal';
 import { heldBy, isKeyOf, listVersions, liveNodes, type MasterKeyVersion } from '../kms/master-key-versions';
@@ -28,7 +29,8 @@ const USAGE = `usage: npm run admin -- <command>
   restore FILE                   load a backup into the (new, empty) database of DATABASE_URL / KMS_DATA_DIR; needs the backup's master key
   verify-keys [--key ID] [--profile ID] [--zone ID] [--rate N] [--batch N]
                                  open every wrapped DEK, legacy passphrase and master-key value; list those that fail; exit 1 if any
-  purge-archived-keks [--key ID] destroy now the KEKs of Archived versions (no DEK under them) instead of after kms.kek.destroy.delay.days`;
+  purge-archived-keks [--key ID] destroy now the KEKs of Archived versions (no DEK under them) instead of after kms.kek.destroy.delay.days
+  set-admin-password             set the password of user admin (ROOT domain) to KMS_ADMIN_PASSWORD`;
 
 type Print = (line: string) => void;
 
@@ -43,6 +45,7 @@ export async function runAdmin(args: readonly string[], env: Env = readEnv(), pr
     case 'restore': return restore(env, fileArg(args), print);
     case 'verify-keys': return verifyKeys(env, args.slice(1), print);
     case 'purge-archived-keks': return purgeArchived(env, args.slice(1), print);
+    case 'set-admin-password': return withRepos(env, (repos) => setAdminPassword(repos, env, print));
     default: throw new Error(USAGE);
   }
 }
@@ -300,4 +303,14 @@ if (require.main === module) {
     process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);
   });
+}
+
+/** Sets user admin's password to KMS_ADMIN_PASSWORD (which otherwise only applies when admin is first created). */
+async function setAdminPassword(repos: Repositories, env: Env, print: Print): Promise<void> {
+  if (env.adminPassword === 'password') throw new Error('Set KMS_ADMIN_PASSWORD to the new password of user admin (not the default "password")');
+  const root = await repos.domains.byPath('/');
+  const admin = root && (await repos.users.forLogin('admin', root.id));
+  if (!admin) throw new Error('There is no user admin in the ROOT domain');
+  await repos.users.setPasswordHash(admin.id, await hashPassword(env.adminPassword));
+  print('the password of user admin is now KMS_ADMIN_PASSWORD; its sessions and API keys are unchanged');
 }

@@ -23,7 +23,7 @@ export const BACKUP_FORMAT = 'cloudstack-kms-backup';
 export const BACKUP_FORMAT_VERSION = 1;
 
 /** Tables never backed up: knex's own, and state that means nothing after a restore (sessions, leases, heartbeats). */
-const TRANSIENT_TABLES = new Set(['knex_migrations', 'knex_migrations_lock', 'http_session', 'kms_lock', 'kms_node']);
+const TRANSIENT_TABLES = new Set(['knex_migrations', 'knex_migrations_lock', 'http_session', 'kms_lock', 'kms_node', 'kms_cluster_lock']);
 
 /** Tables that hold rows once any node has started on a database: a restore target must have none. */
 const DEPLOYMENT_TABLES = ['domain', 'account', 'user', 'kms_master_key_versions', 'kms_keys', 'volumes', 'passphrase'];
