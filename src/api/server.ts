@@ -13,7 +13,8 @@ import { login, logout } from './login';
 import { isKmsError } from '../core/errors';
 import { withLogContext } from '../core/logger';
 import { recordApiRequest, type ApiRequestRecord } from './access-log';
-import { opsRouter, type RequestTracker } from './ops-routes';
+import { opsRouter } from './ops-routes';
+import type { RequestTracker } from './drain';
 import { assertNoControlCharacters, mergeParams, parseCookies, type ApiParams } from './request';
 
 /** Stand-in caller for the few commands the UI calls before login; they never read it. */
@@ -41,12 +42,31 @@ function sendError(res: Response, json: boolean, wrapper: string, err: ApiError)
   send(res, json, err.genericWrapper ? 'errorresponse' : wrapper, errorBody(err), err.errorcode);
 }
 
+/**
+ * The client's address for login throttling: the TCP peer, or, when the peer is one of
+ * KMS_TRUSTED_PROXIES, the address it names: the right-most X-Forwarded-For entry that is not
+ * itself a trusted proxy (entries further left are the client's own claims).
+ */
+export function clientAddress(req: Request, trusted: readonly string[]): string {
+  const strip = (a: string) => a.trim().replace(/^::ffff:/, '');
+  let address = strip(req.socket.remoteAddress ?? 'unknown');
+  if (!trusted.includes(address)) return address;
+  const forwarded = String(req.headers['x-forwarded-for'] ?? '').split(',').map(strip).filter(Boolean);
+  while (forwarded.length && trusted.includes(address)) address = forwarded.pop()!;
+  return address;
+}
+
 /** Options of the API server. */
 export interface ServerOptions {
-  /** Serve /healthz, /readyz and /metrics here too (false when KMS_OPS_PORT serves them). @defaultValue true */
+  /**
+   * Serve /healthz and /readyz here too, and /metrics to a scrape carrying KMS_METRICS_TOKEN (false
+   * when KMS_OPS_PORT serves them). @defaultValue true
+   */
   opsRoutes?: boolean;
   /** Counts requests in flight, for the drain on SIGTERM. */
   tracker?: RequestTracker;
+  /** Orders the answers of a fresh UI login (a test passes its own to look at what it holds). */
+  sessionOrder?: SessionOrder;
 }
 
 /** The CloudStack API endpoint: `/client/api` and `/client/api/`, GET and form POST. */
@@ -57,23 +77,26 @@ export function createServer(app: App, registry: Registry, opts: ServerOptions =
   server.set('etag', false);
   server.set('query parser', false);
   if (opts.tracker) server.use(opts.tracker.middleware);
-  if (opts.opsRoutes ?? true) server.use(opsRouter(app));
+  if (opts.opsRoutes ?? true) server.use(opsRouter(app, 'token'));
   server.use('/client/api', express.text({ type: () => true, limit: '1mb' }));
 
-  const order = new SessionOrder();
+  const order = opts.sessionOrder ?? new SessionOrder();
   const handle = async (req: Request, res: Response, rec: ApiRequestRecord): Promise<void> => {
     let answered = (): void => undefined;
     const arrived = Date.now();
+    const arrival = order.arrive(parseCookies(req.headers.cookie).get('JSESSIONID'));
     try {
-      await handleRequest(req, res, rec, arrived, (cookie, command) => { answered = order.begin(cookie, command); });
+      await handleRequest(req, res, rec, arrived, arrival.key, (sessionId, command) => { answered = order.begin(sessionId, command); });
     } finally {
       answered();
+      arrival.end();
     }
   };
-  const handleRequest = async (req: Request, res: Response, rec: ApiRequestRecord, arrived: number, begin: (cookie: string | undefined, command: string | undefined) => void): Promise<void> => {
+  const handleRequest = async (req: Request, res: Response, rec: ApiRequestRecord, arrived: number, cookieKey: string | undefined, begin: (sessionId: string, command: string) => void): Promise<void> => {
     let json = false;
     let wrapper = 'errorresponse';
     let caller: Caller | undefined;
+    let sessionId: string | undefined;
     let backendPrefix: string | undefined;
     try {
       const query = req.originalUrl.includes('?') ? req.originalUrl.slice(req.originalUrl.indexOf('?') + 1) : '';
@@ -85,7 +108,6 @@ export function createServer(app: App, registry: Registry, opts: ServerOptions =
       json = (params.lower.get('response') ?? '').toLowerCase() === 'json';
       const command = params.lower.get('command');
       const cookies = parseCookies(req.headers.cookie);
-      begin(cookies.get('JSESSIONID'), command);
 
       if (command && /^log(in|out)$/i.test(command)) {
         wrapper = responseName(command);
@@ -95,7 +117,7 @@ export function createServer(app: App, registry: Registry, opts: ServerOptions =
           return;
         }
         rec.command = command.toLowerCase();
-        const outcome = command.toLowerCase() === 'login' ? await login(app, params, cookies.get('JSESSIONID')) : await logout(app, cookies);
+        const outcome = command.toLowerCase() === 'login' ? await login(app, params, cookies.get('JSESSIONID'), clientAddress(req, app.env.trustedProxies)) : await logout(app, cookies);
         res.setHeader('Set-Cookie', outcome.setCookies);
         send(res, json, wrapper, outcome.body);
         return;
@@ -111,6 +133,11 @@ export function createServer(app: App, registry: Registry, opts: ServerOptions =
         if (auth.kind === 'none') throw new ApiError(401, BAD_CREDENTIALS_TEXT);
         caller = auth.caller;
         rec.caller = caller;
+        // Only a logged-in session's requests are ordered, keyed on its server-side id.
+        if (auth.kind === 'session' && spec) {
+          sessionId = auth.sessionId;
+          begin(sessionId, spec.name);
+        }
       }
       if (!command) throw new ApiError(400, 'no command specified');
       if (!spec) throw new ApiError(432, `Unknown API command: ${command}`, 9999, true);
@@ -121,7 +148,7 @@ export function createServer(app: App, registry: Registry, opts: ServerOptions =
       assertNoControlCharacters(params);
       const p = parseParams(spec, params);
       const ctx: CommandContext = { ...services, caller: caller ?? ANONYMOUS, command: spec.name, commands: registry.commands };
-      await order.after(cookies.get('JSESSIONID'), spec.name, arrived);
+      if (sessionId) await order.after(sessionId, cookieKey, spec.name, arrived);
       const result = await spec.handler(p, ctx);
       send(res, json, wrapper, resultBody(result), 200, caller !== undefined);
     } catch (err) {

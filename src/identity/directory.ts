@@ -3,6 +3,7 @@ import type { MasterKey } from '../config/master-key';
 import { systemClock, type Clock } from '../core/clock';
 import { paramError, permissionError } from '../core/errors';
 import { isUuid } from '../core/ids';
+import { NAME_KEY_MAX, nameKey } from '../db/columns';
 import type { Repositories } from '../db/repositories';
 import type { Account, IdentityState } from '../db/repositories/accounts';
 import type { Domain } from '../db/repositories/domains';
@@ -12,6 +13,7 @@ import type { EventLog } from '../events/event-log';
 import { Access, scopeContains, type OwnerScope } from './access';
 import { ACCOUNT_TYPES, roleOf, type Caller } from './caller';
 import { generateKey, hashPassword } from './password';
+import { userThrottleKey } from './login-throttle';
 import { Projects } from './projects';
 
 export type { Account, AccountView, IdentityState } from '../db/repositories/accounts';
@@ -26,8 +28,9 @@ export interface IdentityDeps {
   readonly events: EventLog;
   readonly clock?: Clock;
   /**
-   * How long a request may rely on a credential read from the database. A change made through this
-   * process is seen at once (the caches are dropped); one made through another node within this time.
+   * How long a request may rely on a credential read from the database. Every change made through a
+   * server process (any node or worker) moves the credentials version, which `syncCredentials` reads
+   * with each request, so it is seen at once everywhere; this bounds only rows edited by hand.
    * @defaultValue 1000
    */
   readonly credentialTtlMs?: number;
@@ -53,6 +56,8 @@ export class Directory {
   readonly #callers = new Map<number, { caller: Caller | undefined; at: number }>();
   readonly #apiKeys = new Map<string, { holder: { userId: number; secretKey: string }; at: number }>();
   #generation = 0;
+  /** The credentials version the caches were filled under (`syncCredentials`). */
+  #version: number | undefined;
 
   constructor(deps: IdentityDeps) {
     this.repos = deps.repos;
@@ -90,7 +95,26 @@ export class Directory {
     return holder;
   }
 
-  /** Drops every cached credential: called by each change of a state or of keys. */
+  /**
+   * Reads the deployment's credentials version (one single-row read) and drops the cached
+   * credentials when it moved: called once per authenticated request, before the lookups, so a
+   * change made on any node or worker is seen at this node's next request.
+   */
+  async syncCredentials(): Promise<void> {
+    const version = await this.repos.credentialVersion.current();
+    if (version !== this.#version) {
+      this.forgetCredentials();
+      this.#version = version;
+    }
+  }
+
+  /** After a change of a state or of keys (written already): every node drops its cached credentials at its next request. */
+  async credentialsChanged(): Promise<void> {
+    await this.repos.credentialVersion.bump();
+    this.forgetCredentials();
+  }
+
+  /** Drops this process's cached credentials (`credentialsChanged` tells the other nodes too). */
   forgetCredentials(): void {
     this.#generation++;
     this.#callers.clear();
@@ -151,12 +175,20 @@ export class Directory {
     domain: Domain; accountName: string; accountType: number;
     username: string; password: string; firstname: string; lastname: string; email?: string; timezone?: string;
   }): Promise<{ account: Account; user: User }> {
+    assertNameKeyFits('account', input.accountName);
+    assertNameKeyFits('username', input.username);
     if (await this.repos.accounts.byName(input.domain.id, input.accountName)) {
       throw paramError(`The specified account: ${input.accountName} already exists in domain ${input.domain.name}`);
     }
     await this.assertUsernameFree(input.username, input.domain.id);
     const passwordHash = await hashPassword(input.password);
     return this.repos.transaction(async (tx) => {
+      // Checked again under the domain's lock: a concurrent create of `Alice` beside `alice` is a 431.
+      await tx.domains.lockForNames(input.domain.id);
+      if (await tx.accounts.byName(input.domain.id, input.accountName)) {
+        throw paramError(`The specified account: ${input.accountName} already exists in domain ${input.domain.name}`);
+      }
+      await this.assertUsernameFree(input.username, input.domain.id, tx);
       const created = new Date(this.clock.now());
       const account = await tx.accounts.insert({ uuid: randomUUID(), name: input.accountName, type: input.accountType, domainId: input.domain.id, state: 'enabled', created });
       const user = await this.insertUser(tx, account.id, { ...input, passwordHash });
@@ -165,13 +197,18 @@ export class Directory {
   }
 
   async createUser(account: Account, input: { username: string; password: string; firstname: string; lastname: string; email?: string; timezone?: string }): Promise<User> {
+    assertNameKeyFits('username', input.username);
     await this.assertUsernameFree(input.username, account.domainId);
     const passwordHash = await hashPassword(input.password);
-    return this.insertUser(this.repos, account.id, { ...input, passwordHash });
+    return this.repos.transaction(async (tx) => {
+      await tx.domains.lockForNames(account.domainId);
+      await this.assertUsernameFree(input.username, account.domainId, tx);
+      return this.insertUser(tx, account.id, { ...input, passwordHash });
+    });
   }
 
-  private async assertUsernameFree(username: string, domainId: number): Promise<void> {
-    if (await this.repos.users.forLogin(username, domainId)) {
+  private async assertUsernameFree(username: string, domainId: number, repos: Repositories = this.repos): Promise<void> {
+    if (await repos.users.forLogin(username, domainId)) {
       throw paramError(`The user ${username} already exists in domain ${domainId}`);
     }
   }
@@ -186,7 +223,7 @@ export class Directory {
   /** Stores an API key pair; the secret key is encrypted under the master key. */
   async storeUserKeys(user: Pick<User, 'id' | 'uuid'>, keys: { apiKey: string; secretKey: string }): Promise<void> {
     await this.repos.users.setKeys(user.id, keys.apiKey, this.masterKey.encryptString(keys.secretKey, secretAad(user.uuid)));
-    this.forgetCredentials();
+    await this.credentialsChanged();
   }
 
   async registerUserKeys(user: User): Promise<{ apiKey: string; secretKey: string }> {
@@ -206,13 +243,15 @@ export class Directory {
   /** A user leaving `enabled` loses its sessions at once, so a later enableUser revives none of them. */
   async setUserState(userId: number, state: IdentityState): Promise<void> {
     await this.repos.users.setState(userId, state);
-    this.forgetCredentials();
+    // enableUser is an administrator's decision: the user's login waits end with its lockout count.
+    if (state === 'enabled') await this.repos.loginThrottle.remove(userThrottleKey(userId));
+    await this.credentialsChanged();
     if (state !== 'enabled') await this.repos.sessions.deleteOfUser(userId);
   }
 
   async setAccountState(accountId: number, state: IdentityState): Promise<void> {
     await this.repos.accounts.setState(accountId, state);
-    this.forgetCredentials();
+    await this.credentialsChanged();
     if (state !== 'enabled') await this.repos.sessions.deleteOfAccount(accountId);
   }
 
@@ -222,7 +261,7 @@ export class Directory {
    */
   async lockAccountWithoutEnabledUsers(accountId: number): Promise<void> {
     await this.repos.accounts.lockWithoutEnabledUsers(accountId);
-    this.forgetCredentials();
+    await this.credentialsChanged();
   }
 
   /**
@@ -237,7 +276,7 @@ export class Directory {
   async disableWhenAttemptsExhausted(userId: number, allowed: number): Promise<boolean> {
     const done = await this.repos.users.disableWhenAttemptsExhausted(userId, allowed);
     if (done) {
-      this.forgetCredentials();
+      await this.credentialsChanged();
       await this.repos.sessions.deleteOfUser(userId);
     }
     return done;
@@ -356,5 +395,17 @@ export class Directory {
     }
     if (req.listall) return this.access.reach(caller);
     return { kind: 'accounts', accountIds: [caller.accountId] };
+  }
+}
+
+/**
+ * A name is compared by its lower-cased key, stored in a 255-character column on both databases: a
+ * name whose lower case is longer (some letters grow, `İ` becomes two code units) is refused alike
+ * on SQLite and MariaDB.
+ */
+function assertNameKeyFits(what: string, name: string): void {
+  const length = nameKey(name).length;
+  if (length > NAME_KEY_MAX) {
+    throw paramError(`Parameter ${what} is too long: at most ${NAME_KEY_MAX} characters once lower-cased (${length} given)`);
   }
 }

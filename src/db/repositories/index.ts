@@ -24,6 +24,8 @@ import { NodeRepository } from './nodes';
 import { PassphraseRepository } from './passphrases';
 import { VolumeRepository } from './volumes';
 import { ZoneRepository } from './zones';
+import { LoginThrottleRepository } from './login-throttle';
+import { CredentialVersionRepository } from './credential-version';
 
 /**
  * Every table of the server is reached through one of these repositories (docs/architecture.md):
@@ -46,6 +48,10 @@ export interface Repositories {
   /** Projects and their memberships. */
   readonly projects: ProjectRepository;
   readonly sessions: SessionRepository;
+  /** Failed logins per user and client address (login throttling). */
+  readonly loginThrottle: LoginThrottleRepository;
+  /** The number every change of credentials moves (revocation on every node). */
+  readonly credentialVersion: CredentialVersionRepository;
 
   // ── KMS keys: keys, KEK versions, HSM profiles, wrapped keys ───
   readonly kmsKeys: KmsKeyRepository;
@@ -100,6 +106,8 @@ export function createRepositories(db: Knex | Knex.Transaction, opts: { reader?:
   const users = lazy(() => new UserRepository(db));
   const projects = lazy(() => new ProjectRepository(db, isMysql));
   const sessions = lazy(() => new SessionRepository(db));
+  const loginThrottle = lazy(() => new LoginThrottleRepository(db));
+  const credentialVersion = lazy(() => new CredentialVersionRepository(db, read));
 
   // KMS keys
   const kmsKeys = lazy(() => new KmsKeyRepository(db, read));
@@ -129,6 +137,8 @@ export function createRepositories(db: Knex | Knex.Transaction, opts: { reader?:
     get users() { return users(); },
     get projects() { return projects(); },
     get sessions() { return sessions(); },
+    get loginThrottle() { return loginThrottle(); },
+    get credentialVersion() { return credentialVersion(); },
 
     // KMS keys
     get kmsKeys() { return kmsKeys(); },
