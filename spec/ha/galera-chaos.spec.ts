@@ -110,7 +110,9 @@ const say = (s: string) => process.stderr.write(`[ha] ${s}\n`);
         await Promise.allSettled([ta.rollback(), tb.rollback()]);
         throw e;
       }
-      const commits = await Promise.allSettled([ta.commit(), tb.commit()]);
+      // A failed COMMIT rejects the transaction's executionPromise (commit() itself resolves).
+      await Promise.allSettled([ta.commit(), tb.commit()]);
+      const commits = await Promise.allSettled([ta.executionPromise, tb.executionPromise]);
       say(`fence: deletion ${commits[0].status}, DEK insert ${commits[1].status}`);
       expect(commits.filter((c) => c.status === 'fulfilled')).toHaveLength(1);
       // Either way, no live wrapped key is left under a removed key.
