@@ -182,6 +182,7 @@ const say = (s: string) => process.stderr.write(`[ha] ${s}\n`);
     load.report.volumes.set(during.body.id, Date.now());
     const duringJob = settleJobs(d.apis[1]!, [during.body.jobid], 90_000).then((r) => ({ ...r, ms: Date.now() - k }));
     const newPrimary = await redis.waitForFailover(oldPrimary);
+    const failedOverAt = Date.now();
     say(`redis primary ${oldPrimary} killed; sentinels promoted ${newPrimary} after ${((Date.now() - k) / 1000).toFixed(1)} s`);
     await redis.restart(oldPrimary);
     await sleep(6_000);
@@ -195,12 +196,14 @@ const say = (s: string) => process.stderr.write(`[ha] ${s}\n`);
     const probeJob = await settleJobs(d.apis[0]!, [probe.body.jobid], 60_000);
     const queueMs = Date.now() - probeStart;
     expect(probeJob.pending).toEqual([]);
-    const enqueued = await redisHasQueue(redis, d.env.KMS_QUEUE_PREFIX!);
-    say(`a job submitted after the failover ended in ${queueMs} ms; BullMQ keys on the new primary: ${enqueued}`);
+    // BullMQ's events stream on the new primary, from the failover on: the probe job went through it.
+    const events = await queueEventsSince(redis, `${d.env.KMS_QUEUE_PREFIX!}:jobs:events`, failedOverAt);
+    const probeEvents = events.filter((e) => e.jobId === probe.body.jobid).map((e) => e.event);
+    say(`a job submitted after the failover ended in ${queueMs} ms; its events on the new primary: ${probeEvents.join(',')}`);
     const ended = await duringJob;
     expect(ended.pending).toEqual([]);
     say(`a job submitted right after the Redis primary was killed ended ${ended.ms} ms after its submission`);
-    expect(enqueued).toBe(true);
+    expect(probeEvents).toEqual(expect.arrayContaining(['added', 'completed']));
 
     // 3. API node 1, SIGKILL; its clients retry on api2; back after 3 s.
     k = Date.now();
@@ -296,11 +299,17 @@ function summarise(xs: string[]): Record<string, number> {
   return out;
 }
 
-async function redisHasQueue(redis: SentinelRedis, prefix: string): Promise<boolean> {
+/** The entries of a stream on the current Redis primary with ids from `sinceMs` on, each as its fields. */
+async function queueEventsSince(redis: SentinelRedis, key: string, sinceMs: number): Promise<Array<Record<string, string>>> {
   const { Redis } = await import('ioredis');
   const r = new Redis({ sentinels: redis.sentinels.map((s) => ({ host: '127.0.0.1', port: s.port })), name: redis.name, maxRetriesPerRequest: 2 });
   try {
-    return (await r.keys(`${prefix}:*`)).length > 0;
+    const entries = await r.xrange(key, String(sinceMs), '+');
+    return entries.map(([, fields]) => {
+      const o: Record<string, string> = {};
+      for (let i = 0; i + 1 < fields.length; i += 2) o[fields[i]!] = fields[i + 1]!;
+      return o;
+    });
   } finally {
     r.disconnect();
   }
