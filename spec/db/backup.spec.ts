@@ -44,7 +44,7 @@ describe('backup under writes', () => {
     await writer;
 
     for (const b of backups) {
-      const { rows } = readBackup(b.file);
+      const { rows } = await readBackup(b.file);
       const wrapped = rows.get('kms_wrapped_key')!;
       const live = new Set(wrapped.filter((w) => w.removed === null).map((w) => Number(w.id)));
       const volumes = rows.get('volumes')!;
