@@ -139,7 +139,22 @@ export class KekVersionRepository {
    */
   async lockAllOf(keyId: number): Promise<void> {
     const q = this.db('kms_kek_versions').where({ kms_key_id: keyId }).select('id');
-    await (isMysql(this.db) ? q.forUpdate() : q);
+    const rows: Array<{ id: number }> = await (isMysql(this.db) ? q.forUpdate() : q);
+    await this.fenceCounts(rows.map((r) => Number(r.id)));
+  }
+
+  /**
+   * Writes every count shard of each version (creating missing ones), a real change of each row
+   * (+1 then -1, so the sums stay true): on Galera, FOR UPDATE locks only on the local node, but a
+   * transaction storing a DEK on another node writes one shard row of its version, so certification
+   * sees both transactions wrote the same row and fails one of them (retried, it re-checks and
+   * refuses). An `n = n` update would not do: MariaDB writes no row that did not change.
+   */
+  async fenceCounts(versionIds: readonly number[]): Promise<void> {
+    if (!versionIds.length) return;
+    const rows = versionIds.flatMap((id) => Array.from({ length: WRAPPED_KEY_COUNT_SHARDS }, (_, shard) => ({ kek_version_id: id, shard, n: 1 })));
+    await this.db(COUNTS).insert(rows).onConflict(['kek_version_id', 'shard']).merge({ n: this.db.raw('?? + 1', [`${COUNTS}.n`]) });
+    await this.db(COUNTS).whereIn('kek_version_id', [...versionIds]).update({ n: this.db.raw('?? - 1', ['n']) });
   }
 
   /** Marks every live version of a key removed (the key is deleted). */
@@ -182,16 +197,23 @@ export class KekVersionRepository {
     return (await q.select('v.id')).map((r: { id: number }) => Number(r.id));
   }
 
-  /** Whether the version is still in `status`, locking its row (FOR UPDATE on MariaDB) for the transaction. */
+  /**
+   * Whether the version is still in `status`, locking its row (FOR UPDATE on MariaDB) and writing
+   * all its count shards (`fenceCounts`, which conflicts on Galera with a DEK stored on another node).
+   */
   async lockIfIn(id: number, status: KekStatus): Promise<boolean> {
     const q = this.db('kms_kek_versions').where({ id, status }).first('id');
-    return !!(await (isMysql(this.db) ? q.forUpdate() : q));
+    if (!(await (isMysql(this.db) ? q.forUpdate() : q))) return false;
+    await this.fenceCounts([id]);
+    return true;
   }
 
   /**
    * Whether the version (and its key) is live and in one of `states`, locking the version row for
    * the transaction. FOR UPDATE, not SHARE: the same transaction then raises the version's
-   * wrapped-key count, and two shared locks each upgrading to exclusive would deadlock.
+   * wrapped-key count, and two shared locks each upgrading to exclusive would deadlock. That count
+   * write (one shard row) is what conflicts on Galera with a deletion or archiving on another node,
+   * which writes every shard row (`fenceCounts`).
    */
   async lockIfUsable(versionId: number, states: readonly KekStatus[]): Promise<boolean> {
     const q = this.db('kms_kek_versions as v').join('kms_keys as k', 'k.id', 'v.kms_key_id')
