@@ -7,6 +7,7 @@ import * as m005 from './005_wrapped_key_counts';
 import * as m006 from './006_async_job_request_id';
 import * as m007 from './007_master_key_versions';
 import * as m008 from './008_projects';
+import * as m011 from './011_kms_standby';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -23,6 +24,7 @@ const MIGRATIONS: ReadonlyArray<[string, Migration]> = [
   ['006_async_job_request_id', m006],
   ['007_master_key_versions', m007],
   ['008_projects', m008],
+  ['011_kms_standby', m011],
 ];
 
 /** The names of every migration, in order (a backup records those its database had run). */
