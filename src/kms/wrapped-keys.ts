@@ -125,6 +125,23 @@ export class WrappedKeys {
   }
 
   /**
+   * The standby wraps of secrets the caller also wrapped under `v` (README "Standby HSM"): one
+   * backend batch on the standby profile; one blob per item, or null for an item (or a batch) the
+   * standby could not wrap now, which the rewrap worker's standby fill wraps later. All nulls when
+   * the version has no standby.
+   */
+  async wrapManyStandby(v: KekVersionContext, items: ReadonlyArray<{ ownerUuid: string; dek: SecretBytes }>): Promise<Array<Buffer | null>> {
+    if (!v.standby || !items.length) return items.map(() => null);
+    try {
+      const ref = (await this.standbyRef(v))!;
+      const results = await this.providerOf(ref).wrapMany(items.map((i) => ({ kek: ref, dek: i.dek, aad: this.aad(v, i.ownerUuid) })));
+      return results.map((r) => (r.ok ? r.value : null));
+    } catch {
+      return items.map(() => null);
+    }
+  }
+
+  /**
    * Reads the version row under a lock: a version archived since a blob was made with it (its KEK
    * destroyed) fails as retryable, so no DEK is ever stored under a destroyed KEK. Call it in the
    * transaction that stores the blobs.
