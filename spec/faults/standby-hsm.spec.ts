@@ -6,7 +6,7 @@
  * go through the primary again. A standby added to an existing key is filled in the background.
  */
 import { randomUUID } from 'node:crypto';
-import { adminCall, createPkcs11Profile, enableDefaultProfile } from '../support/actors';
+import { adminCall, createPkcs11Profile, enableDefaultProfile, waitForJob } from '../support/actors';
 import { createFaultControl, type FaultControl } from '../support/faultmod';
 import { ADMIN_KEYS, startTestServer, type TestServer } from '../support/server';
 import { createSoftHsmToken, type SoftHsmToken } from '../support/softhsm';
@@ -127,5 +127,38 @@ describe('a KMS key with a standby HSM profile', () => {
 
     fault.set([{ fail: '*', code: 'CKR_DEVICE_REMOVED' }]);
     for (const [id, secret] of secrets) expect(await secretOf(id)).toBe(secret);
+  }, 180_000);
+
+  it('legacy volumes migrated to a key with a standby get both wraps in the same transaction', async () => {
+    // The previous test left the primary's HSM removed: a key is made once it is back.
+    let key: Record<string, any> | undefined;
+    await until('the primary HSM makes KEKs again', async () => {
+      const res = await ts.client.signed(ADMIN_KEYS, {
+        command: 'createKMSKey', name: `k-${randomUUID().slice(0, 8)}`, zoneid: zoneId, hsmprofileid: primaryId, standbyhsmprofileid: standbyId,
+      });
+      key = res.status === 200 ? res.body.kmskey : undefined;
+      return key !== undefined;
+    });
+    // No rewrap tick may fill the standby blobs: this shows the migration stored them itself.
+    await adminCall(ts.client, { command: 'updateConfiguration', name: 'kms.rewrap.interval.ms', value: '0' });
+    try {
+      const admin = (await ts.app.directory.loadCaller(1))!;
+      const legacy = new Map<string, string>();
+      for (let i = 0; i < 5; i++) {
+        const v = await ts.app.kms.volumes.create(admin, { name: `legacy${i}`, zoneUuid: zoneId, encrypt: true });
+        legacy.set(v.uuid, await secretOf(v.uuid));
+      }
+      const res = await ts.client.signed(ADMIN_KEYS, { command: 'migrateVolumesToKMS', kmskeyid: key!.id, volumeids: [...legacy.keys()].join(',') });
+      expect(res.status).toBe(200);
+      expect((await waitForJob(ts.client, ADMIN_KEYS, res.body.jobid)).jobstatus).toBe(1);
+      expect((await keyOf(key!.id)).standbywrappedkeys).toBe(legacy.size);
+      fault.set([{ fail: '*', code: 'CKR_DEVICE_REMOVED' }]);
+      for (const [id, secret] of legacy) {
+        expect(await secretOf(id)).toBe(secret);
+        expect(await lastUnwrap(id)).toMatch(/through its standby HSM profile/);
+      }
+    } finally {
+      await adminCall(ts.client, { command: 'updateConfiguration', name: 'kms.rewrap.interval.ms', value: '100' });
+    }
   }, 180_000);
 });
