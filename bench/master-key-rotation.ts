@@ -26,10 +26,10 @@ async function seed(db: Db, key: MasterKey, n: number): Promise<void> {
   const now = Date.now();
   await db('domain').insert({ uuid: randomUUID(), name: 'ROOT', path: '/', level: 0, created: now }).onConflict('uuid').ignore();
   const domain = await db('domain').first('id');
-  const [accountId] = await db('account').insert({ uuid: randomUUID(), account_name: 'bench', type: 0, domain_id: domain.id, created: now });
+  const [accountId] = await db('account').insert({ uuid: randomUUID(), account_name: 'bench', account_name_key: 'bench', type: 0, domain_id: domain.id, created: now });
   await db.batchInsert('user', Array.from({ length: q }, (_, i) => {
     const uuid = randomUUID();
-    return { uuid, username: `u${i}`, password: 'x', account_id: Number(accountId), api_key: randomUUID(), secret_key: key.encryptString(randomBytes(64).toString('base64url'), secretAad(uuid)), created: now };
+    return { uuid, username: `u${i}`, username_key: `u${i}`, password: 'x', account_id: Number(accountId), api_key: randomUUID(), secret_key: key.encryptString(randomBytes(64).toString('base64url'), secretAad(uuid)), created: now };
   }), 400);
   const profiles = Array.from({ length: q }, (_, i) => ({ uuid: randomUUID(), name: `p${i}`, protocol: 'pkcs11', created: now }));
   await db.batchInsert('kms_hsm_profiles', profiles, 400);

@@ -42,10 +42,11 @@ describe('finding 1: a domain admin cannot take over a root-admin account in its
     // A root-admin account inside D1, as servers before this fix let root create it.
     const db = ts.app.db;
     const dom = await db('domain').where({ uuid: d1 }).first('id');
-    const [accountId] = await db('account').insert({ uuid: randomUUID(), account_name: `ra-${suffix()}`, type: 1, domain_id: dom.id, state: 'enabled', created: Date.now() });
+    const raName = `ra-${suffix()}`;
+    const [accountId] = await db('account').insert({ uuid: randomUUID(), account_name: raName, account_name_key: raName.toLowerCase(), type: 1, domain_id: dom.id, state: 'enabled', created: Date.now() });
     rootAdminUser = randomUUID();
     await db('user').insert({
-      uuid: rootAdminUser, username: `ra-${suffix()}`, password: await hashPassword('x-pw-1'), account_id: Number(accountId), firstname: 'R', lastname: 'A',
+      uuid: rootAdminUser, username: raName, username_key: raName.toLowerCase(), password: await hashPassword('x-pw-1'), account_id: Number(accountId), firstname: 'R', lastname: 'A',
       email: null, state: 'enabled', api_key: null, secret_key: null, timezone: null, created: Date.now(),
     });
     await root({ command: 'registerUserKeys', id: rootAdminUser });

@@ -109,11 +109,11 @@ async function insertRootAdminAccount(accountName: string, domainUuid: string): 
   const db = ts.app.db;
   const domain = await db('domain').where({ uuid: domainUuid }).first('id');
   const accountUuid = randomUUID();
-  const [accountId] = await db('account').insert({ uuid: accountUuid, account_name: accountName, type: 1, domain_id: domain.id, state: 'enabled', created: Date.now() });
+  const [accountId] = await db('account').insert({ uuid: accountUuid, account_name: accountName, account_name_key: accountName.toLowerCase(), type: 1, domain_id: domain.id, state: 'enabled', created: Date.now() });
   const userUuid = randomUUID();
   const password = 'r-admin-pw-1';
   await db('user').insert({
-    uuid: userUuid, username: accountName, password: await hashPassword(password), account_id: Number(accountId), firstname: 'R', lastname: 'Admin',
+    uuid: userUuid, username: accountName, username_key: accountName.toLowerCase(), password: await hashPassword(password), account_id: Number(accountId), firstname: 'R', lastname: 'Admin',
     email: null, state: 'enabled', api_key: null, secret_key: null, timezone: null, created: Date.now(),
   });
   const k = (await root({ command: 'registerUserKeys', id: userUuid })).userkeys;
@@ -213,6 +213,14 @@ const CASES: Record<string, Case> = {
   createZone: { who: 'root', target: 'none', run: (c) => status(call(c, { command: 'createZone', name: uniq() })) },
   listConfigurations: { who: 'root', target: 'none', run: (c) => status(call(c, { command: 'listConfigurations' })) },
   updateConfiguration: { who: 'root', target: 'none', run: (c) => status(call(c, { command: 'updateConfiguration', name: 'kms.retry.count', value: '3' })) },
+  resetConfiguration: { who: 'root', target: 'none', run: (c) => status(call(c, { command: 'resetConfiguration', name: 'kms.retry.count' })) },
+  // Roles: CloudStack's four default roles, for admins (a domain admin sees its own and lower types).
+  listRoles: { who: 'admins', target: 'none', run: (c) => status(call(c, { command: 'listRoles' })) },
+  // What UI pages need to appear: zone metrics and the infrastructure counts for root, empty lists for all.
+  listZonesMetrics: { who: 'root', target: 'none', run: (c) => status(call(c, { command: 'listZonesMetrics' })) },
+  listInfrastructure: { who: 'root', target: 'none', run: (c) => status(call(c, { command: 'listInfrastructure' })) },
+  listServiceOfferings: { who: 'all', target: 'none', run: (c) => status(call(c, { command: 'listServiceOfferings' })) },
+  listResourceIcon: { who: 'all', target: 'none', run: (c) => status(call(c, { command: 'listResourceIcon', resourceids: zoneId, resourcetype: 'Zone' })) },
 
   // Projects: P is seen by its members, the domain admin above it and root; managed by its Admin member too.
   createProject: { who: 'all', target: 'none', run: (c) => job(call(c, { command: 'createProject', name: uniq() })) },

@@ -8,7 +8,12 @@
  *   - ui/src/config/section/storage.js + views/storage/CreateVolume.vue (Volumes page, create form),
  *   - ui/src/config/section/domain.js + components/view/TreeView.vue (Domains page),
  *   - components/header/ProjectMenu.vue + views/project/CreateProject.vue (project selector and form);
- *     with a project chosen, every request carries its projectid.
+ *     with a project chosen, every request carries its projectid; kms.js/storage.js show `project`,
+ *   - views/iam/AddAccount.vue (Add Account with a role from listRoles) and section/account.js,
+ *   - section/infra.js + infra/zones.js + views/infra/InfraSummary.vue (Infrastructure, Zones),
+ *   - section/offering.js (Compute Offerings beside Disk Offerings), section/config.js and
+ *     components/view/SettingsTab.vue (Global Settings; a domain's Settings tab),
+ *   - listResourceIcon, which every detail page asks for its icon.
  * GETs for list/query commands, form POSTs for the rest, always to /client/api/ with the
  * sessionkey parameter and cookies, as ui/src/api/index.js does.
  */
@@ -20,7 +25,7 @@ import type { ApiAnswer, Session } from '../support/client';
 let token: SoftHsmToken;
 let s: TestServer;
 let ui: Session;
-let apis: Record<string, { params: Array<{ name: string; type: string; description: string }>; isasync: boolean; response: Array<{ name: string }> }>;
+let apis: Record<string, { params: Array<{ name: string; type: string; description: string }>; isasync: boolean; description: string; response: Array<{ name: string }> }>;
 
 const DATE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+0000$/;
 
@@ -124,7 +129,8 @@ describe('the CloudStack UI, request for request', () => {
     expect(ok(await ui.get({ command: 'listLdapConfigurations' }))).toEqual({});
     expect(ok(await ui.get({ command: 'cloudianIsEnabled' })).cloudianisenabled.enabled).toBe(false);
     // Routes exist only when every API a section names is listed (store/modules/permission.js).
-    for (const needed of ['listKMSKeys', 'listHSMProfiles', 'listVolumesMetrics', 'listDiskOfferings', 'listDomains', 'listDomainChildren', 'listEvents', 'listConfigurations']) {
+    for (const needed of ['listKMSKeys', 'listHSMProfiles', 'listVolumesMetrics', 'listDiskOfferings', 'listDomains', 'listDomainChildren', 'listEvents', 'listConfigurations',
+      'listRoles', 'listZonesMetrics', 'listInfrastructure', 'listServiceOfferings', 'listResourceIcon']) {
       expect({ needed, listed: needed in apis }).toEqual({ needed, listed: true });
     }
     // Without SAML, listIdps is not an API: the Add User form skips it.
@@ -276,13 +282,84 @@ describe('the CloudStack UI, request for request', () => {
     const key = ok(await ui.post({ command: 'createKMSKey', zoneid: zoneId, name: 'team-disks', hsmprofileid: profileId, keybits: 256, projectid: projectId })).kmskey;
     const keys = ok(await ui.get({ command: 'listKMSKeys', listall: true, page: 1, pagesize: 20, projectid: projectId })).kmskey;
     expect(keys.map((k: any) => k.id)).toEqual([key.id]);
+    // kms.js columns/details with a project: name, enabled, hsmprofile, project, domain (no internal PrjAcct-… account).
+    expectFields(keys[0], ['name', 'enabled', 'hsmprofile', 'project', 'projectid', 'domain', 'id', 'version', 'created']);
+    expect(keys[0]).toMatchObject({ project: 'kms-team', projectid: projectId });
+    expect(keys[0].account).toBeUndefined();
     const volume = ok(await ui.post({ command: 'createVolume', name: 'team-disk', zoneid: zoneId, diskofferingid: offeringId, kmskeyid: key.id, projectid: projectId }));
     expect((await pollJob(volume.jobid)).jobresult.volume).toMatchObject({ name: 'team-disk', kmskeyid: key.id });
     const volumes = ok(await ui.get({ command: 'listVolumesMetrics', listall: true, page: 1, pagesize: 20, projectid: projectId })).volume;
     expect(volumes.map((v: any) => v.name)).toEqual(['team-disk']);
+    expect(volumes[0]).toMatchObject({ project: 'kms-team', projectid: projectId, kmskey: 'team-disks' });
+    expect(volumes[0].account).toBeUndefined();
+    // The key's Events tab in the project view names the project too.
+    const events = ok(await ui.get({ command: 'listEvents', resourceid: key.id, resourcetype: 'KmsKey', listall: true, projectid: projectId })).event;
+    expect(events.map((e: any) => e.type)).toEqual(expect.arrayContaining(['KMS.KEY.CREATE', 'KMS.KEY.WRAP']));
+    for (const e of events) expect(e).toMatchObject({ project: 'kms-team', projectid: projectId });
+    // The detail page asks for the resource's icon: none here, and no error.
+    expect(ok(await ui.get({ command: 'listResourceIcon', resourceids: key.id, resourcetype: 'KmsKey' }))).toEqual({});
     // Back in the Default View the project's objects are not listed.
     const plain = ok(await ui.get({ command: 'listVolumesMetrics', listall: true, page: 1, pagesize: 20 })).volume;
     expect(plain.map((v: any) => v.name).sort()).toEqual(['db-disk', 'old-disk']);
+  });
+
+  it('adds an account with a role from the Add Account form, and lists it on the Accounts page', async () => {
+    // AddAccount.vue reads each of these parameters' descriptions when it renders.
+    expectFormArgs('createAccount', ['roleid', 'username', 'password', 'email', 'firstname', 'lastname', 'domainid', 'account', 'timezone', 'networkdomain']);
+    expect('listRoles' in apis).toBe(true);
+    ok(await ui.get({ command: 'listDomains', listAll: true, details: 'min' }));
+    const roles = ok(await ui.get({ command: 'listRoles' })).role;
+    // The select shows `name (type)` and picks the first role's id.
+    for (const r of roles) expectFields(r, ['id', 'name', 'type']);
+    expect(roles.map((r: any) => `${r.name} (${r.type})`)).toEqual(['Root Admin (Admin)', 'Resource Admin (ResourceAdmin)', 'Domain Admin (DomainAdmin)', 'User (User)']);
+    const domainAdmin = roles.find((r: any) => r.type === 'DomainAdmin');
+    const created = ok(await ui.post({
+      command: 'createAccount', roleid: domainAdmin.id, username: 'dana', password: 'dana-pw-123', email: 'dana@example.com',
+      firstname: 'Dana', lastname: 'Admin', domainid: ui.login.domainid, account: 'dana-admins', networkdomain: 'dana.example',
+    })).account;
+    expect(created).toMatchObject({ name: 'dana-admins', accounttype: 2, roleid: domainAdmin.id, rolename: 'Domain Admin', roletype: 'DomainAdmin' });
+    expect(created.user.map((u: any) => u.username)).toEqual(['dana']);
+    // account.js columns: name, state, rolename, roletype, domainpath.
+    const row = ok(await ui.get({ command: 'listAccounts', listall: true, page: 1, pagesize: 20 })).account.find((a: any) => a.id === created.id);
+    expectFields(row, ['name', 'state', 'rolename', 'roletype', 'domainpath', 'roleid']);
+  });
+
+  it('shows Infrastructure: the summary and the Zones page (listZonesMetrics)', async () => {
+    for (const needed of ['listInfrastructure', 'listZonesMetrics']) expect({ needed, listed: needed in apis }).toEqual({ needed, listed: true });
+    // InfraSummary.vue: one card per count.
+    const infra = ok(await ui.get({ command: 'listInfrastructure' })).infrastructure;
+    expectFields(infra, ['zones', 'pods', 'clusters', 'hosts', 'storagepools', 'imagestores', 'objectstores', 'systemvms', 'routers', 'ilbvms', 'cpusockets', 'managementservers', 'alerts']);
+    expect(infra).toMatchObject({ zones: 1, hosts: 0, clusters: 0, systemvms: 0 });
+    // zones.js: columns name, allocationstate, type, networktype, clusters; details name, id, allocationstate, type, networktype, localstorageenabled, securitygroupsenabled, dns*.
+    const zones = ok(await ui.get({ command: 'listZonesMetrics', listall: true, page: 1, pagesize: 20 }));
+    expect(zones.count).toBe(1);
+    expectFields(zones.zone[0], ['name', 'allocationstate', 'type', 'networktype', 'clusters', 'id', 'localstorageenabled', 'securitygroupsenabled', 'dns1', 'dns2', 'internaldns1', 'internaldns2'], ['dns1', 'dns2', 'internaldns1', 'internaldns2']);
+    expect(zones.zone[0]).toMatchObject({ id: zoneId, name: 'zone1', allocationstate: 'Enabled', type: 'Core', clusters: '0 / 0' });
+    expect(zones.zone[0].cputotal).toBeUndefined(); // no hosts: no capacity figures
+    expect(ok(await ui.get({ command: 'listResourceIcon', resourceids: zoneId, resourcetype: 'Zone' }))).toEqual({});
+  });
+
+  it('shows Service Offerings: Compute Offerings (none exist here) beside Disk Offerings', async () => {
+    for (const needed of ['listServiceOfferings', 'listDiskOfferings']) expect({ needed, listed: needed in apis }).toEqual({ needed, listed: true });
+    expect(apis.listServiceOfferings!.description).toMatch(/No compute offerings exist on this server/);
+    expect(ok(await ui.get({ command: 'listServiceOfferings', isrecursive: true, listall: true, page: 1, pagesize: 20 }))).toEqual({});
+    expect(ok(await ui.get({ command: 'listDiskOfferings', isrecursive: true, listall: true, page: 1, pagesize: 20 })).diskoffering.map((o: any) => o.id)).toContain(offeringId);
+  });
+
+  it('shows Global Settings; a domain-scoped update is refused and the global value stays', async () => {
+    const global = async () => ok(await ui.get({ command: 'listConfigurations', name: 'kms.retry.count' })).configuration[0];
+    const settings = ok(await ui.get({ command: 'listConfigurations', page: 1, pagesize: 20 })).configuration;
+    for (const c of settings) expectFields(c, ['name', 'value', 'description', 'category', 'scope', 'type']);
+    // The Global Settings page edits a value globally.
+    expect(ok(await ui.post({ command: 'updateConfiguration', name: 'kms.retry.count', value: '4' })).configuration).toMatchObject({ value: '4', scope: 'global' });
+    // The domain's Settings tab (SettingsTab.vue) lists the settings of domain scope: none here.
+    expect(ok(await ui.get({ command: 'listConfigurations', domainid: ui.login.domainid, page: 1, pagesize: 20 }))).toEqual({});
+    // What the issue's operator sent: a value for the ROOT domain. CloudStack's 431; the global value is untouched.
+    const scoped = await ui.post({ command: 'updateConfiguration', name: 'kms.retry.count', value: '9', domainid: ui.login.domainid });
+    expect(scoped.status).toBe(431);
+    expect(scoped.body.errortext).toMatch(/^Invalid scope id provided for the parameter kms\.retry\.count/);
+    expect(await global()).toMatchObject({ value: '4', scope: 'global' });
+    expect(ok(await ui.post({ command: 'resetConfiguration', name: 'kms.retry.count' })).configuration.value).toBe('3');
   });
 
   it('logs out', async () => {

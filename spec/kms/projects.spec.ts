@@ -72,15 +72,29 @@ describe('projects', () => {
   it('a member creates a project-owned key and volume with projectid', async () => {
     const key = (await ok(ts.client, w.b.keys, { command: 'createKMSKey', name: 'team-key', zoneid: w.zoneId, hsmprofileid: profileId, projectid: projectId })).kmskey;
     keyId = key.id;
-    expect(key.account).toMatch(/^PrjAcct-/);
+    // CloudStack's owner rule: a project's object names its project, never the internal PrjAcct-… account.
+    expect(key).toMatchObject({ projectid: projectId, project: expect.any(String) });
+    expect(key.account).toBeUndefined();
+    expect(key.accountid).toBeUndefined();
     const created = await call(w.a.keys, { command: 'createVolume', name: 'team-disk', zoneid: w.zoneId, kmskeyid: keyId, projectid: projectId });
     expect(created.status).toBe(200);
     const done = await finishedJob(ts, w.a.keys, created.body.jobid);
     expect(done.jobstatus).toBe(1);
     volumeId = done.jobresult.volume.id;
-    expect(done.jobresult.volume.account).toMatch(/^PrjAcct-/);
+    expect(done.jobresult.volume).toMatchObject({ projectid: projectId, project: key.project });
+    expect(done.jobresult.volume.account).toBeUndefined();
     // Root makes a profile for the project; members list it with projectid, beside the public ones.
-    const projectProfile = (await ok(ts.client, ADMIN_KEYS, { command: 'createHSMProfile', name: `pp-${suffix()}`, protocol: 'database', projectid: projectId })).hsmprofile.id;
+    const madeProfile = (await ok(ts.client, ADMIN_KEYS, { command: 'createHSMProfile', name: `pp-${suffix()}`, protocol: 'database', projectid: projectId })).hsmprofile;
+    expect(madeProfile).toMatchObject({ projectid: projectId, project: key.project });
+    expect(madeProfile.account).toBeUndefined();
+    const projectProfile = madeProfile.id;
+    // The key's events answer with the project too.
+    const events = (await ok(ts.client, w.b.keys, { command: 'listEvents', projectid: projectId, resourceid: keyId })).event;
+    expect(events.length).toBeGreaterThan(0);
+    for (const e of events) {
+      expect(e).toMatchObject({ projectid: projectId, project: key.project });
+      expect(e.account).toBeUndefined();
+    }
     const profiles = ids((await ok(ts.client, w.b.keys, { command: 'listHSMProfiles', projectid: projectId, listall: true })).hsmprofile);
     expect(profiles).toEqual(expect.arrayContaining([projectProfile, profileId]));
     expect(ids((await ok(ts.client, w.b.keys, { command: 'listHSMProfiles', listall: true })).hsmprofile)).not.toContain(projectProfile);

@@ -85,7 +85,7 @@ export async function login(app: App, params: ApiParams, oldSessionCookie: strin
   // incorrect.login.attempts.allowed: an attempt is reserved before the password is checked, so no
   // more than `allowed` guesses are ever checked, however many arrive at once. A user the lockout
   // disabled gets the generic failure whatever the password: a guess confirms nothing.
-  const allowed = account && account.type !== ACCOUNT_TYPES.Admin ? await app.settings.getNumber('incorrect.login.attempts.allowed') : 0;
+  const allowed = account && account.type !== ACCOUNT_TYPES.Admin ? await app.settings.getNumber('incorrect.login.attempts.allowed', { accountId: account.id, domainId: account.domainId }) : 0;
   let lockedOut = !!user && allowed > 0 && user.state !== 'enabled' && user.loginAttempts >= allowed;
   const reserved = !!user && allowed > 0 && user.state === 'enabled' && (await app.directory.reserveLoginAttempt(user.id, allowed));
   if (user && account && allowed > 0 && user.state === 'enabled' && !reserved) {

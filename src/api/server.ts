@@ -6,6 +6,7 @@ import type { CommandContext } from '../commands/define';
 import type { Caller } from '../identity/caller';
 import { authenticate } from './authenticate';
 import { parseParams } from './dispatch';
+import { SessionOrder } from './session-order';
 import { errorBody, responseName, resultBody, toJson, toXml } from './envelope';
 import { ApiError, BAD_CREDENTIALS_TEXT, toApiError } from '../core/errors';
 import { login, logout } from './login';
@@ -59,7 +60,17 @@ export function createServer(app: App, registry: Registry, opts: ServerOptions =
   if (opts.opsRoutes ?? true) server.use(opsRouter(app));
   server.use('/client/api', express.text({ type: () => true, limit: '1mb' }));
 
+  const order = new SessionOrder();
   const handle = async (req: Request, res: Response, rec: ApiRequestRecord): Promise<void> => {
+    let answered = (): void => undefined;
+    const arrived = Date.now();
+    try {
+      await handleRequest(req, res, rec, arrived, (cookie, command) => { answered = order.begin(cookie, command); });
+    } finally {
+      answered();
+    }
+  };
+  const handleRequest = async (req: Request, res: Response, rec: ApiRequestRecord, arrived: number, begin: (cookie: string | undefined, command: string | undefined) => void): Promise<void> => {
     let json = false;
     let wrapper = 'errorresponse';
     let caller: Caller | undefined;
@@ -74,6 +85,7 @@ export function createServer(app: App, registry: Registry, opts: ServerOptions =
       json = (params.lower.get('response') ?? '').toLowerCase() === 'json';
       const command = params.lower.get('command');
       const cookies = parseCookies(req.headers.cookie);
+      begin(cookies.get('JSESSIONID'), command);
 
       if (command && /^log(in|out)$/i.test(command)) {
         wrapper = responseName(command);
@@ -109,6 +121,7 @@ export function createServer(app: App, registry: Registry, opts: ServerOptions =
       assertNoControlCharacters(params);
       const p = parseParams(spec, params);
       const ctx: CommandContext = { ...services, caller: caller ?? ANONYMOUS, command: spec.name, commands: registry.commands };
+      await order.after(cookies.get('JSESSIONID'), spec.name, arrived);
       const result = await spec.handler(p, ctx);
       send(res, json, wrapper, resultBody(result), 200, caller !== undefined);
     } catch (err) {

@@ -3,10 +3,11 @@ import { formatDate } from '../core/dates';
 import type { EventView } from '../db/repositories/events';
 import { ALL_ROLES, defineCommand, ownerListParams, param } from './define';
 import { listOwned } from './list';
+import { ownerOf, projectFields } from './responses/owner';
 
 const eventResponse = (e: EventView) => ({
   id: e.uuid, type: e.type, level: e.level, description: e.description, username: e.username ?? undefined,
-  account: e.accountName ?? undefined, accountid: e.accountUuid ?? undefined, domainid: e.domainUuid ?? undefined, domain: e.domainName ?? undefined,
+  ...ownerOf(e), domainid: e.domainUuid ?? undefined, domain: e.domainName ?? undefined,
   resourceid: e.resourceId ?? undefined, resourcetype: e.resourceType ?? undefined, state: e.state, created: formatDate(e.created),
 });
 
@@ -33,6 +34,7 @@ export const eventCommands = [
       { name: 'description', type: 'string', description: 'a brief description of the event' },
       { name: 'username', type: 'string', description: 'the name of the user who performed the action' },
       { name: 'account', type: 'string', description: 'the account name for the account that owns the object being acted on in the event' },
+      ...projectFields,
       { name: 'domainid', type: 'string', description: 'the id of the account\'s domain' },
       { name: 'domain', type: 'string', description: 'the name of the account\'s domain' },
       { name: 'resourceid', type: 'string', description: 'the id of the resource' },

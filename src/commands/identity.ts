@@ -5,6 +5,7 @@ import { KmsError, paramError, permissionError } from '../core/errors';
 import type { CommandContext } from './define';
 import { ALL_ROLES, defineCommand, listParams, ownerListParams, param } from './define';
 import { listOwned, listUnowned } from './list';
+import { requireRole } from './roles';
 import { accountFields, accountResponse, domainFields, domainResponse, userFields, userResponse } from './responses/identity';
 
 const ADMINS = ['Admin', 'DomainAdmin'] as const;
@@ -132,20 +133,26 @@ export const identityCommands = [
       lastname: param.string({ required: true, description: 'lastname' }),
       email: param.string({ description: 'email' }),
       account: param.string({ description: 'Name of the account to be created. The user will be added to this newly created account. If no account is specified, the username will be used as the account name.' }),
-      accounttype: param.integer({ default: 0, allowed: [0, 1, 2], description: 'Type of the account: 0 user, 1 root admin, 2 domain admin' }),
+      accounttype: param.integer({ allowed: [0, 1, 2], description: 'Type of the account: 0 user, 1 root admin, 2 domain admin. Deprecated by roleid: with a roleid the role decides the type. Neither: a user account' }),
+      roleid: param.uuid({ since: '4.9.0', description: 'Creates the account under the specified role (listRoles); the account type follows from the role type', related: 'listRoles' }),
       domainid: param.uuid({ description: 'Creates the user under the specified domain.', related: 'listDomains' }),
       timezone: param.string({ description: "Specifies a timezone for this command, e.g. 'UTC'" }),
+      networkdomain: param.string({ description: "Network domain for the account's networks (the Add Account form sends it; this server has no networks, so it is not kept)" }),
     },
     response: accountFields,
     async handler(p, ctx) {
       const { directory } = ctx;
       const domain = p.domainid ? await directory.accessibleDomain(ctx.caller, p.domainid) : await ctx.repos.domains.byId(ctx.caller.domainId);
       if (!domain) throw paramError('Unable to find the domain');
-      if (p.accounttype === ACCOUNT_TYPES.Admin && !isRootAdmin(ctx.caller)) throw permissionError('Only root admins can create root admin accounts');
+      // As CloudStack's RoleType.getAccountTypeByRole: the role, when given, decides the type.
+      const role = p.roleid ? requireRole(p.roleid) : undefined;
+      if (role?.type === 'ResourceAdmin') throw paramError(`Role ${role.name} is not supported by this server (it manages no infrastructure); use Root Admin, Domain Admin or User`);
+      const accountType = role ? role.accountType : (p.accounttype ?? ACCOUNT_TYPES.User);
+      if (accountType === ACCOUNT_TYPES.Admin && !isRootAdmin(ctx.caller)) throw permissionError('Only root admins can create root admin accounts');
       // As CloudStack: a root-admin account lives in ROOT, where no domain admin below ROOT reaches it.
-      if (p.accounttype === ACCOUNT_TYPES.Admin && domain.parentId !== null) throw paramError('Unable to create user of admin role type in non-ROOT domain');
+      if (accountType === ACCOUNT_TYPES.Admin && domain.parentId !== null) throw paramError('Unable to create user of admin role type in non-ROOT domain');
       const { account } = await directory.createAccountWithUser({
-        domain, accountName: p.account ?? p.username, accountType: p.accounttype, username: p.username, password: p.password,
+        domain, accountName: p.account ?? p.username, accountType, username: p.username, password: p.password,
         firstname: p.firstname, lastname: p.lastname, email: p.email, timezone: p.timezone,
       });
       await ctx.events.record({ type: 'ACCOUNT.CREATE', description: `Successfully created account ${account.name}`, actor: actor(ctx.caller), resourceType: 'Account', resourceId: account.uuid });

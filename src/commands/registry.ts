@@ -4,6 +4,8 @@ import { identityStateCommands } from './identity-states';
 import { domainCommands } from './domains';
 import { zoneCommands } from './zones';
 import { configurationCommands } from './configurations';
+import { roleCommands } from './roles';
+import { infrastructureCommands } from './infrastructure';
 import { eventCommands } from './events';
 import { uiCommands } from './ui';
 import { sessionCommands } from './session';
@@ -29,6 +31,8 @@ export const ALL_COMMANDS: readonly CommandSpec[] = [
   ...domainCommands,
   ...eventCommands,
   ...configurationCommands,
+  ...roleCommands,
+  ...infrastructureCommands,
   ...asyncJobCommands,
   ...hsmProfileCommands,
   ...kmsKeyCommands,

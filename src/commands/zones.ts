@@ -14,12 +14,28 @@ const zoneFields: readonly ResponseField[] = [
   { name: 'internaldns1', type: 'string', description: 'the first internal DNS for the Zone' },
   { name: 'securitygroupsenabled', type: 'boolean', description: 'true if security groups support is enabled, false otherwise' },
   { name: 'localstorageenabled', type: 'boolean', description: 'true if local storage offering enabled, false otherwise' },
+  { name: 'type', type: 'string', description: 'the type of the zone - core or edge' },
+];
+
+/** ZoneMetricsResponse: the zone and its host metrics; this server has no clusters or hosts, so no capacity figures. */
+const zoneMetricsFields: readonly ResponseField[] = [
+  ...zoneFields,
+  { name: 'state', type: 'string', description: 'State of the zone (its allocation state)' },
+  { name: 'clusters', type: 'string', description: 'Healthy / total clusters in the zone (0 / 0: this server manages no clusters)' },
 ];
 
 const zoneResponse = (z: Zone) => ({
   id: z.uuid, name: z.name, description: z.description ?? undefined, networktype: z.networkType, allocationstate: z.allocationState,
-  dns1: z.dns1 ?? undefined, internaldns1: z.internalDns1 ?? undefined, securitygroupsenabled: false, localstorageenabled: false,
+  dns1: z.dns1 ?? undefined, internaldns1: z.internalDns1 ?? undefined, securitygroupsenabled: false, localstorageenabled: false, type: 'Core',
 });
+
+const zoneListParams = {
+  ...listParams,
+  id: param.uuid({ description: 'the ID of the zone', related: 'listZones' }),
+  name: param.string({ description: 'the name of the zone' }),
+  available: param.boolean({ description: 'true if you want to retrieve all available Zones; false to retrieve only the Zones that are enabled' }),
+  showicon: param.boolean({ description: 'flag to display the resource image for the zones' }),
+};
 
 export const zoneCommands = [
   defineCommand({
@@ -27,17 +43,24 @@ export const zoneCommands = [
     description: 'Lists zones',
     roles: ALL_ROLES,
     related: 'createZone',
-    params: {
-      ...listParams,
-      id: param.uuid({ description: 'the ID of the zone', related: 'listZones' }),
-      name: param.string({ description: 'the name of the zone' }),
-      available: param.boolean({ description: 'true if you want to retrieve all available Zones; false to retrieve only the Zones that are enabled' }),
-      showicon: param.boolean({ description: 'flag to display the resource image for the zones' }),
-    },
+    params: zoneListParams,
     response: zoneFields,
     async handler(p, ctx) {
       const filter = { uuid: p.id, name: p.name, keyword: p.keyword, enabledOnly: ctx.caller.role !== 'Admin' };
       return listUnowned(p, 'zone', (page) => ctx.repos.zones.list(filter, page), zoneResponse);
+    },
+  }),
+  defineCommand({
+    name: 'listZonesMetrics',
+    since: '4.9.3',
+    description: 'Lists zones metrics (the Zones page of the UI). This server manages no clusters or hosts: every zone shows 0 / 0 clusters and no CPU or memory figures.',
+    roles: ADMIN_ONLY,
+    related: 'listZones',
+    params: zoneListParams,
+    response: zoneMetricsFields,
+    async handler(p, ctx) {
+      const filter = { uuid: p.id, name: p.name, keyword: p.keyword, enabledOnly: false };
+      return listUnowned(p, 'zone', (page) => ctx.repos.zones.list(filter, page), (z) => ({ ...zoneResponse(z), state: z.allocationState, clusters: '0 / 0' }));
     },
   }),
   defineCommand({

@@ -6,3 +6,11 @@ export const bool = (v: unknown): boolean => v === true || v === 1 || v === '1';
 
 /** An epoch-ms column that may be NULL, as a Date or null. */
 export const dateOrNull = (v: unknown): Date | null => (v === null || v === undefined ? null : new Date(Number(v)));
+
+/**
+ * The comparison key of a username or an account name (`user.username_key`,
+ * `account.account_name_key`, migration 012): names match whatever their case, as CloudStack's
+ * case-insensitive MySQL collation has it, by one rule on both databases (Unicode lower-casing, so
+ * accents stay distinct), and through an index.
+ */
+export const nameKey = (name: string): string => name.toLowerCase();

@@ -110,7 +110,7 @@ export class Volumes {
       try {
         if (key) {
           const version = await this.wrappedKeys.activeVersion(key.id);
-          const bits = await settings.getNumber(DEK_BYTES_SETTING);
+          const bits = await settings.getNumber(DEK_BYTES_SETTING, { zoneId: zone.id, domainId: owner.domainId, accountId: owner.id });
           const blob = await this.wrappedKeys.generate(version, uuid, bits / 8);
           wrapped = { version, blob, standbyBlob: await this.standbyBlob(version, uuid, blob, { userId: caller.userId, accountId: owner.id, domainId: owner.domainId }) };
         }

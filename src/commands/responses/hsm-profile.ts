@@ -3,6 +3,7 @@ import { maskedDetails } from '../../kms/hsm-profile-details';
 import type { HsmProfileDetail, HsmProfileView } from '../../kms/hsm-profiles';
 import type { ResponseField } from '../define';
 import { prettyPath } from './identity';
+import { ownerOf, projectFields } from './owner';
 
 /** HSMProfileResponse fields (reference §1.1, §5 item 3: the vendor is `vendor`). */
 export const hsmProfileFields: readonly ResponseField[] = [
@@ -12,6 +13,7 @@ export const hsmProfileFields: readonly ResponseField[] = [
   { name: 'vendor', type: 'string', description: 'the HSM vendor name' },
   { name: 'accountid', type: 'string', description: 'the ID of the account owning the profile, for account-owned profiles' },
   { name: 'account', type: 'string', description: 'the account owning the profile, for account-owned profiles' },
+  ...projectFields,
   { name: 'domainid', type: 'string', description: 'the ID of the domain of the profile' },
   { name: 'domain', type: 'string', description: 'the name of the domain of the profile' },
   { name: 'domainpath', type: 'string', description: 'the path of the domain of the profile' },
@@ -28,7 +30,7 @@ export const hsmProfileFields: readonly ResponseField[] = [
 export function hsmProfileResponse(p: HsmProfileView, details: readonly HsmProfileDetail[] | undefined, health: 'Healthy' | 'Degraded' = 'Healthy') {
   return {
     id: p.uuid, name: p.name, protocol: p.protocol, vendor: p.vendorName ?? undefined,
-    accountid: p.accountUuid ?? undefined, account: p.accountName ?? undefined,
+    ...ownerOf(p),
     domainid: p.domainUuid ?? undefined, domain: p.domainName ?? undefined, domainpath: p.domainPath ? prettyPath(p.domainPath) : undefined,
     zoneid: p.zoneUuid ?? undefined, zonename: p.zoneName ?? undefined,
     ispublic: p.isPublic, enabled: p.enabled, created: formatDate(p.created), health,

@@ -1,5 +1,6 @@
 import { formatDate } from '../../core/dates';
 import { roleOf, ROLE_NAMES } from '../../identity/caller';
+import { roleOfAccountType } from '../../identity/roles';
 import type { AccountView, DomainView, UserView } from '../../identity/directory';
 import type { ResponseField } from '../define';
 
@@ -35,6 +36,7 @@ export const userFields: readonly ResponseField[] = [
   { name: 'account', type: 'string', description: 'the account name of the user' },
   { name: 'accountid', type: 'string', description: 'the account ID of the user' },
   { name: 'accounttype', type: 'integer', description: 'the account type of the user' },
+  { name: 'roleid', type: 'string', description: 'the ID of the role' },
   { name: 'roletype', type: 'string', description: 'the type of the role (Admin, DomainAdmin, User)' },
   { name: 'rolename', type: 'string', description: 'the name of the role' },
   { name: 'domain', type: 'string', description: 'the domain name of the user' },
@@ -49,7 +51,7 @@ export const userResponse = (u: UserView) => {
   const role = roleOf(u.accountType);
   return {
     id: u.uuid, username: u.username, firstname: u.firstname, lastname: u.lastname, email: u.email ?? undefined, created: formatDate(u.created),
-    state: u.state, account: u.accountName, accountid: u.accountUuid, accounttype: u.accountType, roletype: role, rolename: ROLE_NAMES[role],
+    state: u.state, account: u.accountName, accountid: u.accountUuid, accounttype: u.accountType, roleid: roleOfAccountType(u.accountType).uuid, roletype: role, rolename: ROLE_NAMES[role],
     domain: u.domainName, domainid: u.domainUuid, domainpath: prettyPath(u.domainPath), timezone: u.timezone ?? undefined,
     apikey: u.apiKey ?? undefined, usersource: 'native', isdefault: u.username === 'admin' && u.domainPath === '/',
   };
@@ -59,6 +61,7 @@ export const accountFields: readonly ResponseField[] = [
   { name: 'id', type: 'string', description: 'the id of the account' },
   { name: 'name', type: 'string', description: 'the name of the account' },
   { name: 'accounttype', type: 'integer', description: 'account type (admin, domain-admin, user)' },
+  { name: 'roleid', type: 'string', description: 'the ID of the role' },
   { name: 'roletype', type: 'string', description: 'the type of the role (Admin, DomainAdmin, User)' },
   { name: 'rolename', type: 'string', description: 'the name of the role' },
   { name: 'domainid', type: 'string', description: 'id of the Domain the account belongs to' },
@@ -72,7 +75,7 @@ export const accountFields: readonly ResponseField[] = [
 export const accountResponse = (a: AccountView, users: readonly UserView[]) => {
   const role = roleOf(a.type);
   return {
-    id: a.uuid, name: a.name, accounttype: a.type, roletype: role, rolename: ROLE_NAMES[role],
+    id: a.uuid, name: a.name, accounttype: a.type, roleid: roleOfAccountType(a.type).uuid, roletype: role, rolename: ROLE_NAMES[role],
     domainid: a.domainUuid, domain: a.domainName, domainpath: prettyPath(a.domainPath), state: a.state, created: formatDate(a.created),
     user: users.filter((u) => u.accountId === a.id).map(userResponse),
   };

@@ -4,6 +4,7 @@ import type { KmsKeyView } from '../../kms/kms-keys';
 import { rewrapRemaining, type KekVersionSummary } from '../../kms/rewrap-progress';
 import type { ResponseField } from '../define';
 import { prettyPath } from './identity';
+import { ownerOf, projectFields } from './owner';
 
 /** KMSKeyResponse fields (reference §1.5). */
 export const kmsKeyFields: readonly ResponseField[] = [
@@ -12,6 +13,7 @@ export const kmsKeyFields: readonly ResponseField[] = [
   { name: 'description', type: 'string', description: 'the description of the KMS key' },
   { name: 'account', type: 'string', description: 'the account owning the key' },
   { name: 'accountid', type: 'string', description: 'the ID of the account owning the key' },
+  ...projectFields,
   { name: 'domainid', type: 'string', description: 'the ID of the domain of the owning account' },
   { name: 'domain', type: 'string', description: 'the name of the domain of the owning account' },
   { name: 'domainpath', type: 'string', description: 'the path of the domain of the owning account' },
@@ -48,7 +50,7 @@ export const kmsKeyFields: readonly ResponseField[] = [
 export function kmsKeyResponse(k: KmsKeyView, caller: Caller, versions: readonly KekVersionSummary[] = [], standbyWrappedKeys = 0) {
   return {
     id: k.uuid, name: k.name, description: k.description ?? undefined,
-    account: k.accountName, accountid: k.accountUuid, domainid: k.domainUuid, domain: k.domainName, domainpath: prettyPath(k.domainPath),
+    ...ownerOf(k), domainid: k.domainUuid, domain: k.domainName, domainpath: prettyPath(k.domainPath),
     zoneid: k.zoneUuid, zonename: k.zoneName, hsmprofileid: k.profileUuid, hsmprofile: k.profileName,
     standbyhsmprofileid: k.standbyProfileUuid ?? undefined, standbyhsmprofile: k.standbyProfileName ?? undefined,
     standbywrappedkeys: k.standbyProfileUuid ? standbyWrappedKeys : undefined,

@@ -2,6 +2,7 @@ import { formatDate } from '../../core/dates';
 import type { VolumeView } from '../../db/repositories/volumes';
 import type { ResponseField } from '../define';
 import { prettyPath } from './identity';
+import { ownerOf, projectFields } from './owner';
 
 export type { VolumeView } from '../../db/repositories/volumes';
 
@@ -21,6 +22,7 @@ export const volumeFields: readonly ResponseField[] = [
   { name: 'deleteprotection', type: 'boolean', description: 'true if volume has delete protection.' },
   { name: 'tags', type: 'list', description: 'the list of resource tags associated (always empty here)' },
   { name: 'account', type: 'string', description: 'the account associated with the disk volume' },
+  ...projectFields,
   { name: 'domainid', type: 'string', description: 'the ID of the domain associated with the disk volume' },
   { name: 'domain', type: 'string', description: 'the domain associated with the disk volume' },
   { name: 'domainpath', type: 'string', description: 'path of the domain to which the disk volume belongs' },
@@ -36,7 +38,7 @@ export const volumeFields: readonly ResponseField[] = [
 export const volumeResponse = (v: VolumeView) => ({
   id: v.uuid, name: v.name, type: 'DATADISK', state: v.state, size: v.size,
   diskofferingid: v.offeringUuid ?? undefined, diskofferingname: v.offeringName ?? undefined, diskofferingdisplaytext: v.offeringDisplayText ?? undefined,
-  storagetype: v.storageType ?? 'shared', provisioningtype: v.provisioningType ?? 'thin', destroyed: false, isextractable: false, deleteprotection: false, tags: [], account: v.accountName, domainid: v.domainUuid, domain: v.domainName,
+  storagetype: v.storageType ?? 'shared', provisioningtype: v.provisioningType ?? 'thin', destroyed: false, isextractable: false, deleteprotection: false, tags: [], ...ownerOf(v, { accountId: false }), domainid: v.domainUuid, domain: v.domainName,
   domainpath: prettyPath(v.domainPath), zoneid: v.zoneUuid, zonename: v.zoneName, encryptformat: v.encryptFormat ?? undefined,
   kmskeyid: v.keyUuid ?? undefined, kmskey: v.keyName ?? undefined, kmskeyversion: v.keyVersion ?? undefined,
   created: formatDate(v.created),

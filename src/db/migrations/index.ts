@@ -8,6 +8,7 @@ import * as m006 from './006_async_job_request_id';
 import * as m007 from './007_master_key_versions';
 import * as m008 from './008_projects';
 import * as m011 from './011_kms_standby';
+import * as m012 from './012_scoped_settings_and_name_case';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -25,6 +26,7 @@ const MIGRATIONS: ReadonlyArray<[string, Migration]> = [
   ['007_master_key_versions', m007],
   ['008_projects', m008],
   ['011_kms_standby', m011],
+  ['012_scoped_settings_and_name_case', m012],
 ];
 
 /** The names of every migration, in order (a backup records those its database had run). */

@@ -1,3 +1,4 @@
+import { nameKey } from '../columns';
 import type { Knex } from 'knex';
 import { knexReader, type Reader } from '../reader';
 import type { OwnerScope } from '../../core/owner-scope';
@@ -66,13 +67,14 @@ export class AccountRepository {
   }
 
   async byName(domainId: number, name: string): Promise<Account | undefined> {
-    const r: AccountDbRow | undefined = await this.db('account').where({ domain_id: domainId, account_name: name }).whereNull('removed').first();
+    // Whatever the case, as CloudStack on its MySQL schema (migration 012).
+    const r: AccountDbRow | undefined = await this.db('account').where({ domain_id: domainId, account_name_key: nameKey(name) }).whereNull('removed').first();
     return r && toAccount(r);
   }
 
   async insert(a: { uuid: string; name: string; type: number; domainId: number; state: IdentityState; created: Date }): Promise<Account> {
     const [id] = await this.db('account').insert({
-      uuid: a.uuid, account_name: a.name, type: a.type, domain_id: a.domainId, state: a.state, created: a.created.getTime(),
+      uuid: a.uuid, account_name: a.name, account_name_key: nameKey(a.name), type: a.type, domain_id: a.domainId, state: a.state, created: a.created.getTime(),
     });
     return { ...a, id: Number(id) };
   }
@@ -123,10 +125,10 @@ export class AccountRepository {
     const q = applyOwnerScope(this.viewQuery(), scope, { accountCol: 'a.id', domainCol: 'a.domain_id' })
       .whereNot('a.type', PROJECT_ACCOUNT_TYPE).orderBy('a.id');
     if (f.uuid) q.where('a.uuid', f.uuid);
-    if (f.name) q.where('a.account_name', f.name);
+    if (f.name) q.where('a.account_name_key', nameKey(f.name));
     if (f.type !== undefined) q.where('a.type', f.type);
     if (f.state) q.where('a.state', f.state);
-    if (f.keyword) q.where('a.account_name', 'like', `%${f.keyword}%`);
+    if (f.keyword) q.where('a.account_name_key', 'like', `%${nameKey(f.keyword)}%`);
     const { rows, count } = await pagedRows<AccountDbRow & { domain_uuid: string; domain_name: string; domain_path: string }>(q, page);
     return { rows: rows.map(toView), count };
   }

@@ -1,3 +1,4 @@
+import { nameKey } from '../columns';
 import type { Knex } from 'knex';
 import type { Logger } from '../../core/logger';
 import { withDbLock } from '../db-lock';
@@ -25,7 +26,7 @@ export class BootstrapRepository {
   }
 
   async insertAccount(a: { uuid: string; name: string; type: number; domainId: number; state: string; created: Date }): Promise<number> {
-    const [id] = await this.db('account').insert({ uuid: a.uuid, account_name: a.name, type: a.type, domain_id: a.domainId, state: a.state, created: a.created.getTime() });
+    const [id] = await this.db('account').insert({ uuid: a.uuid, account_name: a.name, account_name_key: nameKey(a.name), type: a.type, domain_id: a.domainId, state: a.state, created: a.created.getTime() });
     return Number(id);
   }
 
@@ -33,7 +34,7 @@ export class BootstrapRepository {
     uuid: string; username: string; passwordHash: string; accountId: number; firstname: string; lastname: string; state: string; created: Date;
   }): Promise<number> {
     const [id] = await this.db('user').insert({
-      uuid: u.uuid, username: u.username, password: u.passwordHash, account_id: u.accountId, firstname: u.firstname, lastname: u.lastname,
+      uuid: u.uuid, username: u.username, username_key: nameKey(u.username), password: u.passwordHash, account_id: u.accountId, firstname: u.firstname, lastname: u.lastname,
       email: null, state: u.state, api_key: null, secret_key: null, timezone: null, created: u.created.getTime(), login_attempts: 0,
     });
     return Number(id);

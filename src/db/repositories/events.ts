@@ -23,6 +23,8 @@ export interface NewEvent {
 export interface EventView {
   uuid: string; type: string; level: string; state: string; description: string; created: Date; resourceType: string | null; resourceId: string | null;
   username: string | null; accountName: string | null; accountUuid: string | null; domainUuid: string | null; domainName: string | null;
+  /** The project owning the event through its account, or null. */
+  projectUuid: string | null; projectName: string | null;
 }
 
 /** listEvents filters. */
@@ -54,8 +56,10 @@ export class EventRepository {
   async list(scope: OwnerScope, f: EventFilter, page: PageWindow): Promise<Page<EventView>> {
     const q = this.db('event as e')
       .leftJoin('user as u', 'u.id', 'e.user_id').leftJoin('account as a', 'a.id', 'e.account_id').leftJoin('domain as d', 'd.id', 'e.domain_id')
+      .leftJoin('projects as pr', 'pr.project_account_id', 'e.account_id')
       .select('e.uuid', 'e.type', 'e.level', 'e.state', 'e.description', 'e.created', 'e.resource_type', 'e.resource_id',
-        'u.username', 'a.account_name', 'a.uuid as account_uuid', 'd.uuid as domain_uuid', 'd.name as domain_name')
+        'u.username', 'a.account_name', 'a.uuid as account_uuid', 'd.uuid as domain_uuid', 'd.name as domain_name',
+        'pr.uuid as project_uuid', 'pr.name as project_name')
       .orderBy('e.id', 'desc');
     applyOwnerScope(q, scope, { accountCol: 'e.account_id', domainCol: 'e.domain_id' });
     if (f.uuid) q.where('e.uuid', f.uuid);
@@ -73,6 +77,7 @@ export class EventRepository {
         uuid: r.uuid, type: r.type, level: r.level, state: r.state, description: r.description, created: new Date(Number(r.created)),
         resourceType: r.resource_type ?? null, resourceId: r.resource_id ?? null, username: r.username ?? null, accountName: r.account_name ?? null,
         accountUuid: r.account_uuid ?? null, domainUuid: r.domain_uuid ?? null, domainName: r.domain_name ?? null,
+        projectUuid: r.project_uuid ?? null, projectName: r.project_name ?? null,
       })),
     };
   }

@@ -25,6 +25,9 @@ export interface HsmProfile {
 export interface HsmProfileView extends HsmProfile {
   accountName: string | null;
   accountUuid: string | null;
+  /** The project owning the profile through its account, or null. */
+  projectUuid: string | null;
+  projectName: string | null;
   domainUuid: string | null;
   domainName: string | null;
   domainPath: string | null;
@@ -68,6 +71,7 @@ function toView(r: Record<string, any>): HsmProfileView {
   return {
     ...toProfile(r), accountName: r.account_name ?? null, accountUuid: r.account_uuid ?? null, domainUuid: r.domain_uuid ?? null,
     domainName: r.domain_name ?? null, domainPath: r.domain_path ?? null, zoneUuid: r.zone_uuid ?? null, zoneName: r.zone_name ?? null,
+    projectUuid: r.project_uuid ?? null, projectName: r.project_name ?? null,
   };
 }
 
@@ -189,10 +193,11 @@ export class HsmProfileRepository {
   private viewQuery(): Knex.QueryBuilder {
     return this.db('kms_hsm_profiles as p')
       .leftJoin('account as a', 'a.id', 'p.account_id')
+      .leftJoin('projects as pr', 'pr.project_account_id', 'p.account_id')
       .leftJoin('domain as d', 'd.id', 'p.domain_id')
       .leftJoin('data_center as z', 'z.id', 'p.zone_id')
       .whereNull('p.removed')
       .select('p.*', 'a.account_name', 'a.uuid as account_uuid', 'd.uuid as domain_uuid', 'd.name as domain_name', 'd.path as domain_path',
-        'z.uuid as zone_uuid', 'z.name as zone_name');
+        'z.uuid as zone_uuid', 'z.name as zone_name', 'pr.uuid as project_uuid', 'pr.name as project_name');
   }
 }

@@ -30,6 +30,9 @@ export interface KmsKey {
 export interface KmsKeyView extends KmsKey {
   accountName: string;
   accountUuid: string;
+  /** The project owning the key through its account, or null. */
+  projectUuid: string | null;
+  projectName: string | null;
   domainUuid: string;
   domainName: string;
   domainPath: string;
@@ -69,7 +72,7 @@ export function toKmsKey(r: Record<string, any>): KmsKey {
 function toView(r: Record<string, any>): KmsKeyView {
   return {
     ...toKmsKey(r), accountName: r.account_name, accountUuid: r.account_uuid, domainUuid: r.domain_uuid, domainName: r.domain_name,
-    domainPath: r.domain_path, zoneUuid: r.zone_uuid, zoneName: r.zone_name, profileUuid: r.profile_uuid, profileName: r.profile_name,
+    projectUuid: r.project_uuid ?? null, projectName: r.project_name ?? null, domainPath: r.domain_path, zoneUuid: r.zone_uuid, zoneName: r.zone_name, profileUuid: r.profile_uuid, profileName: r.profile_name,
     standbyProfileUuid: r.standby_profile_uuid ?? null, standbyProfileName: r.standby_profile_name ?? null,
     version: r.version === null || r.version === undefined ? null : Number(r.version),
   };
@@ -81,6 +84,7 @@ const count = async (q: Knex.QueryBuilder): Promise<number> => Number(((await q.
 const KEY_VIEW_FROM = '`kms_keys` as `k`'
   + ' inner join `account` as `a` on `a`.`id` = `k`.`account_id`'
   + ' inner join `domain` as `d` on `d`.`id` = `k`.`domain_id`'
+  + ' left join `projects` as `pr` on `pr`.`project_account_id` = `a`.`id`'
   + ' inner join `data_center` as `z` on `z`.`id` = `k`.`zone_id`'
   + ' inner join `kms_hsm_profiles` as `p` on `p`.`id` = `k`.`hsm_profile_id`'
   + ' left join `kms_hsm_profiles` as `sp` on `sp`.`id` = `k`.`standby_hsm_profile_id`'
@@ -88,7 +92,7 @@ const KEY_VIEW_FROM = '`kms_keys` as `k`'
 const KEY_VIEW_COLUMNS = '`k`.*, `a`.`account_name`, `a`.`uuid` as `account_uuid`, `d`.`uuid` as `domain_uuid`, `d`.`name` as `domain_name`,'
   + ' `d`.`path` as `domain_path`, `z`.`uuid` as `zone_uuid`, `z`.`name` as `zone_name`, `p`.`uuid` as `profile_uuid`, `p`.`name` as `profile_name`,'
   + ' `sp`.`uuid` as `standby_profile_uuid`, `sp`.`name` as `standby_profile_name`,'
-  + ' `v`.`version_number` as `version`';
+  + ' `v`.`version_number` as `version`, `pr`.`uuid` as `project_uuid`, `pr`.`name` as `project_name`';
 
 /** `kms_keys`, and the views of keys that responses and guards need (owner, zone, profile names; usage). */
 export class KmsKeyRepository {

@@ -1,3 +1,4 @@
+import { nameKey } from '../columns';
 import type { Knex } from 'knex';
 import type { OwnerScope } from '../../core/owner-scope';
 import { applyOwnerScope } from '../owner-scope';
@@ -110,10 +111,10 @@ export class UserRepository {
     return r && toUser(r);
   }
 
-  /** The live user of a live account of the domain with this username (login's lookup). */
+  /** The live user of a live account of the domain with this username, whatever its case (login's lookup; migration 012). */
   async forLogin(username: string, domainId: number): Promise<User | undefined> {
     const r: UserDbRow | undefined = await this.db('user as u').join('account as a', 'a.id', 'u.account_id')
-      .where({ 'u.username': username, 'a.domain_id': domainId }).whereNull('u.removed').whereNull('a.removed')
+      .where({ 'u.username_key': nameKey(username), 'a.domain_id': domainId }).whereNull('u.removed').whereNull('a.removed')
       .first('u.*');
     return r && toUser(r);
   }
@@ -137,7 +138,7 @@ export class UserRepository {
     email: string | null; timezone: string | null; created: Date;
   }): Promise<User> {
     const row = {
-      uuid: u.uuid, username: u.username, password: u.passwordHash, account_id: u.accountId, firstname: u.firstname, lastname: u.lastname,
+      uuid: u.uuid, username: u.username, username_key: nameKey(u.username), password: u.passwordHash, account_id: u.accountId, firstname: u.firstname, lastname: u.lastname,
       email: u.email, state: 'enabled', api_key: null, secret_key: null, timezone: u.timezone, created: u.created.getTime(), login_attempts: 0,
     };
     const [id] = await this.db('user').insert(row);
@@ -190,10 +191,10 @@ export class UserRepository {
   async list(scope: OwnerScope, f: UserFilter, page: PageWindow): Promise<Page<UserView>> {
     const q = applyOwnerScope(this.viewQuery().orderBy('u.id'), scope, { accountCol: 'a.id', domainCol: 'a.domain_id' });
     if (f.uuid) q.where('u.uuid', f.uuid);
-    if (f.username) q.where('u.username', f.username);
+    if (f.username) q.where('u.username_key', nameKey(f.username));
     if (f.accountType !== undefined) q.where('a.type', f.accountType);
     if (f.state) q.where('u.state', f.state);
-    if (f.keyword) q.where('u.username', 'like', `%${f.keyword}%`);
+    if (f.keyword) q.where('u.username_key', 'like', `%${nameKey(f.keyword)}%`);
     const { rows, count } = await pagedRows<UserViewDbRow>(q, page);
     return { rows: rows.map(toView), count };
   }

@@ -32,6 +32,8 @@ export type NewVolume = Omit<Volume, 'id' | 'removed'>;
 export interface VolumeView {
   id: number; uuid: string; name: string; size: number; state: string; encryptFormat: string | null; created: Date; passphraseId: number | null;
   accountId: number; domainId: number; accountName: string; accountUuid: string; domainUuid: string; domainName: string; domainPath: string;
+  /** The project owning the volume through its account, or null. */
+  projectUuid: string | null; projectName: string | null;
   zoneUuid: string; zoneName: string; keyUuid: string | null; keyName: string | null; keyVersion: number | null;
   offeringUuid: string | null; offeringName: string | null; offeringDisplayText: string | null; provisioningType: string | null; storageType: string | null;
 }
@@ -74,7 +76,7 @@ function toView(r: Record<string, any>): VolumeView {
     accountUuid: r.account_uuid, domainUuid: r.domain_uuid, domainName: r.domain_name, domainPath: r.domain_path, zoneUuid: r.zone_uuid, zoneName: r.zone_name,
     keyUuid: r.key_uuid ?? null, keyName: r.key_name ?? null, keyVersion: numOrNull(r.key_version), offeringUuid: r.offering_uuid ?? null,
     offeringName: r.offering_name ?? null, offeringDisplayText: r.offering_display_text ?? null, provisioningType: r.provisioning_type ?? null,
-    storageType: r.storage_type ?? null,
+    storageType: r.storage_type ?? null, projectUuid: r.project_uuid ?? null, projectName: r.project_name ?? null,
   };
 }
 
@@ -135,6 +137,7 @@ export class VolumeRepository {
   private viewQuery(): Knex.QueryBuilder {
     return this.db('volumes as v')
       .join('account as a', 'a.id', 'v.account_id').join('domain as d', 'd.id', 'v.domain_id').join('data_center as z', 'z.id', 'v.zone_id')
+      .leftJoin('projects as pr', 'pr.project_account_id', 'a.id')
       .leftJoin('kms_keys as k', 'k.id', 'v.kms_key_id')
       .leftJoin('kms_wrapped_key as w', 'w.id', 'v.kms_wrapped_key_id')
       .leftJoin('kms_kek_versions as kv', 'kv.id', 'w.kek_version_id')
@@ -143,7 +146,8 @@ export class VolumeRepository {
       .select('v.id', 'v.uuid', 'v.name', 'v.size', 'v.state', 'v.encrypt_format', 'v.created', 'v.passphrase_id', 'v.account_id', 'v.domain_id',
         'a.account_name', 'a.uuid as account_uuid', 'd.uuid as domain_uuid', 'd.name as domain_name', 'd.path as domain_path',
         'z.uuid as zone_uuid', 'z.name as zone_name', 'k.uuid as key_uuid', 'k.name as key_name', 'kv.version_number as key_version',
-        'o.uuid as offering_uuid', 'o.name as offering_name', 'o.display_text as offering_display_text', 'o.provisioning_type', 'o.storage_type');
+        'o.uuid as offering_uuid', 'o.name as offering_name', 'o.display_text as offering_display_text', 'o.provisioning_type', 'o.storage_type',
+        'pr.uuid as project_uuid', 'pr.name as project_name');
   }
 
   /** A live volume with its owner, zone, key and offering. */
