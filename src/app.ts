@@ -7,6 +7,7 @@ import { Settings } from './config/settings';
 import { openDb, type Db } from './db/knex';
 import { EventLog } from './events/event-log';
 import { Directory } from './identity/directory';
+import { LoginThrottle } from './identity/login-throttle';
 import { SessionStore } from './identity/sessions';
 import { createLogger, type Logger } from './core/logger';
 import { createProviderRegistry, type ProviderRegistry } from './providers/registry';
@@ -24,7 +25,7 @@ import { createKmsServices, type KmsDeps, type KmsServices } from './kms';
 import { Metrics } from './ops/metrics';
 import { checkPaths } from './ops/preflight';
 import { Health } from './ops/health';
-import { registerStateMetrics } from './ops/state-metrics';
+import { StateMetrics } from './ops/state-metrics';
 import { bootstrapDeployment } from './kms/bootstrap';
 
 /** The application's services, built once per process and shared by the API and the workers. */
@@ -53,6 +54,8 @@ export interface App extends Services, KmsDeps {
   readonly metrics: Metrics;
   /** Liveness and readiness (/healthz, /readyz). */
   readonly health: Health;
+  /** Login throttling per user and client address, shared by every node through the database. */
+  readonly loginThrottle: LoginThrottle;
   close(): Promise<void>;
 }
 
@@ -76,6 +79,8 @@ export interface CreateAppOptions {
   logger?: Logger;
   /** false for the admin CLI: it holds the keys but is no node of the deployment (no heartbeat). @defaultValue true */
   announce?: boolean;
+  /** The login throttle's clock (tests move it instead of waiting). @defaultValue systemClock */
+  throttleClock?: Clock;
 }
 
 /** Opens the database (migrating it), loads the master key and bootstraps the identity tables. */
@@ -124,17 +129,14 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
   const providers = createProviderRegistry({
     databaseKeks: repos.databaseKeks, masterKey, logger, policy: () => settings.backendPolicy(), pkcs11: { threads: env.pkcs11Threads },
     observer: {
-      operation: ({ profile, operation, outcome, seconds }) => {
-        metrics.backendOperations.inc({ profile, operation, outcome });
-        metrics.backendDuration.observe({ profile, operation }, seconds);
-      },
-      retry: (labels) => metrics.backendRetries.inc(labels),
+      operation: ({ profile, operation, outcome, seconds }) => metrics.backendOperation({ profile, operation, outcome }, seconds),
+      retry: (labels) => metrics.backendRetry(labels),
     },
     circuit: { onChange: (h) => void recordHealthChange({ repos, events }, h).catch((e) => logger.warn('could not record an HSM profile health event', { error: String(e) })) },
   });
   const backendPrefixes = new Map(ALL_COMMANDS.map((c) => [c.name, c.backendErrorPrefix]));
   const jobs = createJobService({
-    db, logger, settings, redisUrl: env.redisUrl, queuePrefix: env.queuePrefix, runWorkers: env.role !== 'api', options: env.jobOptions,
+    db, logger, settings, redisUrl: env.redisUrl, redis: env.redis, queuePrefix: env.queuePrefix, runWorkers: env.role !== 'api', options: env.jobOptions,
     errorPrefixOf: (cmd) => backendPrefixes.get(cmd),
     onJobEnded: ({ kind, status, seconds }) => {
       metrics.jobs.inc({ kind, status });
@@ -145,8 +147,9 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
   const sessions = new SessionStore(repos, env.sessionTimeoutSec, systemClock);
   const kmsDeps: KmsDeps = { repos, providers, settings, events, directory, masterKey, clock: systemClock, logger };
   const kms = createKmsServices(kmsDeps);
-  const health = new Health({ repos, providers, profiles: kms.profiles, redisUrl: env.redisUrl, logger }, env.readyTimeoutMs);
-  const closers: Array<() => Promise<void>> = [() => db.destroy(), async () => reader.close(), () => node.stop(), () => providers.close(), () => health.close(), () => jobs.close()];
+  const health = new Health({ repos, providers, profiles: kms.profiles, redisUrl: env.redisUrl, redis: env.redis, logger }, env.readyTimeoutMs);
+  const stateMetrics = new StateMetrics({ metrics, repos, providers, logger, refreshMs: env.metricsRefreshSec * 1000 });
+  const closers: Array<() => Promise<void>> = [() => db.destroy(), () => stateMetrics.stop(), async () => reader.close(), () => node.stop(), () => providers.close(), () => health.close(), () => jobs.close()];
   const app: App = {
     env,
     db,
@@ -165,6 +168,7 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
     masterKeys: node,
     metrics,
     health,
+    loginThrottle: new LoginThrottle(repos, opts.throttleClock ?? systemClock),
     async close() {
       for (const close of closers.reverse()) await close();
     },
@@ -176,6 +180,6 @@ export async function createApp(env: Env, opts: CreateAppOptions = {}): Promise<
     intervalSetting: REWRAP_INTERVAL_SETTING,
     run: (tick) => runRewrapTick(kms.rewrap, { settings, logger }, { workerId: jobs.owner, claimMs: rewrapClaimMs, signal: tick.signal }),
   });
-  registerStateMetrics({ metrics, repos, providers });
+  stateMetrics.start();
   return { app, generatedKeys, masterKeyGenerated };
 }

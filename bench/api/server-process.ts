@@ -1,10 +1,11 @@
 /**
  * One server process for bench/api.ts: `kms` (our server on a bench world: SQLite or DATABASE_URL,
  * 10 KMS keys, volumes with finished jobs) or `bare` (an Express handler answering a fixed JSON).
- * Prints one JSON line {url, volumeId, keyId, zoneId} on stdout when ready, then serves until killed.
+ * Prints one JSON line {url, opsUrl, volumeId, keyId, zoneId} on stdout when ready, then serves until killed.
  */
 import express from 'express';
 import type { AddressInfo } from 'node:net';
+import { createOpsServer } from '../../src/api/ops-routes';
 import { call, startBenchWorld, waitJob } from '../world';
 
 async function main(): Promise<void> {
@@ -24,7 +25,11 @@ async function main(): Promise<void> {
   for (let i = 0; i < 9; i++) await call(w.client, { command: 'createKMSKey', name: `k${i}`, zoneid: zoneId, hsmprofileid: profileId });
   const v = await call(w.client, { command: 'createVolume', name: 'bench', zoneid: zoneId, kmskeyid: w.keyUuid });
   await waitJob(w.client, v.jobid);
-  process.stdout.write(`${JSON.stringify({ url: w.client.baseUrl, volumeId: v.id, keyId: w.keyUuid, zoneId })}\n`);
+  // The ops endpoints on a port of their own, as KMS_OPS_PORT serves them (bench/metrics-flood.ts).
+  const ops = createOpsServer(w.app).listen(0, '127.0.0.1');
+  await new Promise((resolve) => ops.once('listening', resolve));
+  const opsUrl = `http://127.0.0.1:${(ops.address() as AddressInfo).port}`;
+  process.stdout.write(`${JSON.stringify({ url: w.client.baseUrl, opsUrl, volumeId: v.id, keyId: w.keyUuid, zoneId })}\n`);
 }
 
 process.on('SIGTERM', () => process.exit(0));

@@ -113,6 +113,11 @@ describe('finding 2: domain scope follows domain ids, not name patterns', () => 
 });
 
 describe('finding 3: login lockout (incorrect.login.attempts.allowed) and the identity state commands', () => {
+  // These tests count the lockout's own checks, many of them from one address in a few seconds:
+  // login throttling is off here (spec/authz/login-throttle.spec.ts tests the two together).
+  const THROTTLE = { 'kms.login.throttle.attempts': '3', 'kms.login.throttle.address.attempts': '20' };
+  beforeAll(async () => { for (const name of Object.keys(THROTTLE)) await root({ command: 'updateConfiguration', name, value: '0' }); });
+  afterAll(async () => { for (const [name, value] of Object.entries(THROTTLE)) await root({ command: 'updateConfiguration', name, value }); });
   const login = async (username: string, password: string, domainPath = '/') => {
     const res = await fetch(`${ts.url}/client/api`, {
       method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },

@@ -69,7 +69,7 @@ describe('archived KEK retention (database provider)', () => {
 
     // The rows come back from the backup, on the Archived v1.
     await s.app.db('kms_wrapped_key').where({ id: row.id }).update({ wrapped_blob: row.wrapped_blob, removed: null, claim_owner: null, claim_expires: null });
-    await s.app.db('kms_kek_versions').where({ id: row.kek_version_id }).increment('wrapped_keys', 1);
+    await s.app.repos.kekVersions.adjustWrappedKeyCount(row.kek_version_id, 1);
     const { id: volId, ...volColumns } = vol;
     await s.app.db('volumes').where({ id: volId }).update(volColumns);
     expect((await s.app.kms.volumes.secretOf(admin, ids[0])).secretBase64).toBe(secrets.get(ids[0]));

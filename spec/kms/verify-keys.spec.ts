@@ -6,6 +6,12 @@
 import { startTestServer, type TestServer } from '../support/server';
 import { adminCall, createActor, enableDefaultProfile } from '../support/actors';
 import { runAdmin } from '../../src/cli/admin';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { readEnv } from '../../src/config/env';
+import { createTestDb } from '../support/db';
 
 describe('verify-keys', () => {
   let s: TestServer;
@@ -85,5 +91,37 @@ describe('verify-keys', () => {
     expect((await verify(['--profile', 'nope'])).error?.message).toBe('HSM profile nope not found');
     expect((await verify(['--rate', 'fast'])).error?.message).toBe('--rate must be a whole number (got fast)');
     expect((await verify(['--color', 'red'])).error?.message).toMatch(/^unknown or incomplete option --color\nusage: npm run admin/);
+  });
+
+  it('refuses, creating nothing, a mistyped KMS_DATA_DIR / DATABASE_URL, a database with no deployment, and no master key', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'kms-typo-'));
+    const base = process.env.KMS_TEST_DATABASE_URL;
+    const typoUrl = base ? Object.assign(new URL(base), { pathname: `/kms_typo_${randomBytes(4).toString('hex')}` }).toString() : undefined;
+    const empty = await createTestDb(); // migrated, but no node ever started on it
+    try {
+      const typo = readEnv({ KMS_DATA_DIR: join(dataDir, 'kms-dat'), ...(typoUrl ? { DATABASE_URL: typoUrl } : {}) });
+      for (const cmd of ['verify-keys', 'purge-archived-keks']) {
+        await expect(runAdmin([cmd], typo, () => undefined)).rejects.toThrow(new RegExp(`^${cmd}: there is no database at (KMS_DATA_DIR|DATABASE_URL)`));
+        await expect(runAdmin([cmd], readEnv({ KMS_DATA_DIR: empty.dataDir, KMS_MASTER_KEY: s.masterKey, ...(empty.databaseUrl ? { DATABASE_URL: empty.databaseUrl } : {}) }), () => undefined))
+          .rejects.toThrow(/holds no deployment \(no master key version\)/);
+      }
+      // Nothing was created: no database file, no master key file, no MariaDB database.
+      expect(existsSync(join(dataDir, 'kms-dat'))).toBe(false);
+      expect(readdirSync(empty.dataDir).filter((f) => f.includes('master'))).toEqual([]);
+      if (typoUrl) await expect(runAdmin(['verify-keys'], typo, () => undefined)).rejects.toThrow(/there is no database at DATABASE_URL/);
+      // The live deployment without its master key: refused, no key file generated.
+      const noKey = { ...s.app.env, masterKey: undefined, masterKeySeal: undefined, masterKeyFile: join(dataDir, 'master.key') };
+      await expect(runAdmin(['verify-keys'], noKey, () => undefined)).rejects.toThrow(/^verify-keys: no master key given/);
+      expect(existsSync(join(dataDir, 'master.key'))).toBe(false);
+    } finally {
+      await empty.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('exits with an error when it finds no secret to check', async () => {
+    const { lines, error } = await verify(['--key', keyA, '--zone', zone2]);
+    expect(lines.at(-1)).toMatch(/^verified 0 wrapped DEKs, 0 legacy passphrases, 0 master-key values: 0 failed$/);
+    expect(error?.message).toMatch(/^verify-keys found no secret to check: is DATABASE_URL \/ KMS_DATA_DIR/);
   });
 });

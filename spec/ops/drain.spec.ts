@@ -1,12 +1,14 @@
 /**
  * SIGTERM drains: the production process (`node dist/main.js`, no npm or tsx in the signal path)
- * stops accepting connections, answers every request it had already received, and exits 0.
- * `npm start` passes the signal on to node too.
+ * turns /readyz to 503 at once, keeps accepting for KMS_SHUTDOWN_DELAY_SEC, then stops listening;
+ * every request whose bytes reached it is answered (pipelined ones too) and no connection is
+ * reset; it exits 0. `npm start` passes the signal on to node too.
  */
 import { request } from 'node:http';
 import { createConnection } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { signedQuery } from '../support/client';
+import { DEFAULT_PASSWORD_WARNING } from '../../src/ops/default-password';
 import { createTestDb, type TestDb } from '../support/db';
 import { DIST_MAIN, ensureBuilt } from '../support/dist';
 import { NodeProcess } from '../support/node-process';
@@ -25,7 +27,7 @@ beforeAll(async () => {
   env = {
     KMS_DATA_DIR: t.dataDir, KMS_MASTER_KEY: randomBytes(32).toString('base64'),
     KMS_ADMIN_API_KEY: ADMIN_KEYS.apiKey, KMS_ADMIN_SECRET_KEY: ADMIN_KEYS.secretKey,
-    PORT: '0', KMS_OPS_PORT: '0', KMS_SHUTDOWN_TIMEOUT_SEC: '60',
+    PORT: '0', KMS_OPS_PORT: '0', KMS_SHUTDOWN_TIMEOUT_SEC: '60', KMS_SHUTDOWN_DELAY_SEC: '0.3',
     ...(t.databaseUrl ? { DATABASE_URL: t.databaseUrl } : {}),
   };
 });
@@ -85,10 +87,103 @@ describe('SIGTERM to node dist/main.js', () => {
       expect(await server.exited).toEqual({ code: 0, signal: null });
       const msgs = server.lines().map((l) => l.msg);
       expect(msgs).toContain('every request received was answered');
+      expect(msgs).toContain(DEFAULT_PASSWORD_WARNING); // admin still has the default password here
       expect(server.lines().find((l) => l.msg === 'shutting down')).toMatchObject({ signal: 'SIGTERM', inFlight: 50 });
       expect(server.lines().filter((l) => l.msg === 'api request' && l.command === 'listZones' && l.status === 200)).toHaveLength(50);
     } finally {
       await server.kill();
+    }
+  });
+});
+
+/** One raw keep-alive connection: writes bytes, splits what comes back into HTTP answers, notes how it ended. */
+class RawConnection {
+  readonly answers: Array<{ status: number; connection: string | undefined }> = [];
+  ended: 'fin' | 'reset' | 'refused' | 'error' | undefined;
+  #buf = Buffer.alloc(0);
+  readonly #socket;
+  readonly closed: Promise<void>;
+
+  constructor(port: number) {
+    this.#socket = createConnection({ host: '127.0.0.1', port });
+    this.#socket.on('data', (b: Buffer) => { this.#buf = Buffer.concat([this.#buf, b]); this.#parse(); });
+    this.closed = new Promise((resolve) => {
+      this.#socket.on('error', (e: NodeJS.ErrnoException) => { this.ended ??= e.code === 'ECONNRESET' ? 'reset' : e.code === 'ECONNREFUSED' ? 'refused' : 'error'; });
+      this.#socket.on('end', () => { this.ended ??= 'fin'; this.#socket.end(); });
+      this.#socket.on('close', () => resolve());
+    });
+  }
+
+  write(text: string): void {
+    this.#socket.write(text);
+  }
+
+  #parse(): void {
+    for (;;) {
+      const head = this.#buf.indexOf('\r\n\r\n');
+      if (head < 0) return;
+      const lines = this.#buf.subarray(0, head).toString('latin1').split('\r\n');
+      const headers = new Map(lines.slice(1).map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
+      const length = Number(headers.get('content-length') ?? 0);
+      if (this.#buf.length < head + 4 + length) return;
+      this.answers.push({ status: Number(lines[0]!.split(' ')[1]), connection: headers.get('connection') });
+      this.#buf = this.#buf.subarray(head + 4 + length);
+    }
+  }
+}
+
+const getRequest = (): string => `GET /client/api?${signedQuery({ command: 'listZones' }, ADMIN_KEYS.apiKey, ADMIN_KEYS.secretKey)} HTTP/1.1\r\nHost: kms\r\n\r\n`;
+
+describe('SIGTERM while requests are pipelined and connections are opening', () => {
+  it('answers 50 requests pipelined on 10 keep-alive connections and 5 on connections opened as the signal lands: 55 answers, 0 resets, ten times in a row', async () => {
+    for (let run = 1; run <= 10; run++) {
+      const server = NodeProcess.node(DIST_MAIN, env);
+      try {
+        const port = await server.portOf('CloudStack KMS API listening');
+        // Ten keep-alive connections, each used once already.
+        const kept = Array.from({ length: 10 }, () => new RawConnection(port));
+        for (const c of kept) c.write(getRequest());
+        await waitFor(async () => kept.every((c) => c.answers.length === 1), 30_000, 'the first answers');
+
+        // In one tick: 5 requests pipelined on each (one write), 5 new connections each sending one, and the signal.
+        for (const c of kept) c.write(Array.from({ length: 5 }, getRequest).join(''));
+        const fresh = Array.from({ length: 5 }, () => new RawConnection(port));
+        for (const c of fresh) c.write(getRequest());
+        server.proc.kill('SIGTERM');
+
+        await Promise.all([...kept, ...fresh].map((c) => c.closed));
+        const answers = [...kept.map((c) => c.answers.slice(1)), ...fresh.map((c) => c.answers)].flat();
+        const ends = [...kept, ...fresh].map((c) => c.ended);
+        expect({ run, answers: answers.length, ok: answers.filter((a) => a.status === 200 || a.status === 503).length, resets: ends.filter((e) => e !== 'fin').length })
+          .toEqual({ run, answers: 55, ok: 55, resets: 0 });
+        // Every connection was closed by the server with a FIN after its last answer (none is left
+        // open: the process exited), whether that answer said `Connection: close` or came just before the signal.
+        expect(await server.exited).toEqual({ code: 0, signal: null });
+        expect(server.lines().map((l) => l.msg)).toContain('every request received was answered');
+      } finally {
+        await server.kill();
+      }
+    }
+  });
+});
+
+describe('SIGTERM with KMS_SHUTDOWN_DELAY_SEC=0', () => {
+  it('stops listening at once, yet every connection the kernel had completed is answered: each of 30 opened as the signal lands is answered or refused, none reset or left unanswered', async () => {
+    for (let run = 1; run <= 3; run++) {
+      const server = NodeProcess.node(DIST_MAIN, { ...env, KMS_SHUTDOWN_DELAY_SEC: '0' });
+      try {
+        const port = await server.portOf('CloudStack KMS API listening');
+        const conns = Array.from({ length: 30 }, () => new RawConnection(port));
+        for (const c of conns) c.write(getRequest());
+        server.proc.kill('SIGTERM');
+        await Promise.all(conns.map((c) => c.closed));
+        const outcome = conns.map((c) => (c.ended === 'refused' ? 'refused' : c.ended === 'fin' && c.answers.length === 1 && c.answers[0]!.status === 200 ? 'answered' : `${c.ended}/${c.answers.length}`));
+        expect({ run, lost: outcome.filter((o) => o !== 'answered' && o !== 'refused') }).toEqual({ run, lost: [] });
+        process.stderr.write(`[drain, no delay] run ${run}: ${outcome.filter((o) => o === 'answered').length} answered, ${outcome.filter((o) => o === 'refused').length} refused\n`);
+        expect(await server.exited).toEqual({ code: 0, signal: null });
+      } finally {
+        await server.kill();
+      }
     }
   });
 });

@@ -16,9 +16,10 @@ export interface TestDb {
   drop(): Promise<void>;
 }
 
-export async function createTestDb(): Promise<TestDb> {
+export async function createTestDb(opts: { mysqlUrl?: string } = {}): Promise<TestDb> {
   const dataDir = mkdtempSync(join(tmpdir(), 'kms-test-'));
-  const base = process.env.KMS_TEST_DATABASE_URL;
+  // `mysqlUrl`: a spec of MySQL-only behaviour (deadlocks, leases) uses MariaDB in both passes.
+  const base = opts.mysqlUrl ?? process.env.KMS_TEST_DATABASE_URL;
   if (!base) {
     const db = await openDb({ dataDir });
     return { db, dataDir, drop: async () => { await db.destroy(); rmSync(dataDir, { recursive: true, force: true }); } };

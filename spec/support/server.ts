@@ -7,6 +7,7 @@ import { createServer } from '../../src/api/server';
 import { ALL_COMMANDS, createRegistry, registry } from '../../src/commands/registry';
 import type { CommandSpec } from '../../src/commands/define';
 import { silentLogger, type Logger } from '../../src/core/logger';
+import type { Clock } from '../../src/core/clock';
 import { ApiClient } from './client';
 import { createTestDb, type TestDb } from './db';
 
@@ -31,6 +32,8 @@ export interface TestServerOptions {
   setup?: (app: App) => void | Promise<void>;
   /** The app's logger (e.g. one that captures lines for a no-secrets-in-logs test); silent by default. */
   logger?: Logger;
+  /** The login throttle's clock (spec/authz/login-throttle.spec.ts moves it instead of waiting). */
+  throttleClock?: Clock;
   /** Serve this database (e.g. one a backup was restored into) instead of a fresh one; dropped on close. */
   testDb?: TestDb;
 }
@@ -47,7 +50,7 @@ export async function startTestServer(extraEnv: Record<string, string> = {}, opt
     ...extraEnv,
   });
   await testDb.db.destroy(); // the app opens its own pool on the same database
-  const { app } = await createApp(env, { logger: opts.logger ?? silentLogger });
+  const { app } = await createApp(env, { logger: opts.logger ?? silentLogger, throttleClock: opts.throttleClock });
   await opts.setup?.(app);
   await app.jobs.start();
   const served = opts.commands?.length ? createRegistry([...ALL_COMMANDS, ...opts.commands]) : registry;

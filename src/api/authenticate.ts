@@ -25,6 +25,10 @@ function findOriginal(params: ApiParams, lowerName: string): string | undefined 
  */
 export async function authenticate(app: App, params: ApiParams, cookies: ReadonlyMap<string, string>): Promise<Authentication> {
   const jsession = cookies.get('JSESSIONID');
+  const apiKey = findOriginal(params, 'apikey');
+  // A change of credentials made on any node or worker since this node's last request: the
+  // cached credentials go (one single-row read; src/identity/directory.ts).
+  if (jsession || apiKey !== undefined) await app.directory.syncCredentials();
   const session = jsession ? await app.sessions.find(jsession) : undefined;
   if (session) {
     const mode = await app.settings.get('api.sessionkey.check.locations');
@@ -49,7 +53,6 @@ export async function authenticate(app: App, params: ApiParams, cookies: Readonl
     return { kind: 'session', caller, sessionId: session.id };
   }
 
-  const apiKey = findOriginal(params, 'apikey');
   if (apiKey === undefined) return { kind: 'none' };
   const signature = findOriginal(params, 'signature');
   if (!signature) throw unauthorized();

@@ -6,6 +6,8 @@ import { verifyPassword } from '../identity/password';
 import { ApiError } from '../core/errors';
 import type { ApiParams } from './request';
 import { cookieValueFor } from '../identity/sessions';
+import { addressThrottleKey, nameThrottleKey, userThrottleKey, type ThrottleVerdict } from '../identity/login-throttle';
+import { formatDate } from '../core/dates';
 
 export interface LoginOutcome {
   body: Record<string, unknown>;
@@ -63,10 +65,52 @@ async function disableWhenExhausted(app: App, user: User, account: Account, allo
 }
 
 /**
- * CloudStack's login (DefaultLoginAPIAuthenticatorCmd, reference §2.1): a new session, both the
- * JSESSIONID and the sessionkey cookies, and the flat loginresponse with `sessionkey`.
+ * Login throttling (src/identity/login-throttle.ts): the attempt is admitted under the client
+ * address, then the user (an existing user by id, any other name by name, so both behave the
+ * same), or refused unchecked with a text naming the time to wait for. A checked failure that
+ * makes the user wait is an event (USER.LOGIN.THROTTLED) the user's admins see in listEvents.
  */
-export async function login(app: App, params: ApiParams, oldSessionCookie: string | undefined): Promise<LoginOutcome> {
+async function admitAttempt(app: App, clientAddress: string, userKey: string, username: string): Promise<ThrottleVerdict> {
+  const policy = await app.settings.loginThrottlePolicy();
+  const verdict = await app.loginThrottle.admit([
+    { kind: 'address', key: addressThrottleKey(clientAddress), free: policy.addressAttempts },
+    { kind: 'user', key: userKey, free: policy.userAttempts },
+  ], policy);
+  if (!verdict.admitted) {
+    app.metrics.loginThrottled.inc();
+    const until = formatDate(new Date(verdict.until));
+    throw new ApiError(531, verdict.by === 'user'
+      ? `Too many failed login attempts for user ${username}; the next attempt is checked after ${until}`
+      : `Too many failed login attempts from this client address; the next attempt is checked after ${until}`);
+  }
+  return verdict;
+}
+
+/** After a checked wrong password: the log line and event when the user must now wait. */
+async function noteFailure(app: App, user: User | undefined, account: Account | undefined, domainPath: string, userKey: string, clientAddress: string): Promise<void> {
+  try {
+    const policy = await app.settings.loginThrottlePolicy();
+    const row = await app.repos.loginThrottle.get(userKey);
+    if (!row || row.nextAllowed <= app.loginThrottle.now()) return;
+    const until = formatDate(new Date(row.nextAllowed));
+    app.logger.warn('login throttled after failed attempts', { user: user?.uuid, failures: row.failures, until, client: clientAddress, free: policy.userAttempts });
+    if (!user || !account) return;
+    await app.events.record({
+      type: 'USER.LOGIN.THROTTLED', level: 'WARN', resourceType: 'User', resourceId: user.uuid,
+      description: `User ${user.username} in domain ${prettyPath(domainPath)}: ${row.failures} failed login attempts (the last from ${clientAddress}); the next attempt is checked after ${until}`,
+      actor: { userId: user.id, accountId: account.id, domainId: account.domainId },
+    });
+  } catch (e) {
+    app.logger.error('could not record a throttled login', { error: e instanceof Error ? e.message : String(e) });
+  }
+}
+
+/**
+ * CloudStack's login (DefaultLoginAPIAuthenticatorCmd, reference §2.1): a new session, both the
+ * JSESSIONID and the sessionkey cookies, and the flat loginresponse with `sessionkey`. Throttled
+ * per user and per client address first (`admitAttempt`).
+ */
+export async function login(app: App, params: ApiParams, oldSessionCookie: string | undefined, clientAddress = 'unknown'): Promise<LoginOutcome> {
   const username = params.lower.get('username');
   const password = params.lower.get('password');
   if (!username) throw new ApiError(431, 'Unable to execute API command login due to missing parameter username', 4350);
@@ -76,12 +120,15 @@ export async function login(app: App, params: ApiParams, oldSessionCookie: strin
     ? /^\d+$/.test(domainId) ? await app.repos.domains.byId(Number(domainId)) : await app.repos.domains.byUuid(domainId)
     : await app.repos.domains.byPath(normaliseDomainPath(params.lower.get('domain') || '/'));
   const failure = () => new ApiError(531, `Failed to authenticate user ${username} in domain ${domain?.id ?? domainId ?? params.lower.get('domain') ?? 1}; please provide valid credentials`);
-  if (!domain) {
-    await verifyPassword(password, DUMMY_HASH); // as long as a known domain takes: timing does not reveal which domains exist
+  const user = domain && (await app.directory.userForLogin(username, domain.id));
+  const userKey = user ? userThrottleKey(user.id) : nameThrottleKey(domain ? String(domain.id) : `?${domainId ?? params.lower.get('domain') ?? ''}`, username);
+  const verdict = await admitAttempt(app, clientAddress, userKey, username);
+  const account = user && (await app.repos.accounts.byId(user.accountId));
+  if (!domain || !user || !account) {
+    await verifyPassword(password, DUMMY_HASH); // as long as a known user takes: timing does not reveal which domains and users exist
+    await noteFailure(app, undefined, undefined, '/', userKey, clientAddress);
     throw failure();
   }
-  const user = await app.directory.userForLogin(username, domain.id);
-  const account = user && (await app.repos.accounts.byId(user.accountId));
   // incorrect.login.attempts.allowed: an attempt is reserved before the password is checked, so no
   // more than `allowed` guesses are ever checked, however many arrive at once. A user the lockout
   // disabled gets the generic failure whatever the password: a guess confirms nothing.
@@ -93,13 +140,18 @@ export async function login(app: App, params: ApiParams, oldSessionCookie: strin
     lockedOut = true;
     await disableWhenExhausted(app, user, account, allowed, domain.path);
   }
-  // Hash even for an unknown or locked-out user, so timing does not reveal which usernames exist.
-  const valid = await verifyPassword(password, user && !lockedOut ? user.passwordHash : DUMMY_HASH);
-  if (!user || !account || lockedOut) throw failure();
-  if (!valid) {
-    if (reserved) await disableWhenExhausted(app, user, account, allowed, domain.path);
+  // Hash even for a locked-out user, so timing does not reveal which usernames exist.
+  const valid = await verifyPassword(password, !lockedOut ? user.passwordHash : DUMMY_HASH);
+  if (lockedOut) {
+    await noteFailure(app, user, account, domain.path, userKey, clientAddress);
     throw failure();
   }
+  if (!valid) {
+    if (reserved) await disableWhenExhausted(app, user, account, allowed, domain.path);
+    await noteFailure(app, user, account, domain.path, userKey, clientAddress);
+    throw failure();
+  }
+  await app.loginThrottle.succeeded(verdict, userKey);
   const caller = await app.directory.loadCaller(user.id);
   if (!caller) {
     throw new ApiError(531, `User ${user.username} (or their account) in domain ${prettyPath(domain.path)} is disabled/locked. Please contact the administrator.`);

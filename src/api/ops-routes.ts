@@ -1,13 +1,30 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
-import type { Server } from 'node:http';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { App } from '../app';
+import { ScrapeGate } from '../ops/scrape-gate';
+
+/** Where the router serves /metrics: to anyone (the ops port, paced) or only with the bearer token (the API port). */
+export type MetricsAccess = 'anonymous' | 'token';
+
+/** Whether the request carries `Authorization: Bearer <token>` (compared in constant time). */
+function carriesToken(req: Request, token: string | undefined): boolean {
+  if (!token) return false;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+  if (!m) return false;
+  const digest = (s: string) => createHash('sha256').update(s).digest();
+  return timingSafeEqual(digest(m[1]!), digest(token));
+}
 
 /**
  * /healthz (liveness: the process answers), /readyz (readiness as JSON, 503 naming what is down
- * or "shutting down") and /metrics (Prometheus text). No authentication; nothing secret in them.
+ * or "shutting down"): anonymous, cheap, nothing secret. /metrics (Prometheus text): with
+ * `Authorization: Bearer <KMS_METRICS_TOKEN>` the detailed view, at once; without it, where
+ * `metrics` is 'anonymous', the anonymous view, paced by a ScrapeGate (a flood waits its turn);
+ * where it is 'token', 404, as if there were no such path.
  */
-export function opsRouter(app: App): express.Router {
+export function opsRouter(app: App, metrics: MetricsAccess = 'anonymous'): express.Router {
   const r = express.Router();
+  const gate = new ScrapeGate();
   const noStore = (res: Response) => res.setHeader('Cache-Control', 'no-store');
   r.get('/healthz', (_req, res) => {
     noStore(res);
@@ -19,12 +36,23 @@ export function opsRouter(app: App): express.Router {
       res.status(ready.status === 'ready' ? 200 : 503).json(ready);
     }, next);
   });
-  r.get('/metrics', (_req, res, next) => {
-    app.metrics.scrape().then(({ contentType, body }) => {
+  r.get('/metrics', (req, res, next) => {
+    const detailed = carriesToken(req, app.env.metricsToken);
+    if (!detailed && metrics === 'token') {
+      next();
+      return;
+    }
+    (detailed ? Promise.resolve(true) : gate.admit(() => res.destroyed || req.socket.destroyed)).then(async (admitted) => {
+      if (res.destroyed) return;
       noStore(res);
+      if (!admitted) {
+        res.status(429).setHeader('Retry-After', '5').setHeader('Connection', 'close').type('text/plain').send('too many scrapes waiting; retry later\n');
+        return;
+      }
+      const { contentType, body } = await app.metrics.scrape(detailed ? 'detailed' : 'anonymous');
       res.setHeader('Content-Type', contentType);
       res.end(body);
-    }, next);
+    }).catch(next);
   });
   return r;
 }
@@ -40,61 +68,4 @@ export function createOpsServer(app: App): express.Express {
     if (!res.headersSent) res.status(500).json({ status: 'error' });
   });
   return server;
-}
-
-/**
- * Counts the requests a server has received and not yet answered, and during a drain asks every
- * client to close its connection after its answer. `drain()` stops accepting connections and
- * resolves when every request received was answered, or when the timeout passes.
- */
-export class RequestTracker {
-  #inFlight = 0;
-  #draining = false;
-  readonly #open = new Set<Response>();
-  readonly #idle: Array<() => void> = [];
-
-  constructor(private readonly onChange?: (delta: 1 | -1) => void) {}
-
-  get inFlight(): number {
-    return this.#inFlight;
-  }
-
-  readonly middleware = (_req: Request, res: Response, next: NextFunction): void => {
-    this.#inFlight++;
-    this.onChange?.(1);
-    if (this.#draining) res.setHeader('Connection', 'close');
-    this.#open.add(res);
-    let done = false;
-    const end = () => {
-      if (done) return;
-      done = true;
-      this.#open.delete(res);
-      this.#inFlight--;
-      this.onChange?.(-1);
-      if (this.#inFlight === 0) for (const f of this.#idle.splice(0)) f();
-    };
-    res.once('finish', end);
-    res.once('close', end);
-    next();
-  };
-
-  /** Returns how many requests were still unanswered when the timeout passed (0 after a clean drain). */
-  async drain(server: Server, timeoutMs: number): Promise<number> {
-    this.#draining = true;
-    for (const res of this.#open) if (!res.headersSent) res.setHeader('Connection', 'close');
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    server.closeIdleConnections();
-    if (this.#inFlight > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        new Promise<void>((resolve) => this.#idle.push(resolve)),
-        new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs); }),
-      ]);
-      clearTimeout(timer);
-    }
-    const unanswered = this.#inFlight;
-    server.closeAllConnections();
-    await closed;
-    return unanswered;
-  }
 }

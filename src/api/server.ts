@@ -13,7 +13,8 @@ import { login, logout } from './login';
 import { isKmsError } from '../core/errors';
 import { withLogContext } from '../core/logger';
 import { recordApiRequest, type ApiRequestRecord } from './access-log';
-import { opsRouter, type RequestTracker } from './ops-routes';
+import { opsRouter } from './ops-routes';
+import type { RequestTracker } from './drain';
 import { assertNoControlCharacters, mergeParams, parseCookies, type ApiParams } from './request';
 
 /** Stand-in caller for the few commands the UI calls before login; they never read it. */
@@ -41,9 +42,26 @@ function sendError(res: Response, json: boolean, wrapper: string, err: ApiError)
   send(res, json, err.genericWrapper ? 'errorresponse' : wrapper, errorBody(err), err.errorcode);
 }
 
+/**
+ * The client's address for login throttling: the TCP peer, or, when the peer is one of
+ * KMS_TRUSTED_PROXIES, the address it names: the right-most X-Forwarded-For entry that is not
+ * itself a trusted proxy (entries further left are the client's own claims).
+ */
+export function clientAddress(req: Request, trusted: readonly string[]): string {
+  const strip = (a: string) => a.trim().replace(/^::ffff:/, '');
+  let address = strip(req.socket.remoteAddress ?? 'unknown');
+  if (!trusted.includes(address)) return address;
+  const forwarded = String(req.headers['x-forwarded-for'] ?? '').split(',').map(strip).filter(Boolean);
+  while (forwarded.length && trusted.includes(address)) address = forwarded.pop()!;
+  return address;
+}
+
 /** Options of the API server. */
 export interface ServerOptions {
-  /** Serve /healthz, /readyz and /metrics here too (false when KMS_OPS_PORT serves them). @defaultValue true */
+  /**
+   * Serve /healthz and /readyz here too, and /metrics to a scrape carrying KMS_METRICS_TOKEN (false
+   * when KMS_OPS_PORT serves them). @defaultValue true
+   */
   opsRoutes?: boolean;
   /** Counts requests in flight, for the drain on SIGTERM. */
   tracker?: RequestTracker;
@@ -57,7 +75,7 @@ export function createServer(app: App, registry: Registry, opts: ServerOptions =
   server.set('etag', false);
   server.set('query parser', false);
   if (opts.tracker) server.use(opts.tracker.middleware);
-  if (opts.opsRoutes ?? true) server.use(opsRouter(app));
+  if (opts.opsRoutes ?? true) server.use(opsRouter(app, 'token'));
   server.use('/client/api', express.text({ type: () => true, limit: '1mb' }));
 
   const order = new SessionOrder();
@@ -95,7 +113,7 @@ export function createServer(app: App, registry: Registry, opts: ServerOptions =
           return;
         }
         rec.command = command.toLowerCase();
-        const outcome = command.toLowerCase() === 'login' ? await login(app, params, cookies.get('JSESSIONID')) : await logout(app, cookies);
+        const outcome = command.toLowerCase() === 'login' ? await login(app, params, cookies.get('JSESSIONID'), clientAddress(req, app.env.trustedProxies)) : await logout(app, cookies);
         res.setHeader('Set-Cookie', outcome.setCookies);
         send(res, json, wrapper, outcome.body);
         return;

@@ -6,11 +6,13 @@ import type { Repositories } from '../db/repositories';
 import { openRepositories } from '../db/repositories/open';
 import { JobStatus } from '../jobs/types';
 import { silentLogger } from '../core/logger';
+import { hashPassword } from '../identity/password';
 import { ROTATION_JOB, beginRotation, countNotOn } from '../kms/master-key-rotation';
 import { MasterKeySeal } from '../kms/master-key-seal';
 import { heldBy, isKeyOf, listVersions, liveNodes, type MasterKeyVersion } from '../kms/master-key-versions';
 import { openDb } from '../db/knex';
-import { BackupRefused, readBackup, restoreBackup, writeBackup, type BackupMasterKeyVersion } from '../db/backup';
+import { migrationNames } from '../db/migrations';
+import { BackupRefused, inspectDeployment, readBackup, restoreBackup, writeBackup, type BackupMasterKeyVersion, type ParsedBackup } from '../db/backup';
 import { KeyVerifier, type VerifyFailure } from '../kms/verify-keys';
 
 /**
@@ -28,7 +30,8 @@ const USAGE = `usage: npm run admin -- <command>
   restore FILE                   load a backup into the (new, empty) database of DATABASE_URL / KMS_DATA_DIR; needs the backup's master key
   verify-keys [--key ID] [--profile ID] [--zone ID] [--rate N] [--batch N]
                                  open every wrapped DEK, legacy passphrase and master-key value; list those that fail; exit 1 if any
-  purge-archived-keks [--key ID] destroy now the KEKs of Archived versions (no DEK under them) instead of after kms.kek.destroy.delay.days`;
+  purge-archived-keks [--key ID] destroy now the KEKs of Archived versions (no DEK under them) instead of after kms.kek.destroy.delay.days
+  set-admin-password             set the password of user admin (ROOT domain) to KMS_ADMIN_PASSWORD`;
 
 type Print = (line: string) => void;
 
@@ -43,6 +46,7 @@ export async function runAdmin(args: readonly string[], env: Env = readEnv(), pr
     case 'restore': return restore(env, fileArg(args), print);
     case 'verify-keys': return verifyKeys(env, args.slice(1), print);
     case 'purge-archived-keks': return purgeArchived(env, args.slice(1), print);
+    case 'set-admin-password': return withRepos(env, (repos) => setAdminPassword(repos, env, print));
     default: throw new Error(USAGE);
   }
 }
@@ -114,9 +118,29 @@ function checkMasterKey(env: Env, versions: readonly BackupMasterKeyVersion[]): 
   }
 }
 
+/**
+ * The master key versions of a backup, from its kms_master_key_versions rows (what the restore
+ * writes), which must say the same as its header; none live while it holds a deployment is refused.
+ */
+export function backupMasterKeyVersions(parsed: ParsedBackup): BackupMasterKeyVersion[] {
+  const rows = (parsed.rows.get('kms_master_key_versions') ?? []).map((r): BackupMasterKeyVersion => ({
+    version: Number(r.version), state: String(r.state), checkValue: String(r.check_value), sealedKey: (r.sealed_key as string | null | undefined) ?? null,
+  })).sort((a, b) => a.version - b.version);
+  const key = (v: BackupMasterKeyVersion): string => JSON.stringify([v.version, v.state, v.checkValue, v.sealedKey]);
+  const header = [...parsed.header.masterKey].sort((a, b) => a.version - b.version);
+  if (rows.length !== header.length || rows.some((r, i) => key(r) !== key(header[i]!))) {
+    throw new BackupRefused('The backup is refused: the master key versions of its header differ from those of its rows (the file was made by hand or altered)');
+  }
+  const deployment = ['kms_keys', 'kms_wrapped_key', 'passphrase', 'user', 'kms_hsm_profiles'].some((t) => (parsed.rows.get(t)?.length ?? 0) > 0);
+  if (deployment && !rows.some((r) => r.state !== 'Retired')) {
+    throw new BackupRefused('The backup is refused: it holds protected values but no live master key version to check the given key against');
+  }
+  return rows;
+}
+
 async function restore(env: Env, file: string, print: Print): Promise<void> {
-  const parsed = readBackup(file);
-  checkMasterKey(env, parsed.header.masterKey);
+  const parsed = await readBackup(file);
+  checkMasterKey(env, backupMasterKeyVersions(parsed));
   const rows = await restoreBackup({ databaseUrl: env.databaseUrl, dataDir: env.dataDir }, parsed);
   print(`restored ${parsed.count} rows of ${Object.keys(rows).length} tables from ${file} (made ${parsed.header.created}); ${rows.kms_wrapped_key ?? 0} wrapped keys, ${rows.volumes ?? 0} volumes`);
   print('Next: start the nodes with the same master key and HSM tokens, then run npm run admin -- verify-keys.');
@@ -128,8 +152,30 @@ const describeFailure = (f: VerifyFailure): string => {
   return `FAILED ${f.what}: ${[vol, key, f.item].filter(Boolean).join(', ')}: ${f.reason}`;
 };
 
+/**
+ * verify-keys and purge-archived-keks run only against an existing deployment at this server's
+ * schema, with a master key given: a mistyped DATABASE_URL / KMS_DATA_DIR must not create a
+ * database, migrate one, bootstrap ROOT/admin or generate a master key file.
+ */
+async function requireDeployment(env: Env, command: string): Promise<void> {
+  const where = env.databaseUrl ? `DATABASE_URL (${new URL(env.databaseUrl).pathname.slice(1) || 'kms'} on ${new URL(env.databaseUrl).host})` : `KMS_DATA_DIR (${env.dataDir})`;
+  const found = await inspectDeployment({ databaseUrl: env.databaseUrl, dataDir: env.dataDir });
+  if (!found.exists) throw new Error(`${command}: there is no database at ${where}; set it to the deployment's`);
+  const done = new Set(found.migrations);
+  const known = migrationNames();
+  const foreign = found.migrations.find((m) => !known.includes(m));
+  if (foreign) throw new Error(`${command}: the database at ${where} has schema migration ${foreign}, which this version does not know; run the version of its nodes`);
+  const missing = known.find((m) => !done.has(m));
+  if (missing) throw new Error(`${command}: the database at ${where} is not at this version's schema (migration ${missing} has not run); start a node of this version on it first, or check ${env.databaseUrl ? 'DATABASE_URL' : 'KMS_DATA_DIR'}`);
+  if (!found.liveMasterKeyVersions) throw new Error(`${command}: the database at ${where} holds no deployment (no master key version); check ${env.databaseUrl ? 'DATABASE_URL' : 'KMS_DATA_DIR'}`);
+  if (!env.masterKey && !env.masterKeySeal && !existsSync(env.masterKeyFile)) {
+    throw new Error(`${command}: no master key given: set KMS_MASTER_KEY, KMS_MASTER_KEY_FILE (${env.masterKeyFile} does not exist) or KMS_MASTER_KEY_SEAL_*`);
+  }
+}
+
 async function verifyKeys(env: Env, args: readonly string[], print: Print): Promise<void> {
   const o = options(args, ['key', 'profile', 'zone', 'rate', 'batch']);
+  await requireDeployment(env, 'verify-keys');
   const { app } = await createApp({ ...env, role: 'api' }, { logger: silentLogger, announce: false });
   try {
     let shown = 0;
@@ -146,6 +192,7 @@ async function verifyKeys(env: Env, args: readonly string[], print: Print): Prom
     print(`verified ${report.deks} wrapped DEKs, ${report.passphrases} legacy passphrases, ${report.masterKeyValues} master-key values: ${report.failures.length} failed`);
     if (report.standbyDeks || report.standbyMissing) print(`standby wraps: ${report.standbyDeks} verified, ${report.standbyMissing} not made yet (the background standby fill makes them)`);
     if (report.failures.length) throw new Error(`${report.failures.length} of ${checked} secrets cannot be opened (listed above)`);
+    if (!checked) throw new Error('verify-keys found no secret to check: is DATABASE_URL / KMS_DATA_DIR (and --key/--profile/--zone) that of the deployment?');
   } finally {
     await app.close();
   }
@@ -153,6 +200,7 @@ async function verifyKeys(env: Env, args: readonly string[], print: Print): Prom
 
 async function purgeArchived(env: Env, args: readonly string[], print: Print): Promise<void> {
   const o = options(args, ['key']);
+  await requireDeployment(env, 'purge-archived-keks');
   const { app } = await createApp({ ...env, role: 'api' }, { logger: silentLogger, announce: false });
   try {
     let keyId: number | undefined;
@@ -301,4 +349,14 @@ if (require.main === module) {
     process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);
   });
+}
+
+/** Sets user admin's password to KMS_ADMIN_PASSWORD (which otherwise only applies when admin is first created). */
+async function setAdminPassword(repos: Repositories, env: Env, print: Print): Promise<void> {
+  if (env.adminPassword === 'password') throw new Error('Set KMS_ADMIN_PASSWORD to the new password of user admin (not the default "password")');
+  const root = await repos.domains.byPath('/');
+  const admin = root && (await repos.users.forLogin('admin', root.id));
+  if (!admin) throw new Error('There is no user admin in the ROOT domain');
+  await repos.users.setPasswordHash(admin.id, await hashPassword(env.adminPassword));
+  print('the password of user admin is now KMS_ADMIN_PASSWORD; its sessions and API keys are unchanged');
 }

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { workerOptionsFromEnv, type WorkerOptions } from './worker-options';
 import { parseLogLevel, type LogLevel } from '../core/logger';
+import { redisTargetFromEnv, type RedisTarget } from './redis';
 
 /** Where the master key's KEK lives (KMS_MASTER_KEY_SEAL_*; README "The master key"). */
 export interface SealConfig {
@@ -25,6 +26,15 @@ export function sealConfigFromEnv(e: NodeJS.ProcessEnv): SealConfig | undefined 
   };
 }
 
+/** A number of seconds >= 0 (decimals allowed), or the default. */
+function seconds(e: NodeJS.ProcessEnv, name: string, fallback: number, max: number): number {
+  const raw = e[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < 0 || n > max) throw new Error(`${name} must be a number of seconds from 0 to ${max} (got ${raw})`);
+  return n;
+}
+
 function positive(e: NodeJS.ProcessEnv, name: string, fallback: number): number {
   const raw = e[name];
   if (raw === undefined || raw === '') return fallback;
@@ -40,6 +50,8 @@ export interface Env {
   dataDir: string;
   databaseUrl?: string;
   redisUrl?: string;
+  /** The job queue's Redis: REDIS_URL, or REDIS_SENTINELS + REDIS_SENTINEL_NAME (and passwords). */
+  redis?: RedisTarget;
   masterKey?: string;
   masterKeyFile: string;
   /** A new master key to introduce for the next rotation (KMS_MASTER_KEY_NEXT). */
@@ -65,6 +77,14 @@ export interface Env {
   logLevel: LogLevel;
   /** KMS_OPS_PORT: serve /healthz, /readyz and /metrics on this port instead of the API port. */
   opsPort?: number;
+  /** KMS_METRICS_TOKEN: a scrape with `Authorization: Bearer <token>` gets the detailed /metrics view (also on the API port). */
+  metricsToken?: string;
+  /** KMS_METRICS_REFRESH_SEC: how often the database gauges of /metrics are read, in the background. */
+  metricsRefreshSec: number;
+  /** KMS_SHUTDOWN_DELAY_SEC: after a SIGTERM, how long the API port keeps accepting (with /readyz 503) before it stops listening. */
+  shutdownDelaySec: number;
+  /** KMS_TRUSTED_PROXIES: peers whose X-Forwarded-For names the client address (login throttling). */
+  trustedProxies: string[];
   /** KMS_SHUTDOWN_TIMEOUT_SEC: how long a SIGTERM waits for requests already received. */
   shutdownTimeoutSec: number;
   /** KMS_STARTUP_LOCK_WAIT_SEC: how long a start waits for another process's migration or bootstrap. */
@@ -94,12 +114,14 @@ export function readEnv(e: NodeJS.ProcessEnv = process.env): Env {
     throw new Error('Set both KMS_ADMIN_API_KEY and KMS_ADMIN_SECRET_KEY, or neither');
   }
   const logLevel = parseLogLevel(e.KMS_LOG_LEVEL);
+  if (e.KMS_METRICS_TOKEN && e.KMS_METRICS_TOKEN.length < 16) throw new Error('KMS_METRICS_TOKEN must be at least 16 characters');
   return {
     port,
     host: e.HOST || '127.0.0.1',
     dataDir,
     databaseUrl: e.DATABASE_URL || undefined,
     redisUrl: e.REDIS_URL || undefined,
+    redis: redisTargetFromEnv(e),
     masterKey: e.KMS_MASTER_KEY || undefined,
     masterKeyFile: e.KMS_MASTER_KEY_FILE || join(dataDir, 'master.key'),
     masterKeyNext: e.KMS_MASTER_KEY_NEXT || undefined,
@@ -116,6 +138,10 @@ export function readEnv(e: NodeJS.ProcessEnv = process.env): Env {
     jobOptions: workerOptionsFromEnv(e),
     logLevel,
     opsPort: e.KMS_OPS_PORT ? intVar(e, 'KMS_OPS_PORT', 0, 0, 65535) : undefined,
+    metricsToken: e.KMS_METRICS_TOKEN || undefined,
+    metricsRefreshSec: positive(e, 'KMS_METRICS_REFRESH_SEC', 15),
+    shutdownDelaySec: seconds(e, 'KMS_SHUTDOWN_DELAY_SEC', 2, 600),
+    trustedProxies: (e.KMS_TRUSTED_PROXIES ?? '').split(',').map((s) => s.trim()).filter(Boolean),
     shutdownTimeoutSec: intVar(e, 'KMS_SHUTDOWN_TIMEOUT_SEC', 30, 1, 3600),
     startupLockWaitSec: intVar(e, 'KMS_STARTUP_LOCK_WAIT_SEC', 120, 1, 3600),
     readyTimeoutMs: intVar(e, 'KMS_READY_TIMEOUT_MS', 2000, 100, 60000),

@@ -56,6 +56,21 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'incorrect.login.attempts.allowed', scopes: [], category: 'Advanced', type: 'Number', defaultValue: '5',
     description: 'Incorrect login attempts allowed before the user is disabled (when value > 0). If value <=0 users are not disabled after failed login attempts',
     validate: intIn(-2147483648, 2147483647) },
+  { name: 'kms.login.throttle.attempts', scopes: [], category: 'Advanced', type: 'Number', defaultValue: '3',
+    description: 'Failed logins per user (root admins included) answered at full speed within kms.login.throttle.window.sec; after that each further attempt must wait (kms.login.throttle.delay.ms, doubling). 0 disables the per-user throttle. An extension of this server.',
+    validate: intIn(0, 1000) },
+  { name: 'kms.login.throttle.address.attempts', scopes: [], category: 'Advanced', type: 'Number', defaultValue: '20',
+    description: 'Failed logins per client address answered at full speed within kms.login.throttle.window.sec before each further attempt from it must wait. 0 disables the per-address throttle. An extension of this server.',
+    validate: intIn(0, 100000) },
+  { name: 'kms.login.throttle.delay.ms', scopes: [], category: 'Advanced', type: 'Number', defaultValue: '5000',
+    description: 'Wait in milliseconds before the first throttled login attempt; it doubles with each further failure. An extension of this server.',
+    validate: intIn(1, 3_600_000) },
+  { name: 'kms.login.throttle.max.delay.ms', scopes: [], category: 'Advanced', type: 'Number', defaultValue: '60000',
+    description: 'The longest wait in milliseconds between two checked login attempts of one user or address. An extension of this server.',
+    validate: intIn(1, 86_400_000) },
+  { name: 'kms.login.throttle.window.sec', scopes: [], category: 'Advanced', type: 'Number', defaultValue: '900',
+    description: 'Failed logins are forgotten after this many seconds without a failure. An extension of this server.',
+    validate: intIn(1, 604_800) },
   { name: 'api.sessionkey.check.locations', scopes: [], category: 'Advanced', type: 'String', defaultValue: 'CookieAndParameter',
     options: SESSION_KEY_LOCATIONS,
     description: 'Where the session key of a session request must be present: CookieAndParameter (both, equal), CookieOrParameter (at least one; older UIs send only the cookie) or ParameterOnly.',
@@ -64,7 +79,9 @@ export const SETTINGS: readonly SettingSpec[] = [
 
 export type SettingName =
   | 'kms.dek.size.bits' | 'kms.retry.count' | 'kms.retry.delay.ms' | 'kms.operation.timeout.sec'
-  | 'kms.rewrap.batch.size' | 'kms.rewrap.interval.ms' | 'kms.kek.destroy.delay.days' | 'api.sessionkey.check.locations' | 'incorrect.login.attempts.allowed';
+  | 'kms.rewrap.batch.size' | 'kms.rewrap.interval.ms' | 'kms.kek.destroy.delay.days' | 'api.sessionkey.check.locations' | 'incorrect.login.attempts.allowed'
+  | 'kms.login.throttle.attempts' | 'kms.login.throttle.address.attempts' | 'kms.login.throttle.delay.ms' | 'kms.login.throttle.max.delay.ms'
+  | 'kms.login.throttle.window.sec';
 
 export const findSetting = (name: string): SettingSpec | undefined => SETTINGS.find((s) => s.name === name);
 
@@ -178,6 +195,17 @@ export class Settings {
   async inScope(scope: ScopeKind, context: SettingContext): Promise<Array<{ spec: SettingSpec; value: string }>> {
     const specs = this.specs.filter((s) => s.scopes.includes(scope));
     return Promise.all(specs.map(async (spec) => ({ spec, value: await this.get(spec.name as SettingName, context) })));
+  }
+
+  /** The login throttle's policy (kms.login.throttle.*), as src/identity/login-throttle.ts reads it. */
+  async loginThrottlePolicy(): Promise<{ userAttempts: number; addressAttempts: number; delayMs: number; maxDelayMs: number; windowMs: number }> {
+    return {
+      userAttempts: await this.getNumber('kms.login.throttle.attempts'),
+      addressAttempts: await this.getNumber('kms.login.throttle.address.attempts'),
+      delayMs: await this.getNumber('kms.login.throttle.delay.ms'),
+      maxDelayMs: await this.getNumber('kms.login.throttle.max.delay.ms'),
+      windowMs: (await this.getNumber('kms.login.throttle.window.sec')) * 1000,
+    };
   }
 
   /** The backend retry/timeout policy as the providers need it. */

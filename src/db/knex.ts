@@ -3,31 +3,44 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../core/logger';
 import { LockWaitError, withDbLock } from './db-lock';
+import { attachSelector, firstLiveHost, HostSelector, parseMysqlUrl, poolHooks } from './cluster';
 import { migrationSource } from './migrations';
 
 export type Db = Knex;
 
+/** Where a MySQL config keeps the holder of its pool's host selector (set by openDb, read by the pool hooks). */
+const SELECTOR = Symbol('kms.db.selector');
+type SelectorHolder = { current?: HostSelector };
+
 /** SQLite in `dataDir` by default; MySQL/MariaDB when `databaseUrl` is a mysql:// URL. */
 export function knexConfig(opts: { databaseUrl?: string; dataDir: string }): Knex.Config {
   if (opts.databaseUrl) {
-    const url = new URL(opts.databaseUrl);
-    if (url.protocol !== 'mysql:' && url.protocol !== 'mariadb:') {
-      throw new Error(`DATABASE_URL must start with mysql:// (got ${url.protocol}//)`);
-    }
-    return {
+    // One host or several (`mysql://u:p@h1:3306,h2:3306/kms`): connections go to the first that
+    // answers (src/db/cluster.ts HostSelector moves them when it dies, and back when it returns).
+    const url = parseMysqlUrl(opts.databaseUrl);
+    const first = url.hosts[0]!;
+    const holder: SelectorHolder = {};
+    const hooks = poolHooks(() => holder.current);
+    const config: Knex.Config & { [SELECTOR]?: SelectorHolder } = {
       client: 'mysql2',
       connection: {
-        host: url.hostname,
-        port: Number(url.port || 3306),
-        user: decodeURIComponent(url.username || 'root'),
-        password: decodeURIComponent(url.password || ''),
-        database: url.pathname.replace(/^\//, '') || 'kms',
+        host: first.host,
+        port: first.port,
+        user: url.user,
+        password: url.password,
+        database: url.database,
         charset: 'utf8mb4',
         supportBigNumbers: true,
+        connectTimeout: 3000,
       },
-      pool: { min: 0, max: 10 },
+      // A dead host fails acquisition at once (propagated create error) instead of after 60 s.
+      pool: {
+        min: 0, max: 10, acquireTimeoutMillis: 10_000, afterCreate: hooks.afterCreate, validate: hooks.validate,
+      } as Knex.PoolConfig,
       migrations: { migrationSource, tableName: 'knex_migrations' },
     };
+    config[SELECTOR] = holder;
+    return config;
   }
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
   const filename = join(opts.dataDir, 'kms.sqlite');
@@ -153,8 +166,20 @@ async function migrateLatest(db: Db, opts: OpenDbOptions): Promise<void> {
 /** Opens the database (creating a missing MySQL database) and brings its schema up to date. */
 export async function openDb(opts: OpenDbOptions): Promise<Db> {
   const config = { ...knexConfig(opts), log: knexLog(opts.logger) };
-  if (opts.databaseUrl) await ensureMysqlDatabase(config);
+  if (opts.databaseUrl) {
+    // Start on the first host that answers (the preferred one when it does).
+    const url = parseMysqlUrl(opts.databaseUrl);
+    const live = await firstLiveHost(url);
+    if (live) Object.assign(config.connection as { host: string; port: number }, live);
+    await ensureMysqlDatabase(config);
+  }
   const db = knexFactory(config);
+  if (opts.databaseUrl) {
+    const settings = (db.client as unknown as { connectionSettings: { host: string; port: number } }).connectionSettings;
+    const selector = new HostSelector(parseMysqlUrl(opts.databaseUrl), (h) => Object.assign(settings, { host: h.host, port: h.port }), opts.logger, settings);
+    (config as { [SELECTOR]?: SelectorHolder })[SELECTOR]!.current = selector;
+    attachSelector(db, selector);
+  }
   try {
     await migrateLatest(db, opts);
   } catch (e) {

@@ -12,6 +12,7 @@ import type { EventLog } from '../events/event-log';
 import { Access, scopeContains, type OwnerScope } from './access';
 import { ACCOUNT_TYPES, roleOf, type Caller } from './caller';
 import { generateKey, hashPassword } from './password';
+import { userThrottleKey } from './login-throttle';
 import { Projects } from './projects';
 
 export type { Account, AccountView, IdentityState } from '../db/repositories/accounts';
@@ -26,8 +27,9 @@ export interface IdentityDeps {
   readonly events: EventLog;
   readonly clock?: Clock;
   /**
-   * How long a request may rely on a credential read from the database. A change made through this
-   * process is seen at once (the caches are dropped); one made through another node within this time.
+   * How long a request may rely on a credential read from the database. Every change made through a
+   * server process (any node or worker) moves the credentials version, which `syncCredentials` reads
+   * with each request, so it is seen at once everywhere; this bounds only rows edited by hand.
    * @defaultValue 1000
    */
   readonly credentialTtlMs?: number;
@@ -53,6 +55,8 @@ export class Directory {
   readonly #callers = new Map<number, { caller: Caller | undefined; at: number }>();
   readonly #apiKeys = new Map<string, { holder: { userId: number; secretKey: string }; at: number }>();
   #generation = 0;
+  /** The credentials version the caches were filled under (`syncCredentials`). */
+  #version: number | undefined;
 
   constructor(deps: IdentityDeps) {
     this.repos = deps.repos;
@@ -90,7 +94,26 @@ export class Directory {
     return holder;
   }
 
-  /** Drops every cached credential: called by each change of a state or of keys. */
+  /**
+   * Reads the deployment's credentials version (one single-row read) and drops the cached
+   * credentials when it moved: called once per authenticated request, before the lookups, so a
+   * change made on any node or worker is seen at this node's next request.
+   */
+  async syncCredentials(): Promise<void> {
+    const version = await this.repos.credentialVersion.current();
+    if (version !== this.#version) {
+      this.forgetCredentials();
+      this.#version = version;
+    }
+  }
+
+  /** After a change of a state or of keys (written already): every node drops its cached credentials at its next request. */
+  async credentialsChanged(): Promise<void> {
+    await this.repos.credentialVersion.bump();
+    this.forgetCredentials();
+  }
+
+  /** Drops this process's cached credentials (`credentialsChanged` tells the other nodes too). */
   forgetCredentials(): void {
     this.#generation++;
     this.#callers.clear();
@@ -186,7 +209,7 @@ export class Directory {
   /** Stores an API key pair; the secret key is encrypted under the master key. */
   async storeUserKeys(user: Pick<User, 'id' | 'uuid'>, keys: { apiKey: string; secretKey: string }): Promise<void> {
     await this.repos.users.setKeys(user.id, keys.apiKey, this.masterKey.encryptString(keys.secretKey, secretAad(user.uuid)));
-    this.forgetCredentials();
+    await this.credentialsChanged();
   }
 
   async registerUserKeys(user: User): Promise<{ apiKey: string; secretKey: string }> {
@@ -206,13 +229,15 @@ export class Directory {
   /** A user leaving `enabled` loses its sessions at once, so a later enableUser revives none of them. */
   async setUserState(userId: number, state: IdentityState): Promise<void> {
     await this.repos.users.setState(userId, state);
-    this.forgetCredentials();
+    // enableUser is an administrator's decision: the user's login waits end with its lockout count.
+    if (state === 'enabled') await this.repos.loginThrottle.remove(userThrottleKey(userId));
+    await this.credentialsChanged();
     if (state !== 'enabled') await this.repos.sessions.deleteOfUser(userId);
   }
 
   async setAccountState(accountId: number, state: IdentityState): Promise<void> {
     await this.repos.accounts.setState(accountId, state);
-    this.forgetCredentials();
+    await this.credentialsChanged();
     if (state !== 'enabled') await this.repos.sessions.deleteOfAccount(accountId);
   }
 
@@ -222,7 +247,7 @@ export class Directory {
    */
   async lockAccountWithoutEnabledUsers(accountId: number): Promise<void> {
     await this.repos.accounts.lockWithoutEnabledUsers(accountId);
-    this.forgetCredentials();
+    await this.credentialsChanged();
   }
 
   /**
@@ -237,7 +262,7 @@ export class Directory {
   async disableWhenAttemptsExhausted(userId: number, allowed: number): Promise<boolean> {
     const done = await this.repos.users.disableWhenAttemptsExhausted(userId, allowed);
     if (done) {
-      this.forgetCredentials();
+      await this.credentialsChanged();
       await this.repos.sessions.deleteOfUser(userId);
     }
     return done;

@@ -1,11 +1,12 @@
 import { Queue, Worker } from 'bullmq';
 import type { Logger } from '../core/logger';
 import type { Deliver, JobQueue } from './queue';
+import { redisConnectionOptions, type RedisTarget } from '../config/redis';
 
 /** Options of the BullMQ queue. */
 export interface BullmqQueueOptions {
-  /** redis://[user:password@]host:port[/db] */
-  redisUrl: string;
+  /** redis://[user:password@]host:port[/db], or a primary found through Sentinel. */
+  redis: RedisTarget;
   /** Per-deployment key prefix (KMS_QUEUE_PREFIX), so deployments and tests can share one Redis. */
   prefix: string;
   /** The longest `enqueue` waits for Redis before it gives up (the sweeper then runs the job). */
@@ -38,9 +39,11 @@ export class BullmqQueue implements JobQueue {
 
   #connection(forWorker: boolean) {
     // Workers block on Redis and must retry forever; the producer fails fast so the API answers.
+    // Through Sentinel, ioredis asks the sentinels for the primary at every reconnection, so after a
+    // failover both follow the new primary by themselves.
     return forWorker
-      ? { url: this.opts.redisUrl, maxRetriesPerRequest: null }
-      : { url: this.opts.redisUrl, maxRetriesPerRequest: 1, enableOfflineQueue: false };
+      ? redisConnectionOptions(this.opts.redis, { maxRetriesPerRequest: null })
+      : redisConnectionOptions(this.opts.redis, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
   }
 
   #producer(): Queue {

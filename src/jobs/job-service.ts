@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Db } from '../db/knex';
+import type { RedisTarget } from '../config/redis';
 import { currentLogContext, type Logger } from '../core/logger';
 import type { Settings } from '../config/settings';
 import { JobRepository } from '../db/repositories/jobs';
@@ -39,6 +40,8 @@ export interface JobServiceDeps {
   settings: Settings;
   /** BullMQ on this Redis; the in-process queue when absent. */
   redisUrl?: string;
+  /** BullMQ on this Redis or Sentinel-managed primary (wins over redisUrl). */
+  redis?: RedisTarget;
   /** Redis key prefix (KMS_QUEUE_PREFIX). @defaultValue 'kms' */
   queuePrefix?: string;
   /** false for an API-only process (KMS_ROLE=api): it submits but never runs jobs. @defaultValue true */
@@ -57,8 +60,9 @@ export function createJobService(deps: JobServiceDeps): JobService {
   const owner = newLeaseOwner();
   const handlers = new Map<string, JobHandler>();
   const repo = new JobRepository(deps.db);
-  const queue: JobQueue = deps.redisUrl
-    ? new BullmqQueue({ redisUrl: deps.redisUrl, prefix: deps.queuePrefix ?? 'kms', enqueueTimeoutMs: options.enqueueTimeoutMs, logger: deps.logger })
+  const redis: RedisTarget | undefined = deps.redis ?? (deps.redisUrl ? { kind: 'url', url: deps.redisUrl } : undefined);
+  const queue: JobQueue = redis
+    ? new BullmqQueue({ redis, prefix: deps.queuePrefix ?? 'kms', enqueueTimeoutMs: options.enqueueTimeoutMs, logger: deps.logger })
     : new InProcessQueue();
   const worker = new JobWorker({ repo, handlers, logger: deps.logger, options, owner, errorPrefixOf: deps.errorPrefixOf, onJobEnded: deps.onJobEnded });
   const scheduler = new Scheduler({
@@ -69,17 +73,29 @@ export function createJobService(deps: JobServiceDeps): JobService {
   let started = false;
   let closed = false;
 
-  /** Claims jobs nobody runs (lost queue entries, dead workers) and fails those that used up their starts. */
+  /**
+   * Claims jobs nobody runs (lost queue entries, dead workers) and fails those that used up their
+   * starts. While it finds as many as it has free slots (a backlog left by a Redis outage), it takes
+   * more as soon as one ends, for up to one sweep interval: the backlog drains at the worker's
+   * concurrency, not `concurrency` jobs per interval.
+   */
   const sweep = async (pickupDelayMs: number): Promise<void> => {
     const abandoned = await repo.failAbandoned(options.maxAttempts, { errorcode: 530, errortext: GENERIC_INTERNAL_TEXT });
     for (const uuid of abandoned) deps.logger.error('job abandoned after too many starts', { job: uuid, maxAttempts: options.maxAttempts });
-    const free = options.concurrency - worker.active;
-    for (const uuid of await repo.findOrphans([...handlers.keys()], pickupDelayMs, options.maxAttempts, free)) {
-      void worker.execute(uuid);
+    const until = Date.now() + options.sweepMs;
+    for (;;) {
+      const free = options.concurrency - worker.active;
+      const orphans = await repo.findOrphans([...handlers.keys()], pickupDelayMs, options.maxAttempts, free);
+      const runs = orphans.map((uuid) => worker.execute(uuid));
+      if (!runs.length || orphans.length < free || closed || Date.now() >= until) return;
+      await Promise.race(runs);
     }
   };
+  let sweeping: Promise<void> | undefined;
   const sweepSafely = (pickupDelayMs: number) =>
-    sweep(pickupDelayMs).catch((err: unknown) => deps.logger.warn('job sweep failed', { error: err instanceof Error ? err.message : String(err) }));
+    (sweeping ??= sweep(pickupDelayMs)
+      .catch((err: unknown) => deps.logger.warn('job sweep failed', { error: err instanceof Error ? err.message : String(err) }))
+      .finally(() => { sweeping = undefined; }));
 
   return {
     queueKind: queue.kind,

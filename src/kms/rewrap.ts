@@ -152,7 +152,9 @@ export class Rewrapper {
     // One conditional UPDATE per chunk and source version: each row gets its new blob and version
     // together, and only if it is still ours and still on the version it was read from.
     if (opts.signal?.aborted) return; // our claims expire; whoever holds the lock now redoes these rows
-    await this.deps.repos.transaction(async (tx) => {
+    // The counts are added after the commit: a transaction retried on a conflict runs again from scratch.
+    const committed = await this.deps.repos.transaction(async (tx) => {
+      const counted = { rewrapped: 0, skipped: 0 };
       // Each target version must still be live: a version archived (and its KEK destroyed) since it
       // was read as Active fails the whole commit, and the rows are retried next tick.
       const targets = new Map(done.map((d) => [d.to.versionId, d.to]));
@@ -167,11 +169,14 @@ export class Rewrapper {
         for (const group of bySource.values()) {
           const n = await tx.wrappedKeys.commitRewrapped(group[0]!.row.kekVersionId, group[0]!.to.versionId, opts.workerId,
             group.map((d) => ({ id: d.row.id, blob: d.blob, standbyBlob: d.standbyBlob ?? null })), Date.now());
-          report.rewrapped += n;
-          report.skipped += group.length - n;
+          counted.rewrapped += n;
+          counted.skipped += group.length - n;
         }
       }
+      return counted;
     });
+    report.rewrapped += committed.rewrapped;
+    report.skipped += committed.skipped;
     // Failed rows stay on their Previous version; release them so the next tick retries at once.
     const succeeded = new Set(done.map((d) => d.row.id));
     // Transient failures are released for the next tick; a blob that can never be rewrapped

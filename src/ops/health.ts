@@ -5,6 +5,7 @@ import type { Repositories } from '../db/repositories';
 import type { HsmProfile, HsmProfiles } from '../kms/hsm-profiles';
 import type { ProviderKind } from '../providers/provider';
 import type { ProviderRegistry } from '../providers/registry';
+import { redisConnectionOptions, type RedisTarget } from '../config/redis';
 
 /** What readiness asks: the database (through its repository), the KEK backends and profiles, Redis when configured. */
 export interface HealthDeps {
@@ -13,6 +14,8 @@ export interface HealthDeps {
   readonly profiles: Pick<HsmProfiles, 'enabled' | 'configFor'>;
   /** REDIS_URL, when the job queue uses Redis. */
   readonly redisUrl?: string;
+  /** The job queue's Redis (URL or Sentinel); wins over redisUrl. */
+  readonly redis?: RedisTarget;
   readonly logger: Logger;
 }
 
@@ -90,7 +93,7 @@ export class Health {
         const pending = await this.deps.repos.opsState.pendingMigrations();
         if (pending) throw new Error(`${pending} pending`);
       }),
-      ...(this.deps.redisUrl ? [this.#check('redis', () => this.#pingRedis())] : []),
+      ...(this.#redisTarget() ? [this.#check('redis', () => this.#pingRedis())] : []),
       ...(await this.#hsmChecks()),
     ]);
     const down = checks.filter((c) => c.status === 'down').map((c) => c.name);
@@ -123,12 +126,20 @@ export class Health {
     await r.ping();
   }
 
+  #redisTarget(): RedisTarget | undefined {
+    return this.deps.redis ?? (this.deps.redisUrl ? { kind: 'url', url: this.deps.redisUrl } : undefined);
+  }
+
   #redisClient(): Redis {
     if (!this.#redis) {
-      this.#redis = new Redis(this.deps.redisUrl!, {
+      const target = this.#redisTarget()!;
+      const opts = {
         lazyConnect: false, enableOfflineQueue: false, maxRetriesPerRequest: 0, connectTimeout: this.timeoutMs,
-        retryStrategy: (n) => Math.min(n * 200, 2000),
-      });
+        retryStrategy: (n: number) => Math.min(n * 200, 2000),
+      };
+      // Through Sentinel: the primary the sentinels name now (a replica answers PING too, so it
+      // would not tell that writes fail).
+      this.#redis = target.kind === 'url' ? new Redis(target.url, opts) : new Redis(redisConnectionOptions(target, opts) as never);
       this.#redis.on('error', () => undefined); // the check reports it; ioredis reconnects by itself
     }
     return this.#redis;

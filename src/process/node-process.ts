@@ -4,8 +4,10 @@ import { readEnv, type Env } from '../config/env';
 import { createServer } from '../api/server';
 import { registry } from '../commands/registry';
 import { createLogger, type Logger } from '../core/logger';
-import { createOpsServer, RequestTracker } from '../api/ops-routes';
+import { createOpsServer } from '../api/ops-routes';
+import { RequestTracker } from '../api/drain';
 import { StartupError } from '../ops/preflight';
+import { adminHasDefaultPassword, DEFAULT_PASSWORD_WARNING } from '../ops/default-password';
 import { describeStartupError } from './startup-errors';
 
 /** Options of one server process (main.ts, worker-main.ts). */
@@ -51,10 +53,12 @@ const portOf = (s: Server): number => (s.address() as { port: number }).port;
 /**
  * Starts one process: the app (migrations and bootstrap, waiting for other nodes' locks), then the
  * API and ops listeners, and only then the job workers, so a start that cannot listen never runs
- * a job. Any start-up failure is one log line and exit code 1. SIGTERM or SIGINT drains: the
- * listeners stop accepting, every request already received is answered (within
- * KMS_SHUTDOWN_TIMEOUT_SEC), workers hand their jobs back, Redis, the database and the HSM
- * sessions are closed, and the process exits 0.
+ * a job. Any start-up failure is one log line and exit code 1. SIGTERM or SIGINT drains: /readyz
+ * says 503 at once, the API port keeps accepting for KMS_SHUTDOWN_DELAY_SEC (load balancers stop
+ * sending meanwhile) and then stops listening, every request whose bytes reached the server is
+ * answered and every connection closed gracefully (src/api/drain.ts; within
+ * KMS_SHUTDOWN_TIMEOUT_SEC), workers hand their jobs back, Redis, the database and the HSM sessions
+ * are closed, and the process exits 0.
  */
 export async function runNodeProcess(opts: NodeProcessOptions = {}): Promise<void> {
   let env: Env | undefined;
@@ -74,11 +78,16 @@ export async function runNodeProcess(opts: NodeProcessOptions = {}): Promise<voi
     app = started.app;
     await opts.setup?.(app);
     const tracker = new RequestTracker((d) => app!.metrics.apiInFlight.inc(d));
+    if (apiListener) tracker.attach(apiListener.server);
     apiListener?.serve(createServer(app, registry, { opsRoutes: !opsListener, tracker }));
     opsListener?.serve(createOpsServer(app));
     const api = apiListener?.server;
     const ops = opsListener?.server;
     opts.onCreated?.(started, logger);
+    if (env.role !== 'worker' && (await adminHasDefaultPassword(app.repos))) {
+      logger.warn(DEFAULT_PASSWORD_WARNING);
+      process.stderr.write(`\n!!! ${DEFAULT_PASSWORD_WARNING} !!!\n\n`);
+    }
     await app.jobs.start();
     if (api) {
       logger.info('CloudStack KMS API listening', {
@@ -87,7 +96,7 @@ export async function runNodeProcess(opts: NodeProcessOptions = {}): Promise<voi
     }
     if (ops) logger.info('health and metrics listening', { url: `http://${env.host}:${portOf(ops)}/readyz` });
     if (env.role === 'worker') logger.info('job worker started', { queue: app.jobs.queueKind, owner: app.jobs.owner });
-    installShutdown({ app, logger, api, tracker, others: ops ? [ops] : [], timeoutMs: env.shutdownTimeoutSec * 1000 });
+    installShutdown({ app, logger, api, tracker, others: ops ? [ops] : [], timeoutMs: env.shutdownTimeoutSec * 1000, delayMs: env.shutdownDelaySec * 1000 });
   } catch (err) {
     const line = describeStartupError(err, env);
     (logger ?? createLogger({ level: 'info' })).error(`cannot start: ${line}`);
@@ -97,7 +106,7 @@ export async function runNodeProcess(opts: NodeProcessOptions = {}): Promise<voi
   }
 }
 
-function installShutdown(p: { app: App; logger: Logger; api?: Server; tracker: RequestTracker; others: Server[]; timeoutMs: number }): void {
+function installShutdown(p: { app: App; logger: Logger; api?: Server; tracker: RequestTracker; others: Server[]; timeoutMs: number; delayMs: number }): void {
   let stopping = false;
   const stop = async (signal: NodeJS.Signals): Promise<void> => {
     if (stopping) {
@@ -109,11 +118,16 @@ function installShutdown(p: { app: App; logger: Logger; api?: Server; tracker: R
     setTimeout(() => {
       p.logger.error('shutdown did not finish in time; exiting');
       process.exit(1);
-    }, p.timeoutMs * 2 + 10_000).unref();
-    p.logger.info('shutting down', { signal, inFlight: p.tracker.inFlight, timeoutSec: p.timeoutMs / 1000 });
+    }, p.delayMs + p.timeoutMs * 2 + 10_000).unref();
     p.app.health.startDraining();
+    p.tracker.startDraining();
+    p.logger.info('shutting down', { signal, inFlight: p.tracker.inFlight, delaySec: p.api ? p.delayMs / 1000 : 0, timeoutSec: p.timeoutMs / 1000 });
     try {
       if (p.api) {
+        // /readyz says 503 from now; the port keeps accepting meanwhile, so a load balancer that
+        // still sends before its next health check reaches a node that answers.
+        if (p.delayMs > 0) await new Promise((r) => setTimeout(r, p.delayMs));
+        p.logger.info('no longer accepting connections', { inFlight: p.tracker.inFlight });
         const unanswered = await p.tracker.drain(p.api, p.timeoutMs);
         if (unanswered) p.logger.warn('KMS_SHUTDOWN_TIMEOUT_SEC passed; closed connections with requests unanswered', { unanswered });
         else p.logger.info('every request received was answered');

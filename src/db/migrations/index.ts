@@ -7,6 +7,8 @@ import * as m005 from './005_wrapped_key_counts';
 import * as m006 from './006_async_job_request_id';
 import * as m007 from './007_master_key_versions';
 import * as m008 from './008_projects';
+import * as m009 from './009_login_throttle';
+import * as m010 from './010_wrapped_key_count_shards';
 import * as m011 from './011_kms_standby';
 import * as m012 from './012_scoped_settings_and_name_case';
 
@@ -25,6 +27,8 @@ const MIGRATIONS: ReadonlyArray<[string, Migration]> = [
   ['006_async_job_request_id', m006],
   ['007_master_key_versions', m007],
   ['008_projects', m008],
+  ['009_login_throttle', m009],
+  ['010_wrapped_key_count_shards', m010],
   ['011_kms_standby', m011],
   ['012_scoped_settings_and_name_case', m012],
 ];

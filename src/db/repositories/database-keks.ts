@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { retryTransaction } from '../retry';
 
 const TABLE = 'kms_database_kek_objects';
 
@@ -14,11 +15,11 @@ export class DatabaseKekRepository {
 
   /** Stores a new KEK unless a live one has the label (checked in the same transaction); false when one had. */
   async insertIfAbsent(k: { uuid: string; label: string; material: string; bits: number; created: Date }): Promise<boolean> {
-    return this.db.transaction(async (trx) => {
+    return retryTransaction(this.db, () => this.db.transaction(async (trx) => {
       if (await trx(TABLE).where({ label: k.label }).whereNull('removed').first('id')) return false;
       await trx(TABLE).insert({ uuid: k.uuid, label: k.label, key_material: k.material, key_bits: k.bits, created: k.created.getTime() });
       return true;
-    });
+    }));
   }
 
   /** Marks the KEK removed and erases its material: a destroyed KEK cannot come back. */

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { knexReader, type Reader } from '../reader';
+import { retryTransaction } from '../retry';
 import { JobRepository } from './jobs';
 import { LockRepository } from './locks';
 import { AccountRepository } from './accounts';
@@ -23,6 +24,8 @@ import { NodeRepository } from './nodes';
 import { PassphraseRepository } from './passphrases';
 import { VolumeRepository } from './volumes';
 import { ZoneRepository } from './zones';
+import { LoginThrottleRepository } from './login-throttle';
+import { CredentialVersionRepository } from './credential-version';
 
 /**
  * Every table of the server is reached through one of these repositories (docs/architecture.md):
@@ -45,6 +48,10 @@ export interface Repositories {
   /** Projects and their memberships. */
   readonly projects: ProjectRepository;
   readonly sessions: SessionRepository;
+  /** Failed logins per user and client address (login throttling). */
+  readonly loginThrottle: LoginThrottleRepository;
+  /** The number every change of credentials moves (revocation on every node). */
+  readonly credentialVersion: CredentialVersionRepository;
 
   // ── KMS keys: keys, KEK versions, HSM profiles, wrapped keys ───
   readonly kmsKeys: KmsKeyRepository;
@@ -69,7 +76,14 @@ export interface Repositories {
   readonly databaseKeks: DatabaseKekRepository;
   /** The first start's lock and rows. */
   readonly bootstrap: BootstrapRepository;
-  /** Runs `fn` in one transaction; every repository it is given is bound to that transaction. */
+  /**
+   * Runs `fn` in one transaction; every repository it is given is bound to that transaction. On a
+   * deadlock, a Galera certification conflict, a lock-wait timeout or a lost database host, the
+   * transaction is rolled back and `fn` runs again (src/db/retry.ts: back-off, at most 8 runs), so
+   * `fn` must do nothing outside the database that cannot be repeated: compute HSM results before
+   * and reuse them, and change in-memory state only from its return value. Inside a transaction
+   * already open, `fn` joins it and the outer one is retried.
+   */
   transaction<T>(fn: (tx: Repositories) => Promise<T>): Promise<T>;
   /** True on MariaDB/MySQL, false on SQLite (for the few statements that differ). */
   readonly isMysql: boolean;
@@ -92,6 +106,8 @@ export function createRepositories(db: Knex | Knex.Transaction, opts: { reader?:
   const users = lazy(() => new UserRepository(db));
   const projects = lazy(() => new ProjectRepository(db, isMysql));
   const sessions = lazy(() => new SessionRepository(db));
+  const loginThrottle = lazy(() => new LoginThrottleRepository(db));
+  const credentialVersion = lazy(() => new CredentialVersionRepository(db, read));
 
   // KMS keys
   const kmsKeys = lazy(() => new KmsKeyRepository(db, read));
@@ -121,6 +137,8 @@ export function createRepositories(db: Knex | Knex.Transaction, opts: { reader?:
     get users() { return users(); },
     get projects() { return projects(); },
     get sessions() { return sessions(); },
+    get loginThrottle() { return loginThrottle(); },
+    get credentialVersion() { return credentialVersion(); },
 
     // KMS keys
     get kmsKeys() { return kmsKeys(); },
@@ -142,7 +160,9 @@ export function createRepositories(db: Knex | Knex.Transaction, opts: { reader?:
     get databaseKeks() { return databaseKeks(); },
     get bootstrap() { return bootstrap(); },
 
-    transaction: (fn) => ('isTransaction' in db && db.isTransaction ? fn(createRepositories(db)) : db.transaction((trx) => fn(createRepositories(trx)))),
+    transaction: (fn) => ('isTransaction' in db && db.isTransaction
+      ? fn(createRepositories(db))
+      : retryTransaction(db, () => db.transaction((trx) => fn(createRepositories(trx))))),
     isMysql,
   };
 }

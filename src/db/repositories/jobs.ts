@@ -5,6 +5,7 @@ import { applyOwnerScope } from '../owner-scope';
 import { type Page, type PageWindow } from '../paging';
 import { pagedRows } from '../reader';
 import { dateOrNull } from '../columns';
+import { isConflictError, isConnectionError } from '../cluster';
 
 /** One `async_job` row: the single truth of a job (owner, command, state, progress, result, lease). */
 export interface AsyncJobRow {
@@ -99,6 +100,13 @@ export class JobRepository {
       });
       return Number(id);
     } catch (err) {
+      // The connection died around the commit (a database host lost): the insert may have committed.
+      // No other submission can have this uuid without a duplicate-key error, so a row found is ours.
+      if (isConnectionError(err)) {
+        const mine: { id: number } | undefined = await this.db('async_job').where({ uuid: job.uuid }).first('id');
+        if (mine) return Number(mine.id);
+        throw err;
+      }
       // Two submissions racing with one customjobid: the unique index decides, the loser is a 431.
       if (await this.db('async_job').where({ uuid: job.uuid }).first('id')) throw paramError(`A job with id ${job.uuid} already exists`);
       throw err;
@@ -146,11 +154,14 @@ export class JobRepository {
    */
   async claim(uuid: string, owner: string, leaseMs: number, maxAttempts: number): Promise<AsyncJobRow | undefined> {
     const now = Date.now();
+    // On Galera two workers claiming at the same instant on different nodes both update; one fails
+    // certification (1213) and did not get the job.
     const n = await this.db('async_job')
       .where({ uuid, status: IN_PROGRESS })
       .where('attempts', '<', maxAttempts)
       .where((q) => q.whereNull('lease_owner').orWhereNull('lease_expires').orWhere('lease_expires', '<', now))
-      .update({ lease_owner: owner, lease_expires: now + leaseMs, attempts: this.db.raw('attempts + 1'), last_updated: now });
+      .update({ lease_owner: owner, lease_expires: now + leaseMs, attempts: this.db.raw('attempts + 1'), last_updated: now })
+      .catch((e: unknown) => { if (isConflictError(e)) return 0; throw e; });
     if (n !== 1) return undefined;
     return this.db('async_job').where({ uuid, lease_owner: owner, status: IN_PROGRESS }).first();
   }

@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import type { Knex } from 'knex';
 import { knexReader, type Reader } from '../reader';
 import { isMysql } from '../knex';
@@ -61,6 +62,13 @@ export interface WrappedKeyCount {
   count: number;
 }
 
+/**
+ * Rows per version over which the live wrapped-key count is spread (migration 010): writers on
+ * different cluster nodes pick one at random, so they rarely write the same row at once.
+ */
+export const WRAPPED_KEY_COUNT_SHARDS = 16;
+const COUNTS = 'kms_kek_version_counts';
+
 function toVersion(r: Record<string, any>): KekVersion {
   return {
     id: Number(r.id), uuid: r.uuid, kmsKeyId: Number(r.kms_key_id), versionNumber: Number(r.version_number), kekLabel: r.kek_label,
@@ -95,25 +103,25 @@ export class KekVersionRepository {
 
   /** The key's live Active version (exactly one for a live key). */
   async active(keyId: number): Promise<KekVersion | undefined> {
-    const r = await this.db('kms_kek_versions').where({ kms_key_id: keyId, status: 'Active' }).whereNull('removed').first();
+    const r = await this.versions().where({ kms_key_id: keyId, status: 'Active' }).whereNull('removed').first();
     return r && toVersion(r);
   }
 
   /** Every live version of a key, oldest first. */
   async liveOf(keyId: number): Promise<KekVersion[]> {
-    return (await this.db('kms_kek_versions').where({ kms_key_id: keyId }).whereNull('removed').orderBy('version_number')).map(toVersion);
+    return (await this.versions().where({ kms_key_id: keyId }).whereNull('removed').orderBy('version_number')).map(toVersion);
   }
 
   /** Every version of a key, removed ones too, oldest first. */
   async allOf(keyId: number): Promise<KekVersion[]> {
-    return (await this.db('kms_kek_versions').where({ kms_key_id: keyId }).orderBy('version_number')).map(toVersion);
+    return (await this.versions().where({ kms_key_id: keyId }).orderBy('version_number')).map(toVersion);
   }
 
   /** Every version of several keys (removed ones too), oldest first, by key id. */
   async ofKeys(keyIds: readonly number[]): Promise<Map<number, KekVersion[]>> {
     const out = new Map<number, KekVersion[]>();
     if (!keyIds.length) return out;
-    const rows = await this.read.rows<Record<string, any>>(this.db('kms_kek_versions').whereIn('kms_key_id', [...keyIds]).orderBy('version_number'));
+    const rows = await this.read.rows<Record<string, any>>(this.versions().whereIn('kms_key_id', [...keyIds]).orderBy('version_number'));
     for (const r of rows.map(toVersion)) out.set(r.kmsKeyId, [...(out.get(r.kmsKeyId) ?? []), r]);
     return out;
   }
@@ -219,24 +227,34 @@ export class KekVersionRepository {
   }
 
   /**
-   * Keeps `wrapped_keys` (live wrapped keys per version) exact: every statement that adds, removes
-   * or moves wrapped keys calls this in the same transaction, so progress figures never scan the
-   * wrapped keys, however many there are.
+   * Keeps the live wrapped keys per version exact: every statement that adds, removes or moves
+   * wrapped keys calls this in the same transaction, so progress figures never scan the wrapped
+   * keys, however many there are. The delta goes to one of the version's count shards, chosen at
+   * random (an upsert), never to the version row: writers on different Galera nodes then seldom
+   * write the same row, and a conflict that still happens is retried with the transaction.
    */
   async adjustWrappedKeyCount(versionId: number, delta: number): Promise<void> {
-    if (delta !== 0) await this.db('kms_kek_versions').where({ id: versionId }).increment('wrapped_keys', delta);
+    if (delta === 0) return;
+    await this.db(COUNTS).insert({ kek_version_id: versionId, shard: randomInt(WRAPPED_KEY_COUNT_SHARDS), n: delta })
+      .onConflict(['kek_version_id', 'shard']).merge({ n: this.db.raw('?? + ?', [`${COUNTS}.n`, delta]) });
   }
 
   /** Live wrapped keys per live KMS key and version state, from the per-version counts (never a scan of the wrapped keys). */
   async wrappedKeyCounts(): Promise<WrappedKeyCount[]> {
-    const rows: Array<{ kms_key: string; kek_state: KekStatus; n: number | string | null }> = await this.db('kms_kek_versions as v')
+    const rows: Array<{ kms_key: string; kek_state: KekStatus; n: number | string | null }> = await this.db(`${COUNTS} as c`)
+      .join('kms_kek_versions as v', 'v.id', 'c.kek_version_id')
       .join('kms_keys as k', 'k.id', 'v.kms_key_id')
       .whereNull('k.removed')
-      .where('v.wrapped_keys', '>', 0)
       .groupBy('k.uuid', 'v.status')
       .select({ kms_key: 'k.uuid', kek_state: 'v.status' })
-      .sum({ n: 'v.wrapped_keys' });
-    return rows.map((r) => ({ kmsKeyUuid: r.kms_key, kekState: r.kek_state, count: Number(r.n ?? 0) }));
+      .sum({ n: 'c.n' });
+    return rows.map((r) => ({ kmsKeyUuid: r.kms_key, kekState: r.kek_state, count: Number(r.n ?? 0) })).filter((r) => r.count > 0);
+  }
+
+  /** Version rows with their live wrapped-key count (`wrapped_keys`, the sum of the version's shards). */
+  private versions() {
+    return this.db('kms_kek_versions').select('kms_kek_versions.*', this.db(COUNTS).whereRaw('?? = ??', [`${COUNTS}.kek_version_id`, 'kms_kek_versions.id'])
+      .sum('n').as('wrapped_keys'));
   }
 
   /** Gives a version its standby KEK (a standby added to its key). */

@@ -1,4 +1,5 @@
 import type { Db } from '../knex';
+import { isConflictError } from '../cluster';
 
 /**
  * Named deployment-wide leases in `kms_lock` (scheduled work). `expires` is the end of the
@@ -11,10 +12,16 @@ export class LockRepository {
 
   /** Takes the lock for `owner` if nobody holds it and `intervalMs` passed since the last release. */
   async acquireIfDue(name: string, owner: string, intervalMs: number, leaseMs: number): Promise<boolean> {
-    await this.db('kms_lock').insert({ name, owner: '', expires: 0 }).onConflict('name').ignore();
-    const now = Date.now();
-    const n = await this.db('kms_lock').where({ name }).where('expires', '<=', now - intervalMs).update({ owner, expires: now + leaseMs });
-    return n === 1;
+    try {
+      await this.db('kms_lock').insert({ name, owner: '', expires: 0 }).onConflict('name').ignore();
+      const now = Date.now();
+      const n = await this.db('kms_lock').where({ name }).where('expires', '<=', now - intervalMs).update({ owner, expires: now + leaseMs });
+      return n === 1;
+    } catch (e) {
+      // On Galera two nodes taking it at the same instant both update; one fails certification (1213): the other has it.
+      if (isConflictError(e)) return false;
+      throw e;
+    }
   }
 
   /** When the lock is next due under `intervalMs` (epoch ms); 0 when it never ran. */

@@ -150,6 +150,11 @@ export class UserRepository {
     await this.db('user').where({ id }).update({ api_key: apiKey, secret_key: sealedSecretKey });
   }
 
+  /** Replaces the password hash (the admin CLI's set-admin-password). */
+  async setPasswordHash(id: number, passwordHash: string): Promise<void> {
+    await this.db('user').where({ id }).update({ password: passwordHash });
+  }
+
   /** Sets the state; `enabled` also resets the failed-login count. */
   async setState(id: number, state: IdentityState): Promise<void> {
     await this.db('user').where({ id }).update({ state, ...(state === 'enabled' ? { login_attempts: 0 } : {}) });
