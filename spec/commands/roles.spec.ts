@@ -24,6 +24,8 @@ describe('roles', () => {
     const user = await createActor(s.client, { name: `u${Date.now()}` });
     expect((await roles(user.keys)).status).toBe(432);
     expect((await s.client.signed(ADMIN_KEYS, { command: 'listRoles', type: 'User' })).body.role.map((r: any) => r.name)).toEqual(['User']);
+    // The type matches exactly, as CloudStack's RoleType.fromString.
+    expect((await s.client.signed(ADMIN_KEYS, { command: 'listRoles', type: 'user' })).body.role ?? []).toEqual([]);
   });
 
   it('creates an account under a role: the type follows from the role, and the account and its user name it', async () => {

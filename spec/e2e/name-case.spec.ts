@@ -56,6 +56,20 @@ describe('usernames and account names', () => {
     const sub = (await adminCall(s.client, { command: 'createDomain', name: `case-${Date.now()}` })).domain.id;
     expect((await s.client.signed(ADMIN_KEYS, { command: 'createAccount', username: name.toUpperCase(), password, firstname: 'U', lastname: 'D', domainid: sub })).status).toBe(200);
   });
+
+  it('let exactly one of two concurrent creates differing only in case succeed; the other is a clean 431', async () => {
+    for (let round = 0; round < 3; round++) {
+      const base = `race${Date.now()}r${round}`;
+      const create = (n: string) => s.client.signed(ADMIN_KEYS, { command: 'createAccount', username: n, password, firstname: 'R', lastname: 'C', account: n });
+      const answers = await Promise.all([create(base), create(base.toUpperCase())]);
+      expect(answers.map((a) => a.status).sort()).toEqual([200, 431]);
+      expect(answers.find((a) => a.status === 431)!.body.errortext).toMatch(/already exists in domain/);
+      const users = (await s.client.signed(ADMIN_KEYS, { command: 'listUsers', username: base, listall: true })).body.user;
+      expect(users).toHaveLength(1);
+      const accounts = (await s.client.signed(ADMIN_KEYS, { command: 'listAccounts', name: base, listall: true })).body.account;
+      expect(accounts).toHaveLength(1);
+    }
+  });
 });
 
 describe('migration 012', () => {
@@ -84,6 +98,39 @@ describe('migration 012', () => {
     } finally {
       await t.drop();
     }
+  });
+});
+
+describe('migration 012, run again', () => {
+  it('refuses a name whose key would not fit, and completes after a run that stopped half-way (MariaDB keeps DDL done)', async () => {
+    const t = await createTestDb();
+    try {
+      await t.db.migrate.down();
+      const now = Date.now();
+      const [domainId] = await t.db('domain').insert({ uuid: randomUUID(), name: 'ROOT', path: '/', level: 0, created: now });
+      const [accountId] = await t.db('account').insert({ uuid: randomUUID(), account_name: 'team', type: 0, domain_id: domainId, created: now });
+      const [userId] = await t.db('user').insert({ uuid: randomUUID(), username: '\u0130'.repeat(200), password: 'x', account_id: accountId, created: now });
+      await expect(t.db.migrate.latest()).rejects.toThrow(/Migration 012 stopped: .*username ".*" is 400 characters once lower-cased \(at most 255\)/);
+      await t.db('user').where({ id: userId }).update({ username: 'carol' });
+      // What a run stopped half-way leaves on MariaDB: the table, one key column and its index.
+      await t.db.schema.createTable('configuration_scoped', (tb) => { tb.string('name', 255); });
+      await t.db.schema.alterTable('user', (tb) => { tb.string('username_key', 255).nullable(); });
+      await t.db.schema.alterTable('user', (tb) => { tb.index(['username_key']); });
+      await t.db.migrate.latest();
+      expect((await t.db('user').select('username_key')).map((u: any) => u.username_key)).toEqual(['carol']);
+      expect((await t.db('account').select('account_name_key')).map((a: any) => a.account_name_key)).toEqual(['team']);
+    } finally {
+      await t.drop();
+    }
+  });
+});
+
+describe('a name longer than its key column once lower-cased', () => {
+  it('is a 431 naming the limit, on both databases', async () => {
+    const long = '\u0130'.repeat(255); // each lower-cases to two code units
+    const res = await s.client.signed(ADMIN_KEYS, { command: 'createAccount', username: long, password: 'pw-long-123', firstname: 'L', lastname: 'N', account: `long${Date.now()}` });
+    expect(res.status).toBe(431);
+    expect(res.body.errortext).toMatch(/username is too long: at most 255 characters once lower-cased \(510 given\)/);
   });
 });
 

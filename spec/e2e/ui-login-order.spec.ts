@@ -81,3 +81,28 @@ describe('a client calling one command after another', () => {
     expect((await session.get({ command: 'listUsers', id: session.login.userid })).body.user[0].roletype).toBe('Admin');
   });
 });
+
+describe('what the answer ordering holds', () => {
+  it('holds nothing for requests without a login, whatever cookies they carry', async () => {
+    // Earlier tests' bursts may still be expiring (3 s): nothing may be added to them.
+    const before = s.sessionOrder.size;
+    for (let i = 0; i < 200; i++) {
+      const res = await fetch(`${s.url}/client/api?command=listZones&response=json`, { headers: { cookie: `JSESSIONID=${'x'.repeat(1000)}${i}` } });
+      expect(res.status).toBe(401);
+    }
+    expect(s.sessionOrder.size).toBeLessThanOrEqual(before);
+  });
+
+  it("forgets a logged-in session's requests once they are answered and its burst is over", async () => {
+    const session = await s.client.login('admin', 'password', '/');
+    const seen = await freshLogin(session);
+    expect(seen.kmsMenu).toBe(true);
+    // The burst's record outlives its answers by at most maxWaitMs (3 s).
+    await new Promise((r) => setTimeout(r, 3100));
+    expect(s.sessionOrder.size).toBe(0);
+    // Sequential calls, each answered before the next: nothing stays behind either.
+    for (const command of ['listApis', 'listUsers', 'listCapabilities']) expect((await session.get({ command })).status).toBe(200);
+    expect(s.sessionOrder.size).toBe(0);
+  });
+
+});

@@ -8,7 +8,8 @@
  * It runs its own cluster whatever KMS_TEST_DATABASE_URL says, so it runs in the SQLite pass of
  * the suite only and says loudly that it is skipped in the MariaDB pass.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { createRepositories } from '../../src/db/repositories';
 import { ensureBuilt } from '../support/dist';
 import { GaleraCluster, galeraMissing } from '../support/galera';
 import { SentinelRedis } from '../support/sentinel';
@@ -37,7 +38,14 @@ const say = (s: string) => process.stderr.write(`[ha] ${s}\n`);
     if (missing) throw new Error(`the HA test needs ${missing}: apt-get install galera-4 mariadb-server mariadb-backup redis-sentinel (.ci/run installs them)`);
     ensureBuilt();
     const t0 = Date.now();
-    [galera, redis] = await Promise.all([GaleraCluster.start(3), SentinelRedis.start()]);
+    // allSettled: if one fails, the daemons of the other are destroyed before the error is rethrown.
+    const [g, r] = await Promise.allSettled([GaleraCluster.start(3), SentinelRedis.start()]);
+    if (g.status === 'rejected' || r.status === 'rejected') {
+      await Promise.allSettled([g.status === 'fulfilled' ? g.value.destroy() : undefined, r.status === 'fulfilled' ? r.value.destroy() : undefined]);
+      throw g.status === 'rejected' ? g.reason : (r as PromiseRejectedResult).reason;
+    }
+    galera = g.value;
+    redis = r.value;
     say(`galera (3 nodes, ports ${galera.nodes.map((n) => n.port).join(',')}) and redis + 3 sentinels up in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   });
   afterAll(async () => {
@@ -45,10 +53,12 @@ const say = (s: string) => process.stderr.write(`[ha] ${s}\n`);
     await Promise.all([galera?.destroy(), redis?.destroy()]);
   });
 
+  let raceDb: string;
   const envFor = (_database: string) => deploymentEnv({ REDIS_SENTINELS: redis.sentinelList, REDIS_SENTINEL_NAME: redis.name });
 
   it('two nodes started at the same instant against two Galera nodes of an empty database both come up, and the schema is migrated once', async () => {
     const db = `kms_race_${randomBytes(3).toString('hex')}`;
+    raceDb = db;
     const d = await HaDeployment.create(envFor(db), [galera.url([0], db), galera.url([1], db)], []);
     deployments.push(d);
     await d.start();
@@ -66,6 +76,51 @@ const say = (s: string) => process.stderr.write(`[ha] ${s}\n`);
     say(`race start: ${new Set(waited.map((w) => w.proc)).size} of 2 nodes waited for the other's lease`);
     for (const a of d.apis) expect((await a.client.signed(ADMIN_KEYS, { command: 'listZones' })).status).toBe(200);
     await d.destroy();
+  });
+
+  it('a key deleted on one Galera node while a DEK is stored under it on another: exactly one of the two commits', async () => {
+    // FOR UPDATE locks only on the node it runs on: the deletion must write rows the DEK's
+    // transaction also writes (the version's count shards), so certification fails one of them.
+    const a = galera.connect(0, raceDb);
+    const b = galera.connect(1, raceDb);
+    try {
+      const ids = async (table: string) => Number((await a(table).first('id'))!.id);
+      const [accountId, domainId, hsmProfileId] = [await ids('account'), await ids('domain'), await ids('kms_hsm_profiles')];
+      const [zoneId] = await a('data_center').insert({ uuid: randomUUID(), name: 'fence', created: Date.now() });
+      const ra = createRepositories(a);
+      const keyId = await ra.kmsKeys.insert({
+        uuid: randomUUID(), name: 'fence', description: null, kekLabel: `fence-${randomUUID()}`, purpose: 'volume', accountId, domainId, zoneId: Number(zoneId),
+        algorithm: 'AES/GCM/NoPadding', keyBits: 256, enabled: true, hsmProfileId, created: new Date(),
+      } as Parameters<typeof ra.kmsKeys.insert>[0]);
+      const versionId = await ra.kekVersions.insert({ uuid: randomUUID(), kmsKeyId: keyId, versionNumber: 1, kekLabel: `fence-${randomUUID()}`, status: 'Active', keyBits: 256, hsmProfileId, created: new Date() });
+      await waitFor(async () => !!(await b('kms_kek_versions').where({ id: versionId }).first('id')), 10_000);
+
+      const ta = await a.transaction();
+      const tb = await b.transaction();
+      try {
+        const del = createRepositories(ta);
+        await del.kekVersions.lockAllOf(keyId);
+        expect(await del.wrappedKeys.anyLiveUnder(versionId)).toBe(false);
+        await del.kmsKeys.markRemoved(keyId, new Date());
+        await del.kekVersions.removeAllOf(keyId, new Date());
+        const put = createRepositories(tb);
+        expect(await put.kekVersions.lockIfUsable(versionId, ['Active'])).toBe(true);
+        await put.wrappedKeys.insertMany(keyId, versionId, [{ zoneId: Number(zoneId), ownerUuid: randomUUID(), blob: randomBytes(60) }], new Date());
+      } catch (e) {
+        await Promise.allSettled([ta.rollback(), tb.rollback()]);
+        throw e;
+      }
+      // A failed COMMIT rejects the transaction's executionPromise (commit() itself resolves).
+      await Promise.allSettled([ta.commit(), tb.commit()]);
+      const commits = await Promise.allSettled([ta.executionPromise, tb.executionPromise]);
+      say(`fence: deletion ${commits[0].status}, DEK insert ${commits[1].status}`);
+      expect(commits.filter((c) => c.status === 'fulfilled')).toHaveLength(1);
+      // Either way, no live wrapped key is left under a removed key.
+      const orphans = await a('kms_wrapped_key as w').join('kms_keys as k', 'k.id', 'w.kms_key_id').where('k.id', keyId).whereNull('w.removed').whereNotNull('k.removed').count({ n: '*' });
+      expect(Number(orphans[0]!.n)).toBe(0);
+    } finally {
+      await Promise.all([a.destroy(), b.destroy()]);
+    }
   });
 
   let d: HaDeployment;
@@ -127,6 +182,7 @@ const say = (s: string) => process.stderr.write(`[ha] ${s}\n`);
     load.report.volumes.set(during.body.id, Date.now());
     const duringJob = settleJobs(d.apis[1]!, [during.body.jobid], 90_000).then((r) => ({ ...r, ms: Date.now() - k }));
     const newPrimary = await redis.waitForFailover(oldPrimary);
+    const failedOverAt = Date.now();
     say(`redis primary ${oldPrimary} killed; sentinels promoted ${newPrimary} after ${((Date.now() - k) / 1000).toFixed(1)} s`);
     await redis.restart(oldPrimary);
     await sleep(6_000);
@@ -140,12 +196,14 @@ const say = (s: string) => process.stderr.write(`[ha] ${s}\n`);
     const probeJob = await settleJobs(d.apis[0]!, [probe.body.jobid], 60_000);
     const queueMs = Date.now() - probeStart;
     expect(probeJob.pending).toEqual([]);
-    const enqueued = await redisHasQueue(redis, d.env.KMS_QUEUE_PREFIX!);
-    say(`a job submitted after the failover ended in ${queueMs} ms; BullMQ keys on the new primary: ${enqueued}`);
+    // BullMQ's events stream on the new primary, from the failover on: the probe job went through it.
+    const events = await queueEventsSince(redis, `${d.env.KMS_QUEUE_PREFIX!}:jobs:events`, failedOverAt);
+    const probeEvents = events.filter((e) => e.jobId === probe.body.jobid).map((e) => e.event);
+    say(`a job submitted after the failover ended in ${queueMs} ms; its events on the new primary: ${probeEvents.join(',')}`);
     const ended = await duringJob;
     expect(ended.pending).toEqual([]);
     say(`a job submitted right after the Redis primary was killed ended ${ended.ms} ms after its submission`);
-    expect(enqueued).toBe(true);
+    expect(probeEvents).toEqual(expect.arrayContaining(['added', 'completed']));
 
     // 3. API node 1, SIGKILL; its clients retry on api2; back after 3 s.
     k = Date.now();
@@ -241,11 +299,17 @@ function summarise(xs: string[]): Record<string, number> {
   return out;
 }
 
-async function redisHasQueue(redis: SentinelRedis, prefix: string): Promise<boolean> {
+/** The entries of a stream on the current Redis primary with ids from `sinceMs` on, each as its fields. */
+async function queueEventsSince(redis: SentinelRedis, key: string, sinceMs: number): Promise<Array<Record<string, string>>> {
   const { Redis } = await import('ioredis');
   const r = new Redis({ sentinels: redis.sentinels.map((s) => ({ host: '127.0.0.1', port: s.port })), name: redis.name, maxRetriesPerRequest: 2 });
   try {
-    return (await r.keys(`${prefix}:*`)).length > 0;
+    const entries = await r.xrange(key, String(sinceMs), '+');
+    return entries.map(([, fields]) => {
+      const o: Record<string, string> = {};
+      for (let i = 0; i + 1 < fields.length; i += 2) o[fields[i]!] = fields[i + 1]!;
+      return o;
+    });
   } finally {
     r.disconnect();
   }

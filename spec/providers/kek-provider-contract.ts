@@ -264,6 +264,24 @@ export function kekProviderContract(name: string, makeFixture: () => Promise<Con
         }
       });
 
+      it('wrapMany of the same request object twice returns two blobs that both unwrap to the DEK', async () => {
+        const kek = keks.get(256)!;
+        const dek = SecretBytes.random(32);
+        const aad = aadFor('batch-same-object', 1);
+        const req = { kek, dek, aad };
+        try {
+          const blobs = values(await guarded.wrapMany([req, req]));
+          expect(blobs).toHaveLength(2);
+          const backs = values(await guarded.unwrapMany(blobs.map((blob) => ({ kek, blob, aad }))));
+          backs.forEach((b) => {
+            expect(b.reveal().equals(dek.reveal())).toBe(true);
+            b.dispose();
+          });
+        } finally {
+          dek.dispose();
+        }
+      });
+
       it('generateAndWrapMany returns blobs of fresh, distinct DEKs of the requested sizes', async () => {
         const kek = keks.get(256)!;
         const a = aads('batch-gen');

@@ -1,11 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TLSSocket } from 'node:tls';
 import { silentLogger } from '../../src/core/logger';
 import { SecretBytes } from '../../src/core/secret-bytes';
 import { createKmipProvider } from '../../src/providers/kmip/kmip-provider';
-import { Operation, Tag } from '../../src/providers/kmip/messages';
+import { KmipClient } from '../../src/providers/kmip/client';
+import {
+  activate, createCmacKey, LIVE_STATES, locateByNameIn, locatedIds, Operation, payloadOf, revoke, Tag, uniqueIdOf,
+} from '../../src/providers/kmip/messages';
+import { parseKmipProfile } from '../../src/providers/kmip/profile';
 import { childOf, childrenOf, decodeTtlv } from '../../src/providers/kmip/ttlv';
 import type { BackendPolicy, HsmProfileConfig, KekProvider } from '../../src/providers/provider';
 import { withPolicy } from '../../src/providers/registry';
@@ -87,6 +91,17 @@ describe('kmip provider', () => {
     expect(provider.validateProfile({ ...server.details(), ca: '/nonexistent/ca.pem' })).toEqual(["Detail 'ca': the file /nonexistent/ca.pem cannot be read (ENOENT)"]);
   });
 
+  it('refuses a password-protected private key, a directory and an oversized file as details, saying which', () => {
+    const encrypted = '-----BEGIN ENCRYPTED PRIVATE KEY-----\nSECRET-BYTES\n-----END ENCRYPTED PRIVATE KEY-----\n';
+    const problems = provider.validateProfile({ ...server.details(), private_key: encrypted });
+    expect(problems).toEqual(["Detail 'private_key' holds a password-protected (ENCRYPTED) private key, which the KMS cannot open: give the key unencrypted (PKCS#8 or PKCS#1 PEM)"]);
+    expect(problems.join(' ')).not.toMatch(/SECRET/);
+    expect(provider.validateProfile({ ...server.details(), ca: server.dir })).toEqual([`Detail 'ca': ${server.dir} is not a regular file`]);
+    const big = join(server.dir, 'big.pem');
+    writeFileSync(big, Buffer.alloc(1024 * 1024 + 1, 0x41));
+    expect(provider.validateProfile({ ...server.details(), ca: big })).toEqual([`Detail 'ca': the file ${big} is over 1048576 bytes, too large for a PEM certificate or key`]);
+  });
+
   it('refuses a client certificate from another CA as auth, saying the TLS handshake was refused, without retrying', async () => {
     const foreign = server.makeClient('stranger', { foreign: true });
     const p = profile('kmip-stranger', server.details({ client_certificate: foreign.cert, private_key: foreign.key }));
@@ -128,6 +143,115 @@ describe('kmip provider', () => {
     dek.dispose();
   });
 
+  /** A raw KMIP client on the test server, to leave the server in states the provider would not. */
+  const rawClient = (details: Record<string, string>): KmipClient => new KmipClient('raw', parseKmipProfile('raw', details));
+  const locateIn = async (c: KmipClient, name: string, state: number): Promise<string[]> => {
+    const [a] = await c.call([locateByNameIn(name, state)]);
+    return a.ok ? locatedIds(a.payload) : [];
+  };
+
+  it('destroys a KEK whose Revoke succeeded and whose Destroy did not (a Deactivated key), instead of reporting success and leaving it', async () => {
+    const details = server.details();
+    const kek = { profile: profile('kmip-half-destroyed', details), label: label('deactivated') };
+    await provider.createKek(kek, 256);
+    const raw = rawClient(details);
+    try {
+      const [uid] = await locateIn(raw, kek.label, LIVE_STATES.active);
+      const [revoked] = await raw.call([revoke(uid)]);
+      expect(revoked.ok).toBe(true);
+      expect(await locateIn(raw, kek.label, LIVE_STATES.deactivated)).toEqual([uid]);
+      await provider.destroyKek(kek);
+      expect(await locateIn(raw, kek.label, LIVE_STATES.deactivated)).toEqual([]);
+    } finally {
+      raw.close();
+    }
+  });
+
+  it('under KMIP 1.2, reuses a CMAC key left by an earlier failed KEK creation instead of making a second one', async () => {
+    const details = server.details({ kmipversion: '1.2' });
+    const kek = { profile: profile('kmip12-leftover-mac', details), label: label('leftover') };
+    const raw = rawClient(details);
+    try {
+      // What a creation that failed after its CMAC key leaves behind.
+      const [created] = await raw.call([createCmacKey(`${kek.label}.mac`)]);
+      const [activated] = await raw.call([activate(uniqueIdOf(payloadOf(created)))]);
+      expect(activated.ok).toBe(true);
+      await provider.createKek(kek, 256);
+      expect(await locateIn(raw, `${kek.label}.mac`, LIVE_STATES.active)).toHaveLength(1);
+      const dek = SecretBytes.random(32);
+      const blob = await provider.wrap({ kek, dek, aad: Buffer.from('x') });
+      const back = await provider.unwrap({ kek, blob, aad: Buffer.from('x') });
+      expect(back.reveal().equals(dek.reveal())).toBe(true);
+      back.dispose();
+      dek.dispose();
+      await provider.destroyKek(kek);
+      expect(await locateIn(raw, `${kek.label}.mac`, LIVE_STATES.active)).toEqual([]);
+    } finally {
+      raw.close();
+    }
+  });
+
+  it('opens each blob by its format byte, so blobs made under KMIP 1.2 still unwrap after the profile moves to 1.4, mixed in one batch', async () => {
+    const p12 = profile('kmip-moving', server.details({ kmipversion: '1.2' }));
+    const kek = { profile: p12, label: label('moving') };
+    await provider.createKek(kek, 256);
+    const aad = Buffer.from('moving');
+    const dek1 = SecretBytes.random(32);
+    const dek2 = SecretBytes.random(32);
+    try {
+      const cbcBlob = await provider.wrap({ kek, dek: dek1, aad });
+      expect(cbcBlob[0]).toBe(0x22);
+      const p14 = { ...p12, details: server.details() };
+      const kek14 = { profile: p14, label: kek.label };
+      const gcmBlob = await provider.wrap({ kek: kek14, dek: dek2, aad });
+      expect(gcmBlob[0]).toBe(0x21);
+      const results = await provider.unwrapMany([{ kek: kek14, blob: cbcBlob, aad }, { kek: kek14, blob: gcmBlob, aad }]);
+      const backs = results.map((r) => {
+        if (!r.ok) throw r.error;
+        return r.value;
+      });
+      expect(backs[0].reveal().equals(dek1.reveal())).toBe(true);
+      expect(backs[1].reveal().equals(dek2.reveal())).toBe(true);
+      backs.forEach((b) => b.dispose());
+      await provider.destroyKek(kek14);
+    } finally {
+      dek1.dispose();
+      dek2.dispose();
+    }
+  });
+
+  it('sends Create and Activate in requests of their own, never batched with other callers\' Encrypts', async () => {
+    const p = profile('kmip-alone', server.details({ max_connections: '1' }));
+    const existing = { profile: p, label: label('alone-a') };
+    await provider.createKek(existing, 256);
+    const perRequest: string[][] = [];
+    const write = TLSSocket.prototype.write;
+    TLSSocket.prototype.write = function (this: TLSSocket, chunk: unknown, ...rest: unknown[]) {
+      if (Buffer.isBuffer(chunk)) perRequest.push(operationsIn(chunk));
+      return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
+    } as typeof write;
+    const dek = SecretBytes.random(32);
+    const fresh = { profile: p, label: label('alone-b') };
+    // Wraps keep the one connection's queue full while the KEK is made.
+    let creating = true;
+    const wrapper = async (): Promise<void> => {
+      while (creating) await provider.wrap({ kek: existing, dek, aad: Buffer.from('x') });
+    };
+    try {
+      const workers = Array.from({ length: 8 }, wrapper);
+      await provider.createKek(fresh, 256).finally(() => { creating = false; });
+      await Promise.all(workers);
+    } finally {
+      TLSSocket.prototype.write = write;
+      dek.dispose();
+    }
+    const lifecycle = perRequest.filter((ops) => ops.some((o) => ['Create', 'Activate', 'Revoke', 'Destroy'].includes(o)));
+    expect(lifecycle.length).toBeGreaterThanOrEqual(2);
+    for (const ops of lifecycle) expect(ops).toHaveLength(1);
+    await provider.destroyKek(existing);
+    await provider.destroyKek(fresh);
+  });
+
   it('refuses a server whose certificate another CA signed as auth', async () => {
     const other = server.makeClient('other-ca-anchor', { foreign: true });
     const err = await rejection(provider.probe(profile('kmip-wrong-ca', server.details({ ca: readFileSync(join(server.dir, 'foreign-ca.crt'), 'utf8') }))));
@@ -136,10 +260,19 @@ describe('kmip provider', () => {
     expect(err.message).toMatch(/TLS handshake refused/);
   });
 
-  it('refuses an unknown host as param, naming it', async () => {
+  it('refuses an unknown host as param when a profile is checked (probe), naming it', async () => {
     const err = await rejection(provider.probe(profile('kmip-nohost', server.details({ host: 'no-such-kmip-host.invalid' }))));
     expect(err.kind).toBe('param');
-    expect(err.message).toBe('KMIP server host no-such-kmip-host.invalid of HSM profile kmip-nohost is unknown (DNS: ENOTFOUND)');
+    expect(err.message).toBe('KMIP server host no-such-kmip-host.invalid of HSM profile kmip-nohost is unknown (DNS: ENOTFOUND); check the host detail');
+  });
+
+  it('reports an unknown host in service (a wrap) as unavailable and retryable: DNS may be down for a while', async () => {
+    const kek = { profile: profile('kmip-nohost-later', server.details({ host: 'no-such-kmip-host.invalid' })), label: label('nohost') };
+    const dek = SecretBytes.random(32);
+    const err = await rejection(provider.wrap({ kek, dek, aad: Buffer.from('x') }));
+    dek.dispose();
+    expect(err.kind).toBe('unavailable');
+    expect(err.retryable).toBe(true);
   });
 
   it('reports a closed port as unavailable and retryable', async () => {

@@ -25,6 +25,12 @@ const QUIET = { warn: () => undefined, error: () => undefined, debug: () => unde
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** One MariaDB Galera node on private ports, its datadir under the cluster's temp dir. */
+/** SIGKILL to a detached child's process group (helpers included); nothing if it is already gone. */
+export function killGroup(p: ChildProcess): void {
+  if (p.pid === undefined) return;
+  try { process.kill(-p.pid, 'SIGKILL'); } catch { /* the group is gone */ }
+}
+
 export class GaleraNode {
   proc?: ChildProcess;
   constructor(
@@ -43,14 +49,18 @@ export class GaleraNode {
   /** Starts mariadbd (the first node of a new cluster with --wsrep-new-cluster). */
   start(opts: { newCluster?: boolean } = {}): void {
     const args = [`--defaults-file=${this.cnf}`, '--user=root', ...(opts.newCluster ? ['--wsrep-new-cluster'] : [])];
-    this.proc = spawn('/usr/sbin/mariadbd', args, { stdio: 'ignore' });
+    // Its own process group, so kill() also ends the SST helpers it starts (wsrep_sst_mariabackup,
+    // socat, mariabackup), which would otherwise outlive it.
+    this.proc = spawn('/usr/sbin/mariadbd', args, { stdio: 'ignore', detached: true });
   }
 
-  /** SIGKILL: the node dies at once, as in a crash. */
+  /** SIGKILL to the node's whole process group: the node dies at once, as in a crash, with its helpers. */
   async kill(): Promise<void> {
     const p = this.proc;
-    if (!p || !this.running) return;
-    await new Promise<void>((resolve) => { p.once('exit', () => resolve()); p.kill('SIGKILL'); });
+    if (!p) return;
+    const exited = this.running ? new Promise<void>((resolve) => p.once('exit', () => resolve())) : Promise.resolve();
+    killGroup(p);
+    await exited;
   }
 
   /** SIGTERM and wait. */
@@ -62,6 +72,7 @@ export class GaleraNode {
       p.once('exit', () => { clearTimeout(t); resolve(); });
       p.kill('SIGTERM');
     });
+    killGroup(p);
   }
 
   /** The node's wsrep status values (undefined when it does not answer). */

@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { freePort } from './galera';
+import { freePort, killGroup } from './galera';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -13,12 +13,14 @@ class RedisProc {
   constructor(readonly port: number, readonly conf: string, readonly sentinel: boolean) {}
   get running(): boolean { return !!this.proc && this.proc.exitCode === null && this.proc.signalCode === null; }
   start(): void {
-    this.proc = spawn(this.sentinel ? 'redis-sentinel' : 'redis-server', [this.conf], { stdio: 'ignore' });
+    this.proc = spawn(this.sentinel ? 'redis-sentinel' : 'redis-server', [this.conf], { stdio: 'ignore', detached: true });
   }
   async kill(): Promise<void> {
     const p = this.proc;
-    if (!p || !this.running) return;
-    await new Promise<void>((resolve) => { p.once('exit', () => resolve()); p.kill('SIGKILL'); });
+    if (!p) return;
+    const exited = this.running ? new Promise<void>((resolve) => p.once('exit', () => resolve())) : Promise.resolve();
+    killGroup(p);
+    await exited;
   }
 }
 

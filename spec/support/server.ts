@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { createApp, type App } from '../../src/app';
 import { readEnv } from '../../src/config/env';
 import { createServer } from '../../src/api/server';
+import { SessionOrder } from '../../src/api/session-order';
 import { ALL_COMMANDS, createRegistry, registry } from '../../src/commands/registry';
 import type { CommandSpec } from '../../src/commands/define';
 import { silentLogger, type Logger } from '../../src/core/logger';
@@ -23,6 +24,8 @@ export interface TestServer {
   url: string;
   testDb: TestDb;
   masterKey: string;
+  /** The server's login-order bookkeeping (its `size` shows what it holds). */
+  sessionOrder: SessionOrder;
   close(): Promise<void>;
 }
 
@@ -54,15 +57,16 @@ export async function startTestServer(extraEnv: Record<string, string> = {}, opt
   await opts.setup?.(app);
   await app.jobs.start();
   const served = opts.commands?.length ? createRegistry([...ALL_COMMANDS, ...opts.commands]) : registry;
+  const sessionOrder = new SessionOrder();
   const http: Server = await new Promise((resolve) => {
-    const s = createServer(app, served).listen(0, '127.0.0.1', () => resolve(s));
+    const s = createServer(app, served, { sessionOrder }).listen(0, '127.0.0.1', () => resolve(s));
     // Tests pause between requests while they seed data in-process (a blocked event loop): a
     // keep-alive socket closed by the server meanwhile would be reused by fetch and reset.
     s.keepAliveTimeout = 120_000;
   });
   const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
   return {
-    app, client: new ApiClient(url), url, testDb: { ...testDb, db: app.db }, masterKey,
+    app, client: new ApiClient(url), url, testDb: { ...testDb, db: app.db }, masterKey, sessionOrder,
     async close() {
       await new Promise((r) => http.close(r));
       http.closeAllConnections?.();

@@ -65,6 +65,8 @@ export interface ServerOptions {
   opsRoutes?: boolean;
   /** Counts requests in flight, for the drain on SIGTERM. */
   tracker?: RequestTracker;
+  /** Orders the answers of a fresh UI login (a test passes its own to look at what it holds). */
+  sessionOrder?: SessionOrder;
 }
 
 /** The CloudStack API endpoint: `/client/api` and `/client/api/`, GET and form POST. */
@@ -78,20 +80,23 @@ export function createServer(app: App, registry: Registry, opts: ServerOptions =
   if (opts.opsRoutes ?? true) server.use(opsRouter(app, 'token'));
   server.use('/client/api', express.text({ type: () => true, limit: '1mb' }));
 
-  const order = new SessionOrder();
+  const order = opts.sessionOrder ?? new SessionOrder();
   const handle = async (req: Request, res: Response, rec: ApiRequestRecord): Promise<void> => {
     let answered = (): void => undefined;
     const arrived = Date.now();
+    const arrival = order.arrive(parseCookies(req.headers.cookie).get('JSESSIONID'));
     try {
-      await handleRequest(req, res, rec, arrived, (cookie, command) => { answered = order.begin(cookie, command); });
+      await handleRequest(req, res, rec, arrived, arrival.key, (sessionId, command) => { answered = order.begin(sessionId, command); });
     } finally {
       answered();
+      arrival.end();
     }
   };
-  const handleRequest = async (req: Request, res: Response, rec: ApiRequestRecord, arrived: number, begin: (cookie: string | undefined, command: string | undefined) => void): Promise<void> => {
+  const handleRequest = async (req: Request, res: Response, rec: ApiRequestRecord, arrived: number, cookieKey: string | undefined, begin: (sessionId: string, command: string) => void): Promise<void> => {
     let json = false;
     let wrapper = 'errorresponse';
     let caller: Caller | undefined;
+    let sessionId: string | undefined;
     let backendPrefix: string | undefined;
     try {
       const query = req.originalUrl.includes('?') ? req.originalUrl.slice(req.originalUrl.indexOf('?') + 1) : '';
@@ -103,7 +108,6 @@ export function createServer(app: App, registry: Registry, opts: ServerOptions =
       json = (params.lower.get('response') ?? '').toLowerCase() === 'json';
       const command = params.lower.get('command');
       const cookies = parseCookies(req.headers.cookie);
-      begin(cookies.get('JSESSIONID'), command);
 
       if (command && /^log(in|out)$/i.test(command)) {
         wrapper = responseName(command);
@@ -129,6 +133,11 @@ export function createServer(app: App, registry: Registry, opts: ServerOptions =
         if (auth.kind === 'none') throw new ApiError(401, BAD_CREDENTIALS_TEXT);
         caller = auth.caller;
         rec.caller = caller;
+        // Only a logged-in session's requests are ordered, keyed on its server-side id.
+        if (auth.kind === 'session' && spec) {
+          sessionId = auth.sessionId;
+          begin(sessionId, spec.name);
+        }
       }
       if (!command) throw new ApiError(400, 'no command specified');
       if (!spec) throw new ApiError(432, `Unknown API command: ${command}`, 9999, true);
@@ -139,7 +148,7 @@ export function createServer(app: App, registry: Registry, opts: ServerOptions =
       assertNoControlCharacters(params);
       const p = parseParams(spec, params);
       const ctx: CommandContext = { ...services, caller: caller ?? ANONYMOUS, command: spec.name, commands: registry.commands };
-      await order.after(cookies.get('JSESSIONID'), spec.name, arrived);
+      if (sessionId) await order.after(sessionId, cookieKey, spec.name, arrived);
       const result = await spec.handler(p, ctx);
       send(res, json, wrapper, resultBody(result), 200, caller !== undefined);
     } catch (err) {

@@ -190,6 +190,7 @@ async function verifyKeys(env: Env, args: readonly string[], print: Print): Prom
     for (const f of report.failures) print(describeFailure(f));
     const checked = report.deks + report.passphrases + report.masterKeyValues;
     print(`verified ${report.deks} wrapped DEKs, ${report.passphrases} legacy passphrases, ${report.masterKeyValues} master-key values: ${report.failures.length} failed`);
+    if (report.standbyDeks || report.standbyMissing) print(`standby wraps: ${report.standbyDeks} verified, ${report.standbyMissing} not made yet (the background standby fill makes them)`);
     if (report.failures.length) throw new Error(`${report.failures.length} of ${checked} secrets cannot be opened (listed above)`);
     if (!checked) throw new Error('verify-keys found no secret to check: is DATABASE_URL / KMS_DATA_DIR (and --key/--profile/--zone) that of the deployment?');
   } finally {

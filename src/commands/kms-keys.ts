@@ -14,14 +14,17 @@ import { kmsKeyFields, kmsKeyResponse } from './responses/kms-key';
  */
 const KEY_BITS_DESCRIBED = `${KEY_BITS.slice(0, -1).join(', ')} or ${KEY_BITS[KEY_BITS.length - 1]}`;
 
+/** The standby parameter of createKMSKey and updateKMSKey (README "Standby HSM"). */
+const STANDBY_DESCRIBED = 'a second HSM profile (another HSM, protocol or the database) that also wraps every DEK of the key, read when the primary profile fails; an extension of CloudStack\'s API';
+
 /** listApis fields of an async command's immediate answer. */
 const jobFields: readonly ResponseField[] = [
   { name: 'success', type: 'boolean', description: 'in the job result: true if the operation succeeded' },
 ];
 
 async function keyObject(ctx: CommandContext, id: number): Promise<ApiResult> {
-  const { key, versions } = await ctx.kms.keys.item(id);
-  return { kind: 'object', name: 'kmskey', value: kmsKeyResponse(key, ctx.caller, versions) };
+  const { key, versions, standbyWrappedKeys } = await ctx.kms.keys.item(id);
+  return { kind: 'object', name: 'kmskey', value: kmsKeyResponse(key, ctx.caller, versions, standbyWrappedKeys) };
 }
 
 /**
@@ -66,6 +69,7 @@ export const kmsKeyCommands = [
       zoneid: param.uuid({ required: true, description: 'the zone of the key; keys are zone-scoped', related: 'listZones' }),
       hsmprofileid: param.uuid({ required: true, description: 'the HSM profile whose backend holds the KEK', related: 'listHSMProfiles' }),
       keybits: param.integer({ default: 256, description: `the KEK size in bits: ${KEY_BITS_DESCRIBED}` }),
+      standbyhsmprofileid: param.uuid({ description: STANDBY_DESCRIBED, related: 'listHSMProfiles' }),
       account: param.string({ description: 'the account owning the key (domain admin or admin). Must be used with domainid' }),
       domainid: param.uuid({ description: 'the domain of the owning account', related: 'listDomains' }),
       projectid: param.uuid({ description: 'the project owning the key (its account owns it; every member of the project may use it)', related: 'listProjects' }),
@@ -74,7 +78,7 @@ export const kmsKeyCommands = [
     async handler(p, ctx) {
       const key = await ctx.kms.keys.create(ctx.caller, {
         name: p.name, description: p.description, zoneUuid: p.zoneid, account: p.account, domainUuid: p.domainid, projectUuid: p.projectid,
-        keyBits: p.keybits, profileUuid: p.hsmprofileid,
+        keyBits: p.keybits, profileUuid: p.hsmprofileid, standbyProfileUuid: p.standbyhsmprofileid,
       });
       return keyObject(ctx, key.id);
     },
@@ -97,7 +101,7 @@ export const kmsKeyCommands = [
     async handler(p, ctx) {
       return listOwned(ctx, p, 'kmskey',
         (scope, page) => ctx.kms.keys.list(scope, { uuid: p.id, zoneUuid: p.zoneid, profileUuid: p.hsmprofileid, enabled: p.enabled, keyword: p.keyword }, page),
-        (r) => kmsKeyResponse(r.key, ctx.caller, r.versions));
+        (r) => kmsKeyResponse(r.key, ctx.caller, r.versions, r.standbyWrappedKeys));
     },
   }),
   defineCommand({
@@ -112,10 +116,11 @@ export const kmsKeyCommands = [
       name: param.string({ description: 'the new name of the key' }),
       description: param.string({ length: 1024, description: 'the new description of the key' }),
       enabled: param.boolean({ description: 'true to enable the key, false to disable it' }),
+      standbyhsmprofileid: param.uuid({ description: `${STANDBY_DESCRIBED}; the DEKs already stored get their standby wrap in the background. A standby, once set, cannot be replaced`, related: 'listHSMProfiles' }),
     },
     response: kmsKeyFields,
     async handler(p, ctx) {
-      const key = await ctx.kms.keys.update(ctx.caller, p.id, { name: p.name, description: p.description, enabled: p.enabled });
+      const key = await ctx.kms.keys.update(ctx.caller, p.id, { name: p.name, description: p.description, enabled: p.enabled, standbyProfileUuid: p.standbyhsmprofileid });
       return keyObject(ctx, key.id);
     },
   }),

@@ -43,7 +43,8 @@ export const roleCommands = [
       // CloudStack hides the roles above a non-root caller's own type.
       const visible = isRootAdmin(ctx.caller) ? DEFAULT_ROLES : DEFAULT_ROLES.filter((r) => r.type === 'DomainAdmin' || r.type === 'User');
       const rows = visible.filter((r) => (!p.id || r.uuid === p.id) && (!p.name || r.name.toLowerCase() === p.name.toLowerCase())
-        && (!p.type || r.type.toLowerCase() === p.type.toLowerCase()) && (!p.keyword || r.name.toLowerCase().includes(p.keyword.toLowerCase())));
+        // type: exact, as CloudStack's RoleType.fromString.
+        && (!p.type || r.type === p.type) && (!p.keyword || r.name.toLowerCase().includes(p.keyword.toLowerCase())));
       return listUnowned(p, 'role', async ({ offset, limit }) => ({ rows: rows.slice(offset, limit === undefined ? undefined : offset + limit), count: rows.length }), roleResponse);
     },
   }),

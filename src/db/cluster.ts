@@ -68,7 +68,8 @@ export function isConnectionError(e: unknown): boolean {
   const errno = errnoOf(e);
   if (errno !== undefined && NODE_NOT_READY_ERRNOS.has(errno)) return true;
   if ((e as { fatal?: unknown })?.fatal === true) return true;
-  return e instanceof Error && (e.name === 'KnexTimeoutError' || /Connection lost|Can't add new command when connection is in closed state/.test(e.message));
+  // A pool acquire timeout (KnexTimeoutError) is not here: every connection busy is not a host outage.
+  return e instanceof Error && /Connection lost|Can't add new command when connection is in closed state/.test(e.message);
 }
 
 /** A transaction conflict: deadlock, Galera certification failure (both 1213), lock-wait timeout (1205). */
@@ -91,6 +92,13 @@ export class DatabaseUnavailableError extends KmsError {
 export class DatabaseBusyError extends KmsError {
   constructor(attempts: number, cause?: unknown) {
     super('unavailable', `database busy: the transaction conflicted with concurrent writes ${attempts} times; try again`, { cause });
+  }
+}
+
+/** No pooled connection came free in time (knex's acquire timeout): the host is busy, not down. A 530, not retried. */
+export class DatabasePoolTimeoutError extends KmsError {
+  constructor(cause?: unknown) {
+    super('unavailable', 'database busy: no database connection came free in time; try again', { cause });
   }
 }
 
@@ -214,7 +222,7 @@ export async function firstLiveHost(url: MysqlUrl): Promise<DbHost | undefined> 
   return undefined;
 }
 
-/** Whether a host accepts a connection and, on Galera, is a synced member ready for queries. */
+/** Whether a host accepts a connection and, on Galera, is a ready member in state Synced (4). */
 export async function probeHost(url: MysqlUrl, h: DbHost): Promise<boolean> {
   let conn: Connection | undefined;
   try {
@@ -224,7 +232,7 @@ export async function probeHost(url: MysqlUrl, h: DbHost): Promise<boolean> {
     // wsrep_ready is OFF on a server built with wsrep but running without it: ask wsrep_on first.
     const rows = await new Promise<Array<Record<string, unknown>>>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error('probe timed out')), PROBE_TIMEOUT_MS);
-      c.query("SELECT @@GLOBAL.wsrep_on AS w, (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_READY') AS r", (err, r) => {
+      c.query("SELECT @@GLOBAL.wsrep_on AS w, (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_READY') AS r, (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE') AS s", (err, r) => {
         clearTimeout(t);
         if (!err) return resolve(r as Array<Record<string, unknown>>);
         // MySQL has no wsrep_on (nor this view): a server that answers is ready.
@@ -233,7 +241,8 @@ export async function probeHost(url: MysqlUrl, h: DbHost): Promise<boolean> {
       });
     });
     const row = rows[0] ?? {};
-    return Number(row.w) !== 1 || row.r === 'ON';
+    // A Galera node must be ready and Synced (wsrep_local_state 4): a joiner or a donor lags behind.
+    return Number(row.w) !== 1 || (row.r === 'ON' && String(row.s) === '4');
   } catch {
     return false;
   } finally {
@@ -269,6 +278,7 @@ export function attachSelector(db: Knex, selector: HostSelector): void {
     try {
       return await acquire();
     } catch (e) {
+      if (e instanceof Error && e.name === 'KnexTimeoutError') throw new DatabasePoolTimeoutError(e);
       if (!isConnectionError(e)) throw e;
       await selector.reportFailure(e);
       throw e instanceof DatabaseUnavailableError ? e : new DatabaseUnavailableError(codeOf(e), e);

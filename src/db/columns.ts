@@ -14,3 +14,6 @@ export const dateOrNull = (v: unknown): Date | null => (v === null || v === unde
  * accents stay distinct), and through an index.
  */
 export const nameKey = (name: string): string => name.toLowerCase();
+
+/** Length of the key columns (`user.username_key`, `account.account_name_key`: VARCHAR(255)). */
+export const NAME_KEY_MAX = 255;

@@ -33,9 +33,8 @@ export async function ensureLockTable(db: Knex): Promise<void> {
 export async function tryTakeLease(db: Knex, name: string, owner: string, leaseMs = LEASE_MS): Promise<boolean> {
   try {
     await db(CLUSTER_LOCK_TABLE).insert({ name, owner: '', expires: 0 }).onConflict('name').ignore();
-    const now = Date.now();
-    const n = await db(CLUSTER_LOCK_TABLE).where({ name }).andWhere((q) => q.where('expires', '<', now).orWhere({ owner }))
-      .update({ owner, expires: now + leaseMs });
+    const n = await db(CLUSTER_LOCK_TABLE).where({ name }).andWhere((q) => q.where('expires', '<', db.raw(DB_NOW_MS)).orWhere({ owner }))
+      .update({ owner, expires: db.raw(`${DB_NOW_MS} + ?`, [leaseMs]) });
     return n === 1;
   } catch (e) {
     if (isConflictError(e)) return false;
@@ -43,9 +42,16 @@ export async function tryTakeLease(db: Knex, name: string, owner: string, leaseM
   }
 }
 
+/**
+ * The database's clock in epoch ms (MariaDB): every lease time is read and written with it, so the
+ * nodes' own clocks never decide when a lease expired. On Galera the value is computed on the node
+ * that runs the statement and replicated as a value.
+ */
+const DB_NOW_MS = 'ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000)';
+
 /** Extends a held lease; false when `owner` lost it. */
 export async function renewLease(db: Knex, name: string, owner: string, leaseMs = LEASE_MS): Promise<boolean> {
-  return (await db(CLUSTER_LOCK_TABLE).where({ name, owner }).update({ expires: Date.now() + leaseMs })) === 1;
+  return (await db(CLUSTER_LOCK_TABLE).where({ name, owner }).update({ expires: db.raw(`${DB_NOW_MS} + ?`, [leaseMs]) })) === 1;
 }
 
 /** Frees a held lease at once. */
@@ -75,14 +81,21 @@ export async function withDbLock<T>(db: Knex, name: string, opts: { waitSec: num
     await new Promise((r) => setTimeout(r, POLL_MS + Math.floor(Math.random() * POLL_MS)));
   }
   if (waited) opts.logger?.info(`took the ${opts.what} lock`, { lock: name });
+  // Fencing: once the lease is lost (another process may hold it now), this process stops waiting
+  // for fn and fails, so its start-up aborts instead of carrying on beside the new holder.
+  let lose: (e: Error) => void = () => undefined;
+  const lost = new Promise<never>((_, reject) => { lose = reject; });
+  lost.catch(() => undefined);
   const renewer = setInterval(() => {
     renewLease(db, name, owner).then((held) => {
-      if (!held) opts.logger?.error(`lost the ${opts.what} lock (${name}) while holding it: the database was unreachable for longer than the lease`, { lock: name });
+      if (held) return;
+      opts.logger?.error(`lost the ${opts.what} lock (${name}) while holding it: the database was unreachable for longer than the lease; stopping`, { lock: name });
+      lose(new LockWaitError(`lost the ${opts.what} lock (${name}) while holding it; start the process again`));
     }, () => undefined);
   }, LEASE_MS / 3);
   renewer.unref();
   try {
-    return await fn();
+    return await Promise.race([fn(), lost]);
   } finally {
     clearInterval(renewer);
     await releaseLease(db, name, owner).catch(() => undefined);

@@ -3,6 +3,7 @@ import type { MasterKey } from '../config/master-key';
 import { systemClock, type Clock } from '../core/clock';
 import { paramError, permissionError } from '../core/errors';
 import { isUuid } from '../core/ids';
+import { NAME_KEY_MAX, nameKey } from '../db/columns';
 import type { Repositories } from '../db/repositories';
 import type { Account, IdentityState } from '../db/repositories/accounts';
 import type { Domain } from '../db/repositories/domains';
@@ -174,12 +175,20 @@ export class Directory {
     domain: Domain; accountName: string; accountType: number;
     username: string; password: string; firstname: string; lastname: string; email?: string; timezone?: string;
   }): Promise<{ account: Account; user: User }> {
+    assertNameKeyFits('account', input.accountName);
+    assertNameKeyFits('username', input.username);
     if (await this.repos.accounts.byName(input.domain.id, input.accountName)) {
       throw paramError(`The specified account: ${input.accountName} already exists in domain ${input.domain.name}`);
     }
     await this.assertUsernameFree(input.username, input.domain.id);
     const passwordHash = await hashPassword(input.password);
     return this.repos.transaction(async (tx) => {
+      // Checked again under the domain's lock: a concurrent create of `Alice` beside `alice` is a 431.
+      await tx.domains.lockForNames(input.domain.id);
+      if (await tx.accounts.byName(input.domain.id, input.accountName)) {
+        throw paramError(`The specified account: ${input.accountName} already exists in domain ${input.domain.name}`);
+      }
+      await this.assertUsernameFree(input.username, input.domain.id, tx);
       const created = new Date(this.clock.now());
       const account = await tx.accounts.insert({ uuid: randomUUID(), name: input.accountName, type: input.accountType, domainId: input.domain.id, state: 'enabled', created });
       const user = await this.insertUser(tx, account.id, { ...input, passwordHash });
@@ -188,13 +197,18 @@ export class Directory {
   }
 
   async createUser(account: Account, input: { username: string; password: string; firstname: string; lastname: string; email?: string; timezone?: string }): Promise<User> {
+    assertNameKeyFits('username', input.username);
     await this.assertUsernameFree(input.username, account.domainId);
     const passwordHash = await hashPassword(input.password);
-    return this.insertUser(this.repos, account.id, { ...input, passwordHash });
+    return this.repos.transaction(async (tx) => {
+      await tx.domains.lockForNames(account.domainId);
+      await this.assertUsernameFree(input.username, account.domainId, tx);
+      return this.insertUser(tx, account.id, { ...input, passwordHash });
+    });
   }
 
-  private async assertUsernameFree(username: string, domainId: number): Promise<void> {
-    if (await this.repos.users.forLogin(username, domainId)) {
+  private async assertUsernameFree(username: string, domainId: number, repos: Repositories = this.repos): Promise<void> {
+    if (await repos.users.forLogin(username, domainId)) {
       throw paramError(`The user ${username} already exists in domain ${domainId}`);
     }
   }
@@ -381,5 +395,17 @@ export class Directory {
     }
     if (req.listall) return this.access.reach(caller);
     return { kind: 'accounts', accountIds: [caller.accountId] };
+  }
+}
+
+/**
+ * A name is compared by its lower-cased key, stored in a 255-character column on both databases: a
+ * name whose lower case is longer (some letters grow, `İ` becomes two code units) is refused alike
+ * on SQLite and MariaDB.
+ */
+function assertNameKeyFits(what: string, name: string): void {
+  const length = nameKey(name).length;
+  if (length > NAME_KEY_MAX) {
+    throw paramError(`Parameter ${what} is too long: at most ${NAME_KEY_MAX} characters once lower-cased (${length} given)`);
   }
 }

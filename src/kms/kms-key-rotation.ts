@@ -8,7 +8,7 @@ import { kekLabel } from './aad';
 import { paramError } from '../core/errors';
 import { keyNotFound, requireEnabledProfile, requireUsableKey } from './guards';
 import { changeKekState, NEW_VERSION_STATUS, WRAPPING_STATUS } from './kek-states';
-import { assertKeyBits, KmsKeys, type KmsKeyDeps } from './kms-keys';
+import { assertKeyBits, KmsKeys, standbyKekLabel, type KmsKeyDeps } from './kms-keys';
 
 /** rotateKMSKey options: another size or another profile for the new version (default: the key's). */
 export interface RotateRequest {
@@ -101,12 +101,25 @@ export class KeyRotation {
       for (let tries = 0; tries < 100 && (await this.keys.providerOf(profile.protocol).hasKek(kek)); tries++) kek = await this.keys.kekRef(profile.id, labelOf(++next));
     }
     const label = kek.label;
+    // A key with a standby gets a standby KEK for the new version too (README "Standby HSM"): the
+    // rewrap moves both wraps of every DEK to the new version together.
+    const standbyProfile = key.standbyHsmProfileId ? requireEnabledProfile(await repos.hsmProfiles.byId(key.standbyHsmProfileId), key.standbyHsmProfileId) : undefined;
+    const standbyKek = standbyProfile ? await this.keys.kekRef(standbyProfile.id, standbyKekLabel(label)) : undefined;
+    if (resume && standbyKek) await this.keys.destroyOrphan(standbyKek);
     await this.keys.createKek(kek, bits);
+    if (standbyKek) {
+      try {
+        await this.keys.createKek(standbyKek, bits);
+      } catch (e) {
+        await this.keys.destroyOrphan(kek);
+        throw e;
+      }
+    }
 
     const now = new Date();
     const version = {
       uuid: randomUUID(), kmsKeyId: key.id, versionNumber: next, kekLabel: label, status: NEW_VERSION_STATUS, keyBits: bits,
-      hsmProfileId: profile.id, created: now,
+      hsmProfileId: profile.id, standbyHsmProfileId: standbyProfile?.id ?? null, standbyKekLabel: standbyKek?.label ?? null, created: now,
     };
     try {
       const id = await repos.transaction(async (tx) => {
@@ -123,6 +136,7 @@ export class KeyRotation {
       return { ...version, id, archived: null, removed: null, wrappedKeys: 0 };
     } catch (e) {
       await this.keys.destroyOrphan(kek);
+      if (standbyKek) await this.keys.destroyOrphan(standbyKek);
       throw e;
     }
   }

@@ -33,6 +33,8 @@ export interface CreateKmsKeyInput {
   domainUuid?: string;
   keyBits: number;
   profileUuid: string;
+  /** A second HSM profile that also wraps every DEK of the key (README "Standby HSM"). */
+  standbyProfileUuid?: string;
 }
 
 /** listKMSKeys filters (the owner scope and page come separately). */
@@ -48,7 +50,12 @@ export interface KmsKeyFilter {
 export interface KmsKeyItem {
   key: KmsKeyView;
   versions: KekVersionSummary[];
+  /** Live wrapped DEKs that also have a standby blob. */
+  standbyWrappedKeys: number;
 }
+
+/** The label of a version's standby KEK: the primary label with a suffix, so both may share one token. */
+export const standbyKekLabel = (primaryLabel: string): string => `${primaryLabel}-standby`;
 
 /** 431 "Key bits must be 128, 192, or 256" unless `bits` is one of KEY_BITS. */
 export function assertKeyBits(bits: number): asserts bits is KeyBits {
@@ -106,7 +113,10 @@ export class KmsKeys {
     const key = await this.deps.repos.kmsKeys.view(id);
     // The row was just written or read by this request: gone now is a race, not the caller's input.
     if (!key) throw new KmsError('internal', `KMS key ${id} was removed while its answer was written`);
-    return { key, versions: (await kekVersionSummaries(this.deps.repos.kekVersions, [id], await this.destroyDelayMs())).get(id) ?? [] };
+    return {
+      key, versions: (await kekVersionSummaries(this.deps.repos.kekVersions, [id], await this.destroyDelayMs())).get(id) ?? [],
+      standbyWrappedKeys: (await this.deps.repos.kmsKeys.standbyCoverage([id])).get(id) ?? 0,
+    };
   }
 
   /** A live key the caller may act on: 431 "KMS key not found: <id>", or 531. */
@@ -149,27 +159,39 @@ export class KmsKeys {
     const zoneId = await repos.kmsKeys.liveZoneId(input.zoneUuid);
     if (zoneId === undefined) throw paramError(`Unable to find zone by id ${input.zoneUuid}`);
     const profile = await this.profiles.requireForKey(caller, input.profileUuid, { accountId: owner.id, domainId: owner.domainId }, zoneId);
+    const standbyProfile = input.standbyProfileUuid
+      ? await this.standbyProfileFor(caller, input.standbyProfileUuid, { accountId: owner.id, domainId: owner.domainId }, zoneId, profile.id)
+      : undefined;
     await this.assertNameFree(owner.id, input.name);
 
     const uuid = randomUUID();
     const label = kekLabel({ domainId: owner.domainId, accountId: owner.id, keyUuid: uuid }, 1);
     const kek = await this.kekRef(profile.id, label);
     await this.createKek(kek, input.keyBits);
+    const standbyKek = standbyProfile ? await this.kekRef(standbyProfile.id, standbyKekLabel(label)) : undefined;
+    if (standbyKek) {
+      try {
+        await this.createKek(standbyKek, input.keyBits);
+      } catch (e) {
+        await this.destroyOrphan(kek);
+        throw e;
+      }
+    }
     const now = new Date();
     const key = {
       uuid, name: input.name, description: input.description ?? null, kekLabel: label, purpose: KEY_PURPOSE, accountId: owner.id,
       domainId: owner.domainId, zoneId, algorithm: KEY_ALGORITHM, keyBits: input.keyBits, enabled: true,
-      hsmProfileId: profile.id, created: now,
+      hsmProfileId: profile.id, standbyHsmProfileId: standbyProfile?.id ?? null, created: now,
     };
     try {
       const id = await repos.transaction(async (tx) => {
         const keyId = await tx.kmsKeys.insert(key);
         await tx.kekVersions.insert({
           uuid: randomUUID(), kmsKeyId: keyId, versionNumber: 1, kekLabel: label, status: NEW_VERSION_STATUS, keyBits: input.keyBits,
-          hsmProfileId: profile.id, created: now,
+          hsmProfileId: profile.id, standbyHsmProfileId: standbyProfile?.id ?? null, standbyKekLabel: standbyKek?.label ?? null, created: now,
         });
         await this.deps.events.record({
-          type: 'KMS.KEY.CREATE', description: `Created KMS key ${input.name} (${uuid}) with HSM profile ${profile.name}`,
+          type: 'KMS.KEY.CREATE', description: `Created KMS key ${input.name} (${uuid}) with HSM profile ${profile.name}${standbyProfile ? ` and standby HSM profile ${standbyProfile.name}` : ''}`,
           actor: { userId: caller.userId, accountId: owner.id, domainId: owner.domainId }, resourceType: 'KmsKey', resourceId: uuid,
         }, tx);
         return keyId;
@@ -177,21 +199,63 @@ export class KmsKeys {
       return { ...key, id, removed: null };
     } catch (e) {
       await this.destroyOrphan(kek);
+      if (standbyKek) await this.destroyOrphan(standbyKek);
       throw e;
     }
+  }
+
+  /**
+   * A standby profile for a key: the same access, scope and enabled checks as its primary profile
+   * (createKMSKey's hsmprofileid), and not the primary profile itself.
+   */
+  async standbyProfileFor(caller: Caller, uuid: string, owner: { accountId: number; domainId: number }, zoneId: number, primaryProfileId: number) {
+    const standby = await this.profiles.requireForKey(caller, uuid, owner, zoneId);
+    if (standby.id === primaryProfileId) throw paramError(`The standby HSM profile ${standby.name} must differ from the key's HSM profile: choose a profile of another HSM or backend`);
+    return standby;
+  }
+
+  /**
+   * Adds a standby profile to an existing key (updateKMSKey standbyhsmprofileid): a standby KEK is
+   * made for the Active version, then the key and the version name it in one transaction. The
+   * DEKs already stored get their standby blobs from the rewrap worker's background fill.
+   */
+  private async addStandby(caller: Caller, key: KmsKey, standbyUuid: string): Promise<{ name: string } | undefined> {
+    const { repos } = this.deps;
+    const current = key.standbyHsmProfileId ? await repos.hsmProfiles.byId(key.standbyHsmProfileId) : undefined;
+    if (current && current.uuid === standbyUuid) return undefined;
+    if (current) throw paramError(`KMS key ${key.uuid} already has the standby HSM profile ${current.name}; a key's standby cannot be replaced`);
+    const standby = await this.standbyProfileFor(caller, standbyUuid, { accountId: key.accountId, domainId: key.domainId }, key.zoneId, key.hsmProfileId);
+    const active = (await repos.kekVersions.liveOf(key.id)).find((v) => v.status === 'Active');
+    if (!active) throw paramError(`KMS key ${key.uuid} has no Active KEK version; try again`);
+    const kek = await this.kekRef(standby.id, standbyKekLabel(active.kekLabel));
+    const bits = active.keyBits;
+    assertKeyBits(bits);
+    await this.createKek(kek, bits);
+    try {
+      await repos.transaction(async (tx) => {
+        await tx.kmsKeys.setStandby(key.id, standby.id);
+        await tx.kekVersions.setStandby(active.id, { hsmProfileId: standby.id, kekLabel: kek.label });
+      });
+    } catch (e) {
+      await this.destroyOrphan(kek);
+      throw e;
+    }
+    return { name: standby.name };
   }
 
   /** One page of the keys in `scope` (listKMSKeys; purpose is always volume), by id, with their versions. */
   async list(scope: OwnerScope, f: KmsKeyFilter, page: PageWindow): Promise<Page<KmsKeyItem>> {
     const { rows, count } = await this.deps.repos.kmsKeys.list(scope, { ...f, purpose: KEY_PURPOSE }, page);
     const versions = await kekVersionSummaries(this.deps.repos.kekVersions, rows.map((r) => r.id), await this.destroyDelayMs());
-    return { rows: rows.map((key) => ({ key, versions: versions.get(key.id) ?? [] })), count };
+    const covered = await this.deps.repos.kmsKeys.standbyCoverage(rows.filter((r) => r.standbyHsmProfileId).map((r) => r.id));
+    return { rows: rows.map((key) => ({ key, versions: versions.get(key.id) ?? [], standbyWrappedKeys: covered.get(key.id) ?? 0 })), count };
   }
 
   /** Renames, describes, enables or disables a key. */
-  async update(caller: Caller, uuid: string, change: { name?: string; description?: string; enabled?: boolean }): Promise<KmsKey> {
+  async update(caller: Caller, uuid: string, change: { name?: string; description?: string; enabled?: boolean; standbyProfileUuid?: string }): Promise<KmsKey> {
     const key = await this.requireAccessible(caller, uuid);
     if (change.name !== undefined && change.name !== key.name) await this.assertNameFree(key.accountId, change.name);
+    const standby = change.standbyProfileUuid !== undefined ? await this.addStandby(caller, key, change.standbyProfileUuid) : undefined;
     const patch = {
       ...(change.name !== undefined ? { name: change.name } : {}),
       ...(change.description !== undefined ? { description: change.description } : {}),
@@ -200,11 +264,11 @@ export class KmsKeys {
     await this.deps.repos.transaction(async (tx) => {
       await tx.kmsKeys.update(key.id, patch);
       await this.deps.events.record({
-        type: 'KMS.KEY.UPDATE', description: `Updated KMS key ${change.name ?? key.name} (${key.uuid})`,
+        type: 'KMS.KEY.UPDATE', description: `Updated KMS key ${change.name ?? key.name} (${key.uuid})${standby ? `: added the standby HSM profile ${standby.name}` : ''}`,
         actor: { userId: caller.userId, accountId: key.accountId, domainId: key.domainId }, resourceType: 'KmsKey', resourceId: key.uuid,
       }, tx);
     });
-    return { ...key, ...patch };
+    return { ...key, ...patch, ...(standby ? { standbyHsmProfileId: (await this.require(uuid)).standbyHsmProfileId } : {}) };
   }
 
   /** 431 while wrapped keys or volumes still use the key (texts of reference §1.8). */
@@ -238,14 +302,18 @@ export class KmsKeys {
         await this.deps.events.record({ type: 'KMS.KEY.DELETE', description: `Deleted KMS key ${key.name} (${key.uuid})`, actor, resourceType: 'KmsKey', resourceId: key.uuid }, tx);
       });
     }
-    for (const v of versions) {
+    const keks = versions.flatMap((v) => [
+      { profileId: v.hsmProfileId, label: v.kekLabel },
+      ...(v.standbyHsmProfileId && v.standbyKekLabel ? [{ profileId: v.standbyHsmProfileId, label: v.standbyKekLabel }] : []),
+    ]);
+    for (const v of keks) {
       try {
-        await this.destroyKek(await this.kekRef(v.hsmProfileId, v.kekLabel));
+        await this.destroyKek(await this.kekRef(v.profileId, v.label));
       } catch (e) {
         const reason = e instanceof Error ? e.message : String(e);
-        this.deps.logger.warn('could not destroy KEK of deleted KMS key', { key: key.uuid, label: v.kekLabel, error: reason });
+        this.deps.logger.warn('could not destroy KEK of deleted KMS key', { key: key.uuid, label: v.label, error: reason });
         await this.deps.events.record({
-          type: 'KMS.KEY.DELETE', level: 'WARN', description: `Failed to delete KEK ${v.kekLabel} of KMS key ${key.uuid} from its backend: ${reason}`,
+          type: 'KMS.KEY.DELETE', level: 'WARN', description: `Failed to delete KEK ${v.label} of KMS key ${key.uuid} from its backend: ${reason}`,
           actor, resourceType: 'KmsKey', resourceId: key.uuid,
         });
       }

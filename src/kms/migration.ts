@@ -185,7 +185,7 @@ export class Migration {
     const version = await this.wrappedKeys.activeVersion(plan.keyId);
     const kek = await this.wrappedKeys.kekRef(version);
     const secrets = await this.passphrases.readMany(this.deps.repos, todo.map((v) => v.passphraseId!));
-    const wrapped: Array<{ v: LegacyVolume; blob: Buffer }> = [];
+    const wrapped: Array<{ v: LegacyVolume; blob: Buffer; standbyBlob?: Buffer | null }> = [];
     try {
       // A transient failure (HSM busy, restarting, degraded) is retried in later rounds, after the
       // profile answers again; only what still fails, or fails for good, is reported per volume.
@@ -206,7 +206,11 @@ export class Migration {
         // One backend batch per round (one hop to the HSM's thread): each volume's result is its own.
         try {
           const results = await this.wrappedKeys.wrapMany(version, items.map(({ v, dek }) => ({ ownerUuid: v.uuid, dek })), kek);
-          results.forEach((r, i) => (r.ok ? wrapped.push({ v: items[i]!.v, blob: r.value }) : failed(items[i]!.v, r.error)));
+          // A key with a standby: the same secrets wrapped by the standby KEK, stored in the same transaction.
+          const ok = items.filter((_, i) => results[i]!.ok);
+          const standby = await this.wrappedKeys.wrapManyStandby(version, ok.map(({ v, dek }) => ({ ownerUuid: v.uuid, dek })));
+          const standbyOf = new Map(ok.map(({ v }, i) => [v.id, standby[i] ?? null]));
+          results.forEach((r, i) => (r.ok ? wrapped.push({ v: items[i]!.v, blob: r.value, standbyBlob: standbyOf.get(items[i]!.v.id) ?? null }) : failed(items[i]!.v, r.error)));
         } catch (err) {
           for (const { v } of items) failed(v, err);
         }
@@ -245,8 +249,8 @@ export class Migration {
    * (only volumes that still have their passphrase and no wrapped key: a concurrent run may have
    * migrated some). Wrapped keys no volume took are deleted again; migrated volumes' passphrases too.
    */
-  private async commitChunk(tx: Repositories, plan: MigrationPlan, version: KekVersionContext, chunk: Array<{ v: LegacyVolume; blob: Buffer }>, run: RunContext): Promise<Map<number, Outcome>> {
-    const wrappedIdOf = await this.wrappedKeys.insertMany(tx, version, chunk.map(({ v, blob }) => ({ zoneId: v.zoneId, ownerUuid: v.uuid, blob })));
+  private async commitChunk(tx: Repositories, plan: MigrationPlan, version: KekVersionContext, chunk: Array<{ v: LegacyVolume; blob: Buffer; standbyBlob?: Buffer | null }>, run: RunContext): Promise<Map<number, Outcome>> {
+    const wrappedIdOf = await this.wrappedKeys.insertMany(tx, version, chunk.map(({ v, blob, standbyBlob }) => ({ zoneId: v.zoneId, ownerUuid: v.uuid, blob, standbyBlob })));
     const migrated = await tx.volumes.linkWrappedKeys(plan.keyId, run.jobUuid, chunk.map(({ v }) => ({ volumeId: v.id, wrappedKeyId: wrappedIdOf.get(v.uuid)! })));
     const orphans = chunk.filter(({ v }) => !migrated.has(v.id)).map(({ v }) => wrappedIdOf.get(v.uuid)!);
     await this.wrappedKeys.deleteUnused(tx, orphans);
@@ -259,8 +263,8 @@ export class Migration {
    * Stores the wrapped key and points the volume at it, only if the volume still has this
    * passphrase (a concurrent run may have migrated it). The caller deletes the passphrase row.
    */
-  private async commitOne(tx: Repositories, plan: MigrationPlan, version: KekVersionContext, v: LegacyVolume, blob: Buffer, run: RunContext): Promise<Outcome> {
-    const wrappedKeyId = await this.wrappedKeys.insert(tx, version, { zoneId: v.zoneId, ownerUuid: v.uuid, blob }, { versionChecked: true });
+  private async commitOne(tx: Repositories, plan: MigrationPlan, version: KekVersionContext, v: LegacyVolume, blob: Buffer, standbyBlob: Buffer | null, run: RunContext): Promise<Outcome> {
+    const wrappedKeyId = await this.wrappedKeys.insert(tx, version, { zoneId: v.zoneId, ownerUuid: v.uuid, blob, standbyBlob }, { versionChecked: true });
     if (await tx.volumes.linkWrappedKey(v.id, v.passphraseId, plan.keyId, wrappedKeyId, run.jobUuid)) {
       await this.deps.events.record(migratedEvent(plan, v, run), tx);
       return 'migrated';
@@ -274,10 +278,13 @@ export class Migration {
     for (let attempt = 1; ; attempt++) {
       try {
         const version = await this.wrappedKeys.activeVersion(plan.keyId);
-        const blob = await using(await this.passphrases.read(this.deps.repos, v.passphraseId!), (secret) => this.wrappedKeys.wrap(version, v.uuid, secret));
+        const [blob, standbyBlob] = await using(await this.passphrases.read(this.deps.repos, v.passphraseId!), async (secret) => [
+          await this.wrappedKeys.wrap(version, v.uuid, secret),
+          (await this.wrappedKeys.wrapManyStandby(version, [{ ownerUuid: v.uuid, dek: secret }]))[0] ?? null,
+        ] as const);
         return await this.deps.repos.transaction(async (tx) => {
           await this.wrappedKeys.assertVersionUsable(tx, version);
-          const outcome = await this.commitOne(tx, plan, version, v, blob, run);
+          const outcome = await this.commitOne(tx, plan, version, v, blob, standbyBlob, run);
           if (outcome === 'migrated') await this.passphrases.delete(tx, v.passphraseId!);
           return outcome;
         });

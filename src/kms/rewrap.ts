@@ -15,6 +15,8 @@ export interface RewrapReport {
   /** Rows left for a later tick because their HSM profile is Degraded (not failures: nothing is parked). */
   paused: number;
   failed: Array<{ wrappedKeyId: string; error: string }>;
+  /** Wrapped keys given their missing standby blob by the standby fill (README "Standby HSM"). */
+  standbyFilled: number;
   archived: Array<{ keyUuid: string; version: number }>;
 }
 
@@ -65,10 +67,11 @@ export class Rewrapper {
   }
 
   async tick(opts: RewrapOptions): Promise<RewrapReport> {
-    const report: RewrapReport = { claimed: 0, rewrapped: 0, skipped: 0, paused: 0, failed: [], archived: [] };
+    const report: RewrapReport = { claimed: 0, rewrapped: 0, skipped: 0, paused: 0, failed: [], standbyFilled: 0, archived: [] };
     const rows = await this.claim(opts);
     report.claimed = rows.length;
     if (rows.length) await this.rewrapRows(rows, opts, report);
+    if (!opts.signal?.aborted) await this.fillStandby(opts, report);
     if (!opts.signal?.aborted) report.archived = await this.archiveDrained(opts.destroyDelayMs ?? 0);
     return report;
   }
@@ -86,7 +89,7 @@ export class Rewrapper {
     const activeOf = (keyId: number) => actives.get(keyId) ?? actives.set(keyId, this.wrappedKeys.activeVersion(keyId)).get(keyId)!;
     const refOf = (v: KekVersionContext) => refs.get(v.versionId) ?? refs.set(v.versionId, this.wrappedKeys.kekRef(v)).get(v.versionId)!;
 
-    const done: Array<{ row: ClaimedRow; to: KekVersionContext; blob: Buffer }> = [];
+    const done: Array<{ row: ClaimedRow; from: KekVersionContext; to: KekVersionContext; blob: Buffer; standbyBlob?: Buffer | null }> = [];
     const permanent = new Set<number>();
     const fail = (row: ClaimedRow, err: unknown) => {
       if (isKmsError(err) && !err.retryable) permanent.add(row.id);
@@ -124,17 +127,26 @@ export class Rewrapper {
           to: { kek: await refOf(to), aad: this.wrappedKeys.aad(to, row.ownerUuid) },
         })));
         const results = await this.deps.providers.get(part[0]!.from.profile.protocol as ProviderKind).rewrapMany(requests);
-        results.forEach((r, j) => (r.ok ? done.push({ row: part[j]!.row, to: part[j]!.to, blob: r.value }) : fail(part[j]!.row, r.error)));
+        results.forEach((r, j) => (r.ok ? done.push({ row: part[j]!.row, from: part[j]!.from, to: part[j]!.to, blob: r.value }) : fail(part[j]!.row, r.error)));
       } catch (err) {
         for (const { row } of part) fail(row, err);
       }
     });
     await mapLimit(across, opts.concurrency ?? 16, async ({ row, from, to }) => {
       try {
-        done.push({ row, to, blob: await this.rewrapAcrossKinds(row, from, to, refOf) });
+        done.push({ row, from, to, blob: await this.rewrapAcrossKinds(row, from, to, refOf) });
       } catch (err) {
         fail(row, err);
       }
+    });
+
+    // The standby wrap moves with the primary one: a target version with a standby KEK gets the
+    // DEK's standby blob in the same commit (a standby that fails now leaves it to the standby fill).
+    await mapLimit(done.filter((d) => d.to.standby), opts.concurrency ?? 16, async (d) => {
+      d.standbyBlob = await this.standbyForTarget(d.row, d.from, d.to).catch((err) => {
+        this.deps.logger.warn('standby rewrap failed; left to the standby fill', { wrappedKey: d.row.uuid, error: isKmsError(err) ? err.message : String(err) });
+        return null;
+      });
     });
 
     // One conditional UPDATE per chunk and source version: each row gets its new blob and version
@@ -156,7 +168,7 @@ export class Rewrapper {
         }
         for (const group of bySource.values()) {
           const n = await tx.wrappedKeys.commitRewrapped(group[0]!.row.kekVersionId, group[0]!.to.versionId, opts.workerId,
-            group.map((d) => ({ id: d.row.id, blob: d.blob })), Date.now());
+            group.map((d) => ({ id: d.row.id, blob: d.blob, standbyBlob: d.standbyBlob ?? null })), Date.now());
           counted.rewrapped += n;
           counted.skipped += group.length - n;
         }
@@ -172,6 +184,59 @@ export class Rewrapper {
     const failedIds = rows.filter((r) => !succeeded.has(r.id) && !permanent.has(r.id)).map((r) => r.id);
     await this.deps.repos.wrappedKeys.releaseClaims(failedIds, opts.workerId);
     await this.deps.repos.wrappedKeys.parkClaims([...permanent], opts.workerId, PARKED_OWNER, Date.now() + PERMANENT_FAILURE_PARK_MS);
+  }
+
+  /**
+   * The standby blob of a DEK rewrapped from `from` to `to`: the row's standby blob rewrapped from
+   * the source version's standby KEK to the target's (the primary is not needed, so this works
+   * while the primary is away), or, when the row has none, the DEK unwrapped by the primary of the
+   * source version and wrapped by the standby KEK of the target.
+   */
+  private async standbyForTarget(row: ClaimedRow, from: KekVersionContext, to: KekVersionContext): Promise<Buffer | null> {
+    const toKek = await this.wrappedKeys.standbyRef(to);
+    if (!toKek) return null;
+    const source = row.standbyBlob && from.standby
+      ? { kek: await this.wrappedKeys.standbyRef(from), blob: row.standbyBlob }
+      : { kek: await this.wrappedKeys.kekRef(from), blob: Buffer.from(row.blob) };
+    if (!source.kek) return null;
+    const fromAad = this.wrappedKeys.aad(from, row.ownerUuid);
+    const toAad = this.wrappedKeys.aad(to, row.ownerUuid);
+    const fromProvider = this.deps.providers.get(source.kek.profile.protocol as ProviderKind);
+    if (source.kek.profile.protocol === toKek.profile.protocol) {
+      return fromProvider.rewrap({ from: { kek: source.kek, blob: source.blob, aad: fromAad }, to: { kek: toKek, aad: toAad } });
+    }
+    const dek = await fromProvider.unwrap({ kek: source.kek, blob: source.blob, aad: fromAad });
+    try {
+      return await this.deps.providers.get(toKek.profile.protocol as ProviderKind).wrap({ kek: toKek, dek, aad: toAad });
+    } finally {
+      dek.dispose();
+    }
+  }
+
+  /**
+   * The standby fill: live wrapped keys whose version has a standby KEK but no standby blob yet (a
+   * standby added to an existing key, a standby wrap that failed) get one, up to batchSize per
+   * tick. Each is stored with a conditional update (still on the version read, still without one),
+   * so a rewrap or a deletion racing it wins, and two workers filling the same row store it once.
+   */
+  private async fillStandby(opts: RewrapOptions, report: RewrapReport): Promise<void> {
+    const gaps = await this.deps.repos.wrappedKeys.standbyGaps(opts.batchSize, Date.now());
+    const versions = new Map<number, Promise<KekVersionContext | undefined>>();
+    await mapLimit(gaps, opts.concurrency ?? 16, async (gap) => {
+      if (opts.signal?.aborted) return;
+      try {
+        const v = await (versions.get(gap.kekVersionId) ?? versions.set(gap.kekVersionId, this.wrappedKeys.versionById(gap.kekVersionId)).get(gap.kekVersionId)!);
+        if (!v?.standby || v.destroyed) return;
+        if (this.deps.providers.isDegraded(v.profile.uuid) || this.deps.providers.isDegraded(v.standby.profile.uuid)) {
+          report.paused++;
+          return;
+        }
+        const blob = await this.wrappedKeys.standbyFromPrimary(v, gap.ownerUuid, gap.blob);
+        if (blob && (await this.deps.repos.wrappedKeys.fillStandby(gap.id, v.versionId, blob))) report.standbyFilled++;
+      } catch (err) {
+        report.failed.push({ wrappedKeyId: String(gap.id), error: isKmsError(err) ? err.message : 'internal error' });
+      }
+    });
   }
 
   /** Between backend kinds (database ⇄ pkcs11) the DEK is unwrapped by one and wrapped by the other, in memory. */
@@ -244,6 +309,8 @@ export class Rewrapper {
     try {
       const kek = await this.wrappedKeys.kekRef(v);
       await this.deps.providers.get(kek.profile.protocol as ProviderKind).destroyKek(kek);
+      const standby = await this.wrappedKeys.standbyRef(v);
+      if (standby) await this.deps.providers.get(standby.profile.protocol as ProviderKind).destroyKek(standby);
       await this.deps.repos.kekVersions.markDestroyed(versionId, new Date());
       await this.deps.events.record({
         type: 'KMS.KEY.DELETE', actor, resourceType: 'KmsKey', resourceId: v.keyUuid,

@@ -32,6 +32,8 @@ export interface VerifyFailure {
   keyUuid?: string;
   keyVersion?: number;
   wrappedKeyUuid?: string;
+  /** True when the failing blob is the DEK's standby wrap (README "Standby HSM"). */
+  standby?: boolean;
   /** For master-key values: what the value is (e.g. "HSM profile PINs and passwords") and its row id. */
   item?: string;
   reason: string;
@@ -39,6 +41,10 @@ export interface VerifyFailure {
 
 export interface VerifyReport {
   deks: number;
+  /** Standby blobs checked (each DEK of a key with a standby has one once the fill reached it). */
+  standbyDeks: number;
+  /** DEKs whose version has a standby KEK but which have no standby blob yet (the fill is behind). */
+  standbyMissing: number;
   passphrases: number;
   masterKeyValues: number;
   failures: VerifyFailure[];
@@ -66,7 +72,7 @@ export class KeyVerifier {
   async run(opts: VerifyOptions = {}): Promise<VerifyReport> {
     const filter = await this.filterOf(opts);
     const scoped = opts.keyUuid !== undefined || opts.profileUuid !== undefined || opts.zoneUuid !== undefined;
-    const report: VerifyReport = { deks: 0, passphrases: 0, masterKeyValues: 0, failures: [] };
+    const report: VerifyReport = { deks: 0, standbyDeks: 0, standbyMissing: 0, passphrases: 0, masterKeyValues: 0, failures: [] };
     const total = (await this.deps.repos.wrappedKeys.countForCheck(filter))
       + (scoped ? 0 : await this.deps.repos.protectedValues.count('passphrase') + await this.countMasterKeyValues());
     const progress = () => opts.progress?.({ checked: report.deks + report.passphrases + report.masterKeyValues, total, failed: report.failures.length });
@@ -119,6 +125,8 @@ export class KeyVerifier {
     const refs = new Map<number, Promise<KekRef>>();
     const versionOf = (id: number) => versions.get(id) ?? versions.set(id, this.wrappedKeys.versionById(id)).get(id)!;
     const refOf = (v: KekVersionContext) => refs.get(v.versionId) ?? refs.set(v.versionId, this.wrappedKeys.kekRef(v)).get(v.versionId)!;
+    const standbyRefs = new Map<number, Promise<KekRef | undefined>>();
+    const standbyRefOf = (v: KekVersionContext) => standbyRefs.get(v.versionId) ?? standbyRefs.set(v.versionId, this.wrappedKeys.standbyRef(v)).get(v.versionId)!;
     const pageAfter = (after: number) => {
       const p = this.deps.repos.wrappedKeys.pageForCheck(filter, after, batchSize);
       p.catch(() => undefined); // awaited below; a failure is thrown there
@@ -130,15 +138,34 @@ export class KeyVerifier {
       if (!page.length) break;
       next = pageAfter(page[page.length - 1]!.id);
       const failedHere: VerifyFailure[] = [];
-      const fail = (row: CheckedWrappedKey, v: KekVersionContext | undefined, reason: string) => failedHere.push({
-        what: 'dek', volumeUuid: row.ownerUuid, keyUuid: v?.keyUuid, keyVersion: v?.versionNumber, wrappedKeyUuid: row.uuid, reason,
+      const fail = (row: CheckedWrappedKey, v: KekVersionContext | undefined, reason: string, standby = false) => failedHere.push({
+        what: 'dek', volumeUuid: row.ownerUuid, keyUuid: v?.keyUuid, keyVersion: v?.versionNumber, wrappedKeyUuid: row.uuid,
+        reason: standby ? `standby wrap: ${reason}` : reason, ...(standby ? { standby } : {}),
       });
-      // One unwrapMany per KEK version's profile: a batch names one profile.
-      const byProfile = new Map<string, Array<{ row: CheckedWrappedKey; v: KekVersionContext; req: UnwrapRequest }>>();
+      // One unwrapMany per KEK version's profile: a batch names one profile. A DEK's standby blob is
+      // checked too, in the batch of the standby's profile.
+      type Item = { row: CheckedWrappedKey; v: KekVersionContext; req: UnwrapRequest; standby: boolean };
+      const byProfile = new Map<string, Item[]>();
+      const add = (item: Item) => {
+        const group = byProfile.get(item.req.kek.profile.id) ?? [];
+        group.push(item);
+        byProfile.set(item.req.kek.profile.id, group);
+      };
       for (const row of page) {
         const v = await versionOf(row.kekVersionId);
         if (!v) { fail(row, v, 'its KEK version no longer exists'); continue; }
         if (!canUnwrapUnder(v.status, v.destroyed)) { fail(row, v, `KEK version v${v.versionNumber} of KMS key ${v.keyUuid} was destroyed`); continue; }
+        if (v.standby) {
+          if (!row.standbyBlob) report.standbyMissing++;
+          else {
+            try {
+              const kek = await standbyRefOf(v);
+              if (kek) add({ row, v, req: { kek, blob: row.standbyBlob, aad: this.wrappedKeys.aad(v, row.ownerUuid) }, standby: true });
+            } catch (err) {
+              fail(row, v, reasonOf(err), true);
+            }
+          }
+        }
         let kek: KekRef;
         try {
           kek = await refOf(v);
@@ -146,9 +173,7 @@ export class KeyVerifier {
           fail(row, v, reasonOf(err));
           continue;
         }
-        const group = byProfile.get(kek.profile.id) ?? [];
-        group.push({ row, v, req: { kek, blob: row.blob, aad: this.wrappedKeys.aad(v, row.ownerUuid) } });
-        byProfile.set(kek.profile.id, group);
+        add({ row, v, req: { kek, blob: row.blob, aad: this.wrappedKeys.aad(v, row.ownerUuid) }, standby: false });
       }
       for (const group of byProfile.values()) {
         const provider = this.deps.providers.get(group[0]!.req.kek.profile.protocol as ProviderKind);
@@ -156,18 +181,19 @@ export class KeyVerifier {
         try {
           results = await provider.unwrapMany(group.map((g) => g.req));
         } catch (err) {
-          for (const g of group) fail(g.row, g.v, reasonOf(err));
+          for (const g of group) fail(g.row, g.v, reasonOf(err), g.standby);
           continue;
         }
         for (const [i, r] of results.entries()) {
           const g = group[i]!;
           if (r.ok) {
             r.value.dispose();
+            if (g.standby) report.standbyDeks++;
             continue;
           }
           // A 'param' failure may mean the KEK is gone from its backend: withKekContext asks and names it.
           const reason = await withKekContext(g.v, Promise.reject(r.error), { provider, ref: g.req.kek }).catch(reasonOf);
-          fail(g.row, g.v, String(reason));
+          fail(g.row, g.v, String(reason), g.standby);
         }
       }
       // Volume names only for the failures (a join on every page would cost more than the unwraps).

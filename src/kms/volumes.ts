@@ -104,17 +104,18 @@ export class Volumes {
 
     // The backend call happens before the transaction; a failed insert leaves only an unused blob
     // behind. If the version was archived in between (rotated and drained), start again on the new one.
-    let wrapped: { version: KekVersionContext; blob: Buffer } | undefined;
+    let wrapped: { version: KekVersionContext; blob: Buffer; standbyBlob: Buffer | null } | undefined;
     let volume: Volume | undefined;
     for (let attempt = 1; !volume; attempt++) {
       try {
         if (key) {
           const version = await this.wrappedKeys.activeVersion(key.id);
           const bits = await settings.getNumber(DEK_BYTES_SETTING, { zoneId: zone.id, domainId: owner.domainId, accountId: owner.id });
-          wrapped = { version, blob: await this.wrappedKeys.generate(version, uuid, bits / 8) };
+          const blob = await this.wrappedKeys.generate(version, uuid, bits / 8);
+          wrapped = { version, blob, standbyBlob: await this.standbyBlob(version, uuid, blob, { userId: caller.userId, accountId: owner.id, domainId: owner.domainId }) };
         }
         volume = await repos.transaction(async (tx) => {
-          const wrappedKeyId = wrapped ? await this.wrappedKeys.insert(tx, wrapped.version, { zoneId: zone.id, ownerUuid: uuid, blob: wrapped.blob }) : null;
+          const wrappedKeyId = wrapped ? await this.wrappedKeys.insert(tx, wrapped.version, { zoneId: zone.id, ownerUuid: uuid, blob: wrapped.blob, standbyBlob: wrapped.standbyBlob }) : null;
           const passphraseId = encrypted && !key ? await this.passphrases.create(tx) : null;
           const row = {
             uuid, name: input.name, accountId: owner.id, domainId: owner.domainId, zoneId: zone.id, size: sizeGb * 1024 ** 3,
@@ -134,6 +135,24 @@ export class Volumes {
       await this.deps.events.record({ type: 'KMS.KEY.WRAP', description: `Generated a DEK for volume ${uuid} wrapped by KMS key ${key.uuid} (v${wrapped.version.versionNumber})`, actor, resourceType: 'KmsKey', resourceId: key.uuid });
     }
     return volume;
+  }
+
+  /**
+   * The standby wrap of a new DEK (README "Standby HSM"), made before the transaction that stores
+   * both. A standby that cannot wrap now does not fail the volume: the row is stored without a
+   * standby blob, a WARN event says so, and the rewrap worker's standby fill wraps it later.
+   */
+  private async standbyBlob(version: KekVersionContext, ownerUuid: string, blob: Buffer, actor: { userId?: number; accountId?: number; domainId?: number }): Promise<Buffer | null> {
+    if (!version.standby) return null;
+    try {
+      return (await this.wrappedKeys.standbyFromPrimary(version, ownerUuid, blob)) ?? null;
+    } catch (err) {
+      await this.deps.events.record({
+        type: 'KMS.KEY.WRAP', level: 'WARN', actor, resourceType: 'KmsKey', resourceId: version.keyUuid,
+        description: `Could not wrap the DEK of volume ${ownerUuid} with the standby HSM profile ${version.standby.profile.name} of KMS key ${version.keyUuid} yet: ${err instanceof KmsError ? err.message : 'internal error'}; the background fill will retry`,
+      });
+      return null;
+    }
   }
 
   /** A live volume the caller may act on; 431 when absent, 531 when out of reach. */
@@ -170,8 +189,14 @@ export class Volumes {
     const actor = { userId: caller.userId, accountId: v.accountId, domainId: v.domainId };
     if (v.wrappedKeyId) {
       const wk = await this.deps.repos.volumes.wrappedKeyOrigin(v.wrappedKeyId);
-      const secretBase64 = await using(await this.wrappedKeys.unwrap(v.wrappedKeyId, v.uuid), (dek) => dek.reveal().toString('base64'));
-      await this.deps.events.record({ type: 'KMS.KEY.UNWRAP', description: `Unwrapped the DEK of volume ${v.uuid} with KMS key ${wk?.keyUuid} (v${wk?.version})`, actor, resourceType: 'Volume', resourceId: v.uuid });
+      const { dek, via, primaryError } = await this.wrappedKeys.unwrapWithSource(v.wrappedKeyId, v.uuid);
+      const secretBase64 = await using(dek, (d) => d.reveal().toString('base64'));
+      await this.deps.events.record(via === 'standby'
+        ? {
+          type: 'KMS.KEY.UNWRAP', level: 'WARN', actor, resourceType: 'Volume', resourceId: v.uuid,
+          description: `Unwrapped the DEK of volume ${v.uuid} with KMS key ${wk?.keyUuid} (v${wk?.version}) through its standby HSM profile: the primary failed (${primaryError})`,
+        }
+        : { type: 'KMS.KEY.UNWRAP', description: `Unwrapped the DEK of volume ${v.uuid} with KMS key ${wk?.keyUuid} (v${wk?.version})`, actor, resourceType: 'Volume', resourceId: v.uuid });
       return { volume: v, secretBase64, keyUuid: wk?.keyUuid, keyVersion: wk?.version };
     }
     if (v.passphraseId) {

@@ -68,6 +68,32 @@ export class WrappedKeys {
     return { profile: await loadProfileConfig(this.deps.repos, this.deps.masterKey, profile), label: v.kekLabel };
   }
 
+  /** The standby KEK reference of a version (README "Standby HSM"); undefined when it has none. 431 when the standby profile is disabled. */
+  async standbyRef(v: KekVersionContext): Promise<KekRef | undefined> {
+    if (!v.standby) return undefined;
+    const profile = requireEnabledProfile(v.standby.profile);
+    return { profile: await loadProfileConfig(this.deps.repos, this.deps.masterKey, profile), label: v.standby.kekLabel };
+  }
+
+  /**
+   * The standby blob of a DEK stored as `blob` under version `v`: the DEK is unwrapped by the
+   * primary and wrapped by the standby KEK of the same version, with the same AAD; the plaintext is
+   * zeroed at once. Undefined when the version has no standby.
+   */
+  async standbyFromPrimary(v: KekVersionContext, ownerUuid: string, blob: Buffer): Promise<Buffer | undefined> {
+    const standby = await this.standbyRef(v);
+    if (!standby) return undefined;
+    const kek = await this.kekRef(v);
+    const provider = this.providerOf(kek);
+    const dek = await withKekContext(v, provider.unwrap({ kek, blob, aad: this.aad(v, ownerUuid) }), { provider, ref: kek });
+    try {
+      const sp = this.providerOf(standby);
+      return await withKekContext(v, sp.wrap({ kek: standby, dek, aad: this.aad(v, ownerUuid) }), { provider: sp, ref: standby });
+    } finally {
+      dek.dispose();
+    }
+  }
+
   /** A fresh DEK of `bytes`, generated and wrapped by the backend; returns the blob only. */
   async generate(v: KekVersionContext, ownerUuid: string, bytes: number): Promise<Buffer> {
     const kek = await this.kekRef(v);
@@ -96,6 +122,23 @@ export class WrappedKeys {
       return results.map((r): ItemResult<Buffer> => (r.ok || r.error.kind !== 'param' ? r : { ok: false, error: kekMissing(v) }));
     }
     return results;
+  }
+
+  /**
+   * The standby wraps of secrets the caller also wrapped under `v` (README "Standby HSM"): one
+   * backend batch on the standby profile; one blob per item, or null for an item (or a batch) the
+   * standby could not wrap now, which the rewrap worker's standby fill wraps later. All nulls when
+   * the version has no standby.
+   */
+  async wrapManyStandby(v: KekVersionContext, items: ReadonlyArray<{ ownerUuid: string; dek: SecretBytes }>): Promise<Array<Buffer | null>> {
+    if (!v.standby || !items.length) return items.map(() => null);
+    try {
+      const ref = (await this.standbyRef(v))!;
+      const results = await this.providerOf(ref).wrapMany(items.map((i) => ({ kek: ref, dek: i.dek, aad: this.aad(v, i.ownerUuid) })));
+      return results.map((r) => (r.ok ? r.value : null));
+    } catch {
+      return items.map(() => null);
+    }
   }
 
   /**
@@ -128,6 +171,16 @@ export class WrappedKeys {
    * must dispose() it. A blob that belongs to another volume or was altered fails as `integrity`.
    */
   async unwrap(wrappedKeyId: number, ownerUuid: string): Promise<SecretBytes> {
+    return (await this.unwrapWithSource(wrappedKeyId, ownerUuid)).dek;
+  }
+
+  /**
+   * As `unwrap`, saying which backend answered. When the primary fails (its circuit open, its
+   * device gone, its KEK missing) and the row has a standby blob, the standby KEK of the same
+   * version unwraps it: `via` is 'standby' and `primaryError` says why. A tampered or swapped blob
+   * ('integrity') never falls back.
+   */
+  async unwrapWithSource(wrappedKeyId: number, ownerUuid: string): Promise<{ dek: SecretBytes; via: 'primary' | 'standby'; primaryError?: string }> {
     const wk = await this.deps.repos.wrappedKeys.liveById(wrappedKeyId);
     if (!wk) throw paramError('The wrapped key of this volume no longer exists');
     if (wk.ownerUuid !== ownerUuid) {
@@ -135,9 +188,17 @@ export class WrappedKeys {
     }
     const v = await this.versionById(wk.kekVersionId);
     if (!v || !canUnwrapUnder(v.status, v.destroyed)) throw new KmsError('integrity', `KEK version of wrapped key ${wk.uuid} is not available for decryption`);
-    const kek = await this.kekRef(v);
-    const provider = this.providerOf(kek);
-    return withKekContext(v, provider.unwrap({ kek, blob: wk.blob, aad: this.aad(v, ownerUuid) }), { provider, ref: kek });
+    try {
+      const kek = await this.kekRef(v);
+      const provider = this.providerOf(kek);
+      return { dek: await withKekContext(v, provider.unwrap({ kek, blob: wk.blob, aad: this.aad(v, ownerUuid) }), { provider, ref: kek }), via: 'primary' };
+    } catch (err) {
+      const standby = wk.standbyBlob && v.standby && !(isKmsError(err) && err.kind === 'integrity') ? await this.standbyRef(v).catch(() => undefined) : undefined;
+      if (!standby || !wk.standbyBlob) throw err;
+      const sp = this.providerOf(standby);
+      const dek = await withKekContext(v, sp.unwrap({ kek: standby, blob: wk.standbyBlob, aad: this.aad(v, ownerUuid) }), { provider: sp, ref: standby });
+      return { dek, via: 'standby', primaryError: isKmsError(err) ? err.message : 'internal error' };
+    }
   }
 
   /** Crypto-shreds a wrapped key: the blob is overwritten and the row marked removed. */

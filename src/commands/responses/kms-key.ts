@@ -21,6 +21,9 @@ export const kmsKeyFields: readonly ResponseField[] = [
   { name: 'zonename', type: 'string', description: 'the name of the zone the key belongs to' },
   { name: 'hsmprofileid', type: 'string', description: 'the ID of the HSM profile holding the active KEK version' },
   { name: 'hsmprofile', type: 'string', description: 'the name of the HSM profile holding the active KEK version' },
+  { name: 'standbyhsmprofileid', type: 'string', description: 'the ID of the standby HSM profile that also wraps every DEK of the key; an extension of CloudStack\'s API' },
+  { name: 'standbyhsmprofile', type: 'string', description: 'the name of the standby HSM profile; an extension of CloudStack\'s API' },
+  { name: 'standbywrappedkeys', type: 'integer', description: 'wrapped DEKs that also have a standby wrap (with a standby); an extension of CloudStack\'s API' },
   { name: 'purpose', type: 'string', description: 'what the key protects: volume (volume encryption keys)' },
   { name: 'algorithm', type: 'string', description: 'the algorithm of the key' },
   { name: 'keybits', type: 'integer', description: 'the size of the active KEK version in bits' },
@@ -44,11 +47,13 @@ export const kmsKeyFields: readonly ResponseField[] = [
 ];
 
 /** A key on the wire; `keklabel` only for the root admin (reference §1.5). */
-export function kmsKeyResponse(k: KmsKeyView, caller: Caller, versions: readonly KekVersionSummary[] = []) {
+export function kmsKeyResponse(k: KmsKeyView, caller: Caller, versions: readonly KekVersionSummary[] = [], standbyWrappedKeys = 0) {
   return {
     id: k.uuid, name: k.name, description: k.description ?? undefined,
     ...ownerOf(k), domainid: k.domainUuid, domain: k.domainName, domainpath: prettyPath(k.domainPath),
     zoneid: k.zoneUuid, zonename: k.zoneName, hsmprofileid: k.profileUuid, hsmprofile: k.profileName,
+    standbyhsmprofileid: k.standbyProfileUuid ?? undefined, standbyhsmprofile: k.standbyProfileName ?? undefined,
+    standbywrappedkeys: k.standbyProfileUuid ? standbyWrappedKeys : undefined,
     purpose: k.purpose, algorithm: k.algorithm, keybits: k.keyBits, version: k.version ?? undefined,
     enabled: k.enabled, created: formatDate(k.created),
     keklabel: isRootAdmin(caller) ? k.kekLabel : undefined,

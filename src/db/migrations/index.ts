@@ -9,6 +9,7 @@ import * as m007 from './007_master_key_versions';
 import * as m008 from './008_projects';
 import * as m009 from './009_login_throttle';
 import * as m010 from './010_wrapped_key_count_shards';
+import * as m011 from './011_kms_standby';
 import * as m012 from './012_scoped_settings_and_name_case';
 
 interface Migration {
@@ -28,6 +29,7 @@ const MIGRATIONS: ReadonlyArray<[string, Migration]> = [
   ['008_projects', m008],
   ['009_login_throttle', m009],
   ['010_wrapped_key_count_shards', m010],
+  ['011_kms_standby', m011],
   ['012_scoped_settings_and_name_case', m012],
 ];
 

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { isMysql } from '../knex';
 import { type Page, type PageWindow } from '../paging';
 import { pagedRows } from '../reader';
 
@@ -50,6 +51,17 @@ const toView = (r: DomainDbRow & { parent_uuid: string | null; parent_name: stri
 /** The `domain` table: the tree of domains, followed by parent ids (never by path patterns). */
 export class DomainRepository {
   constructor(private readonly db: Knex | Knex.Transaction) {}
+
+  /**
+   * Inside a transaction: holds the domain's row until it ends, so that names checked and inserted
+   * in it (usernames, account names: unique within a domain whatever their case) cannot race
+   * another creator. MariaDB locks the row; SQLite's one connection already runs transactions one
+   * at a time.
+   */
+  async lockForNames(id: number): Promise<void> {
+    const q = this.db('domain').where({ id }).select('id');
+    await (isMysql(this.db) ? q.forUpdate() : q);
+  }
 
   async byId(id: number): Promise<Domain | undefined> {
     const r: DomainDbRow | undefined = await this.db('domain').where({ id }).whereNull('removed').first();

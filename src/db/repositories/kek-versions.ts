@@ -17,6 +17,9 @@ export interface KekVersion {
   status: KekStatus;
   keyBits: number;
   hsmProfileId: number;
+  /** The standby KEK of this version (README "Standby HSM"): its profile and label; null without one. */
+  standbyHsmProfileId?: number | null;
+  standbyKekLabel?: string | null;
   created: Date;
   archived: Date | null;
   /** When the row was removed: the key was deleted, or the archived KEK was destroyed in its backend. */
@@ -48,6 +51,8 @@ export interface KekVersionContext {
   /** The KEK was destroyed in its backend (or the key deleted): the row is removed. */
   destroyed: boolean;
   profile: KekProfileRef;
+  /** The standby KEK of the version, when its key has a standby profile. */
+  standby?: { profile: KekProfileRef; kekLabel: string };
 }
 
 /** Live wrapped keys of one live KMS key under versions of one state (metrics). */
@@ -67,7 +72,9 @@ const COUNTS = 'kms_kek_version_counts';
 function toVersion(r: Record<string, any>): KekVersion {
   return {
     id: Number(r.id), uuid: r.uuid, kmsKeyId: Number(r.kms_key_id), versionNumber: Number(r.version_number), kekLabel: r.kek_label,
-    status: r.status, keyBits: Number(r.key_bits), hsmProfileId: Number(r.hsm_profile_id), created: new Date(Number(r.created)),
+    status: r.status, keyBits: Number(r.key_bits), hsmProfileId: Number(r.hsm_profile_id),
+    standbyHsmProfileId: r.standby_hsm_profile_id === null || r.standby_hsm_profile_id === undefined ? null : Number(r.standby_hsm_profile_id),
+    standbyKekLabel: r.standby_kek_label ?? null, created: new Date(Number(r.created)),
     archived: dateOrNull(r.archived), removed: dateOrNull(r.removed), wrappedKeys: Number(r.wrapped_keys ?? 0),
   };
 }
@@ -77,6 +84,12 @@ function toContext(r: Record<string, any>): KekVersionContext {
     keyId: Number(r.keyId), keyUuid: r.keyUuid, versionId: Number(r.versionId), versionNumber: Number(r.versionNumber), status: r.status, kekLabel: r.kekLabel,
     destroyed: r.removed !== null && r.removed !== undefined,
     profile: { id: Number(r.profileId), uuid: r.profileUuid, name: r.profileName, protocol: r.profileProtocol, enabled: r.profileEnabled === true || Number(r.profileEnabled) === 1 },
+    ...(r.standbyKekLabel && r.standbyProfileId !== null && r.standbyProfileId !== undefined ? {
+      standby: {
+        kekLabel: r.standbyKekLabel,
+        profile: { id: Number(r.standbyProfileId), uuid: r.standbyProfileUuid, name: r.standbyProfileName, protocol: r.standbyProfileProtocol, enabled: r.standbyProfileEnabled === true || Number(r.standbyProfileEnabled) === 1 },
+      },
+    } : {}),
   };
 }
 
@@ -122,14 +135,15 @@ export class KekVersionRepository {
   async insert(v: NewKekVersion): Promise<number> {
     const [id] = await this.db('kms_kek_versions').insert({
       uuid: v.uuid, kms_key_id: v.kmsKeyId, version_number: v.versionNumber, kek_label: v.kekLabel, status: v.status, key_bits: v.keyBits,
-      hsm_profile_id: v.hsmProfileId, created: v.created.getTime(), archived: null, removed: null,
+      hsm_profile_id: v.hsmProfileId, standby_hsm_profile_id: v.standbyHsmProfileId ?? null, standby_kek_label: v.standbyKekLabel ?? null,
+      created: v.created.getTime(), archived: null, removed: null,
     });
     return Number(id);
   }
 
   /** Whether any version row (removed ones too) names this label. */
   async labelTaken(label: string): Promise<boolean> {
-    return !!(await this.db('kms_kek_versions').where({ kek_label: label }).first('id'));
+    return !!(await this.db('kms_kek_versions').where({ kek_label: label }).orWhere({ standby_kek_label: label }).first('id'));
   }
 
   /**
@@ -139,7 +153,22 @@ export class KekVersionRepository {
    */
   async lockAllOf(keyId: number): Promise<void> {
     const q = this.db('kms_kek_versions').where({ kms_key_id: keyId }).select('id');
-    await (isMysql(this.db) ? q.forUpdate() : q);
+    const rows: Array<{ id: number }> = await (isMysql(this.db) ? q.forUpdate() : q);
+    await this.fenceCounts(rows.map((r) => Number(r.id)));
+  }
+
+  /**
+   * Writes every count shard of each version (creating missing ones), a real change of each row
+   * (+1 then -1, so the sums stay true): on Galera, FOR UPDATE locks only on the local node, but a
+   * transaction storing a DEK on another node writes one shard row of its version, so certification
+   * sees both transactions wrote the same row and fails one of them (retried, it re-checks and
+   * refuses). An `n = n` update would not do: MariaDB writes no row that did not change.
+   */
+  async fenceCounts(versionIds: readonly number[]): Promise<void> {
+    if (!versionIds.length) return;
+    const rows = versionIds.flatMap((id) => Array.from({ length: WRAPPED_KEY_COUNT_SHARDS }, (_, shard) => ({ kek_version_id: id, shard, n: 1 })));
+    await this.db(COUNTS).insert(rows).onConflict(['kek_version_id', 'shard']).merge({ n: this.db.raw('?? + 1', [`${COUNTS}.n`]) });
+    await this.db(COUNTS).whereIn('kek_version_id', [...versionIds]).update({ n: this.db.raw('?? - 1', ['n']) });
   }
 
   /** Marks every live version of a key removed (the key is deleted). */
@@ -182,16 +211,23 @@ export class KekVersionRepository {
     return (await q.select('v.id')).map((r: { id: number }) => Number(r.id));
   }
 
-  /** Whether the version is still in `status`, locking its row (FOR UPDATE on MariaDB) for the transaction. */
+  /**
+   * Whether the version is still in `status`, locking its row (FOR UPDATE on MariaDB) and writing
+   * all its count shards (`fenceCounts`, which conflicts on Galera with a DEK stored on another node).
+   */
   async lockIfIn(id: number, status: KekStatus): Promise<boolean> {
     const q = this.db('kms_kek_versions').where({ id, status }).first('id');
-    return !!(await (isMysql(this.db) ? q.forUpdate() : q));
+    if (!(await (isMysql(this.db) ? q.forUpdate() : q))) return false;
+    await this.fenceCounts([id]);
+    return true;
   }
 
   /**
    * Whether the version (and its key) is live and in one of `states`, locking the version row for
    * the transaction. FOR UPDATE, not SHARE: the same transaction then raises the version's
-   * wrapped-key count, and two shared locks each upgrading to exclusive would deadlock.
+   * wrapped-key count, and two shared locks each upgrading to exclusive would deadlock. That count
+   * write (one shard row) is what conflicts on Galera with a deletion or archiving on another node,
+   * which writes every shard row (`fenceCounts`).
    */
   async lockIfUsable(versionId: number, states: readonly KekStatus[]): Promise<boolean> {
     const q = this.db('kms_kek_versions as v').join('kms_keys as k', 'k.id', 'v.kms_key_id')
@@ -243,10 +279,18 @@ export class KekVersionRepository {
       .sum('n').as('wrapped_keys'));
   }
 
+  /** Gives a version its standby KEK (a standby added to its key). */
+  async setStandby(versionId: number, standby: { hsmProfileId: number; kekLabel: string }): Promise<void> {
+    await this.db('kms_kek_versions').where({ id: versionId }).update({ standby_hsm_profile_id: standby.hsmProfileId, standby_kek_label: standby.kekLabel });
+  }
+
   private contextQuery() {
     return this.db('kms_kek_versions as v')
       .join('kms_keys as k', 'k.id', 'v.kms_key_id')
       .join('kms_hsm_profiles as p', 'p.id', 'v.hsm_profile_id')
+      .leftJoin('kms_hsm_profiles as sp', 'sp.id', 'v.standby_hsm_profile_id')
+      .select('v.standby_kek_label as standbyKekLabel', 'sp.id as standbyProfileId', 'sp.uuid as standbyProfileUuid', 'sp.name as standbyProfileName',
+        'sp.protocol as standbyProfileProtocol', 'sp.enabled as standbyProfileEnabled')
       .select('v.id as versionId', 'v.version_number as versionNumber', 'v.status', 'v.kek_label as kekLabel', 'v.removed',
         'k.id as keyId', 'k.uuid as keyUuid', 'p.id as profileId', 'p.uuid as profileUuid', 'p.name as profileName',
         'p.protocol as profileProtocol', 'p.enabled as profileEnabled');

@@ -20,6 +20,8 @@ export interface KmsKey {
   keyBits: number;
   enabled: boolean;
   hsmProfileId: number;
+  /** The key's standby HSM profile (README "Standby HSM"); null without one. */
+  standbyHsmProfileId?: number | null;
   created: Date;
   removed: Date | null;
 }
@@ -38,6 +40,8 @@ export interface KmsKeyView extends KmsKey {
   zoneName: string;
   profileUuid: string;
   profileName: string;
+  standbyProfileUuid?: string | null;
+  standbyProfileName?: string | null;
   /** The Active version's number; null only for a key caught between states. */
   version: number | null;
 }
@@ -59,7 +63,9 @@ export function toKmsKey(r: Record<string, any>): KmsKey {
   return {
     id: Number(r.id), uuid: r.uuid, name: r.name, description: r.description ?? null, kekLabel: r.kek_label, purpose: r.purpose,
     accountId: Number(r.account_id), domainId: Number(r.domain_id), zoneId: Number(r.zone_id), algorithm: r.algorithm, keyBits: Number(r.key_bits),
-    enabled: bool(r.enabled), hsmProfileId: Number(r.hsm_profile_id), created: new Date(Number(r.created)), removed: dateOrNull(r.removed),
+    enabled: bool(r.enabled), hsmProfileId: Number(r.hsm_profile_id),
+    standbyHsmProfileId: r.standby_hsm_profile_id === null || r.standby_hsm_profile_id === undefined ? null : Number(r.standby_hsm_profile_id),
+    created: new Date(Number(r.created)), removed: dateOrNull(r.removed),
   };
 }
 
@@ -67,6 +73,7 @@ function toView(r: Record<string, any>): KmsKeyView {
   return {
     ...toKmsKey(r), accountName: r.account_name, accountUuid: r.account_uuid, domainUuid: r.domain_uuid, domainName: r.domain_name,
     projectUuid: r.project_uuid ?? null, projectName: r.project_name ?? null, domainPath: r.domain_path, zoneUuid: r.zone_uuid, zoneName: r.zone_name, profileUuid: r.profile_uuid, profileName: r.profile_name,
+    standbyProfileUuid: r.standby_profile_uuid ?? null, standbyProfileName: r.standby_profile_name ?? null,
     version: r.version === null || r.version === undefined ? null : Number(r.version),
   };
 }
@@ -80,9 +87,11 @@ const KEY_VIEW_FROM = '`kms_keys` as `k`'
   + ' left join `projects` as `pr` on `pr`.`project_account_id` = `a`.`id`'
   + ' inner join `data_center` as `z` on `z`.`id` = `k`.`zone_id`'
   + ' inner join `kms_hsm_profiles` as `p` on `p`.`id` = `k`.`hsm_profile_id`'
+  + ' left join `kms_hsm_profiles` as `sp` on `sp`.`id` = `k`.`standby_hsm_profile_id`'
   + ' left join `kms_kek_versions` as `v` on `v`.`kms_key_id` = `k`.`id` and `v`.`status` = ? and `v`.`removed` is null';
 const KEY_VIEW_COLUMNS = '`k`.*, `a`.`account_name`, `a`.`uuid` as `account_uuid`, `d`.`uuid` as `domain_uuid`, `d`.`name` as `domain_name`,'
   + ' `d`.`path` as `domain_path`, `z`.`uuid` as `zone_uuid`, `z`.`name` as `zone_name`, `p`.`uuid` as `profile_uuid`, `p`.`name` as `profile_name`,'
+  + ' `sp`.`uuid` as `standby_profile_uuid`, `sp`.`name` as `standby_profile_name`,'
   + ' `v`.`version_number` as `version`, `pr`.`uuid` as `project_uuid`, `pr`.`name` as `project_name`';
 
 /** `kms_keys`, and the views of keys that responses and guards need (owner, zone, profile names; usage). */
@@ -141,7 +150,7 @@ export class KmsKeyRepository {
     const [id] = await this.db('kms_keys').insert({
       uuid: k.uuid, name: k.name, description: k.description, kek_label: k.kekLabel, purpose: k.purpose, account_id: k.accountId,
       domain_id: k.domainId, zone_id: k.zoneId, algorithm: k.algorithm, key_bits: k.keyBits, enabled: k.enabled,
-      hsm_profile_id: k.hsmProfileId, created: k.created.getTime(), removed: null,
+      hsm_profile_id: k.hsmProfileId, standby_hsm_profile_id: k.standbyHsmProfileId ?? null, created: k.created.getTime(), removed: null,
     });
     return Number(id);
   }
@@ -165,6 +174,19 @@ export class KmsKeyRepository {
   async moveToKek(id: number, kek: { kekLabel: string; hsmProfileId: number; keyBits: number }): Promise<boolean> {
     return (await this.db('kms_keys').where({ id }).whereNull('removed')
       .update({ kek_label: kek.kekLabel, hsm_profile_id: kek.hsmProfileId, key_bits: kek.keyBits })) === 1;
+  }
+
+  /** Names the key's standby HSM profile. */
+  async setStandby(id: number, profileId: number): Promise<void> {
+    await this.db('kms_keys').where({ id }).update({ standby_hsm_profile_id: profileId });
+  }
+
+  /** Live wrapped keys of each key that also have a standby blob (listKMSKeys `standbywrappedkeys`). */
+  async standbyCoverage(keyIds: readonly number[]): Promise<Map<number, number>> {
+    if (!keyIds.length) return new Map();
+    const rows: Array<{ kms_key_id: number; n: number | string }> = await this.db('kms_wrapped_key').whereIn('kms_key_id', [...keyIds])
+      .whereNull('removed').whereNotNull('standby_blob').groupBy('kms_key_id').select('kms_key_id', this.db.raw('count(*) as n'));
+    return new Map(rows.map((r) => [Number(r.kms_key_id), Number(r.n)]));
   }
 
   /** What still uses a key: live wrapped keys and live volumes. */

@@ -12,11 +12,13 @@ export interface WrappedKey {
   zoneId: number;
   ownerUuid: string;
   blob: Buffer;
+  /** The same DEK wrapped by the standby KEK of the version (README "Standby HSM"); null without one. */
+  standbyBlob: Buffer | null;
   removed: Date | null;
 }
 
 /** A new wrapped key: the blob and the volume (owner) it belongs to. */
-export interface WrappedKeyInput { zoneId: number; ownerUuid: string; blob: Buffer }
+export interface WrappedKeyInput { zoneId: number; ownerUuid: string; blob: Buffer; standbyBlob?: Buffer | null }
 
 /** A wrapped key claimed by a rewrap worker. */
 export interface ClaimedWrappedKey {
@@ -26,6 +28,7 @@ export interface ClaimedWrappedKey {
   kekVersionId: number;
   ownerUuid: string;
   blob: Buffer;
+  standbyBlob: Buffer | null;
 }
 
 /** Which live wrapped keys a key check covers: those of one key, of one profile (their version's), of one zone; all when empty. */
@@ -38,10 +41,16 @@ export interface CheckedWrappedKey {
   kekVersionId: number;
   ownerUuid: string;
   blob: Buffer;
+  standbyBlob: Buffer | null;
 }
 
-/** One rewrapped blob to commit. */
-export interface RewrappedBlob { id: number; blob: Buffer }
+/** One rewrapped blob to commit, with its standby blob under the target version's standby KEK (null: none yet). */
+export interface RewrappedBlob { id: number; blob: Buffer; standbyBlob?: Buffer | null }
+
+/** A live wrapped key whose version has a standby KEK but which has no standby blob yet. */
+export interface StandbyGap { id: number; kekVersionId: number; ownerUuid: string; blob: Buffer }
+
+const bufOrNull = (b: unknown): Buffer | null => (b === null || b === undefined ? null : Buffer.from(b as Buffer));
 
 /**
  * `kms_wrapped_key`. Every statement that adds, removes or moves wrapped keys also keeps the
@@ -60,7 +69,7 @@ export class WrappedKeyRepository {
     const r = await this.db('kms_wrapped_key').where({ id }).whereNull('removed').first();
     return r && {
       id: Number(r.id), uuid: r.uuid, kmsKeyId: Number(r.kms_key_id), kekVersionId: Number(r.kek_version_id), zoneId: Number(r.zone_id),
-      ownerUuid: r.owner_uuid, blob: Buffer.from(r.wrapped_blob), removed: null,
+      ownerUuid: r.owner_uuid, blob: Buffer.from(r.wrapped_blob), standbyBlob: bufOrNull(r.standby_blob), removed: null,
     };
   }
 
@@ -70,7 +79,7 @@ export class WrappedKeyRepository {
    */
   async insertMany(keyId: number, versionId: number, rows: readonly WrappedKeyInput[], at: Date): Promise<Map<string, number>> {
     const records = rows.map((r) => ({
-      uuid: randomUUID(), kms_key_id: keyId, kek_version_id: versionId, zone_id: r.zoneId, owner_uuid: r.ownerUuid, wrapped_blob: r.blob, created: at.getTime(),
+      uuid: randomUUID(), kms_key_id: keyId, kek_version_id: versionId, zone_id: r.zoneId, owner_uuid: r.ownerUuid, wrapped_blob: r.blob, standby_blob: r.standbyBlob ?? null, created: at.getTime(),
     }));
     await this.db('kms_wrapped_key').insert(records);
     await this.versions.adjustWrappedKeyCount(versionId, records.length);
@@ -86,7 +95,7 @@ export class WrappedKeyRepository {
     const row: { kek_version_id: number } | undefined = await (isMysql(this.db) ? q.forUpdate() : q);
     if (!row) return;
     const n = await this.db('kms_wrapped_key').where({ id, kek_version_id: row.kek_version_id }).whereNull('removed')
-      .update({ wrapped_blob: Buffer.alloc(0), removed: at.getTime() });
+      .update({ wrapped_blob: Buffer.alloc(0), standby_blob: null, removed: at.getTime() });
     await this.versions.adjustWrappedKeyCount(row.kek_version_id, -n);
   }
 
@@ -121,9 +130,10 @@ export class WrappedKeyRepository {
       .andWhere((q) => q.whereNull('claim_expires').orWhere('claim_expires', '<', now))
       .update({ claim_owner: workerId, claim_expires: now + claimMs });
     const rows: Array<Record<string, any>> = await this.db('kms_wrapped_key').whereIn('id', ids).where({ claim_owner: workerId }).whereNull('removed')
-      .select('id', 'uuid', 'kms_key_id', 'kek_version_id', 'owner_uuid', 'wrapped_blob');
+      .select('id', 'uuid', 'kms_key_id', 'kek_version_id', 'owner_uuid', 'wrapped_blob', 'standby_blob');
     return rows.map((r) => ({
       id: Number(r.id), uuid: r.uuid, kmsKeyId: Number(r.kms_key_id), kekVersionId: Number(r.kek_version_id), ownerUuid: r.owner_uuid, blob: r.wrapped_blob,
+      standbyBlob: bufOrNull(r.standby_blob),
     }));
   }
 
@@ -135,10 +145,15 @@ export class WrappedKeyRepository {
    */
   async commitRewrapped(fromVersionId: number, toVersionId: number, workerId: string, blobs: readonly RewrappedBlob[], at: number): Promise<number> {
     const blobCase = this.db.raw(`CASE id ${blobs.map(() => 'WHEN ? THEN ?').join(' ')} END`, blobs.flatMap((b) => [b.id, b.blob]));
+    // Both wraps move together: the standby blob of the source version is never left next to a blob of the target.
+    const withStandby = blobs.filter((b) => b.standbyBlob);
+    const standbyCase = withStandby.length
+      ? this.db.raw(`CASE id ${withStandby.map(() => 'WHEN ? THEN ?').join(' ')} ELSE NULL END`, withStandby.flatMap((b) => [b.id, b.standbyBlob!]))
+      : null;
     const n = await this.db('kms_wrapped_key')
       .whereIn('id', blobs.map((b) => b.id))
       .where({ kek_version_id: fromVersionId, claim_owner: workerId }).whereNull('removed')
-      .update({ wrapped_blob: blobCase, kek_version_id: toVersionId, claim_owner: null, claim_expires: null, updated: at });
+      .update({ wrapped_blob: blobCase, standby_blob: standbyCase, kek_version_id: toVersionId, claim_owner: null, claim_expires: null, updated: at });
     await this.versions.adjustWrappedKeyCount(fromVersionId, -n);
     await this.versions.adjustWrappedKeyCount(toVersionId, n);
     return n;
@@ -162,9 +177,10 @@ export class WrappedKeyRepository {
   async pageForCheck(f: WrappedKeyCheckFilter, afterId: number, limit: number): Promise<CheckedWrappedKey[]> {
     const rows: Array<Record<string, any>> = await this.checkQuery(f).where('w.id', '>', afterId)
       .orderBy('w.id').limit(limit)
-      .select('w.id', 'w.uuid', 'w.kek_version_id', 'w.owner_uuid', 'w.wrapped_blob');
+      .select('w.id', 'w.uuid', 'w.kek_version_id', 'w.owner_uuid', 'w.wrapped_blob', 'w.standby_blob');
     return rows.map((r) => ({
       id: Number(r.id), uuid: r.uuid, kekVersionId: Number(r.kek_version_id), ownerUuid: r.owner_uuid, blob: Buffer.from(r.wrapped_blob),
+      standbyBlob: bufOrNull(r.standby_blob),
     }));
   }
 
@@ -173,6 +189,25 @@ export class WrappedKeyRepository {
     if (!uuids.length) return new Map();
     const rows: Array<{ uuid: string; name: string }> = await this.db('volumes').whereIn('uuid', [...uuids]).whereNull('removed').select('uuid', 'name');
     return new Map(rows.map((r) => [r.uuid, r.name]));
+  }
+
+  /**
+   * Up to `limit` live wrapped keys, not claimed by a rewrap, whose version has a standby KEK but
+   * which have no standby blob yet (a standby added to an existing key; a standby wrap that failed).
+   */
+  async standbyGaps(limit: number, now: number): Promise<StandbyGap[]> {
+    const rows: Array<Record<string, any>> = await this.db('kms_wrapped_key as w')
+      .join('kms_kek_versions as v', 'v.id', 'w.kek_version_id')
+      .whereNotNull('v.standby_kek_label').whereNull('v.removed').whereNull('w.removed').whereNull('w.standby_blob')
+      .andWhere((q) => q.whereNull('w.claim_expires').orWhere('w.claim_expires', '<', now))
+      .orderBy('w.id').limit(limit).select('w.id', 'w.kek_version_id', 'w.owner_uuid', 'w.wrapped_blob');
+    return rows.map((r) => ({ id: Number(r.id), kekVersionId: Number(r.kek_version_id), ownerUuid: r.owner_uuid, blob: Buffer.from(r.wrapped_blob) }));
+  }
+
+  /** Stores a row's standby blob, only if it is still live, on `versionId` and without one; true when stored. */
+  async fillStandby(id: number, versionId: number, standbyBlob: Buffer): Promise<boolean> {
+    return (await this.db('kms_wrapped_key').where({ id, kek_version_id: versionId }).whereNull('removed').whereNull('standby_blob')
+      .update({ standby_blob: standbyBlob })) === 1;
   }
 
   /** Releases this worker's claims on `ids` (retried at the next tick). */

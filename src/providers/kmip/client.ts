@@ -11,7 +11,7 @@ import { KmsError } from '../../core/errors';
 import { KmipConnection, MAX_RESPONSE_BYTES, transportError, type KmipEndpoint } from './connection';
 import { parseResponse, requestMessage, type RequestItem, type RequestOptions, type ResponseItem } from './messages';
 import type { KmipProfile } from './profile';
-import { TtlvError } from './ttlv';
+import { TtlvError, type TtlvItem } from './ttlv';
 
 /** How a call is bounded: the policy's abort signal, a per-request timeout, and a hook per answered request. */
 export interface CallOptions {
@@ -19,6 +19,11 @@ export interface CallOptions {
   readonly timeoutMs?: number;
   /** Called after each request of a split call is answered (the policy's stall bound). */
   readonly progress?: () => void;
+  /**
+   * Sends the call in a request of its own, never batched with other callers' operations (Create,
+   * Activate, Revoke, Destroy: a whole-request failure of someone else's work must not touch them).
+   */
+  readonly alone?: boolean;
 }
 
 /** Queued operations of one call (or one part of a split call), answered together. */
@@ -26,6 +31,7 @@ interface Unit {
   readonly items: readonly RequestItem[];
   readonly signal?: AbortSignal;
   readonly timeoutMs?: number;
+  readonly alone?: boolean;
   resolve(answers: ResponseItem[]): void;
   reject(e: KmsError): void;
   /** Removes the unit from the queue when its caller gives up before it is sent. */
@@ -66,12 +72,18 @@ export class KmipClient {
     const size = this.profile.batchItems;
     const parts: RequestItem[][] = [];
     for (let i = 0; i < items.length; i += size) parts.push(items.slice(i, i + size));
-    const answers = await Promise.all(parts.map(async (part) => {
+    const settled = await Promise.allSettled(parts.map(async (part) => {
       const got = await this.#enqueue(part, opts);
       opts.progress?.();
       return got;
     }));
-    return answers.flat();
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failed) {
+      // The parts that were answered may hold plaintext DEKs (Decrypt): zeroed, as nobody reads them.
+      for (const s of settled) if (s.status === 'fulfilled') for (const a of s.value) if (a.ok) zeroBytes(a.payload);
+      throw failed.reason;
+    }
+    return settled.flatMap((s) => (s.status === 'fulfilled' ? s.value : []));
   }
 
   close(): void {
@@ -92,7 +104,7 @@ export class KmipClient {
         reject(new KmsError('unavailable', `Waiting for a KMIP connection of HSM profile ${this.name} was abandoned`));
         return;
       }
-      const unit: Unit = { items, signal: opts.signal, timeoutMs: opts.timeoutMs, resolve, reject };
+      const unit: Unit = { items, signal: opts.signal, timeoutMs: opts.timeoutMs, alone: opts.alone, resolve, reject };
       unit.onAbort = () => {
         const i = this.#queue.indexOf(unit);
         if (i < 0) return;
@@ -110,7 +122,7 @@ export class KmipClient {
     while (!this.#closed && this.#queue.length && this.#busy < this.profile.maxConnections) {
       const units: Unit[] = [this.#queue.shift()!];
       let n = units[0].items.length;
-      while (this.#queue.length && n + this.#queue[0].items.length <= this.profile.batchItems) {
+      while (!units[0].alone && this.#queue.length && !this.#queue[0].alone && n + this.#queue[0].items.length <= this.profile.batchItems) {
         const u = this.#queue.shift()!;
         n += u.items.length;
         units.push(u);
@@ -178,4 +190,11 @@ export class KmipClient {
     }
     return KmipConnection.open(this.endpoint, signal, timeoutMs);
   }
+}
+
+/** Zeroes every byte string in an item (a dropped answer's plaintexts). */
+function zeroBytes(item: TtlvItem | undefined): void {
+  if (!item) return;
+  if (item.type === 'byteString') item.value.fill(0);
+  else if (item.type === 'structure') for (const c of item.value) zeroBytes(c);
 }

@@ -22,28 +22,38 @@ export interface KmipEndpoint {
 /** The largest response accepted, as the Maximum Response Size asked of the server. */
 export const MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
 
-/** Node's TLS error codes that mean the peer refused who we are, or we refused it. */
-const TLS_REFUSED = /CERT|SELF_SIGNED|UNABLE_TO|HOSTNAME|ERR_TLS|SSL|ALERT/;
+/** Node's codes for a server certificate we refused (chain, expiry, host name): only during the handshake. */
+const SERVER_CERT_REFUSED = /^(UNABLE_TO_|SELF_SIGNED_CERT|DEPTH_ZERO_SELF_SIGNED|CERT_|ERR_TLS_CERT_ALTNAME_INVALID)/;
+/** The TLS alerts by which a server refuses our certificate or our access, as Node's code or OpenSSL's text. */
+const ALERT_CODE_REFUSED = /ALERT_(BAD_CERTIFICATE|CERTIFICATE_REQUIRED|CERTIFICATE_UNKNOWN|CERTIFICATE_REVOKED|CERTIFICATE_EXPIRED|UNSUPPORTED_CERTIFICATE|UNKNOWN_CA|ACCESS_DENIED)$/;
+const ALERT_TEXT_REFUSED = /alert (bad certificate|certificate required|certificate unknown|certificate revoked|certificate expired|unsupported certificate|unknown ca|access denied)/i;
 
 /**
- * Classifies a socket or TLS failure: an unknown host is 'param' (fix the host), a refused
- * handshake 'auth' (fix the certificates), both never retried; anything else is 'unavailable'
- * (a restarted or unreachable server), retried by the policy. Messages carry the code, never key material.
+ * Classifies a socket or TLS failure: a refused certificate (ours by one of the certificate or
+ * access alerts, or the server's by our checks) is 'auth' (fix the certificates), never retried,
+ * but only while the connection has not answered a request yet: a TLS error later is a broken
+ * connection. Anything else, an unknown host included (DNS may be failing for a while; probe()
+ * says 'param' for it when a profile is checked), is 'unavailable', retried by the policy.
+ * Messages carry the code, never key material.
  */
-export function transportError(ep: KmipEndpoint, e: unknown, during: 'connect' | 'request'): KmsError {
+export function transportError(ep: KmipEndpoint, e: unknown, during: 'connect' | 'request', answered = false): KmsError {
   if (e instanceof KmsError) return e;
   const code = String((e as { code?: unknown })?.code ?? '');
   const reason = String((e as { reason?: unknown })?.reason ?? (e as Error)?.message ?? '').slice(0, 200);
   if (code === 'ENOTFOUND') {
-    return new KmsError('param', `KMIP server host ${ep.host} of HSM profile ${ep.name} is unknown (DNS: ${code})`, { retryable: false });
+    return new KmsError('unavailable', `KMIP server host ${ep.host} of HSM profile ${ep.name} is unknown (DNS: ${code})`, { cause: e });
   }
   // Under TLS 1.3 a server refuses the client certificate after the client's handshake ended, so
-  // the refusal arrives with the first request: a TLS alert code counts in both phases.
-  if (TLS_REFUSED.test(code) || (during === 'connect' && (code === 'EPROTO' || /alert|certificate|handshake/i.test(reason)))) {
+  // the refusal arrives with the first request: an alert counts until the first answer.
+  const refused = (during === 'connect' && SERVER_CERT_REFUSED.test(code)) || (!answered && (ALERT_CODE_REFUSED.test(code) || ALERT_TEXT_REFUSED.test(reason)));
+  if (refused) {
     return new KmsError('auth', `KMIP server ${ep.host}:${ep.port} of HSM profile ${ep.name}: TLS handshake refused (${code || 'TLS'}: ${reason}); check the ca, client_certificate and private_key details`, { retryable: false });
   }
   return new KmsError('unavailable', `KMIP server ${ep.host}:${ep.port} of HSM profile ${ep.name} unavailable during ${during}${code ? ` (${code})` : ''}`, { cause: e });
 }
+
+/** True for the error of an unknown host (DNS), which a profile check reports as a bad host. */
+export const isUnknownHost = (e: unknown): boolean => e instanceof KmsError && String((e.cause as { code?: unknown } | undefined)?.code ?? '') === 'ENOTFOUND';
 
 /** One TLS connection. `request` sends a message and resolves with the decoded response. */
 export class KmipConnection {
@@ -53,10 +63,12 @@ export class KmipConnection {
   #closed = false;
   /** Set when the connection may no longer carry requests (closed, failed or abandoned). */
   #dead: KmsError | undefined;
+  /** Set once a response arrived: a TLS error after that is a broken connection, not a refusal. */
+  #answered = false;
 
   private constructor(private readonly ep: KmipEndpoint, private readonly socket: TLSSocket) {
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
-    socket.on('error', (e) => this.#fail(transportError(ep, e, 'request')));
+    socket.on('error', (e) => this.#fail(transportError(ep, e, 'request', this.#answered)));
     socket.on('close', () => this.#fail(new KmsError('unavailable', `KMIP server ${ep.host}:${ep.port} of HSM profile ${ep.name} closed the connection`)));
   }
 
@@ -128,6 +140,7 @@ export class KmipConnection {
         reject: (e) => { cleanup(); reject(e); },
       };
       if (signal?.aborted) {
+        bytes.fill(0); // never written: the request may carry plaintext DEKs (Encrypt)
         onAbort();
         return;
       }
@@ -137,7 +150,7 @@ export class KmipConnection {
         timer.unref?.();
       }
       // The request may carry plaintext DEKs (Encrypt): its bytes are zeroed once written.
-      this.socket.write(bytes, () => bytes.fill(0));
+      this.socket.write(bytes, () => bytes.fill(0)); // called with an error too, when the socket is destroyed first
     });
   }
 
@@ -191,6 +204,7 @@ export class KmipConnection {
         this.#fail(decoded);
         return;
       }
+      this.#answered = true;
       pending.resolve(decoded);
     }
   }

@@ -32,7 +32,8 @@ import { KmsError } from '../../core/errors';
 import { SecretBytes } from '../../core/secret-bytes';
 import type { Logger } from '../../core/logger';
 import { batchProfile } from '../batch';
-import { operationProgress, operationSignal } from '../policy';
+import { operationProgress, operationSignal, operationStallMs } from '../policy';
+import { isUnknownHost } from './connection';
 import type {
   GenerateRequest, HsmProfileConfig, ItemResult, KekBits, KekProvider, KekRef, RewrapRequest, UnwrapRequest, WrapRequest,
 } from '../provider';
@@ -40,7 +41,7 @@ import { KmipClient } from './client';
 import {
   activate, createAesKey, createCmacKey, decryptCbc, decryptGcm, encryptCbc, encryptedData, mac, macResult, decryptResult, destroy, discoverVersions, discoveredVersions, encryptGcm, encryptResult,
   GCM_TAG_BYTES, locateByName, locatedIds, payloadOf, queriedOperations, queryOperations, REASON_AUTHENTICATION, REASON_CRYPTOGRAPHIC_FAILURE,
-  REASON_GENERAL_FAILURE, REASON_ITEM_NOT_FOUND, REASON_PERMISSION_DENIED, ResultReason, revoke, uniqueIdOf, versionText,
+  LIVE_STATES, locateByNameIn, REASON_GENERAL_FAILURE, REASON_ITEM_NOT_FOUND, REASON_PERMISSION_DENIED, ResultReason, revoke, uniqueIdOf, versionText,
   type RequestItem, type ResponseItem,
 } from './messages';
 import { fingerprintOf } from '../pkcs11/profile';
@@ -51,8 +52,8 @@ import { TtlvError } from './ttlv';
 export interface KmipProviderOptions {
   logger: Logger;
   /**
-   * How long one KMIP request may go unanswered when called outside the policy (which bounds calls
-   * by kms.operation.timeout.sec instead). @defaultValue 60000
+   * How long one KMIP request may go unanswered when called outside the policy (inside it, a
+   * request may go unanswered for the operation's stall time, kms.operation.timeout.sec). @defaultValue 60000
    */
   requestTimeoutMs?: number;
 }
@@ -85,20 +86,36 @@ interface ProfileState {
 }
 
 /**
- * The KmsError of a failed item. A refused credential or permission is 'auth'; Decrypt's Cryptographic
- * Failure (or General Failure: PyKMIP answers a wrong GCM tag so) is 'integrity'; the rest 'provider'.
+ * PyKMIP 0.10 answers an exception that is not a KMIP error (cryptography's InvalidTag for a wrong
+ * GCM tag or aad among them) as Operation Failed / General Failure with this message, in the failing
+ * item's own batch item (kmip/services/server/engine.py, _process_batch).
+ */
+const PYKMIP_UNEXPECTED_FAILURE = 'Operation failed. See the server logs for more information.';
+
+/**
+ * The KmsError of a failed item. A refused credential or permission is 'auth'. Only a Decrypt item's
+ * own failure that says the ciphertext did not authenticate is 'integrity' (never retried): a
+ * Cryptographic Failure, or PyKMIP's General Failure for a wrong tag. A whole-request failure copied
+ * to the item, or an item the server never answered, is 'unavailable' (retried); so is an item's own
+ * General Failure otherwise. Other item failures are 'provider', not retried.
  * Server messages are included cut short: they name fields and states, never key material.
  */
-function itemError(profile: string, op: string, item: Extract<ResponseItem, { ok: false }>, label?: string): KmsError {
+export function itemError(profile: string, op: string, item: Extract<ResponseItem, { ok: false }>, label?: string): KmsError {
   const reason = ResultReason[item.reason] ?? `reason ${item.reason}`;
   const said = item.message ? `: ${item.message.slice(0, 160)}` : '';
-  if (item.reason === REASON_ITEM_NOT_FOUND && label) return notFound(label);
   if (item.reason === REASON_AUTHENTICATION || item.reason === REASON_PERMISSION_DENIED) {
     return new KmsError('auth', `KMIP ${op} refused by the server of HSM profile ${profile} (${reason}${said}); check the client certificate, username and password`, { retryable: false });
   }
-  if (op === 'Decrypt' && (item.reason === REASON_CRYPTOGRAPHIC_FAILURE || item.reason === REASON_GENERAL_FAILURE)) {
+  if (item.scope !== 'item') {
+    const why = item.scope === 'unanswered' ? 'was not answered by the server' : `failed with the whole request (${reason}${said})`;
+    return new KmsError('unavailable', `KMIP ${op} on HSM profile ${profile} ${why}`);
+  }
+  if (item.reason === REASON_ITEM_NOT_FOUND && label) return notFound(label);
+  if (op === 'Decrypt' && item.operation === 'Decrypt' && (item.reason === REASON_CRYPTOGRAPHIC_FAILURE
+    || (item.reason === REASON_GENERAL_FAILURE && item.message === PYKMIP_UNEXPECTED_FAILURE))) {
     return new KmsError('integrity', `Wrapped key failed authentication${label ? ` under KEK ${label}` : ''} (KMIP Decrypt: ${reason})`, { retryable: false });
   }
+  if (item.reason === REASON_GENERAL_FAILURE) return new KmsError('unavailable', `KMIP ${op} failed on HSM profile ${profile} (${reason}${said})`);
   return new KmsError('provider', `KMIP ${op} failed on HSM profile ${profile} (${reason}${said})`, { retryable: false });
 }
 
@@ -127,8 +144,23 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
     return state;
   };
 
+  /**
+   * Inside the policy, a request may take the operation's stall time (kms.operation.timeout.sec) per
+   * batch item, as the policy scales a batch's timeout by its size: a KMIP request answers all its
+   * items at once. Outside the policy, the fixed requestTimeoutMs.
+   */
+  const requestTimeout = (items: number): number => {
+    const stall = operationStallMs();
+    return stall === undefined ? requestTimeoutMs : stall * Math.max(1, items);
+  };
+  /** Key lifecycle operations go in requests of their own, never batched with other callers' work. */
+  const LIFECYCLE = new Set(['Create', 'Activate', 'Revoke', 'Destroy']);
   const call = (state: ProfileState, items: readonly RequestItem[]): Promise<ResponseItem[]> =>
-    state.client.call(items, { signal: operationSignal(), timeoutMs: requestTimeoutMs, progress: operationProgress() });
+  
+    state.client.call(items, {
+      signal: operationSignal(), timeoutMs: requestTimeout(items.length), progress: operationProgress(),
+      alone: items.some((it) => LIFECYCLE.has(it.operation)),
+    });
 
   /** Reads a successful payload; a malformed one is the server's fault ('provider', retryable). */
   const read = <T>(profile: HsmProfileConfig, op: string, fn: () => T): T => {
@@ -174,7 +206,7 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
    */
   const perItem = async <R, T>(
     profile: HsmProfileConfig, op: 'Encrypt' | 'Decrypt' | 'MAC', reqs: readonly R[], labelOf: (r: R) => string,
-    build: (r: R, uid: string) => RequestItem, done: (r: R, payload: ResponseItem & { ok: true }) => T,
+    build: (r: R, uid: string, i: number) => RequestItem, done: (r: R, payload: ResponseItem & { ok: true }, i: number) => T,
   ): Promise<ItemResult<T>[]> => {
     const state = stateFor(profile);
     const ids = await resolve(profile, state, reqs.map(labelOf));
@@ -188,7 +220,7 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
         return;
       }
       try {
-        items.push(build(r, id));
+        items.push(build(r, id, i));
         sent.push(i);
       } catch (e) {
         if (!(e instanceof KmsError)) throw e;
@@ -201,7 +233,7 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
       const label = labelOf(reqs[i]);
       if (a.ok) {
         try {
-          results[i] = { ok: true, value: read(profile, op, () => done(reqs[i], a)) };
+          results[i] = { ok: true, value: read(profile, op, () => done(reqs[i], a, i)) };
         } catch (e) {
           if (!(e instanceof KmsError)) throw e;
           results[i] = { ok: false, error: e };
@@ -236,12 +268,12 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
   const okIndexes = (rs: ItemResult<unknown>[]): number[] => rs.flatMap((r, i) => (r.ok ? [i] : []));
 
   const wrapManyCbc = async (profile: HsmProfileConfig, reqs: readonly WrapRequest[]): Promise<ItemResult<Buffer>[]> => {
-    const ivs = new Map<WrapRequest, Buffer>();
-    const sealed = await perItem(profile, 'Encrypt', reqs, (r) => r.kek.label, (r, uid) => {
-      const iv = randomBytes(CBC_IV_BYTES);
-      ivs.set(r, iv);
-      return encryptCbc(uid, r.dek.reveal(), iv);
-    }, (r, a) => Buffer.concat([ivs.get(r)!, encryptedData(a.payload)]));
+    // IVs by item index: the same request object may come twice, and each blob needs its own IV.
+    const ivs: Buffer[] = [];
+    const sealed = await perItem(profile, 'Encrypt', reqs, (r) => r.kek.label, (r, uid, i) => {
+      ivs[i] = randomBytes(CBC_IV_BYTES);
+      return encryptCbc(uid, r.dek.reveal(), ivs[i]);
+    }, (_r, a, i) => Buffer.concat([ivs[i], encryptedData(a.payload)]));
     const ok = okIndexes(sealed);
     const macs = await cmacs(profile, ok.map((i) => ({ label: reqs[i].kek.label, data: cmacInput(reqs[i].aad, (sealed[i] as { value: Buffer }).value) })));
     return merge(sealed, ok, macs.map((m, j) => (m.ok ? { ok: true as const, value: Buffer.concat([Buffer.of(FORMAT_CBC_CMAC), (sealed[ok[j]] as { value: Buffer }).value, m.value]) } : m)));
@@ -283,24 +315,42 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
     const profile = batchProfile(reqs, (r) => r.kek.profile);
     if (!profile) return [];
     if (!usesGcm(profile)) return wrapManyCbc(profile, reqs);
-    const ivs = new Map<WrapRequest, Buffer>();
-    return perItem(profile, 'Encrypt', reqs, (r) => r.kek.label, (r, uid) => {
-      const iv = randomBytes(IV_BYTES);
-      ivs.set(r, iv);
-      return encryptGcm(uid, r.dek.reveal(), iv, r.aad);
-    }, (r, a) => {
+    // IVs by item index: the same request object may come twice, and each blob needs its own IV.
+    const ivs: Buffer[] = [];
+    return perItem(profile, 'Encrypt', reqs, (r) => r.kek.label, (r, uid, i) => {
+      ivs[i] = randomBytes(IV_BYTES);
+      return encryptGcm(uid, r.dek.reveal(), ivs[i], r.aad);
+    }, (r, a, i) => {
       const { data, tag } = encryptResult(a.payload);
       if (tag.length !== GCM_TAG_BYTES || data.length !== r.dek.length) {
         throw new KmsError('provider', `KMIP Encrypt on HSM profile ${profile.name} returned a ${tag.length}-byte tag and ${data.length}-byte ciphertext for a ${r.dek.length}-byte key`, { retryable: false });
       }
-      return Buffer.concat([Buffer.of(FORMAT_GCM), ivs.get(r)!, data, tag]);
+      return Buffer.concat([Buffer.of(FORMAT_GCM), ivs[i], data, tag]);
     });
   };
 
+  /**
+   * Each blob is opened the way its format byte says it was made (the profile's kmipversion may
+   * have changed since): 0x22 by AES-CBC+CMAC, 0x21 by AES-GCM; any other by the profile's version
+   * (which then refuses its shape).
+   */
   const unwrapMany = async (reqs: readonly UnwrapRequest[]): Promise<ItemResult<SecretBytes>[]> => {
     const profile = batchProfile(reqs, (r) => r.kek.profile);
     if (!profile) return [];
-    if (!usesGcm(profile)) return unwrapManyCbc(profile, reqs);
+    const gcm = usesGcm(profile);
+    const cbc = reqs.flatMap((r, i) => (r.blob[0] === FORMAT_CBC_CMAC || (r.blob[0] !== FORMAT_GCM && !gcm) ? [i] : []));
+    if (cbc.length === reqs.length) return unwrapManyCbc(profile, reqs);
+    if (cbc.length === 0) return unwrapManyGcm(profile, reqs);
+    const inCbc = new Set(cbc);
+    const rest = reqs.flatMap((_r, i) => (inCbc.has(i) ? [] : [i]));
+    const [a, b] = await Promise.all([unwrapManyCbc(profile, cbc.map((i) => reqs[i])), unwrapManyGcm(profile, rest.map((i) => reqs[i]))]);
+    const out: ItemResult<SecretBytes>[] = new Array(reqs.length);
+    cbc.forEach((i, j) => { out[i] = a[j]; });
+    rest.forEach((i, j) => { out[i] = b[j]; });
+    return out;
+  };
+
+  const unwrapManyGcm = async (profile: HsmProfileConfig, reqs: readonly UnwrapRequest[]): Promise<ItemResult<SecretBytes>[]> => {
     return perItem(profile, 'Decrypt', reqs, (r) => r.kek.label, (r, uid) => {
       const b = r.blob;
       if (b.length < MIN_BLOB || b[0] !== FORMAT_GCM) {
@@ -379,6 +429,8 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
     try {
       await one(profile, [activate(uid)], 'Activate');
     } catch (e) {
+      // The Activate may have happened and only its answer been lost: Revoke, then Destroy.
+      await call(state, [revoke(uid)]).catch(() => undefined);
       await call(state, [destroy(uid)]).catch(() => undefined);
       throw e;
     }
@@ -386,21 +438,29 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
     return uid;
   };
 
-  /** Revokes and destroys the Active key named `label`; true when there was one. */
+  /**
+   * Revokes the Active keys named `label` and destroys every key of that name not yet Destroyed
+   * (an earlier Revoke may have succeeded and its Destroy failed, leaving a Deactivated key); true
+   * when there was one. Locate per state, as KMIP 1.x cannot ask for "any state but Destroyed".
+   */
   const destroyNamed = async (profile: HsmProfileConfig, state: ProfileState, label: string): Promise<boolean> => {
     state.ids.delete(label);
-    const found = (await resolve(profile, state, [label])).get(label)!;
+    const states = Object.values(LIVE_STATES);
+    const located = await one(profile, states.map((s) => locateByNameIn(label, s)), 'Locate');
+    const found = located.map((a) => (a.ok ? read(profile, 'Locate', () => locatedIds(a.payload)) : []));
     state.ids.delete(label);
-    if (found instanceof KmsError) {
-      if (found.message === notFound(label).message) return false;
-      throw found;
+    const active = found[states.indexOf(LIVE_STATES.active)];
+    const all = [...new Set(found.flat())];
+    // Own requests: a request may be shared with other calls, and Destroy must follow the Revoke.
+    for (const uid of active) {
+      const [revoked] = await call(state, [revoke(uid)]);
+      if (!revoked.ok && revoked.reason !== REASON_ITEM_NOT_FOUND) opts.logger.warn('KMIP Revoke failed; destroying anyway', { profile: profile.id, uid, reason: revoked.reason });
     }
-    // Two requests: a request may be shared with other calls, and Destroy must follow the Revoke.
-    const [revoked] = await call(state, [revoke(found)]);
-    if (!revoked.ok && revoked.reason !== REASON_ITEM_NOT_FOUND) opts.logger.warn('KMIP Revoke failed; destroying anyway', { profile: profile.id, uid: found, reason: revoked.reason });
-    const [destroyed] = await call(state, [destroy(found)]);
-    if (!destroyed.ok && destroyed.reason !== REASON_ITEM_NOT_FOUND) throw itemError(profile.name, 'Destroy', destroyed);
-    return true;
+    for (const uid of all) {
+      const [destroyed] = await call(state, [destroy(uid)]);
+      if (!destroyed.ok && destroyed.reason !== REASON_ITEM_NOT_FOUND) throw itemError(profile.name, 'Destroy', destroyed);
+    }
+    return all.length > 0;
   };
 
   return {
@@ -412,7 +472,11 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
     /** Discover Versions and Query Operations in one request: the server must speak 1.4 and offer Encrypt and Decrypt. */
     async probe(profile) {
       const state = stateFor(profile);
-      const [versions, query] = await one(profile, [discoverVersions(), queryOperations()], 'Discover Versions');
+      const [versions, query] = await one(profile, [discoverVersions(), queryOperations()], 'Discover Versions').catch((e: unknown) => {
+        // Checking a profile, an unknown host is a detail to fix; in service it is a DNS outage, retried.
+        if (isUnknownHost(e)) throw new KmsError('param', `KMIP server host ${state.client.profile.host} of HSM profile ${profile.name} is unknown (DNS: ENOTFOUND); check the host detail`, { retryable: false });
+        throw e;
+      });
       const offered = read(profile, 'Discover Versions', () => discoveredVersions(payloadOf(versions)));
       const wanted = state.client.profile.version;
       if (offered.length && !offered.some((v) => v.major === wanted.major && v.minor === wanted.minor)) {
@@ -434,9 +498,26 @@ export function createKmipProvider(opts: KmipProviderOptions): KekProvider {
       if (typeof found === 'string') throw new KmsError('param', `Key already exists: ${kek.label}`);
       if (found.message !== notFound(kek.label).message) throw found;
       // Before KMIP 1.4 the KEK has a CMAC key beside it, created first: the KEK (found by Locate)
-      // exists only once both do.
-      if (!usesGcm(kek.profile)) await createActive(kek.profile, state, createCmacKey(macLabel(kek.label)), macLabel(kek.label));
-      const uid = await createActive(kek.profile, state, createAesKey(kek.label, bits), kek.label);
+      // exists only once both do. A CMAC key left by an earlier failed attempt is reused, and one
+      // made here is destroyed again if the KEK cannot be made (a retry would otherwise find two).
+      let madeMac = false;
+      if (!usesGcm(kek.profile)) {
+        const mac = macLabel(kek.label);
+        state.ids.delete(mac);
+        const macFound = (await resolve(kek.profile, state, [mac])).get(mac)!;
+        if (typeof macFound !== 'string') {
+          if (macFound.message !== notFound(mac).message) throw macFound;
+          await createActive(kek.profile, state, createCmacKey(mac), mac);
+          madeMac = true;
+        }
+      }
+      let uid: string;
+      try {
+        uid = await createActive(kek.profile, state, createAesKey(kek.label, bits), kek.label);
+      } catch (e) {
+        if (madeMac) await destroyNamed(kek.profile, state, macLabel(kek.label)).catch(() => undefined);
+        throw e;
+      }
       opts.logger.info('KMIP KEK created', { label: kek.label, bits, profile: kek.profile.id, uid });
     },
 

@@ -189,6 +189,19 @@ export const locateByName = (name: string): RequestItem => ({
   ],
 });
 
+/** The states a key passes before Destroyed (§3.22): Pre-Active, Active, Deactivated, Compromised. */
+export const LIVE_STATES = { preActive: 0x01, active: STATE_ACTIVE, deactivated: 0x03, compromised: 0x04 } as const;
+
+/** Locate: the symmetric keys named `name` in `state` (one of LIVE_STATES), to clean up after a half-done Revoke and Destroy. */
+export const locateByNameIn = (name: string, state: number): RequestItem => ({
+  operation: 'Locate',
+  payload: [
+    attribute('Object Type', enumeration(Tag.AttributeValue, OBJECT_SYMMETRIC_KEY)),
+    attribute('State', enumeration(Tag.AttributeValue, state)),
+    nameAttribute(name),
+  ],
+});
+
 const byId = (operation: OperationName, uid: string, more: readonly TtlvItem[] = []): RequestItem => ({
   operation, payload: [textString(Tag.UniqueIdentifier, uid), ...more],
 });
@@ -250,7 +263,16 @@ export const encryptedData = (payload: TtlvItem | undefined): Buffer => expectTy
 /** One batch item of a response: its payload, or the server's reason and message. */
 export type ResponseItem =
   | { readonly ok: true; readonly operation?: OperationName; readonly payload: TtlvItem | undefined }
-  | { readonly ok: false; readonly operation?: OperationName; readonly reason: number; readonly message: string };
+  | {
+    readonly ok: false; readonly operation?: OperationName; readonly reason: number; readonly message: string;
+    /**
+     * Whose failure this is: 'item' when the server answered this item itself (its own batch item,
+     * echoing its Operation); 'request' when one failure for the whole request was copied to every
+     * item; 'unanswered' when the server never answered the item (it stopped at an earlier failure).
+     */
+    readonly scope: FailureScope;
+  };
+export type FailureScope = 'item' | 'request' | 'unanswered';
 
 /** A decoded Response Message: the protocol version answered and one item per request item, in request order. */
 export interface Response { readonly version: ProtocolVersion; readonly items: readonly ResponseItem[] }
@@ -284,12 +306,15 @@ export function parseResponse(msg: TtlvItem, requested: number): Response {
         ok: false, operation,
         reason: reason?.type === 'enumeration' ? reason.value : REASON_GENERAL_FAILURE,
         message: message?.type === 'textString' ? message.value : '',
+        // A failure without Operation (or, in a batch, without its batch item id) answers the request, not an item.
+        scope: operation !== undefined && (requested === 1 || id !== undefined) ? 'item' : 'request',
       };
     }
     return { id, item };
   });
   if (raw.length === 1 && requested > 1 && !raw[0].item.ok && raw[0].id === undefined) {
-    return { version, items: Array.from({ length: requested }, () => raw[0].item) };
+    const whole = raw[0].item;
+    return { version, items: Array.from({ length: requested }, () => ({ ...whole, scope: 'request' as const })) };
   }
   const items: ResponseItem[] = new Array(requested);
   raw.forEach((r, i) => {
@@ -299,7 +324,7 @@ export function parseResponse(msg: TtlvItem, requested: number): Response {
   });
   for (let i = 0; i < requested; i++) {
     // A server that stopped at a failed item (Batch Error Continuation Stop) leaves the rest unanswered.
-    items[i] ??= { ok: false, reason: REASON_GENERAL_FAILURE, message: 'not processed by the server' };
+    items[i] ??= { ok: false, reason: REASON_GENERAL_FAILURE, message: 'not processed by the server', scope: 'unanswered' };
   }
   return { version, items };
 }

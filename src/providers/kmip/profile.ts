@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { KmsError } from '../../core/errors';
 import type { ProtocolVersion } from './messages';
 
@@ -49,17 +49,25 @@ function pemOf(name: string, value: string | undefined, marker: RegExp, required
   if (!v.startsWith('-----BEGIN')) {
     if (!v.startsWith('/')) return { problem: `Detail '${name}' must be PEM text (-----BEGIN …) or an absolute file path` };
     try {
+      const st = statSync(v);
+      if (!st.isFile()) return { problem: `Detail '${name}': ${v} is not a regular file` };
+      if (st.size > MAX_PEM_FILE_BYTES) return { problem: `Detail '${name}': the file ${v} is over ${MAX_PEM_FILE_BYTES} bytes, too large for a PEM certificate or key` };
       text = readFileSync(v, 'utf8');
     } catch (e) {
       return { problem: `Detail '${name}': the file ${v} cannot be read (${String((e as { code?: unknown }).code ?? 'error')})` };
     }
+  }
+  if (/-----BEGIN ENCRYPTED PRIVATE KEY-----/.test(text)) {
+    return { problem: `Detail '${name}' holds a password-protected (ENCRYPTED) private key, which the KMS cannot open: give the key unencrypted (PKCS#8 or PKCS#1 PEM)` };
   }
   if (!marker.test(text)) return { problem: `Detail '${name}' does not hold the expected PEM block (${required})` };
   return { pem: text };
 }
 
 const CERT = /-----BEGIN CERTIFICATE-----/;
-const KEY = /-----BEGIN (RSA |EC |ENCRYPTED )?PRIVATE KEY-----/;
+const KEY = /-----BEGIN (RSA |EC )?PRIVATE KEY-----/;
+/** A PEM file larger than this is not a certificate or key (and is not read whole). */
+const MAX_PEM_FILE_BYTES = 1024 * 1024;
 
 interface Parsed { problems: string[]; profile?: KmipProfile }
 

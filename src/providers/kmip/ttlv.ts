@@ -41,7 +41,8 @@ export class TtlvError extends Error {
 
 const TYPE_NAMES = new Map<number, TtlvTypeName>(Object.entries(TtlvType).map(([k, v]) => [v, k as TtlvTypeName]));
 const HEADER = 8;
-const padded = (n: number): number => (n + 7) & ~7;
+/** `n` rounded up to a multiple of 8, in plain arithmetic (bitwise ops would wrap at 2^31). */
+const padded = (n: number): number => n + ((8 - (n % 8)) % 8);
 const hexTag = (tag: number): string => `0x${tag.toString(16).padStart(6, '0')}`;
 
 /** Builders: `structure(tag, [...])`, `integer(tag, n)`… */
@@ -159,6 +160,7 @@ function read(buf: Buffer, at: number, limit: number, depth: number): [TtlvItem,
   const type = TYPE_NAMES.get(code);
   if (!type) throw new TtlvError(`Unknown item type 0x${code.toString(16)} for tag ${hexTag(tag)}`);
   const v = at + HEADER;
+  if (len > limit - v) throw new TtlvError(`Item ${hexTag(tag)} overruns its container`);
   const end = v + padded(len);
   if (end > limit) throw new TtlvError(`Item ${hexTag(tag)} overruns its container`);
   for (let i = v + len; i < end; i++) if (buf[i] !== 0) throw new TtlvError(`Non-zero padding in item ${hexTag(tag)}`);
@@ -173,6 +175,7 @@ function read(buf: Buffer, at: number, limit: number, depth: number): [TtlvItem,
       let p = v;
       while (p < v + len) {
         const [child, next] = read(buf, p, v + len, depth + 1);
+        if (next <= p) throw new TtlvError(`Item in structure ${hexTag(tag)} does not advance`);
         children.push(child);
         p = next;
       }
