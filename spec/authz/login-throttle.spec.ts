@@ -85,10 +85,14 @@ const root = (params: Record<string, string | number | boolean>) => adminCall(s.
 const settled = () => new Promise((r) => setTimeout(r, 1100));
 
 describe('login throttling', () => {
-  it('200 wrong passwords for the root admin from 4 clients on 2 nodes: 3 checked, then one a minute; the right password after the wait works', async () => {
+  it('200 wrong passwords for the root admin from 4 clients on 2 nodes: a handful checked, then about one a minute; the right password after the wait works', async () => {
     const first = await guesses('admin', 200);
     expect(first.every((a) => a.status === 531)).toBe(true);
-    expect({ checked: checked(first), throttled: throttled(first) }).toEqual({ checked: 3, throttled: 197 });
+    // The user's 3, plus at most one per client that had not failed for admin yet.
+    expect(checked(first) + throttled(first)).toBe(200);
+    expect(checked(first)).toBeGreaterThanOrEqual(3);
+    expect(checked(first)).toBeLessThanOrEqual(3 + CLIENTS.length);
+    let total = checked(first);
 
     // Three more minutes of guessing, 50 at a time: the waits (5 s, 10 s, 20 s, 40 s, 60 s) let one through per minute.
     const perMinute: number[] = [];
@@ -96,11 +100,15 @@ describe('login throttling', () => {
       clock.advance(MINUTE);
       const answers = await guesses('admin', 50);
       perMinute.push(checked(answers));
+      total += checked(answers);
       expect(checked(answers) + throttled(answers)).toBe(50);
     }
-    expect(perMinute).toEqual([1, 1, 1]);
+    console.log(`login throttle: ${checked(first)} checked in the first burst of 200, then per minute ${perMinute.join(', ')}`);
+    expect(perMinute.every((n) => n >= 1)).toBe(true);
+    // 3 free + one per minute + at most one per client that was clean: 350 guesses, at most 10 checked.
+    expect(total).toBeLessThanOrEqual(3 + 3 + CLIENTS.length);
 
-    // During the wait even the right password is refused unchecked, with the time to wait for…
+    // During the wait even the right password is refused unchecked from an address that failed for admin, with the time to wait for…
     const early = await loginFrom(s.url, CLIENTS[0]!, 'admin', 'password');
     expect(early.status).toBe(531);
     expect(throttled([early])).toBe(1);
@@ -108,8 +116,8 @@ describe('login throttling', () => {
     clock.advance(MINUTE);
     expect(await loginFrom(nodeB.url, CLIENTS[1]!, 'admin', 'password')).toEqual({ status: 200, text: 'session' });
     // The success cleared the user's failures: the next wrong password is checked at once.
-    expect(checked([await loginFrom(s.url, CLIENTS[2]!, 'admin', 'wrong')])).toBe(1);
-    expect((await loginFrom(s.url, CLIENTS[2]!, 'admin', 'password')).status).toBe(200);
+    expect(checked([await loginFrom(s.url, '127.0.0.6', 'admin', 'wrong')])).toBe(1);
+    expect((await loginFrom(s.url, '127.0.0.6', 'admin', 'password')).status).toBe(200);
 
     const events = (await root({ command: 'listEvents', type: 'USER.LOGIN.THROTTLED', listall: true })).event as Array<{ level: string; description: string; username: string }>;
     expect(events.length).toBeGreaterThanOrEqual(4); // the 3rd failure and each one checked after a wait
@@ -121,15 +129,15 @@ describe('login throttling', () => {
     const name = `thr-${Date.now()}`;
     const u = await createActor(s.client, { name });
     const first = await guesses(name, 200);
-    expect({ checked: checked(first), throttled: throttled(first) }).toEqual({ checked: 3, throttled: 197 });
-    expect((await root({ command: 'listUsers', id: u.userId })).user[0].state).toBe('enabled');
-    let total = 3;
+    expect(checked(first)).toBeLessThanOrEqual(3 + CLIENTS.length);
+    let total = checked(first);
     for (let minute = 0; minute < 3; minute++) {
       clock.advance(MINUTE);
       total += checked(await guesses(name, 50));
     }
     // incorrect.login.attempts.allowed (5): the 5th checked failure disabled the user; later ones are checked against nothing.
-    expect(total).toBe(6);
+    expect(total).toBeGreaterThanOrEqual(5);
+    expect(total).toBeLessThanOrEqual(3 + 3 + CLIENTS.length);
     expect((await root({ command: 'listUsers', id: u.userId })).user[0].state).toBe('disabled');
     clock.advance(MINUTE);
     expect((await loginFrom(s.url, CLIENTS[0]!, name, `pw-${name}-123`)).text).toMatch(/^Failed to authenticate/);
@@ -143,13 +151,16 @@ describe('login throttling', () => {
     await root({ command: 'updateConfiguration', name: 'incorrect.login.attempts.allowed', value: '0' });
     await settled();
     try {
-      expect(checked(await guesses(name, 100))).toBe(3);
+      let total = checked(await guesses(name, 100));
       const perMinute: number[] = [];
       for (let minute = 0; minute < 5; minute++) {
         clock.advance(MINUTE);
         perMinute.push(checked(await guesses(name, 20)));
       }
-      expect(perMinute).toEqual([1, 1, 1, 1, 1]);
+      total += perMinute.reduce((a, b) => a + b, 0);
+      expect(perMinute.every((n) => n >= 1)).toBe(true);
+      expect(perMinute.slice(-3)).toEqual([1, 1, 1]); // every client has failed for the user by now: one a minute
+      expect(total).toBeLessThanOrEqual(3 + 5 + CLIENTS.length);
       clock.advance(MINUTE);
       expect(await loginFrom(s.url, CLIENTS[3]!, name, `pw-${name}-123`)).toEqual({ status: 200, text: 'session' });
     } finally {
@@ -166,6 +177,38 @@ describe('login throttling', () => {
     expect((await loginFrom(s.url, '127.0.0.10', 'admin', 'password')).status).toBe(200);
     // Successful logins do not count against an address.
     for (let i = 0; i < 25; i++) expect((await loginFrom(nodeB.url, '127.0.0.11', 'admin', 'password')).status).toBe(200);
+  });
+
+  it('an attacker polling from 3 addresses cannot keep the admin out: the admin from a clean address gets a session every round', async () => {
+    clock.advance(20 * MINUTE);
+    const attackers = ['127.0.0.40', '127.0.0.41', '127.0.0.42'];
+    const burst = await Promise.all(Array.from({ length: 30 }, (_, i) => loginFrom(s.url, attackers[i % 3]!, 'admin', `guess-${i}`)));
+    expect(checked(burst)).toBeLessThanOrEqual(3 + attackers.length);
+    let adminOk = 0;
+    let attackerChecked = 0;
+    for (let round = 0; round < 10; round++) {
+      clock.advance(61_000);
+      attackerChecked += checked([await loginFrom(nodeB.url, attackers[round % 3]!, 'admin', `poll-${round}`)]);
+      if ((await loginFrom(s.url, '127.0.0.9', 'admin', 'password')).text === 'session') adminOk++;
+    }
+    console.log(`login throttle under polling: admin sessions ${adminOk}/10, attacker guesses checked ${attackerChecked}/10`);
+    expect(adminOk).toBe(10);
+    // The admin's success clears the user's wait, but each attacker address still waits on its own (pair and address).
+    expect(attackerChecked).toBeLessThanOrEqual(10);
+  });
+
+  it('a refused attempt does not extend its address\'s wait', async () => {
+    clock.advance(20 * MINUTE);
+    const name = `thr-addr-${Date.now()}`;
+    await createActor(s.client, { name });
+    // 20 wrong names from one address use its free attempts; the 20th starts its 5 s wait.
+    for (let i = 0; i < 20; i++) await loginFrom(s.url, '127.0.0.50', `nobody-x${i}`, 'password');
+    const refused = await loginFrom(s.url, '127.0.0.50', name, 'wrong');
+    expect(refused.text).toMatch(/^Too many failed login attempts from this client address; the next attempt is checked after/);
+    // Make the user wait (from other addresses), then hammer it from the waiting address: refused by the user, not counted.
+    await Promise.all(Array.from({ length: 6 }, (_, i) => loginFrom(s.url, `127.0.0.${60 + (i % 3)}`, name, 'wrong')));
+    clock.advance(6_000); // past the address's first wait (5 s)
+    expect(checked([await loginFrom(s.url, '127.0.0.50', 'nobody-y', 'password')])).toBe(1);
   });
 
   it('is configurable: kms.login.throttle.attempts=0 turns the per-user throttle off', async () => {

@@ -6,7 +6,7 @@ import { verifyPassword } from '../identity/password';
 import { ApiError } from '../core/errors';
 import type { ApiParams } from './request';
 import { cookieValueFor } from '../identity/sessions';
-import { addressThrottleKey, nameThrottleKey, userThrottleKey, type ThrottleVerdict } from '../identity/login-throttle';
+import { addressThrottleKey, nameThrottleKey, pairThrottleKey, userThrottleKey, type AttemptKeys, type ThrottleVerdict } from '../identity/login-throttle';
 import { formatDate } from '../core/dates';
 
 export interface LoginOutcome {
@@ -65,17 +65,15 @@ async function disableWhenExhausted(app: App, user: User, account: Account, allo
 }
 
 /**
- * Login throttling (src/identity/login-throttle.ts): the attempt is admitted under the client
- * address, then the user (an existing user by id, any other name by name, so both behave the
- * same), or refused unchecked with a text naming the time to wait for. A checked failure that
+ * Login throttling (src/identity/login-throttle.ts): the attempt is admitted under its (user,
+ * address) pair, the user (an existing user by id, any other name by name, so both behave the
+ * same; a waiting user still admits an address that has not failed for it) and the client
+ * address, or refused unchecked with a text naming the time to wait for. A checked failure that
  * makes the user wait is an event (USER.LOGIN.THROTTLED) the user's admins see in listEvents.
  */
-async function admitAttempt(app: App, clientAddress: string, userKey: string, username: string): Promise<ThrottleVerdict> {
+async function admitAttempt(app: App, keys: AttemptKeys, username: string): Promise<ThrottleVerdict> {
   const policy = await app.settings.loginThrottlePolicy();
-  const verdict = await app.loginThrottle.admit([
-    { kind: 'address', key: addressThrottleKey(clientAddress), free: policy.addressAttempts },
-    { kind: 'user', key: userKey, free: policy.userAttempts },
-  ], policy);
+  const verdict = await app.loginThrottle.admit(keys, policy);
   if (!verdict.admitted) {
     app.metrics.loginThrottled.inc();
     const until = formatDate(new Date(verdict.until));
@@ -122,7 +120,8 @@ export async function login(app: App, params: ApiParams, oldSessionCookie: strin
   const failure = () => new ApiError(531, `Failed to authenticate user ${username} in domain ${domain?.id ?? domainId ?? params.lower.get('domain') ?? 1}; please provide valid credentials`);
   const user = domain && (await app.directory.userForLogin(username, domain.id));
   const userKey = user ? userThrottleKey(user.id) : nameThrottleKey(domain ? String(domain.id) : `?${domainId ?? params.lower.get('domain') ?? ''}`, username);
-  const verdict = await admitAttempt(app, clientAddress, userKey, username);
+  const throttleKeys: AttemptKeys = { pair: pairThrottleKey(userKey, clientAddress), user: userKey, address: addressThrottleKey(clientAddress) };
+  const verdict = await admitAttempt(app, throttleKeys, username);
   const account = user && (await app.repos.accounts.byId(user.accountId));
   if (!domain || !user || !account) {
     await verifyPassword(password, DUMMY_HASH); // as long as a known user takes: timing does not reveal which domains and users exist
@@ -151,7 +150,7 @@ export async function login(app: App, params: ApiParams, oldSessionCookie: strin
     await noteFailure(app, user, account, domain.path, userKey, clientAddress);
     throw failure();
   }
-  await app.loginThrottle.succeeded(verdict, userKey);
+  await app.loginThrottle.succeeded(verdict, throttleKeys);
   const caller = await app.directory.loadCaller(user.id);
   if (!caller) {
     throw new ApiError(531, `User ${user.username} (or their account) in domain ${prettyPath(domain.path)} is disabled/locked. Please contact the administrator.`);

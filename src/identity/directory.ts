@@ -13,7 +13,7 @@ import type { EventLog } from '../events/event-log';
 import { Access, scopeContains, type OwnerScope } from './access';
 import { ACCOUNT_TYPES, roleOf, type Caller } from './caller';
 import { generateKey, hashPassword } from './password';
-import { userThrottleKey } from './login-throttle';
+import { userPairsPrefix, userThrottleKey } from './login-throttle';
 import { Projects } from './projects';
 
 export type { Account, AccountView, IdentityState } from '../db/repositories/accounts';
@@ -244,7 +244,7 @@ export class Directory {
   async setUserState(userId: number, state: IdentityState): Promise<void> {
     await this.repos.users.setState(userId, state);
     // enableUser is an administrator's decision: the user's login waits end with its lockout count.
-    if (state === 'enabled') await this.repos.loginThrottle.remove(userThrottleKey(userId));
+    if (state === 'enabled') await this.repos.loginThrottle.removeByPrefix(userPairsPrefix(userThrottleKey(userId)));
     await this.credentialsChanged();
     if (state !== 'enabled') await this.repos.sessions.deleteOfUser(userId);
   }

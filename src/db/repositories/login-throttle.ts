@@ -55,16 +55,25 @@ export class LoginThrottleRepository {
     await this.db('login_throttle').where({ throttle_key: key }).where('last_failure', '<', before).update({ failures: 0, next_allowed: 0 });
   }
 
-  /** Takes back one counted failure; the key stops waiting when fewer than `free` remain. */
-  async uncount(key: string, free: number): Promise<void> {
+  /**
+   * Takes back one counted failure; the key stops waiting when fewer than `free` remain, or when
+   * its wait is still the one the taken-back count started (`setTo`): the key was not waiting before it.
+   */
+  async uncount(key: string, free: number, setTo?: number): Promise<void> {
     await this.db('login_throttle').where({ throttle_key: key }).where('failures', '>', 0).update({
-      next_allowed: this.db.raw('CASE WHEN failures - 1 < ? THEN 0 ELSE next_allowed END', [free]),
+      next_allowed: this.db.raw('CASE WHEN failures - 1 < ? OR next_allowed = ? THEN 0 ELSE next_allowed END', [free, setTo ?? -1]),
       failures: this.db.raw('failures - 1'),
     });
   }
 
   async remove(key: string): Promise<void> {
     await this.db('login_throttle').where({ throttle_key: key }).delete();
+  }
+
+  /** Deletes every row whose key begins with `prefix` (hex: a user's own row and its address pairs). */
+  async removeByPrefix(prefix: string): Promise<void> {
+    if (!/^[0-9a-f]{32}$/.test(prefix)) throw new Error('a throttle key prefix is 32 hex digits');
+    await this.db('login_throttle').where('throttle_key', 'like', `${prefix}%`).delete();
   }
 
   /** Deletes the rows whose last failure is older than `before` (epoch ms). */
