@@ -19,9 +19,12 @@ const envFor = (extra: Record<string, string>) => readEnv({
 it('admin with the default password is found; set-admin-password replaces it with KMS_ADMIN_PASSWORD', async () => {
   expect(await adminHasDefaultPassword(s.app.repos)).toBe(true);
   await expect(runAdmin(['set-admin-password'], envFor({ KMS_ADMIN_PASSWORD: 'password' }), () => undefined)).rejects.toThrow(/Set KMS_ADMIN_PASSWORD to the new password of user admin \(not the default/);
+  const old = await s.client.login('admin', 'password');
+  expect((await old.get({ command: 'listZones' })).status).toBe(200);
   const out: string[] = [];
   await runAdmin(['set-admin-password'], envFor({ KMS_ADMIN_PASSWORD: 'a-much-better-one-42' }), (l) => out.push(l));
-  expect(out).toEqual(['the password of user admin is now KMS_ADMIN_PASSWORD; its sessions and API keys are unchanged']);
+  expect(out).toEqual(['the password of user admin is now KMS_ADMIN_PASSWORD; its sessions are ended on every node; its API keys are unchanged (registerUserKeys replaces them)']);
+  expect((await old.get({ command: 'listZones' })).status).toBe(401); // a session opened with the old password is gone
   expect(await adminHasDefaultPassword(s.app.repos)).toBe(false);
   expect((await s.client.login('admin', 'a-much-better-one-42').catch((e: unknown) => e)) instanceof Error).toBe(false);
   const refused = await fetch(`${s.url}/client/api`, {

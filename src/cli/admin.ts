@@ -358,5 +358,8 @@ async function setAdminPassword(repos: Repositories, env: Env, print: Print): Pr
   const admin = root && (await repos.users.forLogin('admin', root.id));
   if (!admin) throw new Error('There is no user admin in the ROOT domain');
   await repos.users.setPasswordHash(admin.id, await hashPassword(env.adminPassword));
-  print('the password of user admin is now KMS_ADMIN_PASSWORD; its sessions and API keys are unchanged');
+  // Whoever logged in with the old (perhaps default) password loses that session on every node.
+  await repos.sessions.deleteOfUser(admin.id);
+  await repos.credentialVersion.bump();
+  print('the password of user admin is now KMS_ADMIN_PASSWORD; its sessions are ended on every node; its API keys are unchanged (registerUserKeys replaces them)');
 }
