@@ -63,7 +63,7 @@ describe('master key rotation over 20,000 values under SIGKILL of its worker', (
       const keys = { apiKey: randomBytes(32).toString('base64url'), secretKey: randomBytes(64).toString('base64url') };
       apiKeys.push(keys);
       return {
-        uuid, username: `u${i}`, password: 'not-used', account_id: account.id, firstname: 'u', lastname: 'u', state: 'enabled',
+        uuid, username: `u${i}`, username_key: `u${i}`, password: 'not-used', account_id: account.id, firstname: 'u', lastname: 'u', state: 'enabled',
         api_key: keys.apiKey, secret_key: masterKey.encryptString(keys.secretKey, secretAad(uuid)), created: now,
       };
     });
