@@ -96,7 +96,8 @@ export async function startPyKmip(): Promise<PyKmipServer> {
   const log = join(dir, 'server.log');
 
   const start = async (): Promise<void> => {
-    const proc = spawn(PYTHON, [PYKMIP_SERVER, '-f', conf, '-l', log], { stdio: 'ignore' });
+    // Its own process group: PyKMIP forks a process per client connection, and kill() takes them all.
+    const proc = spawn(PYTHON, [PYKMIP_SERVER, '-f', conf, '-l', log], { stdio: 'ignore', detached: true });
     child = proc;
     let exited: number | null | undefined;
     proc.once('exit', (code) => { exited = code; });
@@ -113,7 +114,7 @@ export async function startPyKmip(): Promise<PyKmipServer> {
     if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
     await new Promise<void>((resolve) => {
       proc.once('exit', () => resolve());
-      proc.kill('SIGKILL');
+      try { process.kill(-proc.pid!, 'SIGKILL'); } catch { proc.kill('SIGKILL'); }
     });
   };
   await start();
